@@ -1,0 +1,44 @@
+# The project's commands. `make serve` and `make test` are the two a new user needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+
+.PHONY: serve test lint train bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Serving needs no torch: the core dependencies only.
+$(VENV)/.serve: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+# Tests need the train and dev extras; constraints.txt pins the CPU build of torch.
+$(VENV)/.dev: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[train,dev]' -c constraints.txt
+	touch $@ $(VENV)/.serve
+
+serve: $(VENV)/.serve  ## install and serve the shipped model on http://127.0.0.1:$(PORT)
+	COUNTER_PORT=$(PORT) $(BIN)/python -m app
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint  ## install everything the tests need, lint, type-check and run every test
+	$(BIN)/python -m pytest
+
+train: $(VENV)/.dev  ## retrain and re-export both shipped models
+	$(BIN)/python -m training train --recipe robust --out models/counter
+	$(BIN)/python -m training train --recipe post --out models/counter-post
+
+bench: $(VENV)/.dev
+	$(BIN)/python -m bench.training
+	$(BIN)/python -m bench.engine
+	$(BIN)/python -m bench.http
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""RNN Counter service: FastAPI on onnxruntime. Never imports torch."""

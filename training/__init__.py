@@ -1,0 +1,1 @@
+"""Offline PyTorch package: data, model, training, evaluation, certificate, ONNX export."""
