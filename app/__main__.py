@@ -1,0 +1,46 @@
+"""`python -m app` (or `rnn-counter-serve`): load the models, then serve them with uvicorn.
+
+Models are loaded before the server starts, so a faulty default model or an empty models
+folder stops the process with one line naming the file and the reason, and exit status 2.
+"""
+
+import logging
+import sys
+
+import uvicorn
+from pydantic import ValidationError
+
+from app.main import create_app
+from app.registry import ModelLoadError, load_registry
+from app.settings import Settings
+
+
+def main() -> None:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "COUNTER_" + str(first["loc"][0]).upper() if first["loc"] else "a setting"
+        print(f"error: {name}: {first['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s"
+    )
+    try:
+        registry = load_registry(settings.models_dir, settings.default_model)
+    except ModelLoadError as exc:
+        print(f"error: cannot start: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    uvicorn.run(
+        create_app(settings, registry),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""The engine: numbers -> one model run -> per-number answers with steps, flags and a check.
+
+Pure computation on a LoadedModel, no HTTP. Steps are built from whole-array numpy operations,
+and probabilities stay float32 arrays that orjson writes directly (shortest float32 text).
+Flags about the carry and the length come from the model card, so they are known before the
+answer is; the low-confidence flag comes from the answer's own probabilities.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from app.codec import add_one, decode, encode_batch
+from app.inputs import Detail
+from app.metrics import DIGITS_PROCESSED
+from app.registry import LoadedModel
+
+Result = dict[str, Any]
+
+# Positions listed under flags.low_confidence_steps at most (the count is always exact).
+LOW_CONFIDENCE_LISTED = 20
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    """What shapes an answer: the confidence threshold and the size of a summary."""
+
+    low_confidence: float
+    summary_steps: int
+
+
+def carry_run(number: str) -> int:
+    """Trailing nines: how far the carry of n + 1 must travel."""
+    return len(number) - len(number.rstrip("9"))
+
+
+def answer(
+    model: LoadedModel, numbers: list[str], detail: Detail, options: EngineOptions
+) -> list[Result]:
+    """n + 1 for each number in one model run (padded to the longest), results in order."""
+    digits = encode_batch(numbers)  # [b, longest + 1], least significant first
+    probs = model.run(digits)  # [b, longest + 1, 10] float32
+    chosen = probs.argmax(axis=-1)  # [b, longest + 1]
+    chosen_p = np.take_along_axis(probs, chosen[..., None], axis=-1)[..., 0]  # [b, longest + 1]
+    DIGITS_PROCESSED.labels(model.card.name).inc(sum(map(len, numbers)))
+    return [
+        _result(model, number, digits[i], chosen[i], chosen_p[i], probs[i], detail, options)
+        for i, number in enumerate(numbers)
+    ]
+
+
+def _steps(
+    which: Any, inputs: Any, outputs: Any, chosen_p: Any, probs: Any, extra: int, listed: bool
+) -> list[Result]:
+    """Step dicts for positions `which` (ascending); with or without the 10 probabilities."""
+    rows = zip(
+        which.tolist(),
+        inputs[which].tolist(),
+        outputs[which].tolist(),
+        chosen_p[which],
+        strict=True,
+    )
+    if not listed:
+        return [
+            {
+                "position": j,
+                "input_digit": d,
+                "output_digit": o,
+                "probability": p,
+                "extra": j == extra,
+            }
+            for j, d, o, p in rows
+        ]
+    return [
+        {
+            "position": j,
+            "input_digit": d,
+            "output_digit": o,
+            "probability": p,
+            "probabilities": row,
+            "extra": j == extra,
+        }
+        for (j, d, o, p), row in zip(rows, probs[which], strict=True)
+    ]
+
+
+def _result(
+    model: LoadedModel,
+    number: str,
+    digits: Any,
+    chosen: Any,
+    chosen_p: Any,
+    probs: Any,
+    detail: Detail,
+    options: EngineOptions,
+) -> Result:
+    steps = len(number) + 1  # the row's own steps: its digits plus the extra zero step
+    outputs = chosen[:steps]  # [steps] int64
+    confidence = chosen_p[:steps]  # [steps] float32
+    output = decode(outputs)
+    expected = add_one(number)
+
+    card = model.card
+    run = carry_run(number)
+    reliable = card.reliable_carry
+    beyond_carry = reliable is not None and run > reliable
+    beyond_length = len(number) > card.metrics.tested_length
+    low = np.flatnonzero(confidence < options.low_confidence)  # positions, ascending
+    weakest = int(confidence.argmin())
+
+    if detail in ("full", "digits"):
+        which = np.arange(steps)
+    elif detail == "summary":
+        k = min(options.summary_steps, steps)
+        which = np.sort(np.argpartition(confidence, k - 1)[:k])
+    else:
+        which = np.arange(0)
+    step_list = _steps(
+        which, digits, outputs, confidence, probs, steps - 1, listed=detail != "digits"
+    )
+
+    warnings: list[str] = []
+    if beyond_carry:
+        warnings.append(
+            f"The input ends in {run} nines, more than this model's reliable carry length "
+            f"({reliable}): the carry may be wrong."
+        )
+    if beyond_length:
+        warnings.append(
+            f"The input has {len(number)} digits, longer than any length this model was tested "
+            f"on without error ({card.metrics.tested_length})."
+        )
+    if low.size:
+        shown = ", ".join(map(str, low[:5].tolist())) + (", ..." if low.size > 5 else "")
+        warnings.append(
+            f"{low.size} step(s) chose a digit with probability below {options.low_confidence} "
+            f"(positions {shown}; position 0 is the units digit)."
+        )
+    if output != expected:
+        warnings.append(f"The model's answer is wrong: {_short(number)} + 1 = {_short(expected)}.")
+
+    return {
+        "input": number,
+        "output": output,
+        "detail": detail,
+        "steps": step_list,
+        "min_probability": confidence[weakest],
+        "min_probability_position": weakest,
+        "carry_run": run,
+        "reliable_carry_length": card.metrics.reliable_carry_length,
+        "carry_certified": card.metrics.carry_certified,
+        "tested_length": card.metrics.tested_length,
+        "flags": {
+            "beyond_reliable_carry": beyond_carry,
+            "beyond_tested_length": beyond_length,
+            "low_confidence": bool(low.size),
+            "low_confidence_count": int(low.size),
+            "low_confidence_steps": low[:LOW_CONFIDENCE_LISTED].tolist(),
+        },
+        "warnings": warnings,
+        "check": {"expected": expected, "correct": output == expected},
+        "model": {"name": card.name, "version": card.version},
+    }
+
+
+def _short(number: str) -> str:
+    return number if len(number) <= 40 else f"{number[:15]}...{number[-15:]} ({len(number)} digits)"

@@ -1,0 +1,231 @@
+"""The input rules: request body bytes -> validated numbers, model name and detail level.
+
+Numbers travel as strings of ASCII digits; JSON integers >= 0 are accepted too. JSON integers
+are kept as their text (json's parse_int hook), so a 100 000-digit integer costs no int() call
+and never meets Python's int-string limit. Everything else is refused with a message that says
+what was wrong and what is accepted.
+"""
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from app.codec import is_ascii_digits
+from app.errors import InputError
+
+Detail = Literal["full", "digits", "summary", "none"]
+DETAILS: tuple[str, ...] = ("auto", "full", "digits", "summary", "none")
+_LISTED: frozenset[str] = frozenset({"full", "digits"})
+
+
+class JsonInt(str):
+    """A JSON integer literal, kept as the text the client sent."""
+
+
+class JsonFloat(str):
+    """A JSON number with a fraction or an exponent: never a valid input."""
+
+
+def _no_constants(name: str) -> Any:
+    raise InputError(
+        400, "malformed_json", f"the body is not valid JSON: {name} is not a JSON value"
+    )
+
+
+def load_json(body: bytes) -> Any:
+    """Parse the body; malformed JSON, bad UTF-8 or absurd nesting is a 400, never a 500."""
+    if not body:
+        raise InputError(
+            400, "malformed_json", 'the body is empty; send a JSON object like {"number": "1299"}'
+        )
+    try:
+        return json.loads(
+            body, parse_int=JsonInt, parse_float=JsonFloat, parse_constant=_no_constants
+        )
+    except json.JSONDecodeError as exc:
+        reason = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    except UnicodeDecodeError:
+        reason = "it is not UTF-8 text"
+    except RecursionError:
+        reason = "it is nested too deeply"
+    raise InputError(
+        400,
+        "malformed_json",
+        f'the body is not valid JSON ({reason}); send an object like {{"number": "1299"}}',
+    )
+
+
+def _preview(text: str) -> str:
+    return repr(text if len(text) <= 24 else text[:20] + "...")
+
+
+def _what_is_wrong(text: str) -> str:
+    """Plain words for why a string is not a number of ASCII digits."""
+    if not text:
+        return "is empty"
+    if any(c.isspace() for c in text):
+        return "contains spaces"
+    if text[0] in "+-":
+        return "has a sign (only numbers >= 0, without a sign, are accepted)"
+    if "." in text or "," in text:
+        return "has a decimal point or separator"
+    if "_" in text:
+        return "contains underscores"
+    if any(c in "eE" for c in text) and any(c.isdigit() for c in text):
+        return "is in exponent notation"
+    odd = next(c for c in text if not ("0" <= c <= "9"))
+    if odd.isdigit() or odd.isnumeric():
+        return f"contains the non-ASCII digit {odd!r} (U+{ord(odd):04X})"
+    return f"contains {odd!r}, which is not a digit 0-9"
+
+
+def parse_number(value: object, max_digits: int, where: str = "number") -> str:
+    """One number from JSON: ASCII digit string or JSON integer >= 0 -> its digit string."""
+    accepted = (
+        f'a string of ASCII digits 0-9 like "1299", or a JSON integer >= 0, '
+        f"at most {max_digits} digits"
+    )
+    if isinstance(value, JsonFloat):
+        problem = (
+            f"is a JSON number with a fraction or exponent ({_preview(value)}), not an integer"
+        )
+    elif isinstance(value, JsonInt):
+        if value.startswith("-"):
+            problem = f"is a negative integer ({_preview(value)})"
+        elif len(value) > max_digits:
+            problem = (
+                f"has {len(value)} digits, more than the limit of {max_digits} (COUNTER_MAX_DIGITS)"
+            )
+        else:
+            return str(value)
+    elif isinstance(value, str):
+        if len(value) > max_digits:
+            problem = (
+                f"has {len(value)} characters, more than the limit of {max_digits} digits "
+                "(COUNTER_MAX_DIGITS)"
+            )
+        elif is_ascii_digits(value):
+            return value
+        else:
+            problem = f"{_what_is_wrong(value)}: {_preview(value)}"
+    elif value is None:
+        problem = "is null"
+    elif isinstance(value, bool):
+        problem = f"is a boolean ({str(value).lower()})"
+    elif isinstance(value, list):
+        problem = "is an array"
+    elif isinstance(value, dict):
+        problem = "is an object"
+    else:  # unreachable with json.loads, kept so no type slips through
+        problem = f"is a {type(value).__name__}"
+    raise InputError(422, "invalid_number", f"{where} {problem}; accepted: {accepted}")
+
+
+def _object(data: object, fields: tuple[str, ...], required: str, example: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        kind = "an array" if isinstance(data, list) else f"{json.dumps(data)[:24]}"
+        raise InputError(
+            422, "invalid_request", f"the body must be a JSON object like {example}, not {kind}"
+        )
+    unknown = [key for key in data if key not in fields]
+    if unknown:
+        raise InputError(
+            422,
+            "invalid_request",
+            f"unknown field {unknown[0]!r}; accepted fields: {', '.join(fields)}",
+        )
+    if required not in data:
+        raise InputError(
+            422, "invalid_request", f"missing field {required!r}; send an object like {example}"
+        )
+    return data
+
+
+def _optional_text(
+    data: dict[str, Any], field: str, choices: tuple[str, ...] | None = None
+) -> str | None:
+    value = data.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str) or (choices is not None and value not in choices):
+        hint = (
+            f"one of {', '.join(repr(c) for c in choices)}" if choices else "a model name (string)"
+        )
+        raise InputError(
+            422, "invalid_request", f"{field} must be {hint}, not {json.dumps(value)[:40]}"
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class IncrementRequest:
+    """What POST /increment and POST /increment/batch were asked, after every rule passed."""
+
+    numbers: list[str]
+    model: str | None
+    detail: str  # as asked: "auto" or a Detail
+
+
+def parse_increment(body: bytes, max_digits: int) -> IncrementRequest:
+    """The body of POST /increment: {"number": ..., "model"?: ..., "detail"?: ...}."""
+    example = '{"number": "1299"}'
+    data = _object(load_json(body), ("number", "model", "detail"), "number", example)
+    number = parse_number(data["number"], max_digits)
+    return IncrementRequest(
+        [number], _optional_text(data, "model"), _optional_text(data, "detail", DETAILS) or "auto"
+    )
+
+
+def parse_batch(body: bytes, max_digits: int, max_items: int, max_padded: int) -> IncrementRequest:
+    """The body of POST /increment/batch: {"numbers": [...], ...}; one bad item refuses all."""
+    example = '{"numbers": ["1299", "41"]}'
+    data = _object(load_json(body), ("numbers", "model", "detail"), "numbers", example)
+    items = data["numbers"]
+    if not isinstance(items, list) or not items:
+        raise InputError(
+            422, "invalid_request", f"numbers must be a non-empty array, like {example}"
+        )
+    if len(items) > max_items:
+        raise InputError(
+            422,
+            "too_many_items",
+            f"numbers has {len(items)} items, more than the limit of {max_items} "
+            "(COUNTER_MAX_BATCH_ITEMS)",
+        )
+    numbers: list[str] = []
+    problems: list[str] = []
+    for index, item in enumerate(items):
+        try:
+            numbers.append(parse_number(item, max_digits, f"numbers[{index}]"))
+        except InputError as exc:
+            problems.append(exc.message)
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise InputError(422, "invalid_number", "; ".join(problems[:3]) + more)
+    padded = len(numbers) * (max(map(len, numbers)) + 1)
+    if padded > max_padded:
+        raise InputError(
+            422,
+            "batch_too_large",
+            f"{len(numbers)} numbers padded to the longest ({padded} digit steps in all) exceed "
+            f"the limit of {max_padded} (COUNTER_MAX_BATCH_DIGITS); send long numbers in smaller "
+            "batches",
+        )
+    return IncrementRequest(
+        numbers, _optional_text(data, "model"), _optional_text(data, "detail", DETAILS) or "auto"
+    )
+
+
+def resolve_detail(asked: str, digits: int, max_listed: int) -> Detail:
+    """'auto' lists every step up to max_listed digits per request, else summarizes."""
+    if asked == "auto":
+        return "full" if digits <= max_listed else "summary"
+    if asked in _LISTED and digits > max_listed:
+        raise InputError(
+            422,
+            "too_much_detail",
+            f"detail {asked!r} lists every step, allowed up to {max_listed} digits per request "
+            f"(COUNTER_MAX_DETAIL_DIGITS); this request has {digits}: ask 'summary' or 'none'",
+        )
+    detail: Detail = asked  # type: ignore[assignment]  # checked against DETAILS by the parser
+    return detail

@@ -1,0 +1,1 @@
+"""HTTP routes: increment (the model), models (the cards), health (liveness, readiness, metrics)."""

@@ -1,0 +1,76 @@
+"""What an orchestrator polls: /healthz (alive), /readyz (models loaded and warm), /metrics."""
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.schemas import Health
+
+router = APIRouter(tags=["health"])
+
+_OK = orjson.dumps({"status": "ok"})
+
+
+@router.get(
+    "/healthz",
+    response_model=Health,
+    responses={200: {"content": {"application/json": {"example": {"status": "ok", "models": []}}}}},
+)
+async def healthz() -> Response:
+    """Alive: the process answers HTTP (models may still be loading)."""
+    return Response(_OK, media_type="application/json")
+
+
+@router.get(
+    "/readyz",
+    response_model=Health,
+    responses={
+        200: {
+            "content": {
+                "application/json": {
+                    "example": {"status": "ready", "models": ["counter", "counter-post"]}
+                }
+            }
+        },
+        503: {
+            "model": Health,
+            "description": "not ready",
+            "content": {
+                "application/json": {
+                    "example": {"status": "not ready", "models": [], "reason": "models are loading"}
+                }
+            },
+        },
+    },
+)
+async def readyz(request: Request) -> Response:
+    """Ready: every model loaded, verified and warmed up; 503 before that and while stopping."""
+    registry = request.app.state.registry
+    if registry is None or not request.app.state.ready or not registry.models:
+        body = {
+            "status": "not ready",
+            "models": [],
+            "reason": "models are loading or the service is stopping",
+        }
+        return Response(orjson.dumps(body), status_code=503, media_type="application/json")
+    body = {"status": "ready", "models": registry.names}
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {
+                CONTENT_TYPE_LATEST: {
+                    "example": 'counter_errors_total{kind="invalid_number"} 3.0\n'
+                }
+            }
+        }
+    },
+)
+async def metrics() -> Response:
+    """Prometheus text: request and model-run latency, digits processed, errors by kind."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

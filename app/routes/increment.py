@@ -1,0 +1,123 @@
+"""POST /increment and POST /increment/batch: n + 1 by the model, step by step.
+
+The hot path stays lean: the body is parsed by app.inputs (no pydantic), the model runs once,
+and orjson writes the answer (numpy arrays included) straight into the response bytes.
+"""
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from app.deps import options_of, ready_registry, settings_of
+from app.docs import (
+    BATCH_EXAMPLE,
+    FLAGGED_EXAMPLE,
+    INCREMENT_EXAMPLE,
+    JSON,
+    error_responses,
+    request_body,
+    response,
+)
+from app.engine import answer
+from app.errors import InputError
+from app.inputs import IncrementRequest, parse_batch, parse_increment, resolve_detail
+from app.schemas import BatchRequest, BatchResponse, IncrementResponse
+from app.schemas import IncrementRequest as IncrementRequestSchema
+
+router = APIRouter(tags=["increment"])
+
+# Beyond this many digits in one request, the model runs in a worker thread (onnxruntime
+# releases the GIL), so one long number does not stall every other request.
+INLINE_DIGITS = 20_000
+
+
+async def _json_body(request: Request) -> bytes:
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != JSON and not (media.startswith("application/") and media.endswith("+json")):
+        shown = repr(media) if media else "no Content-Type"
+        raise InputError(
+            415,
+            "unsupported_media_type",
+            f"the body must be JSON sent with Content-Type: application/json, not {shown}",
+        )
+    return await request.body()
+
+
+async def _answer(request: Request, asked: IncrementRequest, batch: bool) -> Response:
+    registry = ready_registry(request)
+    model = registry.find(asked.model)
+    if model is None:
+        raise InputError(
+            404,
+            "unknown_model",
+            f"no model named {asked.model!r}; available: {', '.join(registry.names)}",
+        )
+    digits = sum(map(len, asked.numbers))
+    detail = resolve_detail(asked.detail, digits, settings_of(request).max_detail_digits)
+    options = options_of(request)
+    if digits > INLINE_DIGITS:
+        results = await run_in_threadpool(answer, model, asked.numbers, detail, options)
+    else:
+        results = answer(model, asked.numbers, detail, options)
+    payload = {"results": results} if batch else results[0]
+    return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), media_type=JSON)
+
+
+@router.post(
+    "/increment",
+    summary="Add one to a number, digit by digit",
+    openapi_extra=request_body(
+        IncrementRequestSchema,
+        {
+            "a string of digits": {"number": "1299"},
+            "a JSON integer": {"number": 1299},
+            "another model, no steps": {
+                "number": "1" + "9" * 30,
+                "model": "counter-post",
+                "detail": "none",
+            },
+        },
+    ),
+    responses={
+        200: response(
+            IncrementResponse,
+            "the model's n + 1, its steps, flags and the exact check",
+            **{
+                "a carry the model gets right": INCREMENT_EXAMPLE,
+                "beyond what the model is trusted with": FLAGGED_EXAMPLE,
+            },
+        ),
+        **error_responses(),
+    },
+)
+async def increment(request: Request) -> Response:
+    """n + 1 by the model, with each step's probabilities, honest flags and the exact check."""
+    settings = settings_of(request)
+    asked = parse_increment(await _json_body(request), settings.max_digits)
+    return await _answer(request, asked, batch=False)
+
+
+@router.post(
+    "/increment/batch",
+    summary="Add one to many numbers in one model run",
+    openapi_extra=request_body(
+        BatchRequest, {"two numbers": {"numbers": ["1299", 41], "detail": "none"}}
+    ),
+    responses={
+        200: response(
+            BatchResponse,
+            "one result per number, in the order sent",
+            **{"two numbers": BATCH_EXAMPLE},
+        ),
+        **error_responses(),
+    },
+)
+async def increment_batch(request: Request) -> Response:
+    """n + 1 for each number, padded to the longest and run once; any bad item refuses all (422)."""
+    settings = settings_of(request)
+    body = await _json_body(request)
+    asked = parse_batch(
+        body, settings.max_digits, settings.max_batch_items, settings.max_batch_digits
+    )
+    return await _answer(request, asked, batch=True)

@@ -1,0 +1,52 @@
+"""Service settings: one pydantic-settings class, read once from COUNTER_* environment variables.
+
+The defaults serve the shipped models from the repository's models/ folder on 127.0.0.1:8000.
+"""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The repository's models/ folder, next to the app package.
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set, each as COUNTER_<NAME> (e.g. COUNTER_MAX_DIGITS=5000)."""
+
+    model_config = SettingsConfigDict(env_prefix="COUNTER_", extra="ignore", frozen=True)
+
+    models_dir: Path = Field(
+        default=DEFAULT_MODELS_DIR, description="folder of <name>.onnx + <name>.json"
+    )
+    default_model: str = Field(
+        default="counter", description="model used when a request names none"
+    )
+    max_digits: int = Field(default=1_000_000, ge=1, description="digits per number")
+    max_batch_items: int = Field(default=1024, ge=1, description="numbers per batch request")
+    max_batch_digits: int = Field(
+        default=2_000_000,
+        ge=1,
+        description="numbers x (longest + 1): the padded size of one batch run",
+    )
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=64, description="request body size (413)"
+    )
+    max_detail_digits: int = Field(
+        default=10_000, ge=1, description="most digits per request answered with every step listed"
+    )
+    summary_steps: int = Field(default=5, ge=1, description="least confident steps in a summary")
+    low_confidence: float = Field(
+        default=0.9,
+        gt=0.0,
+        le=1.0,
+        description="a step whose chosen digit has a lower probability is flagged",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    log_level: LogLevel = "info"
+    access_log: bool = True
