@@ -1,0 +1,254 @@
+"""Export: the ONNX graph, its measurements, the model card and the plots, into models/.
+
+`export(trained, out)` writes `<out>.onnx`, measures that file in onnxruntime (accuracy,
+accuracy by length, the carry scan) and certifies its weights, draws `<out>.png`, and writes
+`<out>.json` as an `app.card.ModelCard`. Every metric on the card is of the exported file.
+"""
+
+import hashlib
+import platform
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal, cast
+
+import matplotlib
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from app.card import (
+    Architecture,
+    Frameworks,
+    Metrics,
+    ModelCard,
+    Recipe,
+)
+from app.codec import encode_batch
+from training import evaluate
+from training.carry_scan import CarryEngine, OnnxCarryEngine, scan_carries
+from training.certify import certify_onnx
+from training.data import DataSpec, Split
+from training.model import Counter, ModelConfig, Probabilities, TorchCarryEngine, parameter_count
+from training.train import Optimizer, RecipeName, Trained
+from training.train import Recipe as TrainRecipe
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # after matplotlib.use: no display needed
+
+OPSET = 17
+VERSION = "1.0.0"
+# Length of the run of nines drawn in the plot's second panel.
+PLOT_NINES = 300
+
+
+def export_onnx(counter: Counter, path: Path) -> None:
+    """Digits int64 [batch, time] -> probabilities float32 [batch, time, 10], both axes dynamic.
+
+    The legacy (TorchScript) exporter: in torch 2.13 the dynamo exporter silently fixes the
+    sequence length to the example's; this one keeps the native RNN/LSTM/GRU op.
+    """
+    counter.eval()
+    example = torch.zeros(2, 3, dtype=torch.int64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(
+        Probabilities(counter),
+        (example,),
+        str(path),
+        input_names=["digits"],
+        output_names=["probabilities"],
+        dynamic_axes={"digits": {0: "batch", 1: "time"}, "probabilities": {0: "batch", 1: "time"}},
+        opset_version=OPSET,
+        dynamo=False,
+    )
+
+
+def sha256(path: Path) -> str:
+    """Hex digest of a file, as the card records it and the service verifies it."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def frameworks() -> Frameworks:
+    """Versions of what produced the file."""
+    return Frameworks(
+        python=platform.python_version(),
+        torch=torch.__version__,
+        onnx=onnx.__version__,
+        onnxruntime=ort.__version__,
+        opset=OPSET,
+    )
+
+
+def architecture(counter: Counter) -> Architecture:
+    config = counter.config
+    return Architecture(
+        cell=config.cell,
+        nonlinearity=config.nonlinearity if config.cell == "rnn" else None,
+        hidden_size=config.hidden_size,
+        layers=1,
+        parameters=parameter_count(counter),
+    )
+
+
+def recipe_record(trained: Trained) -> Recipe:
+    recipe, data = trained.recipe, trained.recipe.data
+    return Recipe(
+        name=recipe.name,
+        train_size=data.train_size,
+        val_size=data.val_size,
+        min_digits=data.min_digits,
+        max_digits=data.max_digits,
+        carry_rich_share=data.carry_rich_share,
+        max_carry_run=data.max_carry_run,
+        optimizer=recipe.optimizer,
+        learning_rate=recipe.learning_rate,
+        batch_size=recipe.batch_size,
+        max_epochs=recipe.max_epochs,
+        epochs_run=trained.epochs_run,
+        hidden_noise_std=recipe.model.hidden_noise_std,
+        seed=recipe.seed,
+        threads=recipe.threads,
+        wall_seconds=round(trained.wall_seconds, 2),
+    )
+
+
+def carry_engine(onnx_path: Path, counter: Counter | None) -> CarryEngine:
+    """The exported graph in onnxruntime for RNN/GRU; the torch model for an LSTM.
+
+    The ONNX LSTM op cannot resume from a given step's cell state (see carry_scan).
+    """
+    if counter is not None and counter.config.cell == "lstm":
+        return TorchCarryEngine(counter)
+    return OnnxCarryEngine(onnx_path)
+
+
+def measure(
+    onnx_path: Path, split: Split, seed: int, engine: CarryEngine, scan_up_to: int
+) -> Metrics:
+    """Every metric of the card, on the exported file in onnxruntime (see carry_engine)."""
+    predict = evaluate.ort_predictor(onnx_path)
+    by_length = evaluate.accuracy_by_length(predict, seed=seed)
+    carry = scan_carries(engine, scan_up_to)
+    proof = certify_onnx(onnx_path)
+    # A proof covers every k; without one the card trusts only what the scan saw.
+    reliable: int | Literal["unbounded"] = "unbounded" if proof.certified else carry.reliable_length
+    return Metrics(
+        train_accuracy=evaluate.exact_match(predict, split.train),
+        val_accuracy=evaluate.exact_match(predict, split.val),
+        accuracy_by_length=by_length,
+        tested_length=evaluate.tested_length(by_length),
+        reliable_carry_length=reliable,
+        carry_scanned_up_to=carry.scanned_up_to,
+        carry_first_failure=carry.first_failure,
+        carry_scan_engine=carry.engine,
+        carry_certified=proof.certified,
+        certificate=proof,
+    )
+
+
+def plot(
+    path: Path,
+    title: str,
+    metrics: Metrics,
+    predict: evaluate.Predictor,
+) -> None:
+    """Two panels: accuracy by length, and the right digit's probability along a run of nines."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    by_length, reliable = metrics.accuracy_by_length, metrics.reliable_carry_length
+    lengths = [r.length for r in by_length]
+    left.plot(lengths, [r.accuracy for r in by_length], "o-", color="tab:blue")
+    for r in by_length:
+        left.annotate(
+            f"n={r.samples}",
+            (r.length, r.accuracy),
+            fontsize=7,
+            textcoords="offset points",
+            xytext=(0, -12),
+            ha="center",
+        )
+    left.set_xscale("log")
+    left.set_ylim(-0.05, 1.08)
+    left.set_xlabel("digits in the number")
+    left.set_ylabel("exact-match accuracy")
+    left.set_title("Accuracy by length (random numbers)")
+    left.grid(alpha=0.3)
+
+    # "5" followed by PLOT_NINES nines: every output is 0 until the 5 becomes a 6.
+    digits = encode_batch(["5" + "9" * PLOT_NINES])  # (1, PLOT_NINES + 2)
+    probs = predict(digits)[0, :PLOT_NINES]  # (PLOT_NINES, 10): the steps reading a 9
+    steps = np.arange(1, PLOT_NINES + 1)
+    right.plot(steps, probs[:, 0], color="tab:green", label="P(right digit 0)")
+    right.plot(steps, probs.max(axis=1), color="tab:gray", ls="--", lw=0.8, label="P(argmax)")
+    right.set_ylim(-0.05, 1.05)
+    right.set_xlabel("k-th trailing nine read (input 5 followed by nines)")
+    right.set_ylabel("probability")
+    right.set_title(f"Carrying along a run of nines (reliable: {reliable})")
+    if isinstance(reliable, int) and reliable < PLOT_NINES:
+        right.axvline(reliable + 0.5, color="tab:red", ls=":", label="reliable carry length")
+    right.legend(loc="lower left", fontsize=8)
+    right.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def export(trained: Trained, out: Path, scan_up_to: int = 100_000, notes: str = "") -> ModelCard:
+    """Write <out>.onnx, <out>.png and <out>.json; return the card."""
+    onnx_path, png_path, card_path = (out.with_suffix(s) for s in (".onnx", ".png", ".json"))
+    export_onnx(trained.model, onnx_path)
+    recipe = trained.recipe
+    engine = carry_engine(onnx_path, trained.model)
+    metrics = measure(onnx_path, trained.split, recipe.seed, engine, scan_up_to)
+    name = out.name
+    title = (
+        f"{name}: {recipe.model.cell} H{recipe.model.hidden_size}, "
+        f"{recipe.name} recipe, seed {recipe.seed}"
+    )
+    plot(png_path, title, metrics, evaluate.ort_predictor(onnx_path))
+    card = ModelCard(
+        name=name,
+        version=VERSION,
+        created=datetime.now(UTC).replace(microsecond=0),
+        onnx_file=onnx_path.name,
+        sha256=sha256(onnx_path),
+        frameworks=frameworks(),
+        architecture=architecture(trained.model),
+        recipe=recipe_record(trained),
+        metrics=metrics,
+        plots=[png_path.name],
+        notes=notes,
+    )
+    card_path.write_text(card.model_dump_json(indent=2) + "\n")
+    return card
+
+
+def recipe_from_card(card: ModelCard) -> TrainRecipe:
+    """The training recipe a card records: retraining with it reproduces the card's metrics."""
+    record, arch = card.recipe, card.architecture
+    if record.name not in ("post", "robust") or record.optimizer not in ("adagrad", "adam"):
+        raise ValueError(f"unknown recipe {record.name!r} / optimizer {record.optimizer!r}")
+    return TrainRecipe(
+        name=cast(RecipeName, record.name),
+        data=DataSpec(
+            train_size=record.train_size,
+            val_size=record.val_size,
+            min_digits=record.min_digits,
+            max_digits=record.max_digits,
+            carry_rich_share=record.carry_rich_share,
+            max_carry_run=record.max_carry_run,
+        ),
+        model=ModelConfig(
+            cell=arch.cell,
+            hidden_size=arch.hidden_size,
+            nonlinearity=arch.nonlinearity or "tanh",
+            hidden_noise_std=record.hidden_noise_std,
+        ),
+        optimizer=cast(Optimizer, record.optimizer),
+        learning_rate=record.learning_rate,
+        batch_size=record.batch_size,
+        max_epochs=record.max_epochs,
+        stop_when_perfect=record.name == "post",
+        seed=record.seed,
+        threads=record.threads,
+    )

@@ -1,0 +1,163 @@
+"""Training: the two recipes (the post's and the robust one) and a seeded, deterministic loop.
+
+`train(recipe)` returns the trained `Counter` with what happened (epochs, wall time, accuracy).
+For a fixed seed and thread count the result is bit-for-bit the same: seeded weights, seeded
+shuffling and noise, and `torch.use_deterministic_algorithms`.
+"""
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import torch
+from torch.nn import functional
+from tqdm import tqdm
+
+from training.data import POST_DATA, ROBUST_DATA, DataSpec, Split, batches, make_split, to_tensors
+from training.model import Cell, Counter, ModelConfig
+
+Optimizer = Literal["adagrad", "adam"]
+RecipeName = Literal["post", "robust"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides a trained model: data, architecture, optimizer, seed, threads."""
+
+    name: RecipeName
+    data: DataSpec
+    model: ModelConfig
+    optimizer: Optimizer
+    learning_rate: float
+    batch_size: int
+    max_epochs: int
+    # Stop at the first epoch whose validation accuracy is 100% (the post's criterion).
+    stop_when_perfect: bool
+    seed: int = 0
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adagrad", "adam"):
+            raise ValueError(f"optimizer must be adagrad or adam, got {self.optimizer!r}")
+        if self.learning_rate <= 0 or self.batch_size < 1 or self.max_epochs < 1:
+            raise ValueError("learning_rate, batch_size and max_epochs must be positive")
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+
+
+def post_recipe(cell: Cell = "rnn", hidden_size: int = 16, seed: int = 0) -> Recipe:
+    """The blog's recipe: tanh RNN, H16, Adagrad lr 1, 9K/1K numbers of 1-10 digits."""
+    return Recipe(
+        name="post",
+        data=POST_DATA,
+        model=ModelConfig(cell=cell, hidden_size=hidden_size),
+        optimizer="adagrad",
+        learning_rate=1.0,
+        batch_size=32,
+        max_epochs=50,
+        stop_when_perfect=True,
+        seed=seed,
+    )
+
+
+def robust_recipe(cell: Cell = "rnn", hidden_size: int = 16, seed: int = 0) -> Recipe:
+    """Carry-rich data (runs of up to 40 nines), Adam lr 1e-2, hidden noise std 1.0."""
+    return Recipe(
+        name="robust",
+        data=ROBUST_DATA,
+        model=ModelConfig(cell=cell, hidden_size=hidden_size, hidden_noise_std=1.0),
+        optimizer="adam",
+        learning_rate=1e-2,
+        batch_size=32,
+        max_epochs=30,
+        stop_when_perfect=False,
+        seed=seed,
+    )
+
+
+RECIPES = {"post": post_recipe, "robust": robust_recipe}
+
+
+@dataclass
+class Trained:
+    """A trained model and how it got there."""
+
+    model: Counter
+    recipe: Recipe
+    split: Split
+    epochs_run: int
+    wall_seconds: float
+    val_accuracy: float
+    history: list[float] = field(default_factory=list)  # validation accuracy per epoch
+
+
+@torch.no_grad()
+def exact_match(model: Counter, numbers: Sequence[str], batch_size: int = 1000) -> float:
+    """Share of numbers whose whole answer (every output digit) is right, in torch."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for start in range(0, len(numbers), batch_size):
+        digits, labels = to_tensors(numbers[start : start + batch_size])
+        correct += int((model(digits).argmax(-1) == labels).all(dim=1).sum())
+    model.train(was_training)
+    return correct / len(numbers)
+
+
+def _optimizer(recipe: Recipe, model: Counter) -> torch.optim.Optimizer:
+    if recipe.optimizer == "adagrad":
+        return torch.optim.Adagrad(model.parameters(), lr=recipe.learning_rate)
+    return torch.optim.Adam(model.parameters(), lr=recipe.learning_rate)
+
+
+def train(recipe: Recipe, progress: bool = True) -> Trained:
+    """Train from scratch; deterministic for a fixed (seed, threads)."""
+    torch.set_num_threads(recipe.threads)
+    torch.use_deterministic_algorithms(True)
+    torch.manual_seed(recipe.seed)
+    split = make_split(recipe.data, recipe.seed)
+    model = Counter(recipe.model)
+    optimizer = _optimizer(recipe, model)
+    shuffle = torch.Generator().manual_seed(recipe.seed)
+    history: list[float] = []
+    started = time.perf_counter()
+    for epoch in range(1, recipe.max_epochs + 1):
+        model.train()
+        steps = -(-len(split.train) // recipe.batch_size)
+        bar = tqdm(
+            batches(split.train, recipe.batch_size, shuffle),
+            total=steps,
+            desc=f"epoch {epoch}/{recipe.max_epochs}",
+            disable=not progress,
+            leave=False,
+        )
+        for digits, labels in bar:
+            logits = model(digits)  # (B, T, 10)
+            loss = functional.cross_entropy(logits.reshape(-1, 10), labels.reshape(-1))
+            optimizer.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimizer.step()
+            # Whole-number exact match on this batch (noisy in the robust recipe).
+            acc = (logits.argmax(-1) == labels).all(dim=1).float().mean()
+            bar.set_postfix(loss=f"{loss.item():.4f}", acc=f"{acc.item():.3f}")
+        history.append(exact_match(model, split.val))
+        if progress:
+            tqdm.write(f"epoch {epoch}: validation accuracy {history[-1]:.4f}")
+        if recipe.stop_when_perfect and history[-1] == 1.0:
+            break
+    model.eval()
+    return Trained(
+        model=model,
+        recipe=recipe,
+        split=split,
+        epochs_run=len(history),
+        wall_seconds=time.perf_counter() - started,
+        val_accuracy=history[-1],
+        history=history,
+    )
+
+
+def with_seed(recipe: Recipe, seed: int) -> Recipe:
+    """The same recipe with another seed."""
+    return replace(recipe, seed=seed)
