@@ -1,0 +1,49 @@
+# The serving image: the FastAPI app on onnxruntime with the shipped models; no torch, no
+# compiler, not root. Build and run (README, "Deployment"):
+#   docker build -t rnn-counter .
+#   docker run --rm -p 8000:8000 rnn-counter
+# BASE_IMAGE may be any Debian-like image with python3 >= 3.11 and its venv module.
+ARG BASE_IMAGE=python:3.12-slim
+
+# Stage 1: a virtual environment holding the core (serving) dependencies and the app package.
+FROM ${BASE_IMAGE} AS build
+RUN python3 -m venv /opt/venv
+WORKDIR /src
+# Dependencies first, read from pyproject's core list (no train or dev extras), so this layer
+# is rebuilt only when pyproject.toml changes, not on every code change.
+COPY pyproject.toml README.md ./
+RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+    && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r requirements.txt
+COPY app/ app/
+RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps .
+# Size (goal <= 250 MB): drop what serving never loads. onnxruntime's Python module carries the
+# whole runtime itself, so the C-API copy (libonnxruntime.so, ~35 MB, for non-Python callers) and
+# the offline model-optimisation tools go, as do numpy's test suites. The image test proves
+# inference still works; the installer itself is not needed at run time either.
+RUN site="$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
+    && rm -rf "$site"/onnxruntime/capi/libonnxruntime.so.* \
+        "$site"/onnxruntime/transformers "$site"/onnxruntime/quantization \
+    && find "$site/numpy" -depth -type d -name tests -exec rm -rf {} + \
+    && /opt/venv/bin/pip uninstall --yes --disable-pip-version-check pip setuptools
+
+# Stage 2: the runtime, the venv and the models; everything root-owned and read-only to the app.
+FROM ${BASE_IMAGE}
+RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
+    --shell /usr/sbin/nologin counter
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+COPY models/ models/
+ENV PATH="/opt/venv/bin:$PATH" \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    COUNTER_HOST=0.0.0.0 \
+    COUNTER_PORT=8000 \
+    COUNTER_MODELS_DIR=/app/models \
+    COUNTER_LOG_LEVEL=info \
+    ORT_DISABLE_TELEMETRY=1
+USER 10001:10001
+EXPOSE 8000
+# Healthy means ready: the models are loaded and warmed up. Python's urllib, so no curl needed.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('COUNTER_PORT', '8000'), timeout=2)"]
+CMD ["python", "-m", "app"]

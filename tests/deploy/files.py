@@ -1,0 +1,33 @@
+"""Where the deployment files are, how to read them, and which settings the app knows."""
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from app.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+DOCKERFILE = REPO / "Dockerfile"
+DOCKERIGNORE = REPO / ".dockerignore"
+COMPOSE_FILE = REPO / "docker-compose.yml"
+KUBERNETES_DIR = REPO / "deploy" / "kubernetes"
+MODELS_DIR = REPO / "models"
+
+# The port the image serves on (EXPOSE, COUNTER_PORT) and every manifest points at.
+CONTAINER_PORT = 8000
+# The uid the image runs as; the Kubernetes pod security context names it too.
+APP_UID = 10001
+
+
+def load_yaml_documents(path: Path) -> list[dict[str, Any]]:
+    """Every non-empty YAML document in a file, each a mapping."""
+    documents = [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+    assert all(isinstance(doc, dict) for doc in documents), f"{path}: a document is not a mapping"
+    return documents
+
+
+def known_setting_variables() -> set[str]:
+    """The COUNTER_* environment variables that app/settings.py reads."""
+    prefix = str(Settings.model_config.get("env_prefix", ""))
+    return {(prefix + name).upper() for name in Settings.model_fields}
