@@ -1,0 +1,189 @@
+"""A tanh RNN built by hand that adds one exactly: test fixture for the scan and the certificate.
+
+21 saturated units (+1 true, -1 false), gain G on every pre-activation:
+
+- unit 0, n: "no carry out of this step" = x != 9 or no carry came in.
+  pre = G (2 [x != 9] + n_prev - 0.5); h0 = 0 reads as "carry in", as adding one needs.
+- units 1-10, a_o: "read o, no carry in":  pre = G (2 [x = o] + n_prev - 2.5)
+- units 11-20, b_o: "read o, carry in":     pre = G (2 [x = o] - n_prev - 1.5)
+
+Exactly one of the 20 a/b units is on; the output digit is o for a_o and o + 1 for b_o, so
+logit_r = A (a_r + b_(r-1) + 1): the right digit scores A, every other -A.
+"""
+
+import warnings
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from app.codec import encode_batch
+from training.certify import RnnWeights
+
+CARRY = 0  # index of the n unit
+
+
+def _a(o: int) -> int:
+    return 1 + o
+
+
+def _b(o: int) -> int:
+    return 11 + o
+
+
+def hand_counter(gain: float = 20.0, readout: float = 5.0) -> RnnWeights:
+    """The exact counter above."""
+    size = 21
+    w_ih, w_hh, bias = np.zeros((size, 10)), np.zeros((size, size)), np.zeros(size)
+    w_ih[CARRY, :9] = 2 * gain
+    w_hh[CARRY, CARRY] = gain
+    bias[CARRY] = -0.5 * gain
+    for o in range(10):
+        w_ih[_a(o), o], w_hh[_a(o), CARRY], bias[_a(o)] = 2 * gain, gain, -2.5 * gain
+        w_ih[_b(o), o], w_hh[_b(o), CARRY], bias[_b(o)] = 2 * gain, -gain, -1.5 * gain
+    w_out = np.zeros((10, size))
+    for r in range(10):
+        w_out[r, _a(r)] = readout
+        w_out[r, _b((r - 1) % 10)] = readout
+    return RnnWeights(
+        w_ih=w_ih,
+        w_hh=w_hh,
+        b_ih=bias,
+        b_hh=np.zeros(size),
+        w_out=w_out,
+        b_out=np.full(10, readout),
+    )
+
+
+def leaky_counter(leak: float = 0.01, threshold: float = 0.15) -> RnnWeights:
+    """The counter plus two units that break it after a long enough run of nines.
+
+    Unit 21, L: pre = L_prev + leak on a 9, -5 on any other digit: it creeps up while nines
+    are read. Unit 22, P: pre = G (L_prev - threshold), on once L has crept past threshold.
+    P adds 2A to digit 1's logit, so from then on the network answers 1 where 0 is right:
+    right on short runs of nines, wrong on long ones, like a model that never saw long runs.
+    """
+    exact = hand_counter()
+    gain, readout = exact.w_hh[CARRY, CARRY], exact.b_out[0]
+    size = exact.hidden_size + 2
+    leak_unit, switch = size - 2, size - 1
+
+    def grow(matrix: npt.NDArray[np.float64], shape: tuple[int, ...]) -> npt.NDArray[np.float64]:
+        out = np.zeros(shape)
+        out[tuple(slice(0, n) for n in matrix.shape)] = matrix
+        return out
+
+    w_ih, w_hh = grow(exact.w_ih, (size, 10)), grow(exact.w_hh, (size, size))
+    b_ih, w_out, b_out = (
+        grow(exact.b_ih, (size,)),
+        grow(exact.w_out, (10, size)),
+        exact.b_out.copy(),
+    )
+    w_ih[leak_unit, :9], w_ih[leak_unit, 9] = -5.0, leak
+    w_hh[leak_unit, leak_unit] = 1.0
+    w_hh[switch, leak_unit], b_ih[switch] = gain, -gain * threshold
+    w_out[1, switch] = 2 * readout
+    b_out[1] += 2 * readout
+    return RnnWeights(
+        w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=np.zeros(size), w_out=w_out, b_out=b_out
+    )
+
+
+def run(
+    weights: RnnWeights, digits: npt.NDArray[np.int64], state: npt.NDArray[np.float64] | None = None
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Plain float64 forward pass: digits (N, T) -> output digits (N, T), states (N, T, H)."""
+    count, steps = digits.shape
+    h = np.zeros((count, weights.hidden_size)) if state is None else state
+    outputs = np.zeros((count, steps), dtype=np.int64)
+    states = np.zeros((count, steps, weights.hidden_size))
+    for t in range(steps):
+        pre = weights.w_ih.T[digits[:, t]] + h @ weights.w_hh.T + weights.b_ih + weights.b_hh
+        h = np.tanh(pre)  # (N, H)
+        outputs[:, t] = (h @ weights.w_out.T + weights.b_out).argmax(axis=1)
+        states[:, t] = h
+    return outputs, states
+
+
+def add_one_by_network(weights: RnnWeights, numbers: list[str]) -> list[str]:
+    """What the network answers for each number, as canonical decimals."""
+    outputs, _ = run(weights, encode_batch(numbers))
+    answers = []
+    for row, number in zip(outputs, numbers, strict=True):
+        text = "".join(str(d) for d in row[: len(number) + 1][::-1]).lstrip("0")
+        answers.append(text or "0")
+    return answers
+
+
+class NumpyCarryEngine:
+    """CarryEngine over the float64 forward pass: the scan's core without onnxruntime."""
+
+    name = "numpy float64"
+
+    def __init__(self, weights: RnnWeights) -> None:
+        self.weights = weights
+
+    def initial_state(self) -> npt.NDArray[Any]:
+        return np.zeros((1, self.weights.hidden_size))
+
+    def run_nines(self, k: int) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64]]:
+        outputs, states = run(self.weights, np.full((1, k), 9, dtype=np.int64))
+        return states[0], outputs[0]
+
+    def branch(
+        self, states: npt.NDArray[Any], tails: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.int64]:
+        outputs, _ = run(self.weights, tails, state=states)
+        return outputs
+
+
+class _Exported(nn.Module):
+    """One-hot -> nn.RNN(tanh) -> Linear -> softmax: the shape training exports."""
+
+    def __init__(self, weights: RnnWeights) -> None:
+        super().__init__()
+        self.rnn = nn.RNN(10, weights.hidden_size, batch_first=True)
+        self.out = nn.Linear(weights.hidden_size, 10)
+        values = {
+            "rnn.weight_ih_l0": weights.w_ih,
+            "rnn.weight_hh_l0": weights.w_hh,
+            "rnn.bias_ih_l0": weights.b_ih,
+            "rnn.bias_hh_l0": weights.b_hh,
+            "out.weight": weights.w_out,
+            "out.bias": weights.b_out,
+        }
+        with torch.no_grad():
+            for name, parameter in self.named_parameters():
+                parameter.copy_(torch.from_numpy(values[name]))
+
+    def forward(self, digits: torch.Tensor) -> torch.Tensor:
+        hidden, _ = self.rnn(F.one_hot(digits, 10).float())  # (B, T, H)
+        return torch.softmax(self.out(hidden), dim=-1)  # (B, T, 10)
+
+
+def export_onnx(module: nn.Module, path: str) -> None:
+    """The project's export call: legacy exporter, dynamic batch and time, opset 17."""
+    with warnings.catch_warnings():
+        # The tracer's notes on batch size and hx checks do not apply: h0 is always zeros.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (torch.zeros(2, 5, dtype=torch.long),),
+            path,
+            input_names=["digits"],
+            output_names=["probabilities"],
+            dynamic_axes={
+                "digits": {0: "batch", 1: "time"},
+                "probabilities": {0: "batch", 1: "time"},
+            },
+            dynamo=False,
+            opset_version=17,
+        )
+
+
+def export_weights(weights: RnnWeights, path: str) -> None:
+    """The hand-built weights as an exported ONNX model (float32, like a trained one)."""
+    export_onnx(_Exported(weights), path)

@@ -1,0 +1,193 @@
+"""The box certificate: it proves a counter known to be exact, and refuses broken ones."""
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import TensorProto, helper
+from torch import nn
+
+from app.codec import add_one
+from tests.training.hand_counter import (
+    CARRY,
+    NumpyCarryEngine,
+    add_one_by_network,
+    export_onnx,
+    export_weights,
+    hand_counter,
+    leaky_counter,
+)
+from training.carry_scan import scan_carries
+from training.certify import (
+    DEFAULT_INFLATION,
+    RnnWeights,
+    certify,
+    certify_onnx,
+    weights_from_onnx,
+)
+from training.evaluate import random_numbers
+
+NUMBERS = [
+    "0",
+    "9",
+    "99",
+    "1299",
+    "9" * 1000,
+    "8" + "9" * 300,
+    "90",
+    "1000",
+    *random_numbers(30, 50, np.random.default_rng(1)),
+]
+
+
+def _damaged(carry_self_weight: float) -> RnnWeights:
+    weights = hand_counter()
+    w_hh = weights.w_hh.copy()
+    w_hh[CARRY, CARRY] = carry_self_weight
+    return RnnWeights(
+        w_ih=weights.w_ih,
+        w_hh=w_hh,
+        b_ih=weights.b_ih,
+        b_hh=weights.b_hh,
+        w_out=weights.w_out,
+        b_out=weights.b_out,
+    )
+
+
+def test_hand_built_counter_really_adds_one() -> None:
+    assert add_one_by_network(hand_counter(), NUMBERS) == [add_one(n) for n in NUMBERS]
+
+
+def test_hand_built_counter_is_certified_with_a_positive_margin() -> None:
+    certificate = certify(hand_counter())
+    assert certificate.certified, certificate.reason
+    assert certificate.margin is not None
+    assert certificate.margin > 0
+    assert certificate.boxes == 20
+    assert certificate.iterations >= 1
+
+
+def test_flipped_carry_self_connection_fails_naming_the_carry_unit() -> None:
+    damaged = _damaged(-hand_counter().w_hh[CARRY, CARRY])
+    assert add_one_by_network(damaged, ["99"]) != ["100"]  # it really breaks the carry
+    certificate = certify(damaged)
+    assert not certificate.certified
+    assert "box (carry in 1, digit 9)" in certificate.reason
+    assert f"unit {CARRY}" in certificate.reason
+
+
+def test_forgetful_carry_unit_fails_naming_box_and_digits() -> None:
+    damaged = _damaged(0.0)  # carry out on every 9, even with no carry in: 90 + 1 -> 191
+    assert add_one_by_network(damaged, ["90"]) != ["91"]
+    certificate = certify(damaged)
+    assert not certificate.certified
+    assert "box (carry in 0" in certificate.reason
+    assert "right digit" in certificate.reason
+    assert certificate.margin is not None
+    assert certificate.margin <= 0
+
+
+def test_a_net_that_fails_on_long_runs_is_not_certified_and_really_fails() -> None:
+    leaky = leaky_counter()
+    assert add_one_by_network(leaky, ["19"]) == ["20"]  # right on short runs ...
+    scan = scan_carries(NumpyCarryEngine(leaky), 100)
+    assert scan.first_failure is not None  # ... wrong on a long one
+    certificate = certify(leaky)
+    assert not certificate.certified
+    assert "right digit" in certificate.reason
+
+
+def test_boxes_still_growing_at_the_iteration_cap_are_not_certified() -> None:
+    needed = certify(hand_counter()).iterations
+    certificate = certify(hand_counter(), max_iterations=needed - 1)
+    assert not certificate.certified
+    assert f"still grew after {needed - 1} iterations" in certificate.reason
+
+
+def test_weights_must_have_consistent_shapes() -> None:
+    weights = hand_counter()
+    with pytest.raises(ValueError, match=r"w_out has shape \(9, 21\), expected \(10, 21\)"):
+        RnnWeights(
+            w_ih=weights.w_ih,
+            w_hh=weights.w_hh,
+            b_ih=weights.b_ih,
+            b_hh=weights.b_hh,
+            w_out=weights.w_out[:9],
+            b_out=weights.b_out,
+        )
+
+
+def test_weights_from_onnx_round_trips_an_exported_model(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    rnn, out = nn.RNN(10, 16, batch_first=True), nn.Linear(16, 10)
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn, self.out = rnn, out
+
+        def forward(self, digits: torch.Tensor) -> torch.Tensor:
+            hidden, _ = self.rnn(nn.functional.one_hot(digits, 10).float())
+            return torch.softmax(self.out(hidden), dim=-1)
+
+    path = tmp_path / "random.onnx"
+    export_onnx(Model(), str(path))
+    weights = weights_from_onnx(path)
+    parameters = dict(rnn.named_parameters()) | {f"out_{n}": p for n, p in out.named_parameters()}
+    expected = {
+        "w_ih": "weight_ih_l0",
+        "w_hh": "weight_hh_l0",
+        "b_ih": "bias_ih_l0",
+        "b_hh": "bias_hh_l0",
+        "w_out": "out_weight",
+        "b_out": "out_bias",
+    }
+    for field, name in expected.items():
+        want = parameters[name].detach().double().numpy()
+        np.testing.assert_array_equal(getattr(weights, field), want)
+
+
+def test_certify_onnx_proves_the_exported_hand_counter(tmp_path: Path) -> None:
+    path = tmp_path / "hand.onnx"
+    export_weights(hand_counter(), str(path))
+    certificate = certify_onnx(path)
+    assert certificate.certified, certificate.reason
+
+
+def test_certify_onnx_declines_cells_the_boxes_do_not_cover(tmp_path: Path) -> None:
+    class Gru(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn, self.out = nn.GRU(10, 8, batch_first=True), nn.Linear(8, 10)
+
+        def forward(self, digits: torch.Tensor) -> torch.Tensor:
+            hidden, _ = self.rnn(nn.functional.one_hot(digits, 10).float())
+            return torch.softmax(self.out(hidden), dim=-1)
+
+    path = tmp_path / "gru.onnx"
+    export_onnx(Gru(), str(path))
+    certificate = certify_onnx(path)
+    assert not certificate.certified
+    assert "tanh RNNs" in certificate.reason
+    assert "GRU" in certificate.reason
+
+
+def test_inflation_covers_the_tanh_error_of_the_installed_onnxruntime() -> None:
+    """The certificate widens each tanh output by DEFAULT_INFLATION: it must exceed ORT's error."""
+    weight = helper.make_tensor("W", TensorProto.FLOAT, [1, 1, 1], [1.0])
+    recurrent = helper.make_tensor("R", TensorProto.FLOAT, [1, 1, 1], [0.0])
+    graph = helper.make_graph(
+        [helper.make_node("RNN", ["X", "W", "R"], ["Y"], hidden_size=1)],
+        "tanh",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["time", "batch", 1])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+        [weight, recurrent],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.linspace(-12, 12, 400_001, dtype=np.float32)
+    (y,) = session.run(None, {"X": x.reshape(1, -1, 1)})
+    error = np.abs(np.asarray(y, dtype=np.float64).ravel() - np.tanh(x.astype(np.float64)))
+    assert error.max() < DEFAULT_INFLATION / 10

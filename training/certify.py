@@ -1,0 +1,282 @@
+"""A proof that a tanh RNN adds one right at every length: an invariant made of 20 boxes.
+
+Adding one reads digits least significant first with a carry that starts at 1: output digit
+(d + c) mod 10, next carry 1 iff c = 1 and d = 9. So every step of every input is one of 20
+situations (carry in c, digit read d). For each we keep a box (per-unit interval) that must
+hold every hidden state the network can reach in that situation:
+
+- start: the first step reads d with carry 1 from h0 = 0, so box (1, d) holds f(0, d);
+- step: box (c, d) hands its carry c' = [c = 1 and d = 9] on; pushing it through digit d'
+  (interval arithmetic: tanh is monotone, W_hh spreads a box of radius r by |W_hh| r) lands
+  in box (c', d'). Boxes are joined and pushed again until they map into themselves.
+
+Once they do, by induction every reachable state of every input of every length lies in its
+box. If on every box the right digit's logit beats every other for every point of the box (for
+a linear readout the minimum over a box is exact), every output digit is right: leading zeros
+and the extra zero step are just digit 0. The margin is the smallest such logit gap.
+
+Soundness against the deployed float32 arithmetic: each step's pre-activation is widened by the
+float32 rounding bound of its sum, gamma_n * sum|terms|, and each tanh output by `inflation`,
+which covers onnxruntime's tanh error (measured at most 1.8e-7 over a dense grid of [-12, 12];
+the default 1e-5 is 50 times that). The readout check likewise subtracts the float32 rounding
+bound of both logits and a softmax slack. Pure numpy, no torch.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+from onnx import helper, numpy_helper
+
+from app.card import Certificate
+
+Array = npt.NDArray[np.float64]
+
+METHOD = "interval boxes keyed by (carry in, last digit), fixed point of the digit step"
+BOXES = 20
+DEFAULT_INFLATION = 1e-5
+# float32 unit roundoff: a sum of n float32 products is off by at most gamma_n * sum |terms|.
+_U32 = 2.0**-24
+# Extra logit gap on top of the rounding bound so float32 exp/divide keep the argmax strict.
+SOFTMAX_SLACK = 1e-4
+
+
+class UnsupportedModelError(ValueError):
+    """The graph is not a one-layer tanh RNN with a linear readout: the boxes do not apply."""
+
+
+@dataclass(frozen=True)
+class RnnWeights:
+    """One-layer tanh RNN + linear readout.
+
+    h' = tanh(w_ih[:, d] + b_ih + w_hh @ h + b_hh); logits = w_out @ h' + b_out.
+    """
+
+    w_ih: Array  # (H, 10)
+    w_hh: Array  # (H, H)
+    b_ih: Array  # (H,)
+    b_hh: Array  # (H,)
+    w_out: Array  # (10, H)
+    b_out: Array  # (10,)
+
+    def __post_init__(self) -> None:
+        size = self.w_hh.shape[0]
+        shapes = {
+            "w_ih": (self.w_ih.shape, (size, 10)),
+            "w_hh": (self.w_hh.shape, (size, size)),
+            "b_ih": (self.b_ih.shape, (size,)),
+            "b_hh": (self.b_hh.shape, (size,)),
+            "w_out": (self.w_out.shape, (10, size)),
+            "b_out": (self.b_out.shape, (10,)),
+        }
+        for name, (got, want) in shapes.items():
+            if got != want:
+                raise ValueError(f"RnnWeights.{name} has shape {got}, expected {want}")
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.w_hh.shape[0])
+
+
+def _gamma(n: int) -> float:
+    """Bound on the relative error of a float32 sum of n terms: |error| <= gamma * sum |terms|."""
+    return n * _U32 / (1 - n * _U32)
+
+
+def _step(weights: RnnWeights, lo: Array, hi: Array, inflation: float) -> tuple[Array, Array]:
+    """Image of the box lo <= h <= hi (H,) under each digit: boxes (10, H), soundly widened."""
+    centre, radius = (lo + hi) / 2, (hi - lo) / 2  # (H,)
+    pre = weights.w_ih.T + (weights.w_hh @ centre + weights.b_ih + weights.b_hh)  # (10, H)
+    spread = np.abs(weights.w_hh) @ radius  # (H,): exact half-width of w_hh @ box
+    # float32 rounding of w_ih[:, d] + b_ih + w_hh @ h + b_hh in the deployed model
+    magnitude = np.maximum(np.abs(lo), np.abs(hi))
+    terms = np.abs(weights.w_hh) @ magnitude + np.abs(weights.b_ih) + np.abs(weights.b_hh)
+    error = _gamma(weights.hidden_size + 3) * (terms + np.abs(weights.w_ih.T))  # (10, H)
+    widen = spread + error
+    return np.tanh(pre - widen) - inflation, np.tanh(pre + widen) + inflation
+
+
+@dataclass(frozen=True)
+class _Readout:
+    """Worst case of the readout over one box: the digit that comes closest to the right one."""
+
+    gap: float  # min over the box of logit(right) - logit(rival); certified needs > bound
+    bound: float  # float32 rounding of both logits plus the softmax slack
+    rival: int
+
+
+def _readout(weights: RnnWeights, lo: Array, hi: Array, right: int) -> _Readout:
+    centre, radius = (lo + hi) / 2, (hi - lo) / 2
+    diff = weights.w_out[right] - weights.w_out  # (10, H): right row minus each rival
+    gaps = diff @ centre - np.abs(diff) @ radius + (weights.b_out[right] - weights.b_out)
+    magnitude = np.maximum(np.abs(lo), np.abs(hi))
+    logit_error = _gamma(weights.hidden_size + 1) * (
+        np.abs(weights.w_out) @ magnitude + np.abs(weights.b_out)
+    )  # (10,)
+    bounds = logit_error + logit_error[right] + SOFTMAX_SLACK  # (10,)
+    slack = gaps - bounds
+    slack[right] = np.inf
+    rival = int(slack.argmin())
+    return _Readout(gap=float(gaps[rival]), bound=float(bounds[rival]), rival=rival)
+
+
+def _name(carry: int, digit: int) -> str:
+    return f"box (carry in {carry}, digit {digit})"
+
+
+def certify(
+    weights: RnnWeights,
+    *,
+    inflation: float = DEFAULT_INFLATION,
+    max_iterations: int = 2000,
+    max_width: float = 2.0,
+) -> Certificate:
+    """Try to prove every output digit right at every length; say why not if it fails.
+
+    Fails when a box reaches states where a wrong digit can win (checked every iteration:
+    boxes only grow), when a box grows wider than max_width in some unit, or when the boxes
+    still grow after max_iterations.
+    """
+    size = weights.hidden_size
+    lo = np.full((2, 10, size), np.inf)  # box (c, d): lo[c, d] <= h <= hi[c, d]; empty: lo > hi
+    hi = np.full((2, 10, size), -np.inf)
+    zero = np.zeros(size)
+    lo[1], hi[1] = _step(weights, zero, zero, inflation)  # the first step: carry in 1, from h0
+
+    def failed(reason: str, iterations: int, margin: float | None = None) -> Certificate:
+        return Certificate(
+            certified=False,
+            method=METHOD,
+            margin=margin,
+            iterations=iterations,
+            boxes=BOXES,
+            reason=reason,
+        )
+
+    for iteration in range(1, max_iterations + 1):
+        margin = np.inf
+        for carry in (0, 1):
+            for digit in range(10):
+                if lo[carry, digit, 0] > hi[carry, digit, 0]:
+                    continue  # not reached yet
+                right = (digit + carry) % 10
+                worst = _readout(weights, lo[carry, digit], hi[carry, digit], right)
+                if worst.gap <= worst.bound:
+                    return failed(
+                        f"{_name(carry, digit)} reaches hidden states where digit "
+                        f"{worst.rival} scores within {worst.bound:.2g} of the right digit "
+                        f"{right} or above it (worst logit gap {worst.gap:.4g}) after "
+                        f"{iteration - 1} iterations",
+                        iteration - 1,
+                        worst.gap,
+                    )
+                margin = min(margin, worst.gap)
+                widths = hi[carry, digit] - lo[carry, digit]
+                unit = int(widths.argmax())
+                if widths[unit] > max_width:
+                    return failed(
+                        f"{_name(carry, digit)} escaped: unit {unit} spans "
+                        f"[{lo[carry, digit, unit]:.3g}, {hi[carry, digit, unit]:.3g}], wider "
+                        f"than {max_width:g}, after {iteration - 1} iterations",
+                        iteration - 1,
+                    )
+
+        # Push every reached box through every next digit into box (carry out, next digit).
+        new_lo, new_hi = lo.copy(), hi.copy()
+        for carry, digit in zip(*np.nonzero(lo[..., 0] <= hi[..., 0]), strict=True):
+            out = int(carry == 1 and digit == 9)
+            image_lo, image_hi = _step(weights, lo[carry, digit], hi[carry, digit], inflation)
+            new_lo[out] = np.minimum(new_lo[out], image_lo)
+            new_hi[out] = np.maximum(new_hi[out], image_hi)
+        if np.array_equal(new_lo, lo) and np.array_equal(new_hi, hi):
+            return Certificate(
+                certified=True,
+                method=METHOD,
+                margin=float(margin),
+                iterations=iteration,
+                boxes=BOXES,
+                reason=(
+                    f"the {BOXES} boxes map into themselves under every digit after "
+                    f"{iteration} iterations and on each the right digit's logit beats every "
+                    f"other by at least {margin:.4g} (float32 rounding and a {inflation:g} "
+                    "tanh error per step included): every digit of every input is right"
+                ),
+            )
+        # Overshoot what grew by `inflation`, so a contracting map reaches a box that holds
+        # its own image in finitely many steps instead of approaching it forever.
+        lo = np.where(new_lo < lo, new_lo - inflation, lo)
+        hi = np.where(new_hi > hi, new_hi + inflation, hi)
+
+    return failed(
+        f"the boxes still grew after {max_iterations} iterations: no fixed point found",
+        max_iterations,
+    )
+
+
+def _constants(graph: onnx.GraphProto) -> dict[str, npt.NDArray[np.float64]]:
+    """Every initializer and Constant output of the graph, by name."""
+    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attribute in node.attribute:
+                if attribute.name == "value":
+                    values[node.output[0]] = numpy_helper.to_array(attribute.t)
+    return {name: np.asarray(value, dtype=np.float64) for name, value in values.items()}
+
+
+def weights_from_onnx(path: str | Path) -> RnnWeights:
+    """Read the RNN op's W, R, B and the MatMul/Add readout of an exported model."""
+    graph = onnx.load(str(path)).graph
+    recurrent = [n for n in graph.node if n.op_type in ("RNN", "GRU", "LSTM")]
+    if len(recurrent) != 1 or recurrent[0].op_type != "RNN":
+        ops = [n.op_type for n in recurrent] or "no recurrent op"
+        raise UnsupportedModelError(
+            f"the box certificate covers one-layer tanh RNNs; this graph has {ops}"
+        )
+    node = recurrent[0]
+    attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    activations = attributes.get("activations", [b"Tanh"])
+    if list(activations) != [b"Tanh"] or "clip" in attributes:
+        raise UnsupportedModelError(
+            f"the box certificate covers tanh RNNs; this RNN has activations {activations} "
+            f"and clip {attributes.get('clip')}"
+        )
+    values = _constants(graph)
+    w_ih, w_hh = values[node.input[1]][0], values[node.input[2]][0]  # (H, 10), (H, H)
+    size = w_hh.shape[0]
+    has_bias = len(node.input) > 3 and node.input[3]
+    bias = values[node.input[3]][0] if has_bias else np.zeros(2 * size)  # (2H,): Wb then Rb
+    matmul = [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in values]
+    if len(matmul) != 1:
+        raise UnsupportedModelError("expected one MatMul readout with a constant weight")
+    adds = [n for n in graph.node if n.op_type == "Add" and matmul[0].output[0] in n.input]
+    if len(adds) != 1 or not any(name in values for name in adds[0].input):
+        raise UnsupportedModelError("expected the readout's MatMul to be followed by a bias Add")
+    b_out = next(values[name] for name in adds[0].input if name in values)
+    return RnnWeights(
+        w_ih=w_ih,
+        w_hh=w_hh,
+        b_ih=bias[:size],
+        b_hh=bias[size:],
+        w_out=values[matmul[0].input[1]].T,  # stored (H, 10) for x @ W
+        b_out=b_out,
+    )
+
+
+def certify_onnx(
+    path: str | Path,
+    *,
+    inflation: float = DEFAULT_INFLATION,
+    max_iterations: int = 2000,
+    max_width: float = 2.0,
+) -> Certificate:
+    """certify(weights_from_onnx(path)); a graph the boxes do not cover gets certified=False."""
+    try:
+        weights = weights_from_onnx(path)
+    except UnsupportedModelError as error:
+        return Certificate(
+            certified=False, method=METHOD, margin=None, iterations=0, boxes=0, reason=str(error)
+        )
+    return certify(weights, inflation=inflation, max_iterations=max_iterations, max_width=max_width)
