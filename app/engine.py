@@ -13,7 +13,6 @@ import numpy as np
 
 from app.codec import add_one, decode, encode_batch
 from app.inputs import Detail
-from app.metrics import DIGITS_PROCESSED
 from app.registry import LoadedModel
 
 Result = dict[str, Any]
@@ -42,8 +41,8 @@ def answer(
     digits = encode_batch(numbers)  # [b, longest + 1], least significant first
     probs = model.run(digits)  # [b, longest + 1, 10] float32
     chosen = probs.argmax(axis=-1)  # [b, longest + 1]
-    chosen_p = np.take_along_axis(probs, chosen[..., None], axis=-1)[..., 0]  # [b, longest + 1]
-    DIGITS_PROCESSED.labels(model.card.name).inc(sum(map(len, numbers)))
+    chosen_p = probs.max(axis=-1)  # [b, longest + 1]: the chosen digit's probability
+    model.count_digits(sum(map(len, numbers)))
     return [
         _result(model, number, digits[i], chosen[i], chosen_p[i], probs[i], detail, options)
         for i, number in enumerate(numbers)
@@ -51,15 +50,19 @@ def answer(
 
 
 def _steps(
-    which: Any, inputs: Any, outputs: Any, chosen_p: Any, probs: Any, extra: int, listed: bool
+    which: slice | Any,
+    inputs: Any,
+    outputs: Any,
+    chosen_p: Any,
+    probs: Any,
+    extra: int,
+    listed: bool,
 ) -> list[Result]:
-    """Step dicts for positions `which` (ascending); with or without the 10 probabilities."""
+    """Step dicts for positions `which` (a slice or ascending indices), with or without the 10
+    probabilities (float32 rows that orjson writes as they are)."""
+    positions = range(extra + 1)[which] if isinstance(which, slice) else which.tolist()
     rows = zip(
-        which.tolist(),
-        inputs[which].tolist(),
-        outputs[which].tolist(),
-        chosen_p[which],
-        strict=True,
+        positions, inputs[which].tolist(), outputs[which].tolist(), chosen_p[which], strict=True
     )
     if not listed:
         return [
@@ -109,13 +112,12 @@ def _result(
     low = np.flatnonzero(confidence < options.low_confidence)  # positions, ascending
     weakest = int(confidence.argmin())
 
-    if detail in ("full", "digits"):
-        which = np.arange(steps)
-    elif detail == "summary":
+    which: slice | Any = slice(0, steps)  # full and digits list every step
+    if detail == "summary":
         k = min(options.summary_steps, steps)
         which = np.sort(np.argpartition(confidence, k - 1)[:k])
-    else:
-        which = np.arange(0)
+    elif detail == "none":
+        which = slice(0, 0)
     step_list = _steps(
         which, digits, outputs, confidence, probs, steps - 1, listed=detail != "digits"
     )

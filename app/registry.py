@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from app.card import ModelCard
 from app.codec import Digits, encode_batch
-from app.metrics import MODEL_RUN_SECONDS, MODELS_LOADED
+from app.metrics import DIGITS_PROCESSED, MODEL_RUN_SECONDS, MODELS_LOADED
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,8 @@ class LoadedModel:
     card: ModelCard
     path: Path
     session: Any  # onnxruntime.InferenceSession (untyped)
-    _timer: Any = field(repr=False)
+    _timer: Any = field(repr=False)  # this model's model-run histogram
+    _digits: Any = field(repr=False)  # this model's digits-processed counter
 
     def run(self, digits: Digits) -> Probabilities:
         """int64 [batch, time] -> float32 [batch, time, 10]: one onnxruntime run, timed."""
@@ -57,6 +58,10 @@ class LoadedModel:
         self._timer.observe(perf_counter() - start)
         result: Probabilities = probs
         return result
+
+    def count_digits(self, digits: int) -> None:
+        """Add to the digits-processed metric (the numbers' own digits, without padding)."""
+        self._digits.inc(digits)
 
 
 @dataclass(frozen=True)
@@ -148,7 +153,13 @@ def load_model(card_path: Path) -> LoadedModel:
     onnx_path = card_path.parent / card.onnx_file
     session = _open(card, onnx_path)
     _warm_up(card, onnx_path, session)
-    return LoadedModel(card, onnx_path, session, MODEL_RUN_SECONDS.labels(card.name))
+    return LoadedModel(
+        card,
+        onnx_path,
+        session,
+        MODEL_RUN_SECONDS.labels(card.name),
+        DIGITS_PROCESSED.labels(card.name),
+    )
 
 
 def load_registry(models_dir: Path, default: str) -> Registry:
