@@ -126,6 +126,95 @@ def _name(carry: int, digit: int) -> str:
     return f"box (carry in {carry}, digit {digit})"
 
 
+@dataclass(frozen=True)
+class Boxes:
+    """Box (c, d) holds every hidden state reachable right after reading d with carry in c."""
+
+    lo: Array  # (2, 10, H); lo[c, d] <= h <= hi[c, d]; a box not reached has lo > hi
+    hi: Array  # (2, 10, H)
+    iterations: int  # pushes it took to find them (or to give up)
+    margin: float | None  # smallest readout gap over the boxes, if the readout was checked
+    failure: str | None  # None: a fixed point (an invariant); else why there is none
+
+    def contains(self, carry: int, digit: int, states: Array) -> npt.NDArray[np.bool_]:
+        """Which of the states (N, H) lie in box (carry, digit)."""
+        inside = (self.lo[carry, digit] <= states) & (states <= self.hi[carry, digit])
+        return np.asarray(inside.all(axis=-1))
+
+
+def _readout_failure(weights: RnnWeights, lo: Array, hi: Array) -> tuple[float, str | None]:
+    """The smallest readout gap over the reached boxes, and the first box where it fails."""
+    margin = np.inf
+    for carry, digit in zip(*np.nonzero(lo[..., 0] <= hi[..., 0]), strict=True):
+        right = (digit + carry) % 10
+        worst = _readout(weights, lo[carry, digit], hi[carry, digit], right)
+        if worst.gap <= worst.bound:
+            return worst.gap, (
+                f"{_name(carry, digit)} reaches hidden states where digit {worst.rival} scores "
+                f"within {worst.bound:.2g} of the right digit {right} or above it (worst logit "
+                f"gap {worst.gap:.4g})"
+            )
+        margin = min(margin, worst.gap)
+    return float(margin), None
+
+
+def invariant_boxes(
+    weights: RnnWeights,
+    *,
+    inflation: float = DEFAULT_INFLATION,
+    max_iterations: int = 2000,
+    max_width: float = 2.0,
+    check_readout: bool = True,
+) -> Boxes:
+    """Grow the 20 boxes from the first step until they hold their own image under every digit.
+
+    Boxes only grow, so with check_readout it stops as soon as the readout fails on one.
+    """
+    size = weights.hidden_size
+    lo = np.full((2, 10, size), np.inf)
+    hi = np.full((2, 10, size), -np.inf)
+    zero = np.zeros(size)
+    lo[1], hi[1] = _step(weights, zero, zero, inflation)  # the first step: carry in 1, from h0
+
+    margin: float | None = None
+    for iteration in range(max_iterations + 1):
+        if check_readout:
+            margin, failure = _readout_failure(weights, lo, hi)
+            if failure:
+                return Boxes(lo, hi, iteration, margin, f"{failure} after {iteration} iterations")
+        widths = np.where(lo <= hi, hi - lo, 0.0)  # (2, 10, H)
+        carry, digit, unit = np.unravel_index(int(widths.argmax()), widths.shape)
+        if widths[carry, digit, unit] > max_width:
+            return Boxes(
+                lo,
+                hi,
+                iteration,
+                None,
+                f"{_name(int(carry), int(digit))} escaped: unit {unit} spans "
+                f"[{lo[carry, digit, unit]:.3g}, {hi[carry, digit, unit]:.3g}], wider than "
+                f"{max_width:g}, after {iteration} iterations",
+            )
+        if iteration == max_iterations:
+            break
+
+        # Push every reached box through every next digit into box (carry out, next digit).
+        new_lo, new_hi = lo.copy(), hi.copy()
+        for c, d in zip(*np.nonzero(lo[..., 0] <= hi[..., 0]), strict=True):
+            out = int(c == 1 and d == 9)
+            image_lo, image_hi = _step(weights, lo[c, d], hi[c, d], inflation)
+            new_lo[out] = np.minimum(new_lo[out], image_lo)
+            new_hi[out] = np.maximum(new_hi[out], image_hi)
+        if np.array_equal(new_lo, lo) and np.array_equal(new_hi, hi):
+            return Boxes(lo, hi, iteration + 1, margin, None)
+        # Overshoot what grew by `inflation`, so a contracting map reaches a box that holds
+        # its own image in finitely many steps instead of approaching it forever.
+        lo = np.where(new_lo < lo, new_lo - inflation, lo)
+        hi = np.where(new_hi > hi, new_hi + inflation, hi)
+
+    failure = f"the boxes still grew after {max_iterations} iterations: no fixed point found"
+    return Boxes(lo, hi, max_iterations, None, failure)
+
+
 def certify(
     weights: RnnWeights,
     *,
@@ -135,83 +224,28 @@ def certify(
 ) -> Certificate:
     """Try to prove every output digit right at every length; say why not if it fails.
 
-    Fails when a box reaches states where a wrong digit can win (checked every iteration:
-    boxes only grow), when a box grows wider than max_width in some unit, or when the boxes
-    still grow after max_iterations.
+    Fails when a box reaches states where a wrong digit can win, when a box grows wider than
+    max_width in some unit, or when the boxes still grow after max_iterations.
     """
-    size = weights.hidden_size
-    lo = np.full((2, 10, size), np.inf)  # box (c, d): lo[c, d] <= h <= hi[c, d]; empty: lo > hi
-    hi = np.full((2, 10, size), -np.inf)
-    zero = np.zeros(size)
-    lo[1], hi[1] = _step(weights, zero, zero, inflation)  # the first step: carry in 1, from h0
-
-    def failed(reason: str, iterations: int, margin: float | None = None) -> Certificate:
-        return Certificate(
-            certified=False,
-            method=METHOD,
-            margin=margin,
-            iterations=iterations,
-            boxes=BOXES,
-            reason=reason,
+    boxes = invariant_boxes(
+        weights, inflation=inflation, max_iterations=max_iterations, max_width=max_width
+    )
+    if boxes.failure is not None:
+        reason = boxes.failure
+    else:
+        reason = (
+            f"the {BOXES} boxes map into themselves under every digit after {boxes.iterations} "
+            f"iterations and on each the right digit's logit beats every other by at least "
+            f"{boxes.margin:.4g} (float32 rounding and a {inflation:g} tanh error per step "
+            "included): every digit of every input is right"
         )
-
-    for iteration in range(1, max_iterations + 1):
-        margin = np.inf
-        for carry in (0, 1):
-            for digit in range(10):
-                if lo[carry, digit, 0] > hi[carry, digit, 0]:
-                    continue  # not reached yet
-                right = (digit + carry) % 10
-                worst = _readout(weights, lo[carry, digit], hi[carry, digit], right)
-                if worst.gap <= worst.bound:
-                    return failed(
-                        f"{_name(carry, digit)} reaches hidden states where digit "
-                        f"{worst.rival} scores within {worst.bound:.2g} of the right digit "
-                        f"{right} or above it (worst logit gap {worst.gap:.4g}) after "
-                        f"{iteration - 1} iterations",
-                        iteration - 1,
-                        worst.gap,
-                    )
-                margin = min(margin, worst.gap)
-                widths = hi[carry, digit] - lo[carry, digit]
-                unit = int(widths.argmax())
-                if widths[unit] > max_width:
-                    return failed(
-                        f"{_name(carry, digit)} escaped: unit {unit} spans "
-                        f"[{lo[carry, digit, unit]:.3g}, {hi[carry, digit, unit]:.3g}], wider "
-                        f"than {max_width:g}, after {iteration - 1} iterations",
-                        iteration - 1,
-                    )
-
-        # Push every reached box through every next digit into box (carry out, next digit).
-        new_lo, new_hi = lo.copy(), hi.copy()
-        for carry, digit in zip(*np.nonzero(lo[..., 0] <= hi[..., 0]), strict=True):
-            out = int(carry == 1 and digit == 9)
-            image_lo, image_hi = _step(weights, lo[carry, digit], hi[carry, digit], inflation)
-            new_lo[out] = np.minimum(new_lo[out], image_lo)
-            new_hi[out] = np.maximum(new_hi[out], image_hi)
-        if np.array_equal(new_lo, lo) and np.array_equal(new_hi, hi):
-            return Certificate(
-                certified=True,
-                method=METHOD,
-                margin=float(margin),
-                iterations=iteration,
-                boxes=BOXES,
-                reason=(
-                    f"the {BOXES} boxes map into themselves under every digit after "
-                    f"{iteration} iterations and on each the right digit's logit beats every "
-                    f"other by at least {margin:.4g} (float32 rounding and a {inflation:g} "
-                    "tanh error per step included): every digit of every input is right"
-                ),
-            )
-        # Overshoot what grew by `inflation`, so a contracting map reaches a box that holds
-        # its own image in finitely many steps instead of approaching it forever.
-        lo = np.where(new_lo < lo, new_lo - inflation, lo)
-        hi = np.where(new_hi > hi, new_hi + inflation, hi)
-
-    return failed(
-        f"the boxes still grew after {max_iterations} iterations: no fixed point found",
-        max_iterations,
+    return Certificate(
+        certified=boxes.failure is None,
+        method=METHOD,
+        margin=boxes.margin,
+        iterations=boxes.iterations,
+        boxes=BOXES,
+        reason=reason,
     )
 
 

@@ -3,13 +3,14 @@
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
 from onnx import TensorProto, helper
 from torch import nn
 
-from app.codec import add_one
+from app.codec import add_one, encode_batch
 from tests.training.hand_counter import (
     CARRY,
     NumpyCarryEngine,
@@ -19,12 +20,13 @@ from tests.training.hand_counter import (
     hand_counter,
     leaky_counter,
 )
-from training.carry_scan import scan_carries
+from training.carry_scan import expose_recurrent_state, scan_carries
 from training.certify import (
     DEFAULT_INFLATION,
     RnnWeights,
     certify,
     certify_onnx,
+    invariant_boxes,
     weights_from_onnx,
 )
 from training.evaluate import random_numbers
@@ -172,6 +174,48 @@ def test_certify_onnx_declines_cells_the_boxes_do_not_cover(tmp_path: Path) -> N
     assert not certificate.certified
     assert "tanh RNNs" in certificate.reason
     assert "GRU" in certificate.reason
+
+
+def _random_contracting_rnn(size: int = 16) -> RnnWeights:
+    """Unsaturated, interval-contracting random weights: boxes with room for rounding to matter."""
+    rng = np.random.default_rng(0)
+    return RnnWeights(
+        w_ih=rng.normal(size=(size, 10)),
+        w_hh=rng.uniform(-0.05, 0.05, size=(size, size)),
+        b_ih=rng.normal(size=size) * 0.3,
+        b_hh=np.zeros(size),
+        w_out=rng.normal(size=(10, size)),
+        b_out=np.zeros(10),
+    )
+
+
+@pytest.mark.parametrize(
+    "weights", [hand_counter(gain=3.0), _random_contracting_rnn()], ids=["soft-counter", "random"]
+)
+def test_deployed_hidden_states_stay_inside_their_boxes(
+    tmp_path: Path, weights: RnnWeights
+) -> None:
+    """The invariant is about onnxruntime's float32 states: check them against the boxes."""
+    boxes = invariant_boxes(weights, check_readout=False)
+    assert boxes.failure is None
+    path = tmp_path / "model.onnx"
+    export_weights(weights, str(path))
+    exposed, _ = expose_recurrent_state(onnx.load(str(path)))
+    session = ort.InferenceSession(exposed.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(1)
+    numbers = ["9" * 200, "8" + "9" * 50, *random_numbers(60, 300, rng)]
+    digits = encode_batch(numbers)  # (N, T)
+    count, steps = digits.shape
+    start = np.zeros((1, count, weights.hidden_size), dtype=np.float32)
+    _, hidden = session.run(None, {"digits": digits, "carry_initial_h_0": start})
+    states = np.asarray(hidden, dtype=np.float64)[:, 0]  # (T, N, H)
+    carry = np.ones(count, dtype=bool)  # adding one: carry in 1 at the first digit
+    for t in range(steps):
+        for c in (0, 1):
+            for d in range(10):
+                rows = (carry == c) & (digits[:, t] == d)
+                assert boxes.contains(c, d, states[t, rows]).all(), (t, c, d)
+        carry &= digits[:, t] == 9
 
 
 def test_inflation_covers_the_tanh_error_of_the_installed_onnxruntime() -> None:
