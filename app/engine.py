@@ -136,8 +136,8 @@ def _result(
     if low.size:
         shown = ", ".join(map(str, low[:5].tolist())) + (", ..." if low.size > 5 else "")
         warnings.append(
-            f"{low.size} step(s) chose a digit with probability below {options.low_confidence} "
-            f"(positions {shown}; position 0 is the units digit)."
+            f"{low.size} step(s) chose a digit with probability below {options.low_confidence}, "
+            f"at position(s) {shown} (position 0 is the units digit)."
         )
     if output != expected:
         warnings.append(f"The model's answer is wrong: {_short(number)} + 1 = {_short(expected)}.")

@@ -121,11 +121,27 @@ def parse_number(value: object, max_digits: int, where: str = "number") -> str:
     raise InputError(422, "invalid_number", f"{where} {problem}; accepted: {accepted}")
 
 
+def _kind(value: object) -> str:
+    """What a JSON value is, in words."""
+    if isinstance(value, JsonInt | JsonFloat):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return "null"
+
+
 def _object(data: object, fields: tuple[str, ...], required: str, example: str) -> dict[str, Any]:
     if not isinstance(data, dict):
-        kind = "an array" if isinstance(data, list) else f"{json.dumps(data)[:24]}"
         raise InputError(
-            422, "invalid_request", f"the body must be a JSON object like {example}, not {kind}"
+            422,
+            "invalid_request",
+            f"the body must be a JSON object like {example}, not {_kind(data)}",
         )
     unknown = [key for key in data if key not in fields]
     if unknown:
@@ -144,16 +160,14 @@ def _object(data: object, fields: tuple[str, ...], required: str, example: str) 
 def _optional_text(
     data: dict[str, Any], field: str, choices: tuple[str, ...] | None = None
 ) -> str | None:
+    """An optional string field (null means absent); a JSON number is not a string here."""
     value = data.get(field)
     if value is None:
         return None
-    if not isinstance(value, str) or (choices is not None and value not in choices):
-        hint = (
-            f"one of {', '.join(repr(c) for c in choices)}" if choices else "a model name (string)"
-        )
-        raise InputError(
-            422, "invalid_request", f"{field} must be {hint}, not {json.dumps(value)[:40]}"
-        )
+    if type(value) is not str or (choices is not None and value not in choices):
+        hint = f"one of {', '.join(map(repr, choices))}" if choices else "a model name (a string)"
+        shown = repr(value[:40]) if type(value) is str else _kind(value)
+        raise InputError(422, "invalid_request", f"{field} must be {hint}, not {shown}")
     return value
 
 

@@ -1,0 +1,62 @@
+"""Fixtures for the service tests: the app on the SHIPPED models, and copies of them to break."""
+
+import shutil
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.card import ModelCard
+from app.main import create_app
+from app.settings import DEFAULT_MODELS_DIR, Settings
+
+with warnings.catch_warnings():
+    # Starlette would rather have httpx2; httpx (a dev dependency) works the same here.
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+JSON = {"content-type": "application/json"}
+
+
+@pytest.fixture(scope="session")
+def shipped() -> Path:
+    """The repository's models/ folder, as `make serve` uses it."""
+    if not (DEFAULT_MODELS_DIR / "counter.json").exists():
+        pytest.fail(f"the shipped models are missing from {DEFAULT_MODELS_DIR}")
+    return DEFAULT_MODELS_DIR
+
+
+@pytest.fixture(scope="session")
+def client(shipped: Path) -> Iterator[TestClient]:
+    """The service with default settings, started (models loaded) for the whole session."""
+    with TestClient(create_app(Settings(models_dir=shipped))) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
+def post_card(shipped: Path) -> ModelCard:
+    return ModelCard.model_validate_json((shipped / "counter-post.json").read_bytes())
+
+
+@pytest.fixture
+def models_copy(shipped: Path, tmp_path: Path) -> Path:
+    """A writable copy of the shipped models (cards and .onnx files) to break on purpose."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for path in shipped.glob("*"):
+        if path.suffix in (".json", ".onnx"):
+            shutil.copy(path, folder / path.name)
+    return folder
+
+
+def started(settings: Settings) -> TestClient:
+    """A TestClient for an app with these settings (use as a context manager to start it)."""
+    return TestClient(create_app(settings))
+
+
+def post(client: TestClient, path: str, body: Any, **headers: str) -> Any:
+    """POST raw bytes (or JSON-encode anything else) with a JSON content type by default."""
+    content = body if isinstance(body, bytes) else __import__("json").dumps(body).encode()
+    return client.post(path, content=content, headers={**JSON, **headers})

@@ -1,0 +1,129 @@
+"""POST /increment and /increment/batch on the shipped default model: answers users rely on."""
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app.codec import add_one
+from app.schemas import BatchResponse, IncrementResponse
+from tests.app.conftest import post
+
+# Lengths drawn uniformly from 1-200, then the digits (leading zeros included).
+numbers_of_1_to_200_digits = st.integers(min_value=1, max_value=200).flatmap(
+    lambda n: st.text("0123456789", min_size=n, max_size=n)
+)
+
+
+def increment(client: TestClient, body: dict[str, Any]) -> dict[str, Any]:
+    response = post(client, "/increment", body)
+    assert response.status_code == 200, response.text
+    IncrementResponse.model_validate(response.json())  # the documented shape, nothing more
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def test_carry_through_nines_with_every_step_shown(client: TestClient) -> None:
+    result = increment(client, {"number": "1476233999"})
+    assert result["input"] == "1476233999"
+    assert result["output"] == "1476234000"
+    assert result["check"] == {"expected": "1476234000", "correct": True}
+    assert result["carry_run"] == 3
+    assert result["model"]["name"] == "counter"
+    steps = result["steps"]
+    assert [s["position"] for s in steps] == list(range(11))
+    assert [s["input_digit"] for s in steps] == [9, 9, 9, 3, 3, 2, 6, 7, 4, 1, 0]
+    assert [s["output_digit"] for s in steps] == [0, 0, 0, 4, 3, 2, 6, 7, 4, 1, 0]
+    assert [s["extra"] for s in steps] == [False] * 10 + [True]
+    for step in steps:
+        assert abs(sum(step["probabilities"]) - 1) < 1e-3
+        assert step["probability"] == max(step["probabilities"])
+        assert step["probabilities"].index(step["probability"]) == step["output_digit"]
+
+
+def test_carry_out_uses_the_extra_step(client: TestClient) -> None:
+    result = increment(client, {"number": "999"})
+    assert result["output"] == "1000"
+    assert result["steps"][-1] == {**result["steps"][-1], "extra": True, "output_digit": 1}
+
+
+def test_certified_model_says_unbounded_and_raises_no_flag(client: TestClient) -> None:
+    result = increment(client, {"number": "5" + "9" * 500})
+    assert result["reliable_carry_length"] == "unbounded"
+    assert result["carry_certified"] is True
+    assert result["flags"]["beyond_reliable_carry"] is False
+    assert result["check"]["correct"] is True
+
+
+def test_leading_zeros_are_accepted_and_dropped_from_the_output(client: TestClient) -> None:
+    result = increment(client, {"number": "007"})
+    assert result["input"] == "007"
+    assert result["output"] == "8"
+    assert result["check"] == {"expected": "8", "correct": True}
+    assert len(result["steps"]) == 4  # every digit given is processed, plus the extra step
+
+
+def test_json_integers_are_accepted_even_beyond_the_int_string_limit(client: TestClient) -> None:
+    assert increment(client, {"number": 41})["output"] == "42"
+    huge = "7" * 5000  # Python's int() refuses more than 4300 digits by default
+    body = b'{"number": ' + huge.encode() + b', "detail": "none"}'
+    response = post(client, "/increment", body)
+    assert response.status_code == 200, response.text
+    assert response.json()["output"] == huge[:-1] + "8"
+
+
+def test_detail_levels_shrink_the_response(client: TestClient) -> None:
+    number = "1234567899"
+    full = increment(client, {"number": number, "detail": "full"})
+    digits = increment(client, {"number": number, "detail": "digits"})
+    summary = increment(client, {"number": number, "detail": "summary"})
+    none = increment(client, {"number": number, "detail": "none"})
+    assert [s["output_digit"] for s in digits["steps"]] == [
+        s["output_digit"] for s in full["steps"]
+    ]
+    assert all("probabilities" not in s for s in digits["steps"])
+    weakest = sorted(full["steps"], key=lambda s: s["probability"])[:5]
+    assert {s["position"] for s in summary["steps"]} == {s["position"] for s in weakest}
+    assert none["steps"] == []
+    assert full["output"] == digits["output"] == summary["output"] == none["output"]
+
+
+def test_auto_detail_summarizes_long_inputs(client: TestClient) -> None:
+    result = increment(client, {"number": "3" * 20_000})
+    assert result["detail"] == "summary"
+    assert len(result["steps"]) == 5
+    assert result["output"] == "3" * 19_999 + "4"
+
+
+def test_batch_answers_in_order_in_one_request(client: TestClient) -> None:
+    numbers: list[Any] = ["1299", 41, "0", "9" * 30]
+    response = post(client, "/increment/batch", {"numbers": numbers, "detail": "none"})
+    assert response.status_code == 200, response.text
+    BatchResponse.model_validate(response.json())
+    results = response.json()["results"]
+    assert [r["input"] for r in results] == ["1299", "41", "0", "9" * 30]
+    assert [r["output"] for r in results] == ["1300", "42", "1", "1" + "0" * 30]
+
+
+def test_batch_results_match_single_requests(client: TestClient) -> None:
+    numbers = ["8", "123456789", "99"]
+    batch = post(client, "/increment/batch", {"numbers": numbers}).json()["results"]
+    for number, result in zip(numbers, batch, strict=True):
+        single = increment(client, {"number": number})
+        # Padding never changes a shorter number's steps (up to float rounding of batched math).
+        assert result["output"] == single["output"]
+        assert len(result["steps"]) == len(single["steps"]) == len(number) + 1
+        for mine, alone in zip(result["steps"], single["steps"], strict=True):
+            assert mine["output_digit"] == alone["output_digit"]
+            assert abs(mine["probability"] - alone["probability"]) < 1e-5
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(numbers_of_1_to_200_digits)
+def test_default_model_answers_n_plus_one(client: TestClient, number: str) -> None:
+    result = increment(client, {"number": number, "detail": "none"})
+    assert result["output"] == add_one(number)
+    assert result["check"]["correct"] is True
