@@ -19,7 +19,9 @@ Soundness against the deployed float32 arithmetic: each step's pre-activation is
 float32 rounding bound of its sum, gamma_n * sum|terms|, and each tanh output by `inflation`,
 which covers onnxruntime's tanh error (measured at most 1.8e-7 over a dense grid of [-12, 12];
 the default 1e-5 is 50 times that). The readout check likewise subtracts the float32 rounding
-bound of both logits and a softmax slack. Pure numpy, no torch.
+bound of both logits and a softmax slack. The tests re-measure the tanh error on the installed
+onnxruntime and check that its float32 hidden states stay inside the boxes (without the
+inflation they do not). Pure numpy, no torch.
 """
 
 from dataclasses import dataclass
@@ -272,10 +274,11 @@ def weights_from_onnx(path: str | Path) -> RnnWeights:
     node = recurrent[0]
     attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     activations = attributes.get("activations", [b"Tanh"])
-    if list(activations) != [b"Tanh"] or "clip" in attributes:
+    direction = attributes.get("direction", b"forward")
+    if list(activations) != [b"Tanh"] or "clip" in attributes or direction != b"forward":
         raise UnsupportedModelError(
-            f"the box certificate covers tanh RNNs; this RNN has activations {activations} "
-            f"and clip {attributes.get('clip')}"
+            f"the box certificate covers forward tanh RNNs; this RNN has activations "
+            f"{activations}, direction {direction!r} and clip {attributes.get('clip')}"
         )
     values = _constants(graph)
     w_ih, w_hh = values[node.input[1]][0], values[node.input[2]][0]  # (H, 10), (H, H)
