@@ -1,0 +1,73 @@
+"""The exported graph: dynamic batch and time, the native recurrent op, and parity with torch."""
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from training.certify import weights_from_onnx
+from training.export import export_onnx
+from training.model import Counter, ModelConfig, Probabilities
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+NATIVE_OP = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _torch_from_onnx(path: Path) -> Counter:
+    """The shipped tanh RNN's weights back in a torch Counter (the reference for parity)."""
+    weights = weights_from_onnx(path)
+    model = Counter(ModelConfig(hidden_size=weights.hidden_size)).eval()
+    with torch.no_grad():
+        for name, value in [
+            ("cell.weight_ih_l0", weights.w_ih),
+            ("cell.weight_hh_l0", weights.w_hh),
+            ("cell.bias_ih_l0", weights.b_ih),
+            ("cell.bias_hh_l0", weights.b_hh),
+            ("readout.weight", weights.w_out),
+            ("readout.bias", weights.b_out),
+        ]:
+            model.get_parameter(name).copy_(torch.from_numpy(value))
+    return model
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_other_lengths_and_batch_sizes_work(cell: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = Counter(ModelConfig(cell=cell)).eval()  # type: ignore[arg-type]
+    path = tmp_path / "m.onnx"
+    export_onnx(model, path)
+    graph = onnx.load(str(path)).graph
+    assert NATIVE_OP[cell] in {node.op_type for node in graph.node}
+    assert [i.name for i in graph.input] == ["digits"]
+    assert [o.name for o in graph.output] == ["probabilities"]
+    session = _session(path)
+    rng = np.random.default_rng(0)
+    for batch, time in [(1, 1), (1, 3), (5, 2), (4, 77), (2, 1000)]:
+        digits = rng.integers(0, 10, size=(batch, time), dtype=np.int64)
+        (got,) = session.run(["probabilities"], {"digits": digits})
+        assert got.shape == (batch, time, 10)
+        assert got.dtype == np.float32
+        want = Probabilities(model)(torch.from_numpy(digits)).detach().numpy()
+        assert np.abs(got - want).max() <= 1e-5
+
+
+@pytest.mark.parametrize("name", ["counter", "counter-post"])
+@pytest.mark.parametrize("length", [1, 10, 100, 10_000])
+def test_shipped_models_match_torch(name: str, length: int) -> None:
+    path = MODELS / f"{name}.onnx"
+    model = _torch_from_onnx(path)
+    rng = np.random.default_rng(length)
+    digits = rng.integers(0, 10, size=(8, length), dtype=np.int64)
+    digits[0, : length - 1] = 9  # a long carry: the hardest case for parity
+    (got,) = _session(path).run(["probabilities"], {"digits": digits})
+    with torch.no_grad():
+        want = Probabilities(model)(torch.from_numpy(digits)).numpy()
+    assert np.abs(got - want).max() <= 1e-5
+    assert np.array_equal(got.argmax(-1), want.argmax(-1))

@@ -1,0 +1,58 @@
+"""The model: shapes for every cell, and training noise that exists only in training mode."""
+
+import pytest
+import torch
+
+from training.model import Counter, ModelConfig, Probabilities, parameter_count
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_logits_and_probabilities_have_one_row_per_digit(cell: str) -> None:
+    model = Counter(ModelConfig(cell=cell, hidden_size=8)).eval()  # type: ignore[arg-type]
+    digits = torch.randint(0, 10, (3, 7))
+    assert model(digits).shape == (3, 7, 10)
+    probabilities = Probabilities(model)(digits)
+    assert torch.allclose(probabilities.sum(-1), torch.ones(3, 7))
+
+
+def test_h16_tanh_rnn_has_the_expected_parameter_count() -> None:
+    # W_ih 16x10, W_hh 16x16, two biases 16, readout 10x16 + 10
+    assert parameter_count(Counter(ModelConfig())) == 160 + 256 + 32 + 170
+
+
+def test_noisy_loop_without_noise_is_the_native_rnn() -> None:
+    torch.manual_seed(0)
+    model = Counter(ModelConfig(hidden_noise_std=0.0))
+    digits = torch.randint(0, 10, (4, 12))
+    native = model.hidden_states(digits)
+    assert torch.allclose(model._noisy_rnn(digits), native, atol=1e-6)
+
+
+def test_noise_only_while_training() -> None:
+    torch.manual_seed(0)
+    model = Counter(ModelConfig(hidden_noise_std=1.0))
+    digits = torch.randint(0, 10, (2, 5))
+    model.train()
+    assert not torch.equal(model(digits), model(digits))
+    model.eval()
+    assert torch.equal(model(digits), model(digits))
+
+
+def test_noise_gradients_reach_the_native_rnn_parameters() -> None:
+    model = Counter(ModelConfig(hidden_noise_std=1.0)).train()
+    model(torch.randint(0, 10, (2, 5))).sum().backward()  # type: ignore[no-untyped-call]
+    assert model.cell.weight_hh_l0.grad is not None
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"cell": "transformer"},
+        {"hidden_size": 0},
+        {"hidden_noise_std": -1.0},
+        {"cell": "lstm", "hidden_noise_std": 1.0},
+    ],
+)
+def test_bad_configs_are_refused(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match=r"must|only"):
+        ModelConfig(**kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,52 @@
+"""Training: it learns, it is deterministic for a seed, and it stops where the recipe says."""
+
+from dataclasses import replace
+
+import torch
+
+from training.data import DataSpec
+from training.model import ModelConfig
+from training.train import Recipe, exact_match, post_recipe, robust_recipe, train
+
+
+def _small(recipe: Recipe, epochs: int) -> Recipe:
+    return replace(
+        recipe, data=replace(recipe.data, train_size=600, val_size=200), max_epochs=epochs
+    )
+
+
+def test_a_short_run_of_the_post_recipe_learns() -> None:
+    recipe = replace(post_recipe(seed=0), max_epochs=2, stop_when_perfect=False)
+    trained = train(recipe, progress=False)
+    untrained = train(replace(recipe, max_epochs=1, learning_rate=1e-9), progress=False)
+    assert exact_match(untrained.model, trained.split.val) < 0.1
+    assert trained.val_accuracy > 0.5
+    assert trained.history[-1] > trained.history[0]
+    assert trained.epochs_run == len(trained.history) == 2
+
+
+def test_same_seed_gives_identical_weights() -> None:
+    recipe = _small(robust_recipe(seed=5), epochs=1)  # the noisy loop, seeded noise
+    first, second = train(recipe, progress=False), train(recipe, progress=False)
+    for a, b in zip(
+        first.model.state_dict().values(), second.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b)
+    other = train(replace(recipe, seed=6), progress=False)
+    assert not torch.equal(other.model.readout.weight, first.model.readout.weight)
+
+
+def test_stops_at_the_first_perfect_epoch() -> None:
+    # Numbers of 1-2 digits without noise: perfect within a few dozen epochs.
+    recipe = replace(
+        robust_recipe(seed=0),
+        data=DataSpec(train_size=80, val_size=10, max_digits=2),
+        model=ModelConfig(),
+        max_epochs=300,
+        stop_when_perfect=True,
+        batch_size=8,
+    )
+    trained = train(recipe, progress=False)
+    assert trained.val_accuracy == 1.0
+    assert trained.history.index(1.0) == trained.epochs_run - 1 < 299
+    assert trained.wall_seconds > 0
