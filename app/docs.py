@@ -6,10 +6,13 @@ ones a client gets. Response examples are checked against the live model by the 
 
 from typing import Any
 
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from app.errors import InputError
 from app.inputs import parse_increment
+from app.registry import Registry
 from app.schemas import ErrorBody
 
 JSON = "application/json"
@@ -181,3 +184,24 @@ BATCH_EXAMPLE: dict[str, Any] = {
         },
     ]
 }
+
+
+def openapi_with_cards(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, with the loaded models' real cards as the /models examples."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, summary=app.summary, routes=app.routes
+    )
+    registry: Registry | None = app.state.registry
+    if registry is None:
+        return schema  # not cached: the examples come once the models are loaded
+    cards = [registry.models[name].card.model_dump(mode="json") for name in registry.names]
+    default = registry.models[registry.default].card.model_dump(mode="json")
+    for path, example in (
+        ("/models", {"default": registry.default, "models": cards}),
+        ("/models/{name}", default),
+    ):
+        schema["paths"][path]["get"]["responses"]["200"]["content"][JSON]["example"] = example
+    app.openapi_schema = schema
+    return schema

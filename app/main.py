@@ -2,9 +2,11 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 
+from app.docs import openapi_with_cards
 from app.engine import EngineOptions
 from app.errors import install_error_handlers
 from app.limits import BodyLimitMiddleware
@@ -44,4 +46,5 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app.include_router(health.router)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)  # outermost: times refusals too
+    app.openapi = partial(openapi_with_cards, app)  # type: ignore[method-assign]
     return app

@@ -1,0 +1,58 @@
+"""The body limit: 413 before reading a declared-too-large body, and mid-stream for chunked ones."""
+
+import asyncio
+
+from starlette.types import Message
+
+from app.main import create_app
+from app.settings import Settings
+from tests.app.conftest import post, started
+
+LIMIT = 1024
+
+
+def test_declared_length_over_the_limit_is_413(shipped: object) -> None:
+    with started(Settings(max_body_bytes=LIMIT)) as client:
+        body = b'{"number": "' + b"1" * LIMIT + b'"}'
+        response = post(client, "/increment", body)
+        assert response.status_code == 413
+        assert response.json() == {
+            "error": "body_too_large",
+            "message": f"the request body is larger than {LIMIT} bytes (COUNTER_MAX_BODY_BYTES)",
+        }
+        assert post(client, "/increment", {"number": "1" * 900}).status_code == 200
+
+
+def test_streamed_body_is_cut_off_at_the_limit_not_read_whole() -> None:
+    """Drive the ASGI app directly: count how many chunks of an endless body it pulls."""
+    app = create_app(Settings(max_body_bytes=LIMIT))
+    pulled = 0
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        nonlocal pulled
+        pulled += 1
+        return {"type": "http.request", "body": b"1" * 256, "more_body": True}  # never ends
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/increment",
+        "raw_path": b"/increment",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json")],  # chunked: no Content-Length
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["type"] == "http.response.start"
+    assert sent[0]["status"] == 413
+    assert b"body_too_large" in sent[1]["body"]
+    assert pulled == LIMIT // 256 + 1  # stopped at the first chunk past the limit

@@ -1,0 +1,102 @@
+"""Health, readiness, model cards, metrics and docs: what operators and API users look at."""
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from app.codec import add_one
+from app.docs import BATCH_EXAMPLE, FLAGGED_EXAMPLE, INCREMENT_EXAMPLE
+from app.main import create_app
+from app.schemas import BatchResponse, IncrementResponse, ModelList
+from app.settings import Settings
+from tests.app.conftest import post, started
+
+
+def test_healthz_is_alive(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_readyz_is_503_until_models_are_loaded_then_200(shipped: object) -> None:
+    app = create_app(Settings())
+    not_started = TestClient(app)  # no `with`: the lifespan (loading) has not run
+    response = not_started.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["status"] == "not ready"
+    assert post(not_started, "/increment", {"number": "1"}).status_code == 503
+    assert not_started.get("/healthz").status_code == 200
+    with TestClient(app) as running:
+        ready = running.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json() == {"status": "ready", "models": ["counter", "counter-post"]}
+    assert not_started.get("/readyz").status_code == 503  # stopped: not ready again
+
+
+def test_model_docs_show_the_real_cards(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    ok = spec["paths"]["/models/{name}"]["get"]["responses"]["200"]["content"]
+    assert ok["application/json"]["example"] == client.get("/models/counter").json()
+
+
+def test_models_lists_every_card_and_the_default(client: TestClient) -> None:
+    listing = ModelList.model_validate(client.get("/models").json())
+    assert listing.default == "counter"
+    assert [card.name for card in listing.models] == ["counter", "counter-post"]
+    card = client.get("/models/counter-post").json()
+    assert card["name"] == "counter-post"
+    assert card["metrics"]["carry_certified"] is False
+    missing = client.get("/models/nope")
+    assert missing.status_code == 404
+    assert "available: counter, counter-post" in missing.json()["message"]
+
+
+def test_metrics_count_requests_model_runs_digits_and_errors(shipped: object) -> None:
+    with started(Settings()) as client:
+        before = client.get("/metrics").text
+        post(client, "/increment", {"number": "12345"})
+        post(client, "/increment", {"number": "x"})
+        text = client.get("/metrics").text
+    assert "counter_http_request_seconds_bucket" in text
+    assert 'route="/increment",status="200"' in text
+    assert 'route="/increment",status="422"' in text
+    assert 'counter_model_run_seconds_count{model="counter"}' in text
+    assert _value(text, 'counter_digits_processed_total{model="counter"}') == (
+        _value(before, 'counter_digits_processed_total{model="counter"}') + 5
+    )
+    assert 'counter_errors_total{kind="invalid_number"}' in text
+    assert "counter_models_loaded 2.0" in text
+
+
+def _value(text: str, series: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_docs_have_request_and_response_examples_for_every_endpoint(client: TestClient) -> None:
+    assert client.get("/docs").status_code == 200
+    spec: dict[str, Any] = client.get("/openapi.json").json()
+    for path, methods in spec["paths"].items():
+        for method, operation in methods.items():
+            where = f"{method.upper()} {path}"
+            assert operation.get("description") or operation.get("summary"), where
+            if method == "post":
+                body = operation["requestBody"]["content"]["application/json"]
+                assert body.get("examples"), f"{where}: no request example"
+                for status in ("400", "404", "413", "415", "422"):
+                    assert status in operation["responses"], f"{where}: {status} undocumented"
+            ok = operation["responses"]["200"]["content"]
+            assert any("example" in c or "examples" in c for c in ok.values()), where
+
+
+def test_response_examples_are_real_shapes_and_real_answers(client: TestClient) -> None:
+    for example in (INCREMENT_EXAMPLE, FLAGGED_EXAMPLE):
+        IncrementResponse.model_validate(example)
+        assert example["check"]["expected"] == add_one(example["input"])
+    BatchResponse.model_validate(BATCH_EXAMPLE)
+    live = post(client, "/increment", {"number": INCREMENT_EXAMPLE["input"]}).json()
+    assert live["output"] == INCREMENT_EXAMPLE["output"]
+    assert set(live) == set(INCREMENT_EXAMPLE)
+    assert [s["output_digit"] for s in live["steps"]] == [
+        s["output_digit"] for s in INCREMENT_EXAMPLE["steps"]
+    ]

@@ -1,0 +1,125 @@
+"""Start-up faults on copies of the shipped models: which refuse to start, which are skipped.
+
+Policy (app.registry): a fault in the default model, or no model at all, stops the start with
+one line naming the file and the reason; a fault in another model skips it with a warning.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from app.registry import ModelLoadError, load_registry
+
+Fault = Callable[[Path, str], None]
+
+
+def break_sha256(folder: Path, name: str) -> None:
+    onnx = folder / f"{name}.onnx"
+    onnx.write_bytes(onnx.read_bytes() + b"\0")
+
+
+def drop_onnx(folder: Path, name: str) -> None:
+    (folder / f"{name}.onnx").unlink()
+
+
+def garble_onnx(folder: Path, name: str) -> None:
+    """Bytes onnxruntime cannot load, with a card whose sha256 matches them."""
+    blob = b"this is not an onnx graph"
+    (folder / f"{name}.onnx").write_bytes(blob)
+    card_path = folder / f"{name}.json"
+    card = json.loads(card_path.read_text())
+    card["sha256"] = hashlib.sha256(blob).hexdigest()
+    card_path.write_text(json.dumps(card))
+
+
+def invalidate_card(folder: Path, name: str) -> None:
+    card_path = folder / f"{name}.json"
+    card = json.loads(card_path.read_text())
+    del card["sha256"]
+    card_path.write_text(json.dumps(card))
+
+
+FAULTS = [
+    (break_sha256, "sha256 is"),
+    (drop_onnx, "missing: the card names this file"),
+    (garble_onnx, "onnxruntime cannot load it"),
+    (invalidate_card, "not a valid model card: sha256"),
+]
+
+
+@pytest.mark.parametrize(("fault", "reason"), FAULTS)
+def test_a_faulty_default_model_refuses_to_start(
+    models_copy: Path, fault: Fault, reason: str
+) -> None:
+    fault(models_copy, "counter")
+    with pytest.raises(ModelLoadError) as raised:
+        load_registry(models_copy, "counter")
+    assert "counter." in str(raised.value.path)
+    assert reason in raised.value.reason
+
+
+@pytest.mark.parametrize(("fault", "reason"), FAULTS)
+def test_another_faulty_model_is_skipped_with_a_warning(
+    models_copy: Path, fault: Fault, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    fault(models_copy, "counter-post")
+    with caplog.at_level(logging.WARNING, logger="app.registry"):
+        registry = load_registry(models_copy, "counter")
+    assert registry.names == ["counter"]
+    assert [str(e.path.name) for e in registry.skipped] in (
+        ["counter-post.onnx"],
+        ["counter-post.json"],
+    )
+    assert reason in caplog.text
+    assert "skipping a model" in caplog.text
+
+
+def test_an_empty_folder_refuses_to_start(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="has no model cards"):
+        load_registry(tmp_path, "counter")
+
+
+def test_a_missing_default_model_refuses_to_start(models_copy: Path) -> None:
+    with pytest.raises(
+        ModelLoadError, match=r"no default model 'counter2'.*found: counter, counter-post"
+    ):
+        load_registry(models_copy, "counter2")
+
+
+def test_every_shipped_model_loads_verified_and_warm(shipped: Path) -> None:
+    registry = load_registry(shipped, "counter")
+    assert registry.names == ["counter", "counter-post"]
+    assert registry.skipped == []
+    assert registry.find(None) is registry.models["counter"]
+
+
+def serve(models_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COUNTER_MODELS_DIR": str(models_dir), "COUNTER_PORT": "1"}
+    for item in extra:
+        key, value = item.split("=", 1)
+        env[key] = value
+    return subprocess.run(
+        [sys.executable, "-m", "app"], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_python_m_app_refuses_with_one_line_and_status_2(models_copy: Path) -> None:
+    break_sha256(models_copy, "counter")
+    done = serve(models_copy)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"error: cannot start: {models_copy / 'counter.onnx'}: sha256 is")
+
+
+def test_python_m_app_names_a_bad_setting(shipped: Path) -> None:
+    done = serve(shipped, "COUNTER_MAX_DIGITS=lots")
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("error: COUNTER_MAX_DIGITS:")
