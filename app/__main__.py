@@ -5,7 +5,9 @@ folder stops the process with one line naming the file and the reason, and exit 
 """
 
 import logging
+import signal
 import sys
+from types import FrameType
 
 import uvicorn
 from pydantic import ValidationError
@@ -13,6 +15,12 @@ from pydantic import ValidationError
 from app.main import create_app
 from app.registry import ModelLoadError, load_registry
 from app.settings import Settings
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM is the normal way to stop: uvicorn shuts down gracefully, then re-raises the
+    signal to the handler it found, this one, so the process exits 0 and not 143."""
+    raise SystemExit(0)
 
 
 def main() -> None:
@@ -31,6 +39,7 @@ def main() -> None:
     except ModelLoadError as exc:
         print(f"error: cannot start: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    signal.signal(signal.SIGTERM, _stopped)
     uvicorn.run(
         create_app(settings, registry),
         host=settings.host,
