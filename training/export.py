@@ -57,6 +57,9 @@ def export_onnx(counter: Counter, path: Path) -> None:
         # It warns that a batch size other than the example's may fail; the tests run batch
         # sizes 1-8 and lengths 1-10^4 against torch.
         warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size")
+        # The legacy exporter is chosen on purpose (above); its tracing notes are expected.
+        warnings.filterwarnings("ignore", message="You are using the legacy TorchScript")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(
             Probabilities(counter),
             (example,),
