@@ -18,6 +18,7 @@ import numpy.typing as npt
 import onnx
 import onnxruntime as ort
 import torch
+from torch.jit._trace import TracerWarning
 
 from app.card import (
     Architecture,
@@ -59,7 +60,7 @@ def export_onnx(counter: Counter, path: Path) -> None:
         warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size")
         # The legacy exporter is chosen on purpose (above); its tracing notes are expected.
         warnings.filterwarnings("ignore", message="You are using the legacy TorchScript")
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=TracerWarning)
         torch.onnx.export(
             Probabilities(counter),
             (example,),
