@@ -158,7 +158,7 @@ def main() -> None:
             server.wait(timeout=15)
 
     def median(runs: list[Run], field: str) -> float:
-        return statistics.median(getattr(r, field) for r in runs)
+        return float(statistics.median(getattr(r, field) for r in runs))
 
     print(
         f"\nwrk -t1 -c{args.connections}, {args.rounds} alternating rounds of {args.seconds} s, "
@@ -178,7 +178,8 @@ def main() -> None:
     print(f"throughput ratio /increment : /healthz = {ratio:.2f}x (goal >= 0.7x)")
     print(f"process start to /readyz 200: {ready_s:.2f} s (goal <= 1 s)")
     print(
-        f"resident memory: {rss_ready:.0f} MB when ready, {rss_loaded:.0f} MB after load (goal <= 100 MB)"
+        f"resident memory: {rss_ready:.0f} MB when ready, {rss_loaded:.0f} MB after load "
+        "(goal <= 100 MB)"
     )
 
 

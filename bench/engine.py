@@ -1,0 +1,139 @@
+"""Engine benchmark: onnxruntime (as the service runs it) against torch eager, same model.
+
+The torch model is training's own `Counter`, with the weights read back out of the shipped
+.onnx file (and checked to give the same probabilities), so both engines compute the same
+function on the same inputs. Each case alternates the two engines for several rounds and
+prints medians and the ratio; one thread each, as the service runs. The long-number case
+also times the service's whole answer (model run, steps summary, flags, exact check) and
+checks that time grows linearly with length.
+
+    python -m bench.engine [--model counter] [--rounds 5]
+"""
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+
+from app.codec import encode_batch
+from app.engine import EngineOptions, answer
+from app.registry import load_model
+from app.settings import DEFAULT_MODELS_DIR
+from training.model import Counter, ModelConfig, Probabilities
+
+
+def torch_twin(onnx_path: Path, hidden_size: int) -> Probabilities:
+    """training's model with the weights of the ONNX graph (nn.RNN exported as one RNN op)."""
+    graph = onnx.load(str(onnx_path)).graph
+    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
+    rnn = next(node for node in graph.node if node.op_type == "RNN")
+    matmul = next(node for node in graph.node if node.op_type == "MatMul")
+    add = next(node for node in graph.node if node.op_type == "Add")
+    w, r, b = (weights[name][0] for name in rnn.input[1:4])  # [H, 10], [H, H], [2H]
+    bias = next(weights[name] for name in add.input if name in weights)
+    twin = Probabilities(Counter(ModelConfig(hidden_size=hidden_size)))
+    state = {
+        "counter.cell.weight_ih_l0": w,
+        "counter.cell.weight_hh_l0": r,
+        "counter.cell.bias_ih_l0": b[:hidden_size],
+        "counter.cell.bias_hh_l0": b[hidden_size:],
+        "counter.readout.weight": weights[matmul.input[1]].t(),  # MatMul holds W^T: [H, 10]
+        "counter.readout.bias": bias,
+    }
+    twin.load_state_dict(state)
+    return twin.eval()
+
+
+def median_seconds(fn: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def side_by_side(
+    label: str, ort: Callable[[], object], eager: Callable[[], object], repeat: int, rounds: int
+) -> None:
+    ort_times, torch_times = [], []
+    for _ in range(rounds):  # alternate, so both see the same machine load
+        ort_times.append(median_seconds(ort, repeat))
+        torch_times.append(median_seconds(eager, repeat))
+    o, t = statistics.median(ort_times), statistics.median(torch_times)
+    print(f"{label:<30}{_fmt(o):>12}{_fmt(t):>12}{t / o:>9.1f}x")
+
+
+def _fmt(seconds: float) -> str:
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f} us"
+    if seconds < 1:
+        return f"{seconds * 1e3:.1f} ms"
+    return f"{seconds:.2f} s"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--model", default="counter")
+    parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # the service runs onnxruntime on one thread
+
+    model = load_model(args.models_dir / f"{args.model}.json")
+    twin = torch_twin(model.path, model.card.architecture.hidden_size)
+    rng = np.random.default_rng(0)
+
+    def numbers(count: int, length: int) -> list[str]:
+        return ["".join(map(str, rng.integers(0, 10, length))) for _ in range(count)]
+
+    def pair(digits: np.ndarray) -> tuple[Callable[[], object], Callable[[], object]]:
+        tensor = torch.from_numpy(digits)
+
+        def eager() -> object:
+            with torch.inference_mode():
+                return twin(tensor)
+
+        return (lambda: model.run(digits)), eager
+
+    check = encode_batch(numbers(64, 30))
+    diff = np.abs(model.run(check) - pair(check)[1]().numpy()).max()  # type: ignore[attr-defined]
+    print(f"model {args.model}: onnxruntime and torch agree to {diff:.1e} (max abs probability)")
+    print(
+        f"torch {torch.__version__} eager, 1 thread; medians of {args.rounds} alternating rounds\n"
+    )
+    print(f"{'model run':<30}{'onnxrt':>12}{'torch':>12}{'speedup':>10}")
+    ort, eager = pair(encode_batch(numbers(1, 10)))
+    side_by_side("1 number x 10 digits", ort, eager, 200, args.rounds)
+    ort, eager = pair(encode_batch(numbers(1024, 20)))
+    side_by_side("1024 numbers x 20 digits", ort, eager, 10, args.rounds)
+    ort, eager = pair(encode_batch(numbers(1, 1_000_000)))
+    side_by_side("1 number x 10^6 digits", ort, eager, 1, max(3, args.rounds // 2))
+
+    options = EngineOptions(low_confidence=0.9, summary_steps=5)
+    print("\nthe service's whole answer (run, summary of steps, flags, exact check), onnxruntime:")
+    per_digit = {}
+    for length in (10_000, 100_000, 1_000_000):
+        number = numbers(1, length)
+
+        def whole(number: list[str] = number) -> object:
+            return answer(model, number, "summary", options)
+
+        seconds = statistics.median(median_seconds(whole, 1) for _ in range(3))
+        per_digit[length] = seconds / length
+        ns = seconds / length * 1e9
+        print(f"  {length:>9,} digits: {_fmt(seconds):>9}  ({ns:.0f} ns per digit)")
+    growth = per_digit[1_000_000] / per_digit[10_000]
+    print(f"  time per digit at 10^6 / at 10^4 = {growth:.2f} (1.00 is exactly linear)")
+
+
+if __name__ == "__main__":
+    main()
