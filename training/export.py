@@ -201,12 +201,29 @@ def plot(path: Path, title: str, metrics: Metrics, predict: evaluate.Predictor) 
     right.set_xlabel("k trailing nines, then a digit d in 0-8")
     right.set_ylabel("probability of the right digit")
     right.set_title(f"Carrying through k nines (reliable carry length: {reliable})")
-    right.legend(loc="lower left", fontsize=8)
+    right.legend(loc="center right", fontsize=8)
     right.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def carry_note(metrics: Metrics) -> str:
+    """One plain sentence on what the carry can be trusted with."""
+    if metrics.carry_certified:
+        return "Carry certified: every output digit is right for every input of every length."
+    failure = metrics.carry_first_failure
+    if failure is None:
+        return (
+            f"Every carry of up to {metrics.carry_scanned_up_to:,} trailing nines was right, "
+            "but no proof covers longer runs."
+        )
+    then = "alone" if failure.next_digit is None else f"followed by {failure.next_digit}"
+    return (
+        f"Not certified. Carries are exact for up to {metrics.reliable_carry_length} trailing "
+        f"nines; the first wrong answer is at {failure.nines} nines {then}."
+    )
 
 
 def export(trained: Trained, out: Path, scan_up_to: int = 100_000, notes: str = "") -> ModelCard:
@@ -233,7 +250,7 @@ def export(trained: Trained, out: Path, scan_up_to: int = 100_000, notes: str = 
         recipe=recipe_record(trained),
         metrics=metrics,
         plots=[png_path.name],
-        notes=notes,
+        notes=notes or carry_note(metrics),
     )
     card_path.write_text(card.model_dump_json(indent=2) + "\n")
     return card

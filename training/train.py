@@ -47,7 +47,10 @@ class Recipe:
 
 
 def post_recipe(cell: Cell = "rnn", hidden_size: int = 16, seed: int = 0) -> Recipe:
-    """The blog's recipe: tanh RNN, H16, Adagrad lr 1, 9K/1K numbers of 1-10 digits."""
+    """The blog's recipe: tanh RNN, H16, Adagrad lr 1, 9K/1K numbers of 1-10 digits.
+
+    The post does not give its batch size; 32 is ours.
+    """
     return Recipe(
         name="post",
         data=POST_DATA,
@@ -107,7 +110,11 @@ def exact_match(model: Counter, numbers: Sequence[str], batch_size: int = 1000) 
 
 def _optimizer(recipe: Recipe, model: Counter) -> torch.optim.Optimizer:
     if recipe.optimizer == "adagrad":
-        return torch.optim.Adagrad(model.parameters(), lr=recipe.learning_rate)
+        # The post ran TensorFlow 1.x's AdagradOptimizer, whose accumulator starts at 0.1.
+        # PyTorch's starts at 0, so with lr 1 its first step moves every weight by 1.
+        return torch.optim.Adagrad(
+            model.parameters(), lr=recipe.learning_rate, initial_accumulator_value=0.1
+        )
     return torch.optim.Adam(model.parameters(), lr=recipe.learning_rate)
 
 
