@@ -60,6 +60,7 @@ def export_onnx(counter: Counter, path: Path) -> None:
         warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size")
         # The legacy exporter is chosen on purpose (above); its tracing notes are expected.
         warnings.filterwarnings("ignore", message="You are using the legacy TorchScript")
+        warnings.filterwarnings("ignore", message="The feature will be removed")
         warnings.filterwarnings("ignore", category=TracerWarning)
         torch.onnx.export(
             Probabilities(counter),

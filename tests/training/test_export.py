@@ -1,5 +1,6 @@
 """The exported graph: dynamic batch and time, the native recurrent op, and parity with torch."""
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -8,9 +9,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from app.card import ModelCard
 from training.certify import weights_from_onnx
-from training.export import export_onnx
+from training.export import export, export_onnx
 from training.model import Counter, ModelConfig, Probabilities
+from training.train import post_recipe, train
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 NATIVE_OP = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
@@ -71,3 +74,24 @@ def test_shipped_models_match_torch(name: str, length: int) -> None:
         want = Probabilities(model)(torch.from_numpy(digits)).numpy()
     assert np.abs(got - want).max() <= 1e-5
     assert np.array_equal(got.argmax(-1), want.argmax(-1))
+
+
+def test_export_writes_a_card_that_describes_its_own_file(tmp_path: Path) -> None:
+    trained = train(post_recipe(seed=1), progress=False)
+    card = export(trained, tmp_path / "tiny", scan_up_to=1000)
+    written = ModelCard.model_validate_json((tmp_path / "tiny.json").read_text())
+    assert written == card
+    assert card.sha256 == hashlib.sha256((tmp_path / "tiny.onnx").read_bytes()).hexdigest()
+    assert card.plots == ["tiny.png"]
+    assert (tmp_path / "tiny.png").stat().st_size > 10_000
+    assert card.recipe.seed == 1
+    assert card.recipe.epochs_run == trained.epochs_run
+    metrics = card.metrics
+    assert metrics.carry_scanned_up_to == 1000
+    if metrics.carry_certified:
+        assert metrics.reliable_carry_length == "unbounded"
+    else:
+        failure = metrics.carry_first_failure
+        assert failure is not None
+        assert metrics.reliable_carry_length == failure.nines - 1
+        assert f"{failure.nines} nines" in card.notes
