@@ -39,7 +39,7 @@ for _ in $(seq 1 "$RUNS"); do
   id="$(docker run --detach --publish 127.0.0.1::8000 --read-only --tmpfs /tmp \
     --cap-drop ALL --security-opt no-new-privileges "$TAG")"
   url="http://$(docker port "$id" 8000/tcp | head -n 1)"
-  until curl --silent --fail --output /dev/null "$url/readyz"; do
+  until curl --noproxy '*' --silent --fail --output /dev/null "$url/readyz"; do
     if [ "$(docker inspect --format '{{.State.Running}}' "$id")" != true ]; then
       docker logs "$id" >&2
       docker rm --force "$id" >/dev/null

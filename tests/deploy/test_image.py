@@ -71,7 +71,7 @@ def wait_until_ready(container_id: str, url: str) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"{url}/readyz", timeout=2, trust_env=False).status_code == 200:
                 return
         except httpx.TransportError:
             pass  # not listening yet
@@ -115,7 +115,7 @@ def running(image: str) -> Iterator[Running]:
 
 def increment(running: Running, number: str, model: str | None = None) -> dict[str, Any]:
     body = {"number": number} if model is None else {"number": number, "model": model}
-    response = httpx.post(f"{running.url}/increment", json=body, timeout=30)
+    response = httpx.post(f"{running.url}/increment", json=body, timeout=30, trust_env=False)
     assert response.status_code == 200, response.text
     result: dict[str, Any] = response.json()
     return result
