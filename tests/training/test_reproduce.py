@@ -1,0 +1,64 @@
+"""The reproduction sweep: one row per recipe/cell, figures from the seeds, results reused."""
+
+from pathlib import Path
+
+import pytest
+
+from training import reproduce
+from training.reproduce import SeedResult, run, table
+
+
+def _result(row: str, seed: int, carry: int, epochs: int | None) -> SeedResult:
+    return SeedResult(
+        row=row,
+        seed=seed,
+        epochs_run=epochs or 50,
+        epochs_to_perfect=epochs,
+        val_accuracy=1.0 if epochs else 0.98,
+        accuracy_20=0.99,
+        accuracy_25=0.98,
+        reliable_carry=carry,
+        scanned_up_to=1000,
+        certified=carry >= 1000,
+        wall_seconds=1.0,
+    )
+
+
+def test_table_summarises_each_row_over_its_seeds() -> None:
+    results = [
+        _result("post-rnn", 0, 3, 1),
+        _result("post-rnn", 1, 12, 4),
+        _result("post-rnn", 2, 1000, None),
+        _result("robust-rnn", 0, 1000, 30),
+    ]
+    text = table(results, seeds=3, scan_up_to=1000, command="python -m training reproduce")
+    post = next(line for line in text.splitlines() if line.startswith("| post-rnn | 3 |"))
+    assert "| 2/3 |" in post  # two seeds reached 100% validation
+    assert "| 1 / 2.5 / 4 |" in post  # epochs to 100%: min / median / max
+    assert "| 3 / 12 / ≥1000 |" in post  # carry lengths, the scan bound shown as such
+    assert "| 1/3 |" in post  # certified
+    robust = next(line for line in text.splitlines() if line.startswith("| robust-rnn | 1 |"))
+    assert "| 1/1 |" in robust
+    assert "`python -m training reproduce`" in text
+
+
+def test_unknown_rows_are_refused() -> None:
+    with pytest.raises(ValueError, match="post-rnn"):
+        run(1, ["post-transformer"], 10, None)
+
+
+def test_a_sweep_writes_its_table_and_reuses_its_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "reproduction.md"
+    text = run(1, ["post-gru"], 200, out)
+    assert out.read_text() == text
+    assert "| post-gru | 1 |" in text
+    assert "--rows post-gru" in text
+
+    # A rerun with the same scan bound trains nothing: every seed comes from the .jsonl.
+    def no_training(row: str, seed: int, scan_up_to: int) -> SeedResult:
+        raise AssertionError("retrained a cached seed")
+
+    monkeypatch.setattr(reproduce, "run_seed", no_training)
+    assert run(1, ["post-gru"], 200, out) == text
