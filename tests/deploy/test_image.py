@@ -84,6 +84,16 @@ def wait_until_ready(container_id: str, url: str) -> None:
     pytest.fail(f"/readyz not 200 after {READY_TIMEOUT_S} s:\n{logs.stdout}{logs.stderr}")
 
 
+def wait_until_healthz(container_id: str) -> None:
+    """Wait, without a published port, until the server inside answers /healthz."""
+    probe = "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/healthz', timeout=1)"
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while docker("exec", container_id, "python", "-c", probe).returncode != 0:
+        if time.monotonic() > deadline:
+            pytest.fail(f"/healthz not answering after {READY_TIMEOUT_S} s")
+        time.sleep(0.25)
+
+
 @pytest.fixture(scope="module")
 def running(image: str) -> Iterator[Running]:
     # Run it as the Kubernetes Deployment does: read-only root, scratch /tmp, no capabilities.
@@ -163,3 +173,19 @@ def test_image_carries_no_training_stack(running: Running) -> None:
     found = docker("exec", running.container_id, "python", "-c", probe)
     assert found.returncode == 0, found.stderr
     assert found.stdout.strip() == "[]"
+
+
+def test_stops_cleanly_on_sigterm(image: str) -> None:
+    # `docker stop` and Kubernetes send SIGTERM to PID 1; a server that ignores it is killed
+    # after the grace period (exit 137) and drops the requests in flight.
+    started = docker("run", "--detach", image)
+    assert started.returncode == 0, started.stderr
+    container_id = started.stdout.strip()
+    try:
+        wait_until_healthz(container_id)
+        stopped = docker("stop", "--time", "30", container_id, timeout=60)
+        assert stopped.returncode == 0, stopped.stderr
+        code = docker("inspect", "--format", "{{.State.ExitCode}}", container_id).stdout.strip()
+        assert code == "0", docker("logs", container_id).stderr
+    finally:
+        docker("rm", "--force", container_id)
