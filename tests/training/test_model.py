@@ -40,7 +40,7 @@ def test_noise_only_while_training() -> None:
 
 def test_noise_gradients_reach_the_native_rnn_parameters() -> None:
     model = Counter(ModelConfig(hidden_noise_std=1.0)).train()
-    model(torch.randint(0, 10, (2, 5))).sum().backward()  # type: ignore[no-untyped-call]
+    model(torch.randint(0, 10, (2, 5))).sum().backward()
     assert model.cell.weight_hh_l0.grad is not None
 
 
