@@ -1,7 +1,7 @@
 # The serving image: the FastAPI app on onnxruntime with the shipped models; no torch, no
-# compiler, not root. Build and run (README, "Deployment"):
-#   docker build -t rnn-counter .
-#   docker run --rm -p 8000:8000 rnn-counter
+# compiler, not root, nothing written at run time (a read-only root works). deploy/README.md:
+#   docker build -t rnn-counter:1.0.0 .
+#   docker run --rm -p 8000:8000 rnn-counter:1.0.0
 # BASE_IMAGE may be any Debian-like image with python3 >= 3.11 and its venv module.
 ARG BASE_IMAGE=python:3.12-slim
 
@@ -11,9 +11,10 @@ RUN python3 -m venv /opt/venv
 WORKDIR /src
 # Dependencies first, read from pyproject's core list (no train or dev extras), so this layer
 # is rebuilt only when pyproject.toml changes, not on every code change.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
 RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
     && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r requirements.txt
+COPY README.md ./
 COPY app/ app/
 RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps .
 # Size (goal <= 250 MB): drop what serving never loads. onnxruntime's Python module carries the
@@ -33,6 +34,8 @@ RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonex
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY models/ models/
+# Settings are COUNTER_* variables (app/settings.py); inside a container the app must listen
+# beyond loopback. onnxruntime reports usage telemetry unless ORT_DISABLE_TELEMETRY is set.
 ENV PATH="/opt/venv/bin:$PATH" \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
