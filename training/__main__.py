@@ -7,14 +7,33 @@ python -m training reproduce --seeds 10 --out docs/reproduction.md
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from app.card import CarryFailure, ModelCard
-from training.train import RECIPES
+from training import export
+from training.carry_scan import OnnxCarryEngine
+from training.data import make_split
+from training.reproduce import ROWS, run
+from training.train import RECIPES, train
 
 DEFAULT_SEEDS = {"post": 1, "robust": 0}
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= minimum, refused with a message that says so."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is too small: give {minimum} or more")
+        return value
+
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,10 +63,10 @@ def _parser() -> argparse.ArgumentParser:
         default="rnn",
         help="recurrent cell: rnn (tanh, the post's), lstm or gru (default: rnn)",
     )
-    train.add_argument("--hidden", type=int, default=16, help="hidden size (default: 16)")
+    train.add_argument("--hidden", type=_count(1), default=16, help="hidden size (default: 16)")
     train.add_argument(
         "--seed",
-        type=int,
+        type=_count(0),
         default=None,
         help="seed of data, weights, shuffling and noise "
         f"(default: {DEFAULT_SEEDS['robust']} for robust, {DEFAULT_SEEDS['post']} for post)",
@@ -57,20 +76,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--epochs",
-        type=int,
+        type=_count(1),
         default=None,
         help="maximum epochs (default: the recipe's: 50 for post, which stops earlier at 100%% "
         "validation accuracy; a fixed count for robust)",
     )
     train.add_argument(
         "--threads",
-        type=int,
+        type=_count(1),
         default=1,
         help="torch threads; results are bit-for-bit reproducible for a fixed count (default: 1)",
     )
     train.add_argument(
         "--scan-up-to",
-        type=int,
+        type=_count(0),
         default=100_000,
         help="exact carry scan: every run of k nines for k up to this (default: 100000)",
     )
@@ -91,16 +110,20 @@ def _parser() -> argparse.ArgumentParser:
         description="Train every row (post recipe with rnn, lstm, gru; robust recipe) over "
         "seeds 0..SEEDS-1 in torch, measure each, and write the table as Markdown.",
     )
-    reproduce.add_argument("--seeds", type=int, default=10, help="seeds per row (default: 10)")
+    reproduce.add_argument(
+        "--seeds", type=_count(1), default=10, help="seeds per row (default: 10)"
+    )
     reproduce.add_argument(
         "--rows",
         nargs="+",
+        choices=ROWS,
+        metavar="ROW",
         default=None,
-        help="which rows to run (default: all): post-rnn post-lstm post-gru robust-rnn",
+        help="rows to run, any of: " + " ".join(ROWS) + " (default: all)",
     )
     reproduce.add_argument(
         "--scan-up-to",
-        type=int,
+        type=_count(0),
         default=10_000,
         help="carry scan bound per seed (default: 10000)",
     )
@@ -136,10 +159,6 @@ def _failure(failure: CarryFailure | None) -> str:
 
 def compare(model: Path) -> tuple[bool, str]:
     """Re-measure MODEL.onnx and print each figure beside its card's; ok if all agree."""
-    from training import export
-    from training.carry_scan import OnnxCarryEngine
-    from training.data import make_split
-
     card_path, onnx_path = model.with_suffix(".json"), model.with_suffix(".onnx")
     for path in (card_path, onnx_path):
         if not path.is_file():
@@ -193,24 +212,19 @@ def compare(model: Path) -> tuple[bool, str]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "train":
-        from training.export import export
-        from training.train import train
-
         seed = DEFAULT_SEEDS[args.recipe] if args.seed is None else args.seed
         recipe = RECIPES[args.recipe](cell=args.cell, hidden_size=args.hidden, seed=seed)
         recipe = replace(recipe, threads=args.threads)
         if args.epochs is not None:
             recipe = replace(recipe, max_epochs=args.epochs)
         trained = train(recipe, progress=not args.quiet)
-        card = export(trained, args.out, scan_up_to=args.scan_up_to, notes=args.notes)
+        card = export.export(trained, args.out, scan_up_to=args.scan_up_to, notes=args.notes)
         print(summary(card))
         return 0
     if args.command == "evaluate":
         ok, text = compare(args.model)
         print(text)
         return 0 if ok else 1
-    from training.reproduce import run
-
     run(args.seeds, args.rows, args.scan_up_to, args.out)
     return 0
 

@@ -76,3 +76,16 @@ def test_evaluate_re_measures_the_post_model_and_agrees_with_its_card(
     out = capsys.readouterr().out
     assert "all figures match the card" in out
     assert "DIFFERS" not in out
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("--hidden", "0", "give 1 or more"), ("--epochs", "two", "not a whole number")],
+)
+def test_bad_numbers_are_refused_with_what_is_accepted(
+    capsys: pytest.CaptureFixture[str], option: str, value: str, message: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", option, value, "--out", "x"])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
