@@ -20,9 +20,8 @@ def test_a_short_run_of_the_post_recipe_learns() -> None:
     trained = train(recipe, progress=False)
     untrained = train(replace(recipe, max_epochs=1, learning_rate=1e-9), progress=False)
     assert exact_match(untrained.model, trained.split.val) < 0.1
-    assert trained.val_accuracy > 0.5
-    assert trained.history[-1] > trained.history[0]
-    assert trained.epochs_run == len(trained.history) == 2
+    assert trained.val_accuracy > 0.9
+    assert trained.epochs_run == len(trained.history) == 2  # did not stop at 100%
 
 
 def test_same_seed_gives_identical_weights() -> None:
