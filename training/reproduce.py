@@ -136,7 +136,8 @@ def table(results: Sequence[SeedResult], seeds: int, scan_up_to: int, command: s
         "1 torch thread, measured in torch). Exact match = every output digit right.",
         "Accuracy at 20 and 25 digits: 1000 random numbers each (first digit non-zero). "
         f"Reliable carry length: the exact scan of every run of k <= {scan_up_to} nines "
-        "followed by every digit 0-8 (`training/carry_scan.py`); shown as min / median / max.",
+        "followed by every digit 0-8 (`training/carry_scan.py`); shown as min / median / max "
+        "(with an even count of seeds, the lower middle one, so it is a seed's real value).",
         "",
         "| row | seeds | reached 100% validation | epochs to 100% (min / median / max) "
         "| accuracy at 20 digits (min / median / max) | at 25 digits "
