@@ -138,6 +138,8 @@ def table(results: Sequence[SeedResult], seeds: int, scan_up_to: int, command: s
         f"Reliable carry length: the exact scan of every run of k <= {scan_up_to} nines "
         "followed by every digit 0-8 (`training/carry_scan.py`); shown as min / median / max "
         "(with an even count of seeds, the lower middle one, so it is a seed's real value).",
+        "Each seed's result is kept in a `.jsonl` file beside the page and reused by a rerun; "
+        "delete it to retrain every seed (10 seeds of all rows: about 6 minutes on 2 cores).",
         "",
         "| row | seeds | reached 100% validation | epochs to 100% (min / median / max) "
         "| accuracy at 20 digits (min / median / max) | at 25 digits "
