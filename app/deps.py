@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.batcher import Batcher
 from app.engine import EngineOptions
 from app.errors import InputError
 from app.registry import Registry
@@ -22,6 +23,11 @@ def settings_of(request: Request) -> Settings:
 def options_of(request: Request) -> EngineOptions:
     options: EngineOptions = request.app.state.engine_options
     return options
+
+
+def batcher_of(request: Request, model: str) -> Batcher:
+    batcher: Batcher = request.app.state.batchers[model]
+    return batcher
 
 
 def ready_registry(request: Request) -> Registry:

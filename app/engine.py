@@ -19,6 +19,7 @@ Result = dict[str, Any]
 
 # Positions listed under flags.low_confidence_steps at most (the count is always exact).
 LOW_CONFIDENCE_LISTED = 20
+_NONE = np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,14 @@ def answer(
     model: LoadedModel, numbers: list[str], detail: Detail, options: EngineOptions
 ) -> list[Result]:
     """n + 1 for each number in one model run (padded to the longest), results in order."""
+    return answer_each(model, [(numbers, detail)], options)[0]
+
+
+def answer_each(
+    model: LoadedModel, requests: list[tuple[list[str], Detail]], options: EngineOptions
+) -> list[list[Result]]:
+    """Several requests' numbers in one model run; each request's results, in order."""
+    numbers = [number for asked, _ in requests for number in asked]
     digits = encode_batch(numbers)  # [b, longest + 1], least significant first
     probs = model.run(digits)  # [b, longest + 1, 10] float32
     chosen = probs.argmax(axis=-1)  # [b, longest + 1]
@@ -45,10 +54,17 @@ def answer(
     flat = chosen.ravel()
     chosen_p = probs.reshape(-1, 10)[np.arange(flat.size), flat].reshape(chosen.shape)
     model.count_digits(sum(map(len, numbers)))
-    return [
-        _result(model, number, digits[i], chosen[i], chosen_p[i], probs[i], detail, options)
-        for i, number in enumerate(numbers)
-    ]
+    results: list[list[Result]] = []
+    row = 0
+    for asked, detail in requests:
+        results.append(
+            [
+                _result(model, n, digits[i], chosen[i], chosen_p[i], probs[i], detail, options)
+                for i, n in enumerate(asked, start=row)
+            ]
+        )
+        row += len(asked)
+    return results
 
 
 def _steps(
@@ -111,8 +127,11 @@ def _result(
     reliable = card.reliable_carry
     beyond_carry = reliable is not None and run > reliable
     beyond_length = len(number) > card.metrics.tested_length
-    low = np.flatnonzero(confidence < options.low_confidence)  # positions, ascending
     weakest = int(confidence.argmin())
+    if confidence[weakest] < options.low_confidence:
+        low = np.flatnonzero(confidence < options.low_confidence)  # positions, ascending
+    else:
+        low = _NONE  # the common case, without a scan
 
     which: slice | Any = slice(0, steps)  # full and digits list every step
     if detail == "summary":

@@ -1,11 +1,13 @@
 """The FastAPI application: wiring of settings, registry, routes, error shape and middleware."""
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
 
+from app.batcher import Batcher
 from app.docs import openapi_with_cards
 from app.engine import EngineOptions
 from app.errors import install_error_handlers
@@ -22,6 +24,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     if app.state.registry is None:
         app.state.registry = load_registry(settings.models_dir, settings.default_model)
+    registry: Registry = app.state.registry
+    options: EngineOptions = app.state.engine_options
+    app.state.batchers = {name: Batcher(m, options) for name, m in registry.models.items()}
+    # Everything alive now (framework, models) lives as long as the process: keep it out of
+    # the garbage collector's full passes, which otherwise stall requests for milliseconds.
+    gc.freeze()
     app.state.ready = True
     yield
     app.state.ready = False
@@ -35,10 +43,13 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         version="1.0.0",
         summary="A recurrent network adds one to a number digit by digit, and shows its work.",
         lifespan=lifespan,
+        # /metrics is Prometheus; FastAPI's own OpenTelemetry hooks would cost every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.registry = registry
     app.state.ready = False
+    app.state.batchers = {}
     app.state.engine_options = EngineOptions(settings.low_confidence, settings.summary_steps)
     install_error_handlers(app)
     app.include_router(increment.router)

@@ -68,7 +68,6 @@ def start_server(port: int, log: Path, access_log: bool) -> tuple[subprocess.Pop
     env = {
         **os.environ,
         "COUNTER_PORT": str(port),
-        "COUNTER_LOG_LEVEL": "warning",
         "COUNTER_ACCESS_LOG": str(access_log).lower(),
     }
     start = time.perf_counter()
@@ -130,7 +129,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--access-log", action="store_true", help="keep uvicorn's access log on")
+    parser.add_argument(
+        "--no-access-log", action="store_true", help="turn uvicorn's access log off (default: on)"
+    )
     args = parser.parse_args()
 
     binary = find_wrk()
@@ -138,7 +139,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "post.lua"
         script.write_text(POST_SCRIPT % NUMBER)
-        server, ready_s = start_server(port, Path(tmp) / "server.log", args.access_log)
+        server, ready_s = start_server(port, Path(tmp) / "server.log", not args.no_access_log)
         try:
             rss_ready = rss_mb(server.pid)
             check_answer(port)
@@ -162,7 +163,7 @@ def main() -> None:
 
     print(
         f"\nwrk -t1 -c{args.connections}, {args.rounds} alternating rounds of {args.seconds} s, "
-        f"medians (access log {'on' if args.access_log else 'off'})"
+        f"medians (access log {'off' if args.no_access_log else 'on, to a file'})"
     )
     print(f"{'endpoint':<34}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>9}")
     for name, runs in (

@@ -5,9 +5,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from app.routes.lean import LeanRoute
 from app.schemas import Health
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=LeanRoute)
 
 _OK = orjson.dumps({"status": "ok"})
 
@@ -17,7 +18,7 @@ _OK = orjson.dumps({"status": "ok"})
     response_model=Health,
     responses={200: {"content": {"application/json": {"example": {"status": "ok", "models": []}}}}},
 )
-async def healthz() -> Response:
+async def healthz(_: Request) -> Response:
     """Alive: the process answers HTTP (models may still be loading)."""
     return Response(_OK, media_type="application/json")
 
@@ -71,6 +72,6 @@ async def readyz(request: Request) -> Response:
         }
     },
 )
-async def metrics() -> Response:
+async def metrics(_: Request) -> Response:
     """Prometheus text: request and model-run latency, digits processed, errors by kind."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from app.deps import options_of, ready_registry, settings_of
+from app.batcher import BATCHED_DIGITS
+from app.deps import batcher_of, options_of, ready_registry, settings_of
 from app.docs import (
     BATCH_EXAMPLE,
     FLAGGED_EXAMPLE,
@@ -22,10 +23,11 @@ from app.docs import (
 from app.engine import answer
 from app.errors import InputError
 from app.inputs import IncrementRequest, parse_batch, parse_increment, resolve_detail
+from app.routes.lean import LeanRoute
 from app.schemas import BatchRequest, BatchResponse, IncrementResponse
 from app.schemas import IncrementRequest as IncrementRequestSchema
 
-router = APIRouter(tags=["increment"])
+router = APIRouter(tags=["increment"], route_class=LeanRoute)
 
 # Beyond this many digits in one request, the model runs in a worker thread (onnxruntime
 # releases the GIL), so one long number does not stall every other request.
@@ -55,11 +57,12 @@ async def _answer(request: Request, asked: IncrementRequest, batch: bool) -> Res
         )
     digits = sum(map(len, asked.numbers))
     detail = resolve_detail(asked.detail, digits, settings_of(request).max_detail_digits)
-    options = options_of(request)
-    if digits > INLINE_DIGITS:
-        results = await run_in_threadpool(answer, model, asked.numbers, detail, options)
+    if digits <= BATCHED_DIGITS:  # shares a model run with concurrent small requests
+        results = await batcher_of(request, model.card.name).answer(asked.numbers, detail)
+    elif digits <= INLINE_DIGITS:
+        results = answer(model, asked.numbers, detail, options_of(request))
     else:
-        results = answer(model, asked.numbers, detail, options)
+        results = await run_in_threadpool(answer, model, asked.numbers, detail, options_of(request))
     payload = {"results": results} if batch else results[0]
     return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), media_type=JSON)
 
