@@ -8,6 +8,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from app.batcher import BATCHED_DIGITS
 from app.deps import batcher_of, options_of, ready_registry, settings_of
@@ -35,7 +36,13 @@ INLINE_DIGITS = 20_000
 
 
 async def _json_body(request: Request) -> bytes:
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    """The body of a JSON request (415 for any other content type), read straight off ASGI."""
+    content_type = b""
+    for name, value in request.scope["headers"]:
+        if name == b"content-type":
+            content_type = value
+            break
+    media = content_type.split(b";", 1)[0].strip().lower().decode("latin-1")
     if media != JSON and not (media.startswith("application/") and media.endswith("+json")):
         shown = repr(media) if media else "no Content-Type"
         raise InputError(
@@ -43,7 +50,14 @@ async def _json_body(request: Request) -> bytes:
             "unsupported_media_type",
             f"the body must be JSON sent with Content-Type: application/json, not {shown}",
         )
-    return await request.body()
+    chunks: list[bytes] = []
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def _answer(request: Request, asked: IncrementRequest, batch: bool) -> Response:
