@@ -79,9 +79,8 @@ def _steps(
     """Step dicts for positions `which` (a slice or ascending indices), with or without the 10
     probabilities (float32 rows that orjson writes as they are)."""
     positions = range(extra + 1)[which] if isinstance(which, slice) else which.tolist()
-    rows = zip(
-        positions, inputs[which].tolist(), outputs[which].tolist(), chosen_p[which], strict=True
-    )
+    inputs_, outputs_ = inputs[which].tolist(), outputs[which].tolist()
+    chosen_ = list(chosen_p[which])  # float32 scalars: orjson writes their shortest form
     if not listed:
         return [
             {
@@ -91,8 +90,9 @@ def _steps(
                 "probability": p,
                 "extra": j == extra,
             }
-            for j, d, o, p in rows
+            for j, d, o, p in zip(positions, inputs_, outputs_, chosen_, strict=True)
         ]
+    rows = list(probs[which])  # [steps] float32 rows of 10
     return [
         {
             "position": j,
@@ -102,7 +102,7 @@ def _steps(
             "probabilities": row,
             "extra": j == extra,
         }
-        for (j, d, o, p), row in zip(rows, probs[which], strict=True)
+        for j, d, o, p, row in zip(positions, inputs_, outputs_, chosen_, rows, strict=True)
     ]
 
 
