@@ -1,0 +1,60 @@
+"""Dynamic batching: concurrent requests share model runs, and each gets its own answer."""
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from app.codec import add_one
+from app.main import create_app, lifespan
+from app.metrics import MODEL_RUN_SECONDS
+from app.settings import Settings
+
+
+def model_runs(name: str) -> float:
+    for metric in MODEL_RUN_SECONDS.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_count") and sample.labels["model"] == name:
+                return sample.value
+    return 0.0
+
+
+async def concurrently(bodies: list[dict[str, Any]]) -> list[httpx.Response]:
+    app = create_app(Settings())
+    async with lifespan(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return list(await asyncio.gather(*(client.post("/increment", json=b) for b in bodies)))
+
+
+def test_concurrent_requests_share_runs_and_keep_their_own_answers(shipped: object) -> None:
+    numbers = [str(n) for n in range(990, 1022)]  # different lengths and carries
+    bodies: list[dict[str, Any]] = [
+        {"number": n, "detail": ["full", "summary", "none", "digits"][i % 4]}
+        for i, n in enumerate(numbers)
+    ]
+    bodies += [
+        {"number": "1" + "9" * 5, "model": "counter-post"},
+        {"number": "12", "model": "nope"},
+    ]
+    before = {name: model_runs(name) for name in ("counter", "counter-post")}
+    responses = asyncio.run(concurrently(bodies))
+
+    for body, response in zip(bodies[:-1], responses[:-1], strict=True):
+        assert response.status_code == 200, response.text
+        result = response.json()
+        assert result["input"] == body["number"]
+        assert result["check"]["expected"] == add_one(body["number"])
+        assert result["model"]["name"] == body.get("model", "counter")
+    for body, response in zip(bodies[:32], responses[:32], strict=True):
+        result = response.json()
+        assert result["output"] == add_one(body["number"])  # the shipped model is exact
+        assert result["detail"] == body["detail"]
+        steps = len(body["number"]) + 1
+        listed = {"full": steps, "digits": steps, "summary": min(5, steps), "none": 0}
+        assert len(result["steps"]) == listed[body["detail"]]
+    assert responses[-1].status_code == 404  # a bad request in the crowd fails alone
+
+    runs = model_runs("counter") - before["counter"]
+    assert 1 <= runs < 32  # 32 requests, fewer model runs
+    assert model_runs("counter-post") - before["counter-post"] == 1
