@@ -89,6 +89,8 @@ def session_options() -> Any:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only: ORT's warnings are not the operator's concern
+    # No arena: a 10^6-digit request would otherwise keep its hundreds of MB for good.
+    options.enable_cpu_mem_arena = False
     return options
 
 
