@@ -7,9 +7,11 @@ and orjson writes the answer (numpy arrays included) straight into the response 
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from app import memory
 from app.batcher import BATCHED_DIGITS
 from app.deps import batcher_of, options_of, ready_registry, settings_of
 from app.docs import (
@@ -78,7 +80,10 @@ async def _answer(request: Request, asked: IncrementRequest, batch: bool) -> Res
     else:
         results = await run_in_threadpool(answer, model, asked.numbers, detail, options_of(request))
     payload = {"results": results} if batch else results[0]
-    return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), media_type=JSON)
+    body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+    # After a long request is sent, its memory goes back to the OS (see app.memory).
+    after = BackgroundTask(memory.release) if digits > INLINE_DIGITS else None
+    return Response(body, media_type=JSON, background=after)
 
 
 @router.post(
