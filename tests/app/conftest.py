@@ -1,5 +1,6 @@
 """Fixtures for the service tests: the app on the SHIPPED models, and copies of them to break."""
 
+import json
 import shutil
 import warnings
 from collections.abc import Iterator
@@ -58,5 +59,5 @@ def started(settings: Settings) -> TestClient:
 
 def post(client: TestClient, path: str, body: Any, **headers: str) -> Any:
     """POST raw bytes (or JSON-encode anything else) with a JSON content type by default."""
-    content = body if isinstance(body, bytes) else __import__("json").dumps(body).encode()
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
     return client.post(path, content=content, headers={**JSON, **headers})
