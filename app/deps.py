@@ -6,6 +6,7 @@ the others, so their signatures read as sentences.
 
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Request
 
 from app.batcher import Batcher
@@ -28,6 +29,11 @@ def options_of(request: Request) -> EngineOptions:
 def batcher_of(request: Request, model: str) -> Batcher:
     batcher: Batcher = request.app.state.batchers[model]
     return batcher
+
+
+def long_runs_of(request: Request) -> anyio.CapacityLimiter:
+    limiter: anyio.CapacityLimiter = request.app.state.long_runs
+    return limiter
 
 
 def ready_registry(request: Request) -> Registry:

@@ -4,6 +4,7 @@ Every refusal (bad input, unknown model, body too large, unknown path) leaves th
 this shape, with a 4xx status, and is counted by kind in /metrics.
 """
 
+import logging
 from typing import Any
 
 import orjson
@@ -13,6 +14,8 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
 from app.metrics import ERRORS
+
+log = logging.getLogger(__name__)
 
 
 class InputError(Exception):
@@ -57,8 +60,14 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
     return error_response(422, "invalid_request", f"{where}: {first.get('msg', 'invalid request')}")
 
 
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal", "the service failed on this request; it is logged")
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Map every refusal to the one error shape."""
+    """Map every refusal to the one error shape (and a bug, should one slip, to a logged 500)."""
+    app.add_exception_handler(Exception, _internal_error)
     app.add_exception_handler(InputError, _input_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
+import anyio
 from fastapi import FastAPI
 
 from app.batcher import Batcher
@@ -27,6 +28,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     registry: Registry = app.state.registry
     options: EngineOptions = app.state.engine_options
     app.state.batchers = {name: Batcher(m, options) for name, m in registry.models.items()}
+    app.state.long_runs = anyio.CapacityLimiter(increment.LONG_RUNS)
     # Everything alive now (framework, models) lives as long as the process: keep it out of
     # the garbage collector's full passes, which otherwise stall requests for milliseconds.
     gc.freeze()

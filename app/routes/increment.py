@@ -4,16 +4,18 @@ The hot path stays lean: the body is parsed by app.inputs (no pydantic), the mod
 and orjson writes the answer (numpy arrays included) straight into the response bytes.
 """
 
+from functools import partial
+
+import anyio
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.background import BackgroundTask
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from app import memory
 from app.batcher import BATCHED_DIGITS
-from app.deps import batcher_of, options_of, ready_registry, settings_of
+from app.deps import batcher_of, long_runs_of, options_of, ready_registry, settings_of
 from app.docs import (
     BATCH_EXAMPLE,
     FLAGGED_EXAMPLE,
@@ -33,8 +35,10 @@ from app.schemas import IncrementRequest as IncrementRequestSchema
 router = APIRouter(tags=["increment"], route_class=LeanRoute)
 
 # Beyond this many digits in one request, the model runs in a worker thread (onnxruntime
-# releases the GIL), so one long number does not stall every other request.
+# releases the GIL), so one long number does not stall every other request; at most
+# LONG_RUNS at once, since a 10^6-digit run briefly needs a few hundred MB.
 INLINE_DIGITS = 20_000
+LONG_RUNS = 2  # app.main makes the limiter, one per running app
 
 
 async def _json_body(request: Request) -> bytes:
@@ -78,7 +82,8 @@ async def _answer(request: Request, asked: IncrementRequest, batch: bool) -> Res
     elif digits <= INLINE_DIGITS:
         results = answer(model, asked.numbers, detail, options_of(request))
     else:
-        results = await run_in_threadpool(answer, model, asked.numbers, detail, options_of(request))
+        run = partial(answer, model, asked.numbers, detail, options_of(request))
+        results = await anyio.to_thread.run_sync(run, limiter=long_runs_of(request))
     payload = {"results": results} if batch else results[0]
     body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
     # After a long request is sent, its memory goes back to the OS (see app.memory).
