@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from app.codec import add_one
@@ -100,3 +101,21 @@ def test_response_examples_are_real_shapes_and_real_answers(client: TestClient) 
     assert [s["output_digit"] for s in live["steps"]] == [
         s["output_digit"] for s in INCREMENT_EXAMPLE["steps"]
     ]
+
+
+def test_a_failing_model_run_is_a_logged_json_500_and_nobody_hangs(
+    shipped: object, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*_: object) -> None:
+        raise RuntimeError("onnxruntime fell over")
+
+    monkeypatch.setattr("app.batcher.answer_each", broken)
+    with TestClient(create_app(Settings()), raise_server_exceptions=False) as client:
+        response = post(client, "/increment", {"number": "12"})
+        assert client.get("/healthz").status_code == 200  # the service goes on
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": "internal",
+        "message": "the service failed on this request; it is logged",
+    }
+    assert "onnxruntime fell over" in caplog.text
