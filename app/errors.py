@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from app.metrics import ERRORS
 
@@ -60,6 +61,11 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
     return error_response(422, "invalid_request", f"{where}: {first.get('msg', 'invalid request')}")
 
 
+async def _client_gone(_: Request, exc: Exception) -> Response:
+    # Nobody reads this answer; it exists so the request is counted, not logged as a failure.
+    return error_response(400, "client_disconnected", "the client left before sending the body")
+
+
 async def _internal_error(request: Request, exc: Exception) -> Response:
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal", "the service failed on this request; it is logged")
@@ -69,5 +75,6 @@ def install_error_handlers(app: FastAPI) -> None:
     """Map every refusal to the one error shape (and a bug, should one slip, to a logged 500)."""
     app.add_exception_handler(Exception, _internal_error)
     app.add_exception_handler(InputError, _input_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -1,7 +1,9 @@
-"""The body limit: 413 before reading a declared-too-large body, and mid-stream for chunked ones."""
+"""Reading the body: 413 before or mid-stream past the limit, and a client leaving mid-body."""
 
 import asyncio
+from typing import Any
 
+import pytest
 from starlette.types import Message
 
 from app.main import create_app
@@ -23,6 +25,23 @@ def test_declared_length_over_the_limit_is_413(shipped: object) -> None:
         assert post(client, "/increment", {"number": "1" * 900}).status_code == 200
 
 
+def post_scope() -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/increment",
+        "raw_path": b"/increment",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json")],  # chunked: no Content-Length
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+
+
 def test_streamed_body_is_cut_off_at_the_limit_not_read_whole() -> None:
     """Drive the ASGI app directly: count how many chunks of an endless body it pulls."""
     app = create_app(Settings(max_body_bytes=LIMIT))
@@ -37,22 +56,31 @@ def test_streamed_body_is_cut_off_at_the_limit_not_read_whole() -> None:
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/increment",
-        "raw_path": b"/increment",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/json")],  # chunked: no Content-Length
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
+    scope = post_scope()
     asyncio.run(app(scope, receive, send))
     assert sent[0]["type"] == "http.response.start"
     assert sent[0]["status"] == 413
     assert b"body_too_large" in sent[1]["body"]
     assert pulled == LIMIT // 256 + 1  # stopped at the first chunk past the limit
+
+
+def test_a_client_leaving_mid_body_is_counted_not_logged_as_a_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = create_app(Settings())
+    sent: list[Message] = []
+    messages: list[Message] = [
+        {"type": "http.request", "body": b'{"number": "12', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    asyncio.run(app(post_scope(), receive, send))
+    assert sent[0]["status"] == 400
+    assert b"client_disconnected" in sent[1]["body"]
+    assert "failed" not in caplog.text
