@@ -49,7 +49,7 @@ def answer_each(
     numbers = [number for asked, _ in requests for number in asked]
     digits = encode_batch(numbers)  # [b, longest + 1], least significant first
     probs = model.run(digits)  # [b, longest + 1, 10] float32
-    chosen = probs.argmax(axis=-1)  # [b, longest + 1]
+    chosen = probs.argmax(axis=-1).astype(np.uint8)  # [b, longest + 1], as decode takes it
     # The chosen digit's probability, [b, longest + 1]; a flat gather is cheaper than max().
     flat = chosen.ravel()
     chosen_p = probs.reshape(-1, 10)[np.arange(flat.size), flat].reshape(chosen.shape)
@@ -80,7 +80,7 @@ def _steps(
     probabilities (float32 rows that orjson writes as they are)."""
     positions = range(extra + 1)[which] if isinstance(which, slice) else which.tolist()
     inputs_, outputs_ = inputs[which].tolist(), outputs[which].tolist()
-    chosen_ = list(chosen_p[which])  # float32 scalars: orjson writes their shortest form
+    chosen_ = chosen_p[which]  # float32: orjson writes each as its shortest form
     if not listed:
         return [
             {
@@ -92,7 +92,7 @@ def _steps(
             }
             for j, d, o, p in zip(positions, inputs_, outputs_, chosen_, strict=True)
         ]
-    rows = list(probs[which])  # [steps] float32 rows of 10
+    rows = probs[which]  # [steps, 10] float32, one row per step
     return [
         {
             "position": j,
