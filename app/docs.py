@@ -18,37 +18,114 @@ from app.schemas import ErrorBody
 JSON = "application/json"
 
 
-def _probabilities(digit: int, p: float) -> list[float]:
-    rest = round((1.0 - p) / 9, 7)
-    return [p if d == digit else rest for d in range(10)]
-
-
-def _example_steps(number: str, output: str, p: float) -> list[dict[str, Any]]:
-    padded = output.rjust(len(number) + 1, "0")
-    return [
-        {
-            "position": j,
-            "input_digit": int(d),
-            "output_digit": int(o),
-            "probability": p,
-            "probabilities": _probabilities(int(o), p),
-            "extra": j == len(number),
-        }
-        for j, (d, o) in enumerate(zip(("0" + number)[::-1], padded[::-1], strict=True))
-    ]
-
-
+# Real answers of the shipped models (v1.0.0), as the service sent them.
 INCREMENT_EXAMPLE: dict[str, Any] = {
     "input": "1299",
     "output": "1300",
     "detail": "full",
-    "steps": _example_steps("1299", "1300", 0.9999),
-    "min_probability": 0.9999,
-    "min_probability_position": 0,
+    "steps": [
+        {
+            "position": 0,
+            "input_digit": 9,
+            "output_digit": 0,
+            "probability": 0.99999976,
+            "probabilities": [
+                0.99999976,
+                5.884146e-09,
+                4.9614197e-15,
+                1.8168288e-09,
+                1.4996294e-11,
+                1.4681884e-11,
+                3.0310815e-10,
+                1.5808941e-11,
+                2.816721e-08,
+                2.7437798e-07,
+            ],
+            "extra": False,
+        },
+        {
+            "position": 1,
+            "input_digit": 9,
+            "output_digit": 0,
+            "probability": 0.9999999,
+            "probabilities": [
+                0.9999999,
+                5.576792e-09,
+                6.0873526e-15,
+                3.4712129e-09,
+                2.6229813e-11,
+                1.1419988e-11,
+                3.3656006e-10,
+                1.6463489e-11,
+                5.5166613e-08,
+                1.16064676e-07,
+            ],
+            "extra": False,
+        },
+        {
+            "position": 2,
+            "input_digit": 2,
+            "output_digit": 3,
+            "probability": 0.9999577,
+            "probabilities": [
+                4.7450322e-07,
+                5.1286283e-14,
+                4.1788957e-05,
+                0.9999577,
+                4.360663e-10,
+                3.431267e-10,
+                8.6094413e-13,
+                6.4796064e-11,
+                9.857876e-11,
+                7.407369e-15,
+            ],
+            "extra": False,
+        },
+        {
+            "position": 3,
+            "input_digit": 1,
+            "output_digit": 1,
+            "probability": 0.9999951,
+            "probabilities": [
+                1.3480339e-07,
+                0.9999951,
+                3.5203682e-06,
+                5.6576913e-15,
+                3.9125606e-11,
+                1.309969e-07,
+                3.1319027e-11,
+                2.387603e-07,
+                1.1763434e-07,
+                7.4458313e-07,
+            ],
+            "extra": False,
+        },
+        {
+            "position": 4,
+            "input_digit": 0,
+            "output_digit": 0,
+            "probability": 0.99999774,
+            "probabilities": [
+                0.99999774,
+                1.0662317e-07,
+                8.318385e-09,
+                9.785698e-07,
+                2.4908253e-12,
+                4.663042e-07,
+                7.599517e-09,
+                3.4916736e-11,
+                4.4341584e-07,
+                2.4867254e-07,
+            ],
+            "extra": True,
+        },
+    ],
+    "min_probability": 0.9999577,
+    "min_probability_position": 2,
     "carry_run": 2,
     "reliable_carry_length": "unbounded",
     "carry_certified": True,
-    "tested_length": 1000,
+    "tested_length": 100000,
     "flags": {
         "beyond_reliable_carry": False,
         "beyond_tested_length": False,
@@ -62,35 +139,31 @@ INCREMENT_EXAMPLE: dict[str, Any] = {
 }
 
 FLAGGED_EXAMPLE: dict[str, Any] = {
-    **INCREMENT_EXAMPLE,
-    "input": "1" + "9" * 30,
-    "output": "1" + "9" * 9 + "0" * 21,
+    "input": "1099999999999",
+    "output": "1000000000000",
     "detail": "none",
     "steps": [],
-    "min_probability": 0.5121,
-    "min_probability_position": 21,
-    "carry_run": 30,
-    "reliable_carry_length": 20,
+    "min_probability": 0.65820587,
+    "min_probability_position": 11,
+    "carry_run": 11,
+    "reliable_carry_length": 10,
     "carry_certified": False,
-    "tested_length": 20,
+    "tested_length": 100000,
     "flags": {
         "beyond_reliable_carry": True,
-        "beyond_tested_length": True,
+        "beyond_tested_length": False,
         "low_confidence": True,
-        "low_confidence_count": 1,
-        "low_confidence_steps": [21],
+        "low_confidence_count": 2,
+        "low_confidence_steps": [11, 12],
     },
     "warnings": [
-        "The input ends in 30 nines, more than this model's reliable carry length (20): "
+        "The input ends in 11 nines, more than this model's reliable carry length (10): "
         "the carry may be wrong.",
-        "The input has 31 digits, longer than any length this model was tested on without "
-        "error (20).",
-        "1 step(s) chose a digit with probability below 0.9 (positions 21; position 0 is the "
-        "units digit).",
-        "The model's answer is wrong: 1999999999999999999999999999999 + 1 = "
-        "2000000000000000000000000000000.",
+        "2 step(s) chose a digit with probability below 0.9, at position(s) 11, 12 "
+        "(position 0 is the units digit).",
+        "The model's answer is wrong: 1099999999999 + 1 = 1100000000000.",
     ],
-    "check": {"expected": "2" + "0" * 30, "correct": False},
+    "check": {"expected": "1100000000000", "correct": False},
     "model": {"name": "counter-post", "version": "1.0.0"},
 }
 
@@ -172,15 +245,49 @@ def response(model: type[BaseModel], description: str, **examples: Any) -> dict[
 
 BATCH_EXAMPLE: dict[str, Any] = {
     "results": [
-        {**INCREMENT_EXAMPLE, "detail": "none", "steps": []},
         {
-            **INCREMENT_EXAMPLE,
+            "input": "1299",
+            "output": "1300",
+            "detail": "none",
+            "steps": [],
+            "min_probability": 0.9999577,
+            "min_probability_position": 2,
+            "carry_run": 2,
+            "reliable_carry_length": "unbounded",
+            "carry_certified": True,
+            "tested_length": 100000,
+            "flags": {
+                "beyond_reliable_carry": False,
+                "beyond_tested_length": False,
+                "low_confidence": False,
+                "low_confidence_count": 0,
+                "low_confidence_steps": [],
+            },
+            "warnings": [],
+            "check": {"expected": "1300", "correct": True},
+            "model": {"name": "counter", "version": "1.0.0"},
+        },
+        {
             "input": "41",
             "output": "42",
             "detail": "none",
             "steps": [],
+            "min_probability": 0.9999528,
+            "min_probability_position": 1,
             "carry_run": 0,
+            "reliable_carry_length": "unbounded",
+            "carry_certified": True,
+            "tested_length": 100000,
+            "flags": {
+                "beyond_reliable_carry": False,
+                "beyond_tested_length": False,
+                "low_confidence": False,
+                "low_confidence_count": 0,
+                "low_confidence_steps": [],
+            },
+            "warnings": [],
             "check": {"expected": "42", "correct": True},
+            "model": {"name": "counter", "version": "1.0.0"},
         },
     ]
 }
