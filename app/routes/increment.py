@@ -100,7 +100,7 @@ async def _answer(request: Request, asked: IncrementRequest, batch: bool) -> Res
             "a string of digits": {"number": "1299"},
             "a JSON integer": {"number": 1299},
             "another model, no steps": {
-                "number": "1" + "9" * 30,
+                "number": "1099999999999",
                 "model": "counter-post",
                 "detail": "none",
             },
