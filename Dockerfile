@@ -23,13 +23,8 @@ RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-de
 # optimisation, quantisation, the ONNX backend API, sample models) and the packages only those
 # tools import (protobuf, flatbuffers, packaging) go; so do numpy's test suites and build-time
 # parts (f2py, distutils, C headers, Cython declarations, the SIMD test module), the .pyi type
-# stubs, and the installer itself. uvloop and httptools ship with debug symbols (uvloop 13.6 MB
-# of which 12 MB are symbols): strip those two, which patchelf never touched (numpy's are not
-# stripped, as strip can corrupt auditwheel-patched libraries).
-# hadolint ignore=DL3008
-RUN apt-get update && apt-get install --yes --no-install-recommends binutils \
-    && rm -rf /var/lib/apt/lists/* \
-    && site="$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
+# stubs, and the installer itself.
+RUN site="$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
     && /opt/venv/bin/pip uninstall --yes --disable-pip-version-check protobuf flatbuffers packaging \
     && rm -rf "$site"/onnxruntime/capi/libonnxruntime.so.* "$site"/onnxruntime/transformers \
         "$site"/onnxruntime/quantization "$site"/onnxruntime/tools "$site"/onnxruntime/backend \
@@ -38,7 +33,6 @@ RUN apt-get update && apt-get install --yes --no-install-recommends binutils \
         /opt/venv/bin/f2py /opt/venv/bin/onnxruntime_test \
     && find "$site/numpy" -depth -type d -name tests -exec rm -rf {} + \
     && find "$site" \( -name '*.pyi' -o -name '*.pxd' \) -delete \
-    && find "$site/uvloop" "$site/httptools" -name '*.so' -exec strip --strip-unneeded {} + \
     && /opt/venv/bin/pip uninstall --yes --disable-pip-version-check pip setuptools
 
 # Stage 2: the runtime, the venv and the models; everything root-owned and read-only to the app.
