@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Measure the serving image: build time (cold, no cache), size, and time from `docker run` to the
-# first 200 from /readyz (median of N starts), plus memory once ready. Prints one line per number.
+# first 200 from /readyz (median of N starts), memory once ready, and the server's peak resident
+# memory while answering a 1,000,000-digit number. Prints one line per number.
 #
 #   deploy/measure-image.sh                      # base image: the Dockerfile's default
 #   BASE_IMAGE=local/python-base deploy/measure-image.sh    # e.g. the CI stand-in
@@ -49,8 +50,22 @@ for _ in $(seq 1 "$RUNS"); do
   done
   starts+=("$(seconds_since "$t0")")
   memory="$(docker stats --no-stream --format '{{.MemUsage}}' "$id" | cut -d/ -f1)"
-  docker rm --force "$id" >/dev/null
+  last_id="$id" last_url="$url"
+  if [ "${#starts[@]}" -lt "$RUNS" ]; then docker rm --force "$id" >/dev/null; fi
 done
 echo "docker run -> first /readyz 200: median $(printf '%s\n' "${starts[@]}" | median) s" \
   "over $RUNS starts (${starts[*]})"
 echo "memory once ready: $memory"
+
+# The longest input the default settings accept: a carry through 999,999 nines.
+printf '{"number": "1%s"}' "$(head -c 999999 /dev/zero | tr '\0' 9)" |
+  curl --noproxy '*' --silent --fail --output /dev/null --header 'content-type: application/json' \
+    --data-binary @- "$last_url/increment" || {
+  echo "the 1,000,000-digit request failed" >&2
+  docker rm --force "$last_id" >/dev/null
+  exit 1
+}
+peak_kib="$(docker exec "$last_id" cat /proc/1/status | awk '/^VmHWM:/ { print $2 }')"
+docker rm --force "$last_id" >/dev/null
+echo "peak resident memory of the server, answering a 1,000,000-digit number:" \
+  "$(awk -v kib="$peak_kib" 'BEGIN { printf "%.0f MiB", kib / 1024 }')"
