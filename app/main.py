@@ -7,6 +7,7 @@ from functools import partial
 
 import anyio
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from app.batcher import Batcher
 from app.docs import openapi_with_cards
@@ -40,7 +41,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
     """The service; a preloaded registry (from `python -m app`) skips loading in the lifespan."""
     settings = settings or Settings()
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc load their JS and CSS from this service, not from a CDN,
+    # so they work on machines without internet.
+    app = FastAPIOffline(
         title="RNN Counter",
         version="1.0.0",
         summary="A recurrent network adds one to a number digit by digit, and shows its work.",
