@@ -245,29 +245,9 @@ def response(model: type[BaseModel], description: str, **examples: Any) -> dict[
 
 BATCH_EXAMPLE: dict[str, Any] = {
     "results": [
+        {**INCREMENT_EXAMPLE, "detail": "none", "steps": []},
         {
-            "input": "1299",
-            "output": "1300",
-            "detail": "none",
-            "steps": [],
-            "min_probability": 0.9999577,
-            "min_probability_position": 2,
-            "carry_run": 2,
-            "reliable_carry_length": "unbounded",
-            "carry_certified": True,
-            "tested_length": 100000,
-            "flags": {
-                "beyond_reliable_carry": False,
-                "beyond_tested_length": False,
-                "low_confidence": False,
-                "low_confidence_count": 0,
-                "low_confidence_steps": [],
-            },
-            "warnings": [],
-            "check": {"expected": "1300", "correct": True},
-            "model": {"name": "counter", "version": "1.0.0"},
-        },
-        {
+            **INCREMENT_EXAMPLE,
             "input": "41",
             "output": "42",
             "detail": "none",
@@ -275,19 +255,7 @@ BATCH_EXAMPLE: dict[str, Any] = {
             "min_probability": 0.9999528,
             "min_probability_position": 1,
             "carry_run": 0,
-            "reliable_carry_length": "unbounded",
-            "carry_certified": True,
-            "tested_length": 100000,
-            "flags": {
-                "beyond_reliable_carry": False,
-                "beyond_tested_length": False,
-                "low_confidence": False,
-                "low_confidence_count": 0,
-                "low_confidence_steps": [],
-            },
-            "warnings": [],
             "check": {"expected": "42", "correct": True},
-            "model": {"name": "counter", "version": "1.0.0"},
         },
     ]
 }

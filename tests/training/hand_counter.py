@@ -12,6 +12,7 @@ logit_r = A (a_r + b_(r-1) + 1): the right digit scores A, every other -A.
 """
 
 import warnings
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,17 @@ def hand_counter(gain: float = 20.0, readout: float = 5.0) -> RnnWeights:
         w_out=w_out,
         b_out=np.full(10, readout),
     )
+
+
+def with_carry_self_weight(value: float) -> RnnWeights:
+    """The exact counter with its carry unit's self-connection set to value (damaged unless G).
+
+    -G flips the carry; 0 forgets it, so every 9 carries even with no carry in: 90 + 1 -> 191.
+    """
+    weights = hand_counter()
+    w_hh = weights.w_hh.copy()
+    w_hh[CARRY, CARRY] = value
+    return replace(weights, w_hh=w_hh)
 
 
 def leaky_counter(leak: float = 0.01, threshold: float = 0.15) -> RnnWeights:

@@ -12,13 +12,13 @@ from torch import nn
 from app.card import CarryFailure
 from app.codec import encode_batch, target_digits
 from tests.training.hand_counter import (
-    CARRY,
     NumpyCarryEngine,
     export_onnx,
     export_weights,
     hand_counter,
     leaky_counter,
     run,
+    with_carry_self_weight,
 )
 from training.carry_scan import OnnxCarryEngine, scan_carries
 from training.certify import RnnWeights
@@ -54,20 +54,6 @@ def _onnx_digits(path: Path) -> OutputDigits:
     return lambda digits: predict(digits).argmax(axis=-1)
 
 
-def _with_carry_self_weight(value: float) -> RnnWeights:
-    weights = hand_counter()
-    w_hh = weights.w_hh.copy()
-    w_hh[CARRY, CARRY] = value
-    return RnnWeights(
-        w_ih=weights.w_ih,
-        w_hh=w_hh,
-        b_ih=weights.b_ih,
-        b_hh=weights.b_hh,
-        w_out=weights.w_out,
-        b_out=weights.b_out,
-    )
-
-
 class _Cell(nn.Module):
     """A random recurrent cell with the exported model's shape (one-hot in, softmax out)."""
 
@@ -90,7 +76,7 @@ def leaky_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize(
     "weights",
-    [hand_counter(), leaky_counter(), _with_carry_self_weight(-20.0), _with_carry_self_weight(0)],
+    [hand_counter(), leaky_counter(), with_carry_self_weight(-20.0), with_carry_self_weight(0)],
     ids=["exact", "leaky", "flipped-carry", "forgetful-carry"],
 )
 def test_numpy_scan_agrees_with_brute_force(weights: RnnWeights) -> None:
@@ -123,7 +109,7 @@ def test_onnx_scan_of_the_exact_counter_reaches_100000(tmp_path: Path) -> None:
 
 def test_tail_digits_catch_a_carry_that_does_not_stop() -> None:
     """The forgetful net carries out of every 9, carry in or not: the random tail shows it."""
-    forgetful = _with_carry_self_weight(0.0)
+    forgetful = with_carry_self_weight(0.0)
     loose = scan_carries(NumpyCarryEngine(forgetful), 30, tail=0)
     assert loose.first_failure is None  # every carry itself is right ...
     strict = scan_carries(NumpyCarryEngine(forgetful), 30, tail=3, seed=1)

@@ -19,6 +19,7 @@ from tests.training.hand_counter import (
     export_weights,
     hand_counter,
     leaky_counter,
+    with_carry_self_weight,
 )
 from training.carry_scan import expose_recurrent_state, scan_carries
 from training.certify import (
@@ -44,20 +45,6 @@ NUMBERS = [
 ]
 
 
-def _damaged(carry_self_weight: float) -> RnnWeights:
-    weights = hand_counter()
-    w_hh = weights.w_hh.copy()
-    w_hh[CARRY, CARRY] = carry_self_weight
-    return RnnWeights(
-        w_ih=weights.w_ih,
-        w_hh=w_hh,
-        b_ih=weights.b_ih,
-        b_hh=weights.b_hh,
-        w_out=weights.w_out,
-        b_out=weights.b_out,
-    )
-
-
 def test_hand_built_counter_really_adds_one() -> None:
     assert add_one_by_network(hand_counter(), NUMBERS) == [add_one(n) for n in NUMBERS]
 
@@ -72,7 +59,7 @@ def test_hand_built_counter_is_certified_with_a_positive_margin() -> None:
 
 
 def test_flipped_carry_self_connection_fails_naming_the_carry_unit() -> None:
-    damaged = _damaged(-hand_counter().w_hh[CARRY, CARRY])
+    damaged = with_carry_self_weight(-hand_counter().w_hh[CARRY, CARRY])
     assert add_one_by_network(damaged, ["99"]) != ["100"]  # it really breaks the carry
     certificate = certify(damaged)
     assert not certificate.certified
@@ -81,7 +68,9 @@ def test_flipped_carry_self_connection_fails_naming_the_carry_unit() -> None:
 
 
 def test_forgetful_carry_unit_fails_naming_box_and_digits() -> None:
-    damaged = _damaged(0.0)  # carry out on every 9, even with no carry in: 90 + 1 -> 191
+    damaged = with_carry_self_weight(
+        0.0
+    )  # carry out on every 9, even with no carry in: 90 + 1 -> 191
     assert add_one_by_network(damaged, ["90"]) != ["91"]
     certificate = certify(damaged)
     assert not certificate.certified

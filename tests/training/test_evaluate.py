@@ -8,12 +8,11 @@ import pytest
 from app.card import LengthAccuracy
 from app.codec import add_one
 from tests.training.hand_counter import (
-    CARRY,
     add_one_by_network,
     export_weights,
     hand_counter,
+    with_carry_self_weight,
 )
-from training.certify import RnnWeights
 from training.evaluate import (
     DEFAULT_LENGTHS,
     accuracy_by_length,
@@ -27,21 +26,6 @@ from training.evaluate import (
 )
 
 
-def _forgetful_counter() -> RnnWeights:
-    """The hand counter whose carry unit forgets: every 9 carries, so 90 + 1 -> 191."""
-    weights = hand_counter()
-    w_hh = weights.w_hh.copy()
-    w_hh[CARRY, CARRY] = 0.0
-    return RnnWeights(
-        w_ih=weights.w_ih,
-        w_hh=w_hh,
-        b_ih=weights.b_ih,
-        b_hh=weights.b_hh,
-        w_out=weights.w_out,
-        b_out=weights.b_out,
-    )
-
-
 @pytest.fixture(scope="module")
 def exact_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("models") / "exact.onnx"
@@ -52,7 +36,7 @@ def exact_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def forgetful_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("models") / "forgetful.onnx"
-    export_weights(_forgetful_counter(), str(path))
+    export_weights(with_carry_self_weight(0.0), str(path))
     return path
 
 
@@ -79,7 +63,7 @@ def test_accuracy_counts_what_the_network_really_gets_right(forgetful_onnx: Path
     rng = np.random.default_rng(seed)
     for result in results:
         numbers = random_numbers(result.length, result.samples, rng)
-        answers = add_one_by_network(_forgetful_counter(), numbers)
+        answers = add_one_by_network(with_carry_self_weight(0.0), numbers)
         assert result.correct == sum(a == add_one(n) for a, n in zip(answers, numbers, strict=True))
         assert result.accuracy == result.correct / result.samples
     assert results[0].accuracy == 1.0  # one digit: a 9 with carry in is the only carry
@@ -94,7 +78,7 @@ def test_samples_can_be_chosen_per_length(exact_onnx: Path) -> None:
 
 def test_exact_match_mixes_lengths_in_one_batch(forgetful_onnx: Path) -> None:
     numbers = ["0", "9", "90", "99", "1299", "9" * 30, "123", "8" * 12, "909"]
-    answers = add_one_by_network(_forgetful_counter(), numbers)
+    answers = add_one_by_network(with_carry_self_weight(0.0), numbers)
     expected = sum(a == add_one(n) for a, n in zip(answers, numbers, strict=True)) / len(numbers)
     assert 0 < expected < 1  # the list holds both kinds
     assert exact_match(ort_predictor(forgetful_onnx), numbers) == expected
