@@ -24,6 +24,7 @@ onnxruntime and check that its float32 hidden states stay inside the boxes (with
 inflation they do not). Pure numpy, no torch.
 """
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ Array = npt.NDArray[np.float64]
 
 METHOD = "interval boxes keyed by (carry in, last digit), fixed point of the digit step"
 BOXES = 20
+MARGIN_STEPS = 1_000_000  # the card keeps the margin to 1e-6, rounded down
 DEFAULT_INFLATION = 1e-5
 # float32 unit roundoff: a sum of n float32 products is off by at most gamma_n * sum |terms|.
 _U32 = 2.0**-24
@@ -244,11 +246,20 @@ def certify(
     return Certificate(
         certified=boxes.failure is None,
         method=METHOD,
-        margin=boxes.margin,
+        margin=_card_margin(boxes.margin),
         iterations=boxes.iterations,
         boxes=BOXES,
         reason=reason,
     )
+
+
+def _card_margin(margin: float | None) -> float | None:
+    """The margin as the card records it: rounded down to 1e-6.
+
+    Rounding down keeps it a true lower bound, and drops the last bits, which depend on which
+    BLAS kernel numpy picks on this processor, so a retrain elsewhere writes the same card.
+    """
+    return None if margin is None else math.floor(margin * MARGIN_STEPS) / MARGIN_STEPS
 
 
 def _constants(graph: onnx.GraphProto) -> dict[str, npt.NDArray[np.float64]]:
