@@ -45,18 +45,28 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         start = perf_counter()
-        status = 500  # what the client sees if the app raises before answering
+        started = False
+
+        def observe(status: int) -> None:
+            route = scope.get("route")
+            # Unmatched paths share one label so scanners cannot blow up cardinality.
+            template = getattr(route, "path", "unmatched")
+            REQUEST_SECONDS.labels(template, scope["method"], str(status)).observe(
+                perf_counter() - start
+            )
 
         async def send_and_time(message: Message) -> None:
-            nonlocal status
+            nonlocal started
             if message["type"] == "http.response.start":
-                status = message["status"]
-                route = scope.get("route")
-                # Unmatched paths share one label so scanners cannot blow up cardinality.
-                template = getattr(route, "path", "unmatched")
-                REQUEST_SECONDS.labels(template, scope["method"], str(status)).observe(
-                    perf_counter() - start
-                )
+                started = True
+                observe(message["status"])
             await send(message)
 
-        await self.app(scope, receive, send_and_time)
+        try:
+            await self.app(scope, receive, send_and_time)
+        except Exception:  # not cancellation: nobody is answered then
+            # The outer handler (Starlette's ServerErrorMiddleware, outside this one) answers
+            # 500; time it here, or failures would be missing from the latency by status.
+            if not started:
+                observe(500)
+            raise

@@ -119,3 +119,18 @@ def test_a_failing_model_run_is_a_logged_json_500_and_nobody_hangs(
         "message": "the service failed on this request; it is logged",
     }
     assert "onnxruntime fell over" in caplog.text
+
+
+def test_a_failing_request_is_timed_as_a_500(
+    shipped: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: object) -> None:
+        raise RuntimeError("onnxruntime fell over")
+
+    monkeypatch.setattr("app.batcher.answer_each", broken)
+    series = 'counter_http_request_seconds_count{method="POST",route="/increment",status="500"}'
+    with TestClient(create_app(Settings()), raise_server_exceptions=False) as client:
+        before = _value(client.get("/metrics").text, series)
+        assert post(client, "/increment", {"number": "12"}).status_code == 500
+        after = _value(client.get("/metrics").text, series)
+    assert after == before + 1
