@@ -1,6 +1,7 @@
 """The model registry: load every models/<name>.json card, verify its .onnx, open and warm it.
 
-Fault policy (start-up): a fault in the default model (its card invalid, its .onnx missing,
+Fault policy (start-up): a fault in the default model (the one whose card name, or whose
+card's file name <name>.json, is COUNTER_DEFAULT_MODEL: its card invalid, its .onnx missing,
 its sha256 different from the card, a file onnxruntime cannot load, a graph that breaks the
 model contract), a folder with no model card, or a default model that is not there: loading
 raises ModelLoadError naming the file and the reason, and `python -m app` exits with that one
@@ -151,7 +152,11 @@ def _warm_up(card: ModelCard, onnx_path: Path, session: Any) -> None:
 
 def load_model(card_path: Path) -> LoadedModel:
     """Read, verify, open and warm one model; ModelLoadError says what is wrong."""
-    card = _read_card(card_path)
+    return _serve(_read_card(card_path), card_path)
+
+
+def _serve(card: ModelCard, card_path: Path) -> LoadedModel:
+    """Verify, open and warm the model of a card already read."""
     onnx_path = card_path.parent / card.onnx_file
     session = _open(card, onnx_path)
     _warm_up(card, onnx_path, session)
@@ -174,12 +179,16 @@ def load_registry(models_dir: Path, default: str) -> Registry:
     models: dict[str, LoadedModel] = {}
     skipped: list[ModelLoadError] = []
     for card_path in card_paths:
+        name = card_path.stem  # until the card is read: then the name it gives
         try:
-            model = load_model(card_path)
-            if model.card.name in models:
-                raise ModelLoadError(card_path, f"a second model named {model.card.name!r}")
+            card = _read_card(card_path)
+            name = card.name
+            if name in models:
+                raise ModelLoadError(card_path, f"a second model named {name!r}")
+            model = _serve(card, card_path)
         except ModelLoadError as exc:
-            if card_path.stem == default:
+            # The default is looked up by card name; a file named after it counts too.
+            if default in (card_path.stem, name):
                 raise
             log.warning("skipping a model: %s", exc)
             skipped.append(exc)

@@ -93,6 +93,16 @@ def test_a_missing_default_model_refuses_to_start(models_copy: Path) -> None:
         load_registry(models_copy, "counter2")
 
 
+def test_a_fault_in_the_default_under_another_file_name_says_why(models_copy: Path) -> None:
+    # The default is found by the name in its card, not by its file name.
+    (models_copy / "counter.json").rename(models_copy / "primary.json")
+    break_sha256(models_copy, "counter")
+    with pytest.raises(ModelLoadError) as raised:
+        load_registry(models_copy, "counter")
+    assert raised.value.path == models_copy / "counter.onnx"
+    assert "sha256 is" in raised.value.reason
+
+
 def test_every_shipped_model_loads_verified_and_warm(shipped: Path) -> None:
     registry = load_registry(shipped, "counter")
     assert registry.names == ["counter", "counter-post"]
