@@ -32,6 +32,7 @@ from training.certify import (
 )
 from training.evaluate import random_numbers
 
+MODELS = Path(__file__).resolve().parents[2] / "models"
 NUMBERS = [
     "0",
     "9",
@@ -224,3 +225,97 @@ def test_inflation_covers_the_tanh_error_of_the_installed_onnxruntime() -> None:
     (y,) = session.run(None, {"X": x.reshape(1, -1, 1)})
     error = np.abs(np.asarray(y, dtype=np.float64).ravel() - np.tanh(x.astype(np.float64)))
     assert error.max() < DEFAULT_INFLATION / 10
+
+
+def _smallest_gap(weights: RnnWeights, lo: np.ndarray, hi: np.ndarray, right: int) -> float:
+    """min over the box and over every wrong digit of logit(right) - logit(wrong), by corners.
+
+    The readout is linear, so per unit the worst point is the box edge that favours the rival.
+    """
+    gaps = []
+    for rival in range(10):
+        if rival == right:
+            continue
+        diff = weights.w_out[right] - weights.w_out[rival]  # (H,)
+        worst = np.where(diff > 0, lo, hi)  # (H,): the corner that minimises diff @ h
+        gaps.append(diff @ worst + weights.b_out[right] - weights.b_out[rival])
+    return float(min(gaps))
+
+
+def _counter_with_uneven_rounding(heavy: float = 1e4, nudge: float = 0.01) -> RnnWeights:
+    """The exact counter where the closest rival is not the one with the least room.
+
+    A constant unit (always +1) enters digits 1 and 2's logits as -heavy, cancelled by +heavy
+    in their biases: the same logits, but a float32 rounding bound ~heavy * 1e-6 larger. Digit
+    3's bias is nudged up, so 3 is the closest rival wherever it is wrong.
+    """
+    exact = hand_counter()
+    size = exact.hidden_size + 1
+
+    def grow(matrix: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        out = np.zeros(shape)
+        out[tuple(slice(0, n) for n in matrix.shape)] = matrix
+        return out
+
+    b_ih, w_out = grow(exact.b_ih, (size,)), grow(exact.w_out, (10, size))
+    b_out = exact.b_out.copy()
+    b_ih[-1] = exact.w_hh[CARRY, CARRY]  # tanh(G) == 1: a box of width ~0
+    w_out[[1, 2], -1] = -heavy
+    b_out[[1, 2]] += heavy
+    b_out[3] += nudge
+    return RnnWeights(
+        w_ih=grow(exact.w_ih, (size, 10)),
+        w_hh=grow(exact.w_hh, (size, size)),
+        b_ih=b_ih,
+        b_hh=np.zeros(size),
+        w_out=w_out,
+        b_out=b_out,
+    )
+
+
+def test_margin_is_the_smallest_logit_gap_over_all_boxes() -> None:
+    """'Beats every other by at least margin': the smallest gap, not the least-room rival's."""
+    weights = _counter_with_uneven_rounding()
+    boxes = invariant_boxes(weights, inflation=1e-9)
+    assert boxes.failure is None
+    reached = zip(*np.nonzero(boxes.lo[..., 0] <= boxes.hi[..., 0]), strict=True)
+    want = min(
+        _smallest_gap(weights, boxes.lo[c, d], boxes.hi[c, d], (d + c) % 10) for c, d in reached
+    )
+    assert boxes.margin == pytest.approx(want, rel=0, abs=1e-9)
+
+
+def _insert_after(model: onnx.ModelProto, op: str, new_op: str, constant: float) -> None:
+    """Put `new_op(x, constant)` right after the first `op` node, rewiring its consumers."""
+    graph = model.graph
+    index, node = next((i, n) for i, n in enumerate(graph.node) if n.op_type == op)
+    old, new = node.output[0], node.output[0] + "_tampered"
+    for consumer in graph.node:
+        consumer.input[:] = [new if name == old else name for name in consumer.input]
+    for output in graph.output:
+        if output.name == old:  # the Softmax feeds the graph output: keep that name outside
+            node.output[0], old, new = new, new, old
+    factor = helper.make_tensor(f"{new}_factor", TensorProto.FLOAT, [], [constant])
+    graph.initializer.append(factor)
+    graph.node.insert(index + 1, helper.make_node(new_op, [old, factor.name], [new]))
+
+
+@pytest.mark.parametrize(
+    ("after", "op", "named"),
+    [
+        ("Add", "Mul", "Mul"),  # logits scaled before the softmax
+        ("Squeeze", "Mul", "Mul"),  # hidden states scaled between the RNN and the readout
+        ("Transpose", "Add", "from a Transpose"),  # an allowed op, wired where it does not go
+        ("Softmax", "Mul", "Mul"),  # probabilities scaled after the softmax
+    ],
+)
+def test_certify_onnx_declines_a_graph_that_transforms_values_off_the_exported_path(
+    tmp_path: Path, after: str, op: str, named: str
+) -> None:
+    model = onnx.load(str(MODELS / "counter.onnx"))
+    assert certify_onnx(model).certified  # untouched, the shipped model is
+    _insert_after(model, after, op, 2.0)
+    onnx.checker.check_model(model)
+    certificate = certify_onnx(model)
+    assert not certificate.certified
+    assert named in certificate.reason
