@@ -73,6 +73,12 @@ def test_json_integers_are_accepted_even_beyond_the_int_string_limit(client: Tes
     assert response.json()["output"] == huge[:-1] + "8"
 
 
+def test_json_minus_zero_is_the_integer_zero(client: TestClient) -> None:
+    assert post(client, "/increment", b'{"number": -0}').json()["output"] == "1"
+    batch = post(client, "/increment/batch", b'{"numbers": [-0, 4], "detail": "none"}').json()
+    assert [r["input"] for r in batch["results"]] == ["0", "4"]
+
+
 def test_detail_levels_shrink_the_response(client: TestClient) -> None:
     number = "1234567899"
     full = increment(client, {"number": number, "detail": "full"})

@@ -1,12 +1,15 @@
 """Every bad input kind gets its 4xx with a message saying what was wrong and what is accepted."""
 
 import json
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.errors import InputError
+from app.inputs import JsonFloat, JsonInt, load_json
 from app.settings import Settings
 from tests.app.conftest import JSON, post, started
 
@@ -69,6 +72,9 @@ def test_bad_json_values(client: TestClient, raw: str, said: str) -> None:
         (b"", 400, "the body is empty"),
         (b'{"number": NaN}', 400, "NaN is not a JSON value"),
         (b"\xff\xfe\x00", 400, "not valid JSON"),
+        ('{"number": "1"}'.encode("utf-16"), 400, "it is not UTF-8 text"),
+        ('{"number": "1"}'.encode("utf-16-le"), 400, "not valid JSON"),  # NULs are UTF-8
+        ('{"number": "1"}'.encode("utf-32"), 400, "it is not UTF-8 text"),
         (b"[" * 100_000, 400, "not valid JSON"),
         (b'["1299"]', 422, "must be a JSON object"),
         (b'"1299"', 422, "must be a JSON object"),
@@ -81,6 +87,7 @@ def test_bad_json_values(client: TestClient, raw: str, said: str) -> None:
 def test_bad_bodies(client: TestClient, body: bytes, status: int, said: str) -> None:
     response = post(client, "/increment", body)
     assert response.status_code == status
+    assert response.json()["error"] == ("malformed_json" if status == 400 else "invalid_request")
     assert said in response.json()["message"]
 
 
@@ -190,3 +197,34 @@ def test_no_body_ever_gets_a_5xx(client: TestClient, body: bytes, path: str) -> 
     assert response.status_code < 500, response.text
     if response.status_code != 200:
         assert set(response.json()) == {"error", "message"}
+
+
+def _refuse(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _standard(body: bytes) -> Any:
+    """The body as the standard parser alone reads it: numbers kept as text, no NaN."""
+    text = body.decode("utf-8-sig")
+    return json.loads(text, parse_int=JsonInt, parse_float=JsonFloat, parse_constant=_refuse)
+
+
+def _typed(value: Any) -> Any:
+    """The value with each leaf's exact type next to it (JsonInt("5") is not "5")."""
+    if isinstance(value, dict):
+        return {key: _typed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_typed(item) for item in value]
+    return (type(value).__name__, value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=bodies)
+def test_the_fast_parser_reads_a_body_as_the_standard_one_does(body: bytes) -> None:
+    try:
+        expected = _standard(body)
+    except (ValueError, RecursionError):  # ValueError: bad UTF-8, bad JSON and NaN alike
+        with pytest.raises(InputError):
+            load_json(body)
+        return
+    assert _typed(load_json(body)) == _typed(expected)
