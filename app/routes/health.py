@@ -16,7 +16,7 @@ _OK = orjson.dumps({"status": "ok"})
 @router.get(
     "/healthz",
     response_model=Health,
-    responses={200: {"content": {"application/json": {"example": {"status": "ok", "models": []}}}}},
+    responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}},
 )
 async def healthz(_: Request) -> Response:
     """Alive: the process answers HTTP (models may still be loading)."""
@@ -47,8 +47,8 @@ async def healthz(_: Request) -> Response:
 )
 async def readyz(request: Request) -> Response:
     """Ready: every model loaded, verified and warmed up; 503 before that and while stopping."""
-    registry = request.app.state.registry
-    if registry is None or not request.app.state.ready or not registry.models:
+    registry = request.app.state.registry  # never without models: the default must load
+    if registry is None or not request.app.state.ready:
         body = {
             "status": "not ready",
             "models": [],

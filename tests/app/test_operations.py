@@ -17,6 +17,13 @@ def test_healthz_is_alive(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
 
 
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_health_docs_show_the_live_answer(client: TestClient, path: str) -> None:
+    spec = client.get("/openapi.json").json()
+    documented = spec["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]
+    assert documented["example"] == client.get(path).json()
+
+
 def test_readyz_is_503_until_models_are_loaded_then_200(shipped: object) -> None:
     app = create_app(Settings())
     not_started = TestClient(app)  # no `with`: the lifespan (loading) has not run
