@@ -165,9 +165,9 @@ def compare(model: Path) -> tuple[bool, str]:
             raise SystemExit(f"error: {path} not found (give the model path without suffix)")
     card = ModelCard.model_validate_json(card_path.read_text())
     recipe = export.recipe_from_card(card)
-    rows: list[tuple[str, object, object]] = [("sha256", card.sha256, export.sha256(onnx_path))]
     if card.architecture.cell == "lstm":
         return False, "evaluate re-scans RNN/GRU graphs; an LSTM's scan needs its torch model"
+    rows: list[tuple[str, object, object]] = [("sha256", card.sha256, export.sha256(onnx_path))]
     new = export.measure(
         onnx_path,
         make_split(recipe.data, recipe.seed),

@@ -15,7 +15,6 @@ graph itself in onnxruntime (the deployed arithmetic), with its recurrent op's i
 exposed as an input and its hidden states as an output.
 """
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -69,7 +68,6 @@ class CarryScan:
     first_failure: CarryFailure | None  # the smallest failing k (None: all right)
     failures: int  # how many k in 0..scanned_up_to have some wrong carry
     engine: str
-    seconds: float
 
 
 def scan_carries(
@@ -85,7 +83,6 @@ def scan_carries(
     """
     if up_to < 0 or tail < 0 or chunk < 1:
         raise ValueError(f"need up_to >= 0, tail >= 0, chunk >= 1; got {up_to}, {tail}, {chunk}")
-    started = time.perf_counter()
     rng = np.random.default_rng(seed)
     nine_states, nine_digits = engine.run_nines(up_to)  # (up_to, ...), (up_to,)
     states = np.concatenate([engine.initial_state(), nine_states])  # row k: after k nines
@@ -126,7 +123,6 @@ def scan_carries(
         first_failure=first_failure,
         failures=int(failing.size),
         engine=engine.name,
-        seconds=time.perf_counter() - started,
     )
 
 

@@ -20,7 +20,7 @@ from training.carry_scan import scan_carries
 from training.certify import RnnWeights, certify
 from training.evaluate import random_numbers
 from training.model import Counter, TorchCarryEngine
-from training.train import RECIPES, Recipe, exact_match, train
+from training.train import RECIPES, Recipe, torch_exact_match, train
 
 ROWS = ("post-rnn", "post-lstm", "post-gru", "robust-rnn")
 
@@ -101,8 +101,8 @@ def run_seed(row: str, seed: int, scan_up_to: int) -> SeedResult:
         epochs_run=trained.epochs_run,
         epochs_to_perfect=perfect[0] if perfect else None,
         val_accuracy=trained.val_accuracy,
-        accuracy_20=exact_match(model, random_numbers(20, 1000, rng)),
-        accuracy_25=exact_match(model, random_numbers(25, 1000, rng)),
+        accuracy_20=torch_exact_match(model, random_numbers(20, 1000, rng)),
+        accuracy_25=torch_exact_match(model, random_numbers(25, 1000, rng)),
         reliable_carry=scan.reliable_length,
         scanned_up_to=scan.scanned_up_to,
         certified=certify(rnn_weights(model)).certified if is_tanh_rnn else None,
@@ -123,8 +123,9 @@ def _spread(values: Sequence[float], fmt: str = "{:g}") -> str:
     return " / ".join(fmt.format(v) for v in (low, mid, high))
 
 
-def _carry(r: SeedResult) -> str:
-    return f"≥{r.scanned_up_to}" if r.reliable_carry >= r.scanned_up_to else str(r.reliable_carry)
+def _carry(reliable: int, scanned_up_to: int) -> str:
+    """A reliable carry length; "≥N" when no failure was found up to the scan's end N."""
+    return f"≥{scanned_up_to}" if reliable >= scanned_up_to else str(reliable)
 
 
 def table(results: Sequence[SeedResult], seeds: int, scan_up_to: int, command: str) -> str:
@@ -154,7 +155,7 @@ def table(results: Sequence[SeedResult], seeds: int, scan_up_to: int, command: s
         certified = [r.certified for r in rows if r.certified is not None]
         carries = [r.reliable_carry for r in rows]
         carry = " / ".join(
-            f"≥{scan_up_to}" if c >= scan_up_to else str(c)
+            _carry(c, scan_up_to)
             for c in (min(carries), statistics.median_low(carries), max(carries))
         )
         lines.append(
@@ -182,7 +183,8 @@ def table(results: Sequence[SeedResult], seeds: int, scan_up_to: int, command: s
         lines.append(
             f"| {r.row} | {r.seed} | {r.epochs_run} | {r.epochs_to_perfect or '-'} "
             f"| {r.val_accuracy:.3f} | {r.accuracy_20:.3f} | {r.accuracy_25:.3f} "
-            f"| {_carry(r)} | {'n/a' if r.certified is None else r.certified} |"
+            f"| {_carry(r.reliable_carry, r.scanned_up_to)} "
+            f"| {'n/a' if r.certified is None else r.certified} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -215,7 +217,8 @@ def run(
             print(
                 f"{row} seed {seed}: epochs {result.epochs_run}, val {result.val_accuracy:.3f}, "
                 f"@20 {result.accuracy_20:.3f}, @25 {result.accuracy_25:.3f}, "
-                f"carry {_carry(result)}, certified {result.certified}",
+                f"carry {_carry(result.reliable_carry, result.scanned_up_to)}, "
+                f"certified {result.certified}",
                 file=sys.stderr,
                 flush=True,
             )

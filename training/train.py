@@ -91,12 +91,16 @@ class Trained:
     split: Split
     epochs_run: int
     wall_seconds: float
-    val_accuracy: float
     history: list[float] = field(default_factory=list)  # validation accuracy per epoch
+
+    @property
+    def val_accuracy(self) -> float:
+        """Validation accuracy after the last epoch."""
+        return self.history[-1]
 
 
 @torch.no_grad()
-def exact_match(model: Counter, numbers: Sequence[str], batch_size: int = 1000) -> float:
+def torch_exact_match(model: Counter, numbers: Sequence[str], batch_size: int = 1000) -> float:
     """Share of numbers whose whole answer (every output digit) is right, in torch."""
     was_training = model.training
     model.eval()
@@ -148,7 +152,7 @@ def train(recipe: Recipe, progress: bool = True) -> Trained:
             # Whole-number exact match on this batch (noisy in the robust recipe).
             acc = (logits.argmax(-1) == labels).all(dim=1).float().mean()
             bar.set_postfix(loss=f"{loss.item():.4f}", acc=f"{acc.item():.3f}")
-        history.append(exact_match(model, split.val))
+        history.append(torch_exact_match(model, split.val))
         if progress:
             tqdm.write(f"epoch {epoch}: validation accuracy {history[-1]:.4f}")
         if recipe.stop_when_perfect and history[-1] == 1.0:
@@ -160,7 +164,6 @@ def train(recipe: Recipe, progress: bool = True) -> Trained:
         split=split,
         epochs_run=len(history),
         wall_seconds=time.perf_counter() - started,
-        val_accuracy=history[-1],
         history=history,
     )
 

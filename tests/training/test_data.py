@@ -5,6 +5,7 @@ import random
 import pytest
 
 from app.codec import encode, target_digits
+from app.engine import carry_run
 from training.data import (
     POST_DATA,
     ROBUST_DATA,
@@ -14,10 +15,6 @@ from training.data import (
     make_split,
     to_tensors,
 )
-
-
-def _trailing_nines(number: str) -> int:
-    return len(number) - len(number.rstrip("9"))
 
 
 def test_post_split_has_the_posts_sizes_and_lengths() -> None:
@@ -47,7 +44,7 @@ def test_same_seed_same_split_other_seed_other_split() -> None:
 
 def test_carry_rich_share_and_longest_run() -> None:
     split = make_split(ROBUST_DATA, seed=0)
-    runs = [_trailing_nines(n) for n in split.train]
+    runs = [carry_run(n) for n in split.train]
     # Carry-rich runs are uniform in 1..40, so 36/40 of the carry-rich third end in >= 5 nines;
     # a plain number does so with probability 1e-5.
     long_share = sum(run >= 5 for run in runs) / len(runs)
@@ -57,7 +54,7 @@ def test_carry_rich_share_and_longest_run() -> None:
 
 def test_post_data_has_no_carry_rich_examples() -> None:
     rng = random.Random(0)
-    runs = [_trailing_nines(draw_number(rng, POST_DATA)) for _ in range(5000)]
+    runs = [carry_run(draw_number(rng, POST_DATA)) for _ in range(5000)]
     assert max(runs) <= 10
     assert sum(run >= 3 for run in runs) / len(runs) < 0.01
 

@@ -6,7 +6,7 @@ import torch
 
 from training.data import DataSpec
 from training.model import ModelConfig
-from training.train import Recipe, exact_match, post_recipe, robust_recipe, train
+from training.train import Recipe, post_recipe, robust_recipe, torch_exact_match, train
 
 
 def _small(recipe: Recipe, epochs: int) -> Recipe:
@@ -19,7 +19,7 @@ def test_a_short_run_of_the_post_recipe_learns() -> None:
     recipe = replace(post_recipe(seed=0), max_epochs=2, stop_when_perfect=False)
     trained = train(recipe, progress=False)
     untrained = train(replace(recipe, max_epochs=1, learning_rate=1e-9), progress=False)
-    assert exact_match(untrained.model, trained.split.val) < 0.1
+    assert torch_exact_match(untrained.model, trained.split.val) < 0.1
     assert trained.val_accuracy > 0.9
     assert trained.epochs_run == len(trained.history) == 2  # did not stop at 100%
 
