@@ -61,3 +61,14 @@ def post(client: TestClient, path: str, body: Any, **headers: str) -> Any:
     """POST raw bytes (or JSON-encode anything else) with a JSON content type by default."""
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     return client.post(path, content=content, headers={**JSON, **headers})
+
+
+def metric(client: TestClient, series: str) -> float:
+    """One series' value from GET /metrics, 0 when it is not there yet.
+
+    The metrics registry is process-wide, so tests compare a value before and after a request.
+    """
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return 0.0

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from app.errors import InputError
 from app.inputs import JsonFloat, JsonInt, load_json
 from app.settings import Settings
-from tests.app.conftest import JSON, post, started
+from tests.app.conftest import JSON, metric, post, started
 
 ACCEPTED = "accepted: a string of ASCII digits 0-9"
 
@@ -164,9 +164,17 @@ def test_unknown_path_and_method_keep_the_error_shape(client: TestClient) -> Non
 
 
 def test_refusals_are_counted_by_kind(client: TestClient) -> None:
+    kinds = ("invalid_number", "malformed_json", "unknown_model")
+    before = {kind: metric(client, f'counter_errors_total{{kind="{kind}"}}') for kind in kinds}
     post(client, "/increment", {"number": "-1"})
-    metrics = client.get("/metrics").text
-    assert 'counter_errors_total{kind="invalid_number"}' in metrics
+    post(client, "/increment/batch", {"numbers": ["1", "x"]})
+    post(client, "/increment", b"{")
+    after = {kind: metric(client, f'counter_errors_total{{kind="{kind}"}}') for kind in kinds}
+    assert {kind: after[kind] - before[kind] for kind in kinds} == {
+        "invalid_number": 2,
+        "malformed_json": 1,
+        "unknown_model": 0,
+    }
 
 
 json_values = st.recursive(
