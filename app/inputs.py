@@ -8,15 +8,17 @@ what was wrong and what is accepted.
 
 import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import orjson
 
 from app.codec import is_ascii_digits
 from app.errors import InputError
 
+# The detail levels, listed here only: the schemas and the parser derive theirs from these.
 Detail = Literal["full", "digits", "summary", "none"]
-DETAILS: tuple[str, ...] = ("auto", "full", "digits", "summary", "none")
+DetailAsked = Literal["auto", Detail]
+DETAILS: tuple[str, ...] = get_args(DetailAsked)
 _LISTED: frozenset[str] = frozenset({"full", "digits"})
 
 

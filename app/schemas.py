@@ -10,8 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.card import ModelCard
-
-DetailAsked = Literal["auto", "full", "digits", "summary", "none"]
+from app.inputs import Detail, DetailAsked
 
 _DETAIL_HELP = (
     "'full': every step with its 10 probabilities; 'digits': every step without them; "
@@ -92,7 +91,7 @@ class IncrementResponse(_Strict):
 
     input: str = Field(description="the number as given (digits)")
     output: str = Field(description="the model's answer, canonical: no leading zeros")
-    detail: Literal["full", "digits", "summary", "none"]
+    detail: Detail
     steps: list[Step]
     min_probability: float
     min_probability_position: int
