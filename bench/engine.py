@@ -17,37 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import onnx
 import torch
-from onnx import numpy_helper
 
 from app.codec import encode_batch
 from app.engine import EngineOptions, answer
 from app.registry import load_model
 from app.settings import DEFAULT_MODELS_DIR
-from training.model import Counter, ModelConfig, Probabilities
-
-
-def torch_twin(onnx_path: Path, hidden_size: int) -> Probabilities:
-    """training's model with the weights of the ONNX graph (nn.RNN exported as one RNN op)."""
-    graph = onnx.load(str(onnx_path)).graph
-    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
-    rnn = next(node for node in graph.node if node.op_type == "RNN")
-    matmul = next(node for node in graph.node if node.op_type == "MatMul")
-    add = next(node for node in graph.node if node.op_type == "Add")
-    w, r, b = (weights[name][0] for name in rnn.input[1:4])  # [H, 10], [H, H], [2H]
-    bias = next(weights[name] for name in add.input if name in weights)
-    twin = Probabilities(Counter(ModelConfig(hidden_size=hidden_size)))
-    state = {
-        "counter.cell.weight_ih_l0": w,
-        "counter.cell.weight_hh_l0": r,
-        "counter.cell.bias_ih_l0": b[:hidden_size],
-        "counter.cell.bias_hh_l0": b[hidden_size:],
-        "counter.readout.weight": weights[matmul.input[1]].t(),  # MatMul holds W^T: [H, 10]
-        "counter.readout.bias": bias,
-    }
-    twin.load_state_dict(state)
-    return twin.eval()
+from training.export import counter_from_onnx
+from training.model import Probabilities
 
 
 def median_seconds(fn: Callable[[], object], repeat: int) -> float:
@@ -89,7 +66,7 @@ def main() -> None:
     torch.set_num_threads(1)  # the service runs onnxruntime on one thread
 
     model = load_model(args.models_dir / f"{args.model}.json")
-    twin = torch_twin(model.path, model.card.architecture.hidden_size)
+    twin = Probabilities(counter_from_onnx(model.path)).eval()
     rng = np.random.default_rng(0)
 
     def numbers(count: int, length: int) -> list[str]:

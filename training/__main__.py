@@ -11,8 +11,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import onnx
+
 from app.card import CarryFailure, ModelCard
-from training import export
+from training import evaluate, export
 from training.carry_scan import OnnxCarryEngine
 from training.data import make_split
 from training.reproduce import ROWS, run
@@ -168,11 +170,13 @@ def compare(model: Path) -> tuple[bool, str]:
     if card.architecture.cell == "lstm":
         return False, "evaluate re-scans RNN/GRU graphs; an LSTM's scan needs its torch model"
     rows: list[tuple[str, object, object]] = [("sha256", card.sha256, export.sha256(onnx_path))]
+    graph = onnx.load(str(onnx_path))
     new = export.measure(
-        onnx_path,
+        graph,
+        evaluate.ort_predictor(graph),
         make_split(recipe.data, recipe.seed),
         recipe.seed,
-        OnnxCarryEngine(onnx_path),
+        OnnxCarryEngine(graph),
         card.metrics.carry_scanned_up_to,
     )
     old = card.metrics

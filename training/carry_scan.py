@@ -26,6 +26,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from app.card import CarryFailure
+from training.evaluate import ort_session
 
 States = npt.NDArray[Any]
 Digits = npt.NDArray[np.int64]
@@ -195,17 +196,12 @@ class OnnxCarryEngine:
     The state is every recurrent op's hidden state side by side: (rows, sum of hidden sizes).
     """
 
-    def __init__(self, path: str | Path, *, threads: int = 1) -> None:
-        model = onnx.load(str(path))
-        exposed, self._sizes = expose_recurrent_state(model)
+    def __init__(self, model: str | Path | onnx.ModelProto) -> None:
+        graph = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+        exposed, self._sizes = expose_recurrent_state(graph)
         self._state_inputs = [f"carry_initial_h_{i}" for i in range(len(self._sizes))]
         self._state_outputs = [o.name for o in exposed.graph.output][-len(self._sizes) :]
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(
-            exposed.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        self._session = ort_session(exposed)
         self.name = f"onnxruntime {ort.__version__}"
 
     def initial_state(self) -> States:

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import onnx
 import onnxruntime as ort
 
 from app.card import LengthAccuracy
 from app.codec import add_one, decode, encode_batch
+from app.registry import session_options
 
 Predictor = Callable[[npt.NDArray[np.int64]], npt.NDArray[np.float32]]
 
@@ -36,17 +38,17 @@ def default_samples(length: int) -> int:
     return 5
 
 
-def ort_predictor(model: str | Path | ort.InferenceSession, *, threads: int = 1) -> Predictor:
-    """Wrap an ONNX file (or an open session) with the model contract as a Predictor."""
-    if isinstance(model, ort.InferenceSession):
-        session = model
-    else:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        session = ort.InferenceSession(
-            str(model), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+def ort_session(model: str | Path | onnx.ModelProto) -> ort.InferenceSession:
+    """An onnxruntime session with the service's options: what is measured is what is served."""
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    return ort.InferenceSession(
+        source, sess_options=session_options(), providers=["CPUExecutionProvider"]
+    )
+
+
+def ort_predictor(model: str | Path | onnx.ModelProto | ort.InferenceSession) -> Predictor:
+    """Wrap an ONNX file, a loaded graph or an open session with the model contract."""
+    session = model if isinstance(model, ort.InferenceSession) else ort_session(model)
 
     def predict(digits: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         (probabilities,) = session.run(["probabilities"], {"digits": digits})

@@ -29,7 +29,7 @@ from app.card import (
 )
 from training import evaluate
 from training.carry_scan import CarryEngine, OnnxCarryEngine, scan_carries
-from training.certify import certify_onnx
+from training.certify import certify_onnx, weights_from_onnx
 from training.data import DataSpec, Split
 from training.model import Counter, ModelConfig, Probabilities, TorchCarryEngine, parameter_count
 from training.train import Optimizer, RecipeName, Trained
@@ -75,6 +75,27 @@ def export_onnx(counter: Counter, path: Path) -> None:
             opset_version=OPSET,
             dynamo=False,
         )
+
+
+def counter_from_onnx(model: str | Path | onnx.ModelProto) -> Counter:
+    """The torch Counter an exported tanh RNN graph holds (eval mode): export_onnx undone.
+
+    Reads the weights with training.certify.weights_from_onnx, so only the graph export_onnx
+    writes is accepted (UnsupportedModelError otherwise).
+    """
+    weights = weights_from_onnx(model)
+    counter = Counter(ModelConfig(hidden_size=weights.hidden_size)).eval()
+    with torch.no_grad():
+        for name, value in [
+            ("cell.weight_ih_l0", weights.w_ih),
+            ("cell.weight_hh_l0", weights.w_hh),
+            ("cell.bias_ih_l0", weights.b_ih),
+            ("cell.bias_hh_l0", weights.b_hh),
+            ("readout.weight", weights.w_out),
+            ("readout.bias", weights.b_out),
+        ]:
+            counter.get_parameter(name).copy_(torch.from_numpy(value))  # float64 -> float32
+    return counter
 
 
 def sha256(path: Path) -> str:
@@ -126,24 +147,43 @@ def recipe_record(trained: Trained) -> Recipe:
     )
 
 
-def carry_engine(onnx_path: Path, counter: Counter | None) -> CarryEngine:
+def carry_engine(model: onnx.ModelProto, counter: Counter | None) -> CarryEngine:
     """The exported graph in onnxruntime for RNN/GRU; the torch model for an LSTM.
 
     The ONNX LSTM op cannot resume from a given step's cell state (see carry_scan).
     """
     if counter is not None and counter.config.cell == "lstm":
         return TorchCarryEngine(counter)
-    return OnnxCarryEngine(onnx_path)
+    return OnnxCarryEngine(model)
+
+
+class InconsistentMeasurementError(RuntimeError):
+    """The certificate and the carry scan contradict each other: a bug in one of them."""
 
 
 def measure(
-    onnx_path: Path, split: Split, seed: int, engine: CarryEngine, scan_up_to: int
+    model: onnx.ModelProto,
+    predict: evaluate.Predictor,
+    split: Split,
+    seed: int,
+    engine: CarryEngine,
+    scan_up_to: int,
 ) -> Metrics:
-    """Every metric of the card, on the exported file in onnxruntime (see carry_engine)."""
-    predict = evaluate.ort_predictor(onnx_path)
-    by_length = evaluate.accuracy_by_length(predict, seed=seed)
+    """Every metric of the card, on the exported graph in onnxruntime (see carry_engine).
+
+    predict runs that graph (evaluate.ort_predictor(model)); passed in so a caller that also
+    plots runs one session.
+    """
     carry = scan_carries(engine, scan_up_to)
-    proof = certify_onnx(onnx_path)
+    proof = certify_onnx(model)
+    if proof.certified and carry.first_failure is not None:
+        failure = carry.first_failure
+        raise InconsistentMeasurementError(
+            f"the certificate proves every carry right, but the scan ({carry.engine}) found a "
+            f"wrong one at {failure.nines} nines then {failure.next_digit}: one of "
+            "training.certify and training.carry_scan is wrong; no card written"
+        )
+    by_length = evaluate.accuracy_by_length(predict, seed=seed)
     # A proof covers every k; without one the card trusts only what the scan saw.
     reliable: int | Literal["unbounded"] = "unbounded" if proof.certified else carry.reliable_length
     return Metrics(
@@ -231,15 +271,17 @@ def export(trained: Trained, out: Path, scan_up_to: int = 100_000, notes: str = 
     """Write <out>.onnx, <out>.png and <out>.json; return the card."""
     onnx_path, png_path, card_path = (out.with_suffix(s) for s in (".onnx", ".png", ".json"))
     export_onnx(trained.model, onnx_path)
+    graph = onnx.load(str(onnx_path))  # loaded once, for every measurement below
+    predict = evaluate.ort_predictor(graph)
     recipe = trained.recipe
-    engine = carry_engine(onnx_path, trained.model)
-    metrics = measure(onnx_path, trained.split, recipe.seed, engine, scan_up_to)
+    engine = carry_engine(graph, trained.model)
+    metrics = measure(graph, predict, trained.split, recipe.seed, engine, scan_up_to)
     name = out.name
     title = (
         f"{name}: {recipe.model.cell} H{recipe.model.hidden_size}, "
         f"{recipe.name} recipe, seed {recipe.seed}"
     )
-    plot(png_path, title, metrics, evaluate.ort_predictor(onnx_path))
+    plot(png_path, title, metrics, predict)
     card = ModelCard(
         name=name,
         version=VERSION,

@@ -1,6 +1,7 @@
 """The exported graph: dynamic batch and time, the native recurrent op, and parity with torch."""
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,9 +10,20 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from app.card import ModelCard
-from training.certify import weights_from_onnx
-from training.export import export, export_onnx
+from app.card import CarryFailure, ModelCard
+from tests.training.hand_counter import export_weights, hand_counter
+from training import export as export_module
+from training.carry_scan import OnnxCarryEngine, scan_carries
+from training.certify import certify_onnx
+from training.data import Split
+from training.evaluate import ort_predictor
+from training.export import (
+    InconsistentMeasurementError,
+    counter_from_onnx,
+    export,
+    export_onnx,
+    measure,
+)
 from training.model import Counter, ModelConfig, Probabilities
 from training.train import post_recipe, train
 
@@ -21,23 +33,6 @@ NATIVE_OP = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 
 def _session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-
-def _torch_from_onnx(path: Path) -> Counter:
-    """The shipped tanh RNN's weights back in a torch Counter (the reference for parity)."""
-    weights = weights_from_onnx(path)
-    model = Counter(ModelConfig(hidden_size=weights.hidden_size)).eval()
-    with torch.no_grad():
-        for name, value in [
-            ("cell.weight_ih_l0", weights.w_ih),
-            ("cell.weight_hh_l0", weights.w_hh),
-            ("cell.bias_ih_l0", weights.b_ih),
-            ("cell.bias_hh_l0", weights.b_hh),
-            ("readout.weight", weights.w_out),
-            ("readout.bias", weights.b_out),
-        ]:
-            model.get_parameter(name).copy_(torch.from_numpy(value))
-    return model
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
@@ -65,7 +60,7 @@ def test_other_lengths_and_batch_sizes_work(cell: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("length", [1, 10, 100, 10_000])
 def test_shipped_models_match_torch(name: str, length: int) -> None:
     path = MODELS / f"{name}.onnx"
-    model = _torch_from_onnx(path)
+    model = counter_from_onnx(path)
     rng = np.random.default_rng(length)
     digits = rng.integers(0, 10, size=(8, length), dtype=np.int64)
     digits[0, : length - 1] = 9  # a long carry: the hardest case for parity
@@ -88,10 +83,30 @@ def test_export_writes_a_card_that_describes_its_own_file(tmp_path: Path) -> Non
     assert card.recipe.epochs_run == trained.epochs_run
     metrics = card.metrics
     assert metrics.carry_scanned_up_to == 1000
-    if metrics.carry_certified:
-        assert metrics.reliable_carry_length == "unbounded"
-    else:
-        failure = metrics.carry_first_failure
-        assert failure is not None
-        assert metrics.reliable_carry_length == failure.nines - 1
-        assert f"{failure.nines} nines" in card.notes
+    # The post recipe learns no carry past ~10 nines: not certified, and the card says where.
+    assert not metrics.carry_certified
+    assert not metrics.certificate.certified
+    failure = metrics.carry_first_failure
+    assert failure is not None
+    assert failure.nines <= 1000
+    assert metrics.reliable_carry_length == failure.nines - 1
+    assert f"{failure.nines} nines" in card.notes
+
+
+def test_export_refuses_a_certificate_the_carry_scan_contradicts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proof of every carry beside a wrong carry is a bug in one of them: no card, an error."""
+    path = tmp_path / "hand.onnx"
+    export_weights(hand_counter(), str(path))
+    model = onnx.load(str(path))
+    assert certify_onnx(model).certified
+    scan = scan_carries(OnnxCarryEngine(model), 30)
+    assert scan.first_failure is None
+    wrong = replace(
+        scan, reliable_length=6, first_failure=CarryFailure(nines=7, next_digit=3), failures=1
+    )
+    monkeypatch.setattr(export_module, "scan_carries", lambda engine, up_to: wrong)
+    split = Split(train=["1"], val=["2"])
+    with pytest.raises(InconsistentMeasurementError, match="7 nines then 3"):
+        measure(model, ort_predictor(model), split, 0, OnnxCarryEngine(model), 30)
