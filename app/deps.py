@@ -1,7 +1,7 @@
 """What routes take from the running app: settings, the registry (once ready), engine options.
 
-Plain functions of the request for the hot path (/increment), and Annotated dependencies for
-the others, so their signatures read as sentences.
+Plain functions of the request for the hot path (/increment), and an Annotated dependency
+(RegistryDep) for the others, so their signatures read as sentences.
 """
 
 from typing import Annotated
@@ -50,9 +50,4 @@ async def _registry(request: Request) -> Registry:
     return ready_registry(request)
 
 
-async def _settings(request: Request) -> Settings:
-    return settings_of(request)
-
-
 RegistryDep = Annotated[Registry, Depends(_registry)]
-SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from app.errors import InputError
 from app.inputs import parse_increment
 from app.registry import Registry
+from app.routes.models import model_list
 from app.schemas import ErrorBody
 
 JSON = "application/json"
@@ -271,10 +272,9 @@ def openapi_with_cards(app: FastAPI) -> dict[str, Any]:
     registry: Registry | None = app.state.registry
     if registry is None:
         return schema  # not cached: the examples come once the models are loaded
-    cards = [registry.models[name].card.model_dump(mode="json") for name in registry.names]
     default = registry.models[registry.default].card.model_dump(mode="json")
     for path, example in (
-        ("/models", {"default": registry.default, "models": cards}),
+        ("/models", model_list(registry).model_dump(mode="json")),
         ("/models/{name}", default),
     ):
         schema["paths"][path]["get"]["responses"]["200"]["content"][JSON]["example"] = example

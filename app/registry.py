@@ -67,7 +67,11 @@ class LoadedModel:
 
 @dataclass(frozen=True)
 class Registry:
-    """The models being served, by name, and which one answers when a request names none."""
+    """The models being served, by name, and which one answers when a request names none.
+
+    skipped: the faults of the models found but not served (the fault policy above), shown
+    by GET /models so an operator sees them without reading the start-up log.
+    """
 
     models: dict[str, LoadedModel]
     default: str

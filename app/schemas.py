@@ -116,11 +116,21 @@ class BatchResponse(_Strict):
     results: list[IncrementResponse]
 
 
+class SkippedModel(_Strict):
+    """A model file that was found but not served: a fault outside the default model."""
+
+    file: str = Field(description="the card or .onnx file at fault, in the models folder")
+    reason: str
+
+
 class ModelList(_Strict):
-    """Every model served, and the one used when a request names none."""
+    """Every model served, the one used when a request names none, and any model skipped."""
 
     default: str
     models: list[ModelCard]
+    skipped: list[SkippedModel] = Field(
+        default_factory=list, description="models found at start-up but not served, and why"
+    )
 
 
 class Health(_Strict):

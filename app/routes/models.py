@@ -5,17 +5,26 @@ from fastapi import APIRouter
 from app.card import ModelCard
 from app.deps import RegistryDep
 from app.errors import InputError
-from app.schemas import ErrorBody, ModelList
+from app.registry import Registry
+from app.schemas import ErrorBody, ModelList, SkippedModel
 
 router = APIRouter(tags=["models"])
 
 
+def model_list(registry: Registry) -> ModelList:
+    """What GET /models answers (and its docs example shows)."""
+    return ModelList(
+        default=registry.default,
+        models=[registry.models[name].card for name in registry.names],
+        skipped=[SkippedModel(file=e.path.name, reason=e.reason) for e in registry.skipped],
+    )
+
+
 @router.get("/models", response_model=ModelList)
 async def list_models(registry: RegistryDep) -> ModelList:
-    """Every model served (its card), and which one answers when a request names none."""
-    return ModelList(
-        default=registry.default, models=[registry.models[n].card for n in registry.names]
-    )
+    """Every model served (its card), which one answers when a request names none, and any
+    model found at start-up but skipped for a fault (its file and the reason)."""
+    return model_list(registry)
 
 
 @router.get(

@@ -41,14 +41,16 @@ def test_readyz_is_503_until_models_are_loaded_then_200(shipped: object) -> None
 
 def test_model_docs_show_the_real_cards(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
-    ok = spec["paths"]["/models/{name}"]["get"]["responses"]["200"]["content"]
-    assert ok["application/json"]["example"] == client.get("/models/counter").json()
+    for path, live in (("/models/{name}", "/models/counter"), ("/models", "/models")):
+        ok = spec["paths"][path]["get"]["responses"]["200"]["content"]
+        assert ok["application/json"]["example"] == client.get(live).json()
 
 
 def test_models_lists_every_card_and_the_default(client: TestClient) -> None:
     listing = ModelList.model_validate(client.get("/models").json())
     assert listing.default == "counter"
     assert [card.name for card in listing.models] == ["counter", "counter-post"]
+    assert listing.skipped == []
     card = client.get("/models/counter-post").json()
     assert card["name"] == "counter-post"
     assert card["metrics"]["carry_certified"] is False

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from app.registry import ModelLoadError, load_registry
+from app.settings import Settings
+from tests.app.conftest import started
 
 Fault = Callable[[Path, str], None]
 
@@ -79,6 +81,16 @@ def test_another_faulty_model_is_skipped_with_a_warning(
     )
     assert reason in caplog.text
     assert "skipping a model" in caplog.text
+
+
+def test_models_lists_a_skipped_model_with_its_reason(models_copy: Path) -> None:
+    break_sha256(models_copy, "counter-post")
+    with started(Settings(models_dir=models_copy)) as client:
+        listing = client.get("/models").json()
+    assert [card["name"] for card in listing["models"]] == ["counter"]
+    [skipped] = listing["skipped"]
+    assert skipped["file"] == "counter-post.onnx"
+    assert skipped["reason"].startswith("sha256 is")
 
 
 def test_an_empty_folder_refuses_to_start(tmp_path: Path) -> None:
