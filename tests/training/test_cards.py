@@ -25,8 +25,6 @@ def test_card_matches_its_files(name: str) -> None:
     assert card.frameworks.opset == 17
     assert card.metrics.carry_scanned_up_to >= 100_000
     assert card.metrics.carry_scan_engine.startswith("onnxruntime")
-    # Round trip: what the service reads back is what was written.
-    assert ModelCard.model_validate_json(card.model_dump_json()) == card
 
 
 def test_default_model_is_certified_and_exact_at_every_tested_length() -> None:
