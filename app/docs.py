@@ -1,7 +1,9 @@
 """What /docs shows beyond the schemas: request and response examples for every endpoint.
 
-Error examples are produced by the real input rules (app.inputs), so their messages are the
-ones a client gets. Response examples are checked against the live model by the tests.
+Error examples are produced by the real rules (app.inputs, app.errors, app.limits), so their
+messages are the ones a client gets; the unknown-model and body-too-large examples are made
+again from the loaded models and the settings once the service is ready (openapi_with_cards).
+Response examples are checked against the live model by the tests.
 """
 
 from typing import Any
@@ -10,11 +12,13 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from app.errors import InputError
+from app.errors import InputError, unknown_model
 from app.inputs import parse_increment
+from app.limits import too_large
 from app.registry import Registry
 from app.routes.models import model_list
 from app.schemas import ErrorBody
+from app.settings import Settings
 
 JSON = "application/json"
 
@@ -177,11 +181,19 @@ def _refusal(body: bytes) -> tuple[str, str]:
     raise AssertionError(f"{body!r} was meant to be refused")
 
 
-def _error(description: str, *pairs: tuple[str, str]) -> dict[str, Any]:
-    examples = {
+def _pair(error: InputError) -> tuple[str, str]:
+    return error.kind, error.message
+
+
+def _examples(*pairs: tuple[str, str]) -> dict[str, Any]:
+    return {
         f"{kind} {i}": {"summary": message[:60], "value": {"error": kind, "message": message}}
         for i, (kind, message) in enumerate(pairs)
     }
+
+
+def _error(description: str, *pairs: tuple[str, str]) -> dict[str, Any]:
+    examples = _examples(*pairs)
     return {
         "model": ErrorBody,
         "description": description,
@@ -189,21 +201,17 @@ def _error(description: str, *pairs: tuple[str, str]) -> dict[str, Any]:
     }
 
 
+_MISSPELT = "countr"
+_DEFAULT_BODY_LIMIT: int = Settings.model_fields["max_body_bytes"].default
+
+
 def error_responses() -> dict[int | str, dict[str, Any]]:
     """The refusals of POST /increment and /increment/batch, with real messages."""
     return {
         400: _error("malformed JSON", _refusal(b'{"number": }')),
-        404: _error(
-            "unknown model",
-            ("unknown_model", "no model named 'countr'; available: counter, counter-post"),
-        ),
-        413: _error(
-            "body too large",
-            (
-                "body_too_large",
-                "the request body is larger than 4194304 bytes (COUNTER_MAX_BODY_BYTES)",
-            ),
-        ),
+        # Until the models are loaded: the shipped models and the default limit.
+        404: _error("unknown model", _pair(unknown_model(_MISSPELT, ["counter", "counter-post"]))),
+        413: _error("body too large", _pair(too_large(_DEFAULT_BODY_LIMIT))),
         415: _error(
             "not sent as JSON",
             (
@@ -278,5 +286,14 @@ def openapi_with_cards(app: FastAPI) -> dict[str, Any]:
         ("/models/{name}", default),
     ):
         schema["paths"][path]["get"]["responses"]["200"]["content"][JSON]["example"] = example
+    settings: Settings = app.state.settings
+    live = {
+        "404": unknown_model(_MISSPELT, registry.names),
+        "413": too_large(settings.max_body_bytes),
+    }
+    for path in ("/increment", "/increment/batch"):
+        for status, error in live.items():
+            content = schema["paths"][path]["post"]["responses"][status]["content"][JSON]
+            content["examples"] = _examples(_pair(error))
     app.openapi_schema = schema
     return schema

@@ -38,6 +38,13 @@ def error_response(
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
+def unknown_model(name: str | None, available: list[str]) -> InputError:
+    """404 for a model name that is not served, listing those that are."""
+    return InputError(
+        404, "unknown_model", f"no model named {name!r}; available: {', '.join(available)}"
+    )
+
+
 _KIND_BY_STATUS = {404: "not_found", 405: "method_not_allowed"}
 
 

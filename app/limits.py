@@ -10,7 +10,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.errors import InputError, error_response
 
 
-def _too_large(limit: int) -> InputError:
+def too_large(limit: int) -> InputError:
+    """413 for a body over the limit (COUNTER_MAX_BODY_BYTES)."""
     return InputError(
         413,
         "body_too_large",
@@ -45,7 +46,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise _too_large(self.limit)
+                    raise too_large(self.limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -62,6 +63,6 @@ class BodyLimitMiddleware:
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        error = _too_large(self.limit)
+        error = too_large(self.limit)
         response = error_response(error.status, error.kind, error.message, {"connection": "close"})
         await response(scope, receive, send)

@@ -26,7 +26,7 @@ from app.docs import (
     response,
 )
 from app.engine import answer
-from app.errors import InputError
+from app.errors import InputError, unknown_model
 from app.inputs import IncrementRequest, parse_batch, parse_increment, resolve_detail
 from app.routes.lean import LeanRoute
 from app.schemas import BatchRequest, BatchResponse, IncrementResponse
@@ -70,11 +70,7 @@ async def _answer(request: Request, asked: IncrementRequest, batch: bool) -> Res
     registry = ready_registry(request)
     model = registry.find(asked.model)
     if model is None:
-        raise InputError(
-            404,
-            "unknown_model",
-            f"no model named {asked.model!r}; available: {', '.join(registry.names)}",
-        )
+        raise unknown_model(asked.model, registry.names)
     digits = sum(map(len, asked.numbers))
     detail = resolve_detail(asked.detail, digits, settings_of(request).max_detail_digits)
     if digits <= BATCHED_DIGITS:  # shares a model run with concurrent small requests

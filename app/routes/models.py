@@ -4,7 +4,7 @@ from fastapi import APIRouter
 
 from app.card import ModelCard
 from app.deps import RegistryDep
-from app.errors import InputError
+from app.errors import unknown_model
 from app.registry import Registry
 from app.schemas import ErrorBody, ModelList, SkippedModel
 
@@ -36,7 +36,5 @@ async def get_model(name: str, registry: RegistryDep) -> ModelCard:
     """One model's card: provenance, architecture, recipe, accuracy by length, carry certificate."""
     model = registry.find(name)
     if model is None:
-        raise InputError(
-            404, "unknown_model", f"no model named {name!r}; available: {', '.join(registry.names)}"
-        )
+        raise unknown_model(name, registry.names)
     return model.card

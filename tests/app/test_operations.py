@@ -100,6 +100,21 @@ def test_docs_have_request_and_response_examples_for_every_endpoint(client: Test
             assert any("example" in c or "examples" in c for c in ok.values()), where
 
 
+def test_unknown_model_and_too_large_examples_are_the_live_refusals(shipped: object) -> None:
+    with started(Settings(max_body_bytes=5000)) as client:
+        spec = client.get("/openapi.json").json()
+        live = {
+            "404": post(client, "/increment", {"number": "1", "model": "countr"}).json(),
+            "413": post(client, "/increment", {"number": "1" * 6000}).json(),
+        }
+    assert "5000 bytes" in live["413"]["message"]
+    for path in ("/increment", "/increment/batch"):
+        responses = spec["paths"][path]["post"]["responses"]
+        for status, refusal in live.items():
+            examples = responses[status]["content"]["application/json"]["examples"]
+            assert [e["value"] for e in examples.values()] == [refusal], (path, status)
+
+
 def _approx(value: Any) -> Any:
     """The value with every float compared approximately (onnxruntime kernels differ by CPU)."""
     if isinstance(value, dict):
