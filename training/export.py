@@ -29,7 +29,7 @@ from app.card import (
 )
 from training import evaluate
 from training.carry_scan import CarryEngine, OnnxCarryEngine, scan_carries
-from training.certify import certify_onnx, weights_from_onnx
+from training.certify import RnnWeights, certify_onnx, weights_from_onnx
 from training.data import DataSpec, Split
 from training.model import Counter, ModelConfig, Probabilities, TorchCarryEngine, parameter_count
 from training.train import Optimizer, RecipeName, Trained
@@ -83,7 +83,11 @@ def counter_from_onnx(model: str | Path | onnx.ModelProto) -> Counter:
     Reads the weights with training.certify.weights_from_onnx, so only the graph export_onnx
     writes is accepted (UnsupportedModelError otherwise).
     """
-    weights = weights_from_onnx(model)
+    return counter_from_weights(weights_from_onnx(model))
+
+
+def counter_from_weights(weights: RnnWeights) -> Counter:
+    """A tanh RNN Counter (eval mode) holding the given weights, rounded to float32."""
     counter = Counter(ModelConfig(hidden_size=weights.hidden_size)).eval()
     with torch.no_grad():
         for name, value in [

@@ -13,16 +13,18 @@ logit_r = A (a_r + b_(r-1) + 1): the right digit scores A, every other -A.
 
 import warnings
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
-import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from app.codec import encode_batch
+from app.codec import decode, encode_batch
 from training.certify import RnnWeights
+from training.export import counter_from_weights
+from training.export import export_onnx as training_export_onnx
 
 CARRY = 0  # index of the n unit
 
@@ -123,11 +125,7 @@ def run(
 def add_one_by_network(weights: RnnWeights, numbers: list[str]) -> list[str]:
     """What the network answers for each number, as canonical decimals."""
     outputs, _ = run(weights, encode_batch(numbers))
-    answers = []
-    for row, number in zip(outputs, numbers, strict=True):
-        text = "".join(str(d) for d in row[: len(number) + 1][::-1]).lstrip("0")
-        answers.append(text or "0")
-    return answers
+    return [decode(row[: len(n) + 1]) for row, n in zip(outputs, numbers, strict=True)]
 
 
 class NumpyCarryEngine:
@@ -152,32 +150,8 @@ class NumpyCarryEngine:
         return outputs
 
 
-class _Exported(nn.Module):
-    """One-hot -> nn.RNN(tanh) -> Linear -> softmax: the shape training exports."""
-
-    def __init__(self, weights: RnnWeights) -> None:
-        super().__init__()
-        self.rnn = nn.RNN(10, weights.hidden_size, batch_first=True)
-        self.out = nn.Linear(weights.hidden_size, 10)
-        values = {
-            "rnn.weight_ih_l0": weights.w_ih,
-            "rnn.weight_hh_l0": weights.w_hh,
-            "rnn.bias_ih_l0": weights.b_ih,
-            "rnn.bias_hh_l0": weights.b_hh,
-            "out.weight": weights.w_out,
-            "out.bias": weights.b_out,
-        }
-        with torch.no_grad():
-            for name, parameter in self.named_parameters():
-                parameter.copy_(torch.from_numpy(values[name]))
-
-    def forward(self, digits: torch.Tensor) -> torch.Tensor:
-        hidden, _ = self.rnn(F.one_hot(digits, 10).float())  # (B, T, H)
-        return torch.softmax(self.out(hidden), dim=-1)  # (B, T, 10)
-
-
 def export_onnx(module: nn.Module, path: str) -> None:
-    """The project's export call: legacy exporter, dynamic batch and time, opset 17."""
+    """The project's export call for modules a Counter cannot express (e.g. two layers)."""
     with warnings.catch_warnings():
         # The tracer's notes on batch size and hx checks do not apply: h0 is always zeros.
         warnings.simplefilter("ignore")
@@ -197,5 +171,5 @@ def export_onnx(module: nn.Module, path: str) -> None:
 
 
 def export_weights(weights: RnnWeights, path: str) -> None:
-    """The hand-built weights as an exported ONNX model (float32, like a trained one)."""
-    export_onnx(_Exported(weights), path)
+    """The hand-built weights exported as training exports a model (float32, like a trained one)."""
+    training_export_onnx(counter_from_weights(weights), Path(path))

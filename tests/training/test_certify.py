@@ -8,14 +8,12 @@ import onnxruntime as ort
 import pytest
 import torch
 from onnx import TensorProto, helper
-from torch import nn
 
 from app.codec import add_one, encode_batch
 from tests.training.hand_counter import (
     CARRY,
     NumpyCarryEngine,
     add_one_by_network,
-    export_onnx,
     export_weights,
     hand_counter,
     leaky_counter,
@@ -31,6 +29,8 @@ from training.certify import (
     weights_from_onnx,
 )
 from training.evaluate import random_numbers
+from training.export import export_onnx
+from training.model import Counter, ModelConfig
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 NUMBERS = [
@@ -113,31 +113,20 @@ def test_weights_must_have_consistent_shapes() -> None:
 
 def test_weights_from_onnx_round_trips_an_exported_model(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    rnn, out = nn.RNN(10, 16, batch_first=True), nn.Linear(16, 10)
-
-    class Model(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.rnn, self.out = rnn, out
-
-        def forward(self, digits: torch.Tensor) -> torch.Tensor:
-            hidden, _ = self.rnn(nn.functional.one_hot(digits, 10).float())
-            return torch.softmax(self.out(hidden), dim=-1)
-
+    counter = Counter(ModelConfig(hidden_size=16))
     path = tmp_path / "random.onnx"
-    export_onnx(Model(), str(path))
+    export_onnx(counter, path)
     weights = weights_from_onnx(path)
-    parameters = dict(rnn.named_parameters()) | {f"out_{n}": p for n, p in out.named_parameters()}
     expected = {
-        "w_ih": "weight_ih_l0",
-        "w_hh": "weight_hh_l0",
-        "b_ih": "bias_ih_l0",
-        "b_hh": "bias_hh_l0",
-        "w_out": "out_weight",
-        "b_out": "out_bias",
+        "w_ih": "cell.weight_ih_l0",
+        "w_hh": "cell.weight_hh_l0",
+        "b_ih": "cell.bias_ih_l0",
+        "b_hh": "cell.bias_hh_l0",
+        "w_out": "readout.weight",
+        "b_out": "readout.bias",
     }
     for field, name in expected.items():
-        want = parameters[name].detach().double().numpy()
+        want = counter.get_parameter(name).detach().double().numpy()
         np.testing.assert_array_equal(getattr(weights, field), want)
 
 
@@ -149,17 +138,8 @@ def test_certify_onnx_proves_the_exported_hand_counter(tmp_path: Path) -> None:
 
 
 def test_certify_onnx_declines_cells_the_boxes_do_not_cover(tmp_path: Path) -> None:
-    class Gru(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.rnn, self.out = nn.GRU(10, 8, batch_first=True), nn.Linear(8, 10)
-
-        def forward(self, digits: torch.Tensor) -> torch.Tensor:
-            hidden, _ = self.rnn(nn.functional.one_hot(digits, 10).float())
-            return torch.softmax(self.out(hidden), dim=-1)
-
     path = tmp_path / "gru.onnx"
-    export_onnx(Gru(), str(path))
+    export_onnx(Counter(ModelConfig(cell="gru", hidden_size=8)), path)
     certificate = certify_onnx(path)
     assert not certificate.certified
     assert "tanh RNNs" in certificate.reason
