@@ -29,11 +29,12 @@ from app.card import (
 )
 from training import evaluate
 from training.carry_scan import CarryEngine, OnnxCarryEngine, scan_carries
-from training.certify import RnnWeights, certify_onnx, weights_from_onnx
+from training.certify import certify_onnx
 from training.data import DataSpec, Split
 from training.model import Counter, ModelConfig, Probabilities, TorchCarryEngine, parameter_count
 from training.train import Optimizer, RecipeName, Trained
 from training.train import Recipe as TrainRecipe
+from training.weights import RnnWeights, weights_from_onnx
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after matplotlib.use: no display needed
@@ -80,7 +81,7 @@ def export_onnx(counter: Counter, path: Path) -> None:
 def counter_from_onnx(model: str | Path | onnx.ModelProto) -> Counter:
     """The torch Counter an exported tanh RNN graph holds (eval mode): export_onnx undone.
 
-    Reads the weights with training.certify.weights_from_onnx, so only the graph export_onnx
+    Reads the weights with training.weights.weights_from_onnx, so only the graph export_onnx
     writes is accepted (UnsupportedModelError otherwise).
     """
     return counter_from_weights(weights_from_onnx(model))

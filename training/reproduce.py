@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from training.carry_scan import scan_carries
-from training.certify import RnnWeights, certify
+from training.certify import certify
 from training.evaluate import random_numbers
 from training.model import Counter, TorchCarryEngine
 from training.train import RECIPES, Recipe, torch_exact_match, train
+from training.weights import RnnWeights
 
 ROWS = ("post-rnn", "post-lstm", "post-gru", "robust-rnn")
 

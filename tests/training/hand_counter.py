@@ -22,9 +22,9 @@ import torch
 from torch import nn
 
 from app.codec import decode, encode_batch
-from training.certify import RnnWeights
 from training.export import counter_from_weights
 from training.export import export_onnx as training_export_onnx
+from training.weights import RnnWeights
 
 CARRY = 0  # index of the n unit
 

@@ -21,8 +21,8 @@ from tests.training.hand_counter import (
     with_carry_self_weight,
 )
 from training.carry_scan import OnnxCarryEngine, scan_carries
-from training.certify import RnnWeights
 from training.evaluate import ort_predictor
+from training.weights import RnnWeights
 
 OutputDigits = Callable[[npt.NDArray[np.int64]], npt.NDArray[np.int64]]
 

@@ -20,17 +20,11 @@ from tests.training.hand_counter import (
     with_carry_self_weight,
 )
 from training.carry_scan import expose_recurrent_state, scan_carries
-from training.certify import (
-    DEFAULT_INFLATION,
-    RnnWeights,
-    certify,
-    certify_onnx,
-    invariant_boxes,
-    weights_from_onnx,
-)
+from training.certify import DEFAULT_INFLATION, certify, certify_onnx, invariant_boxes
 from training.evaluate import random_numbers
 from training.export import export_onnx
 from training.model import Counter, ModelConfig
+from training.weights import RnnWeights, weights_from_onnx
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 NUMBERS = [
