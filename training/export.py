@@ -18,6 +18,7 @@ import numpy.typing as npt
 import onnx
 import onnxruntime as ort
 import torch
+from torch import nn
 from torch.jit._trace import TracerWarning
 
 from app.card import (
@@ -47,12 +48,17 @@ PLOT_NINES = 200
 
 
 def export_onnx(counter: Counter, path: Path) -> None:
-    """Digits int64 [batch, time] -> probabilities float32 [batch, time, 10], both axes dynamic.
+    """Digits int64 [batch, time] -> probabilities float32 [batch, time, 10], both axes dynamic."""
+    export_module(Probabilities(counter), path)
+
+
+def export_module(module: nn.Module, path: Path) -> None:
+    """Export any digits -> probabilities module with the project's contract and exporter.
 
     The legacy (TorchScript) exporter: in torch 2.13 the dynamo exporter silently fixes the
     sequence length to the example's; this one keeps the native RNN/LSTM/GRU op.
     """
-    counter.eval()
+    module.eval()
     example = torch.zeros(1, 3, dtype=torch.int64)
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
@@ -64,7 +70,7 @@ def export_onnx(counter: Counter, path: Path) -> None:
         warnings.filterwarnings("ignore", message="The feature will be removed")
         warnings.filterwarnings("ignore", category=TracerWarning)
         torch.onnx.export(
-            Probabilities(counter),
+            module,
             (example,),
             str(path),
             input_names=["digits"],

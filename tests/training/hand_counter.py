@@ -11,18 +11,16 @@ Exactly one of the 20 a/b units is on; the output digit is o for a_o and o + 1 f
 logit_r = A (a_r + b_(r-1) + 1): the right digit scores A, every other -A.
 """
 
-import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 from torch import nn
 
 from app.codec import decode, encode_batch
-from training.export import counter_from_weights
+from training.export import counter_from_weights, export_module
 from training.export import export_onnx as training_export_onnx
 from training.weights import RnnWeights
 
@@ -151,23 +149,8 @@ class NumpyCarryEngine:
 
 
 def export_onnx(module: nn.Module, path: str) -> None:
-    """The project's export call for modules a Counter cannot express (e.g. two layers)."""
-    with warnings.catch_warnings():
-        # The tracer's notes on batch size and hx checks do not apply: h0 is always zeros.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            (torch.zeros(2, 5, dtype=torch.long),),
-            path,
-            input_names=["digits"],
-            output_names=["probabilities"],
-            dynamic_axes={
-                "digits": {0: "batch", 1: "time"},
-                "probabilities": {0: "batch", 1: "time"},
-            },
-            dynamo=False,
-            opset_version=17,
-        )
+    """Modules a Counter cannot express (e.g. two layers), through training's own export."""
+    export_module(module, Path(path))
 
 
 def export_weights(weights: RnnWeights, path: str) -> None:
