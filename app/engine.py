@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from app.codec import add_one, decode, encode_batch
 from app.inputs import Detail
 from app.registry import LoadedModel
+from core.codec import add_one, carry_run, decode, encode_batch
 
 Result = dict[str, Any]
 
@@ -28,11 +28,6 @@ class EngineOptions:
 
     low_confidence: float
     summary_steps: int
-
-
-def carry_run(number: str) -> int:
-    """Trailing nines: how far the carry of n + 1 must travel."""
-    return len(number) - len(number.rstrip("9"))
 
 
 def answer(

@@ -12,8 +12,8 @@ from typing import Any, Literal, get_args
 
 import orjson
 
-from app.codec import is_ascii_digits
 from app.errors import InputError
+from core.codec import is_ascii_digits
 
 # The detail levels, listed here only: the schemas and the parser derive theirs from these.
 Detail = Literal["full", "digits", "summary", "none"]

@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 from pydantic import ValidationError
 
-from app.card import ModelCard
-from app.codec import Digits, encode_batch
 from app.metrics import DIGITS_PROCESSED, MODEL_RUN_SECONDS, MODELS_LOADED
+from core.card import ModelCard
+from core.codec import Digits, encode_batch
+from core.session import open_session
 
 log = logging.getLogger(__name__)
 
@@ -86,19 +86,6 @@ class Registry:
         return sorted(self.models)
 
 
-def session_options() -> Any:
-    """One thread, sequential: a request is small; concurrency comes from many requests."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # errors only: ORT's warnings are not the operator's concern
-    # No arena: a 10^6-digit request would otherwise keep its hundreds of MB for good.
-    options.enable_cpu_mem_arena = False
-    return options
-
-
 def _read_card(path: Path) -> ModelCard:
     try:
         return ModelCard.model_validate_json(path.read_bytes())
@@ -127,9 +114,7 @@ def _open(card: ModelCard, onnx_path: Path) -> Any:
             "the file changed after export",
         )
     try:
-        return ort.InferenceSession(
-            blob, sess_options=session_options(), providers=["CPUExecutionProvider"]
-        )
+        return open_session(blob)
     except Exception as exc:  # onnxruntime raises its own untyped errors
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(onnx_path, f"onnxruntime cannot load it: {first_line[:200]}") from None

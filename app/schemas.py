@@ -9,8 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.card import ModelCard
 from app.inputs import Detail, DetailAsked
+from core.card import ModelCard
 
 _DETAIL_HELP = (
     "'full': every step with its 10 probabilities; 'digits': every step without them; "

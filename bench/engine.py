@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app.codec import encode_batch
 from app.engine import EngineOptions, answer
 from app.registry import load_model
 from app.settings import DEFAULT_MODELS_DIR
+from core.codec import encode_batch
 from training.export import counter_from_onnx
 from training.model import Probabilities
 

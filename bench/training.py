@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from app.card import ModelCard
+from core.card import ModelCard
+from core.certify import certify_onnx
 from training.carry_scan import OnnxCarryEngine, scan_carries
-from training.certify import certify_onnx
 from training.export import export, recipe_from_card
 from training.model import TorchCarryEngine
 from training.train import train

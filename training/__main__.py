@@ -1,25 +1,32 @@
-"""The training CLI: train (and export) a model, re-evaluate a shipped one, or run the sweep.
+"""The training CLI: train (and export) a model, re-measure a shipped one, retrain one from its
+card, or run the reproduction sweep.
 
 python -m training train --recipe robust --seed 0 --out models/counter
 python -m training evaluate models/counter
+python -m training retrain models/counter
 python -m training reproduce --seeds 10 --out docs/reproduction.md
+
+The kernels are pinned (training.kernels) before torch runs anything, so a 'portable' model
+retrains to the same bytes on any x86-64 processor.
 """
 
 import argparse
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import onnx
 
-from app.card import CarryFailure, ModelCard
-from training import evaluate, export
+from core.card import CarryFailure, Metrics, ModelCard
+from training import evaluate, export, kernels
 from training.carry_scan import OnnxCarryEngine
 from training.data import make_split
 from training.reproduce import ROWS, run
 from training.train import RECIPES, train
 
+# Importing torch fixes no kernels; its first operation does, so main() pins them first.
 DEFAULT_SEEDS = {"post": 1, "robust": 0}
 
 
@@ -36,6 +43,18 @@ def _count(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _kernels_option(parser: argparse.ArgumentParser, default: str | None) -> None:
+    parser.add_argument(
+        "--kernels",
+        choices=["portable", "native"],
+        default=default,
+        help="CPU kernels: 'portable' pins torch's to ones that give the same bytes on every "
+        "x86-64 processor (about 30%% slower); 'native' lets torch pick the fastest for this "
+        "one, which other processors do not reproduce bit for bit"
+        + (f" (default: {default})" if default else " (default: the card's)"),
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
         default="robust",
         help="'post': the blog's recipe (9K/1K numbers of 1-10 digits, Adagrad lr 1, stop at "
         "100%% validation); 'robust': carry-rich data (runs of up to 40 nines, lengths up to "
-        "20), Adam lr 1e-2, hidden noise std 1.0 (default: robust)",
+        "20), Adam lr 1e-2, hidden noise std 1.0, trained until the certificate proves every "
+        "carry (default: robust)",
     )
     train.add_argument(
         "--cell",
@@ -81,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         type=_count(1),
         default=None,
         help="maximum epochs (default: the recipe's: 50 for post, which stops earlier at 100%% "
-        "validation accuracy; a fixed count for robust)",
+        "validation accuracy; 60 for robust, which stops earlier once certified)",
     )
     train.add_argument(
         "--threads",
@@ -89,11 +109,13 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="torch threads; results are bit-for-bit reproducible for a fixed count (default: 1)",
     )
+    _kernels_option(train, "portable")
     train.add_argument(
         "--scan-up-to",
         type=_count(0),
-        default=100_000,
-        help="exact carry scan: every run of k nines for k up to this (default: 100000)",
+        default=1000,
+        help="exact carry scan: every run of k nines for k up to this, each next digit, every "
+        "3-digit tail (default: 1000)",
     )
     train.add_argument("--notes", default="", help="free text stored in the model card")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -102,15 +124,28 @@ def _parser() -> argparse.ArgumentParser:
         "evaluate",
         help="re-measure a shipped model and compare with its card",
         description="Re-measure MODEL.onnx (sha256, accuracy, accuracy by length, carry scan, "
-        "certificate) and print each figure beside the one on MODEL.json.",
+        "proof) and print each figure beside the one on MODEL.json; exit 1 if any differs.",
     )
     evaluate.add_argument("model", type=Path, help="model path without suffix, e.g. models/counter")
+
+    retrain = commands.add_parser(
+        "retrain",
+        help="retrain a model from its card's recipe and say how the result compares",
+        description="Retrain MODEL from the recipe on MODEL.json, export it to a temporary "
+        "folder and report 'same bytes' (the .onnx file is identical), 'same figures' (other "
+        "bytes, every figure on the card the same) or 'differs' (and how). Exit 0 for the first "
+        "two, 1 for the last.",
+    )
+    retrain.add_argument("model", type=Path, help="model path without suffix, e.g. models/counter")
+    _kernels_option(retrain, None)
 
     reproduce = commands.add_parser(
         "reproduce",
         help="the reproduction sweep: the post's claims beside our measurements over seeds",
         description="Train every row (post recipe with rnn, lstm, gru; robust recipe) over "
-        "seeds 0..SEEDS-1 in torch, measure each, and write the table as Markdown.",
+        "seeds 0..SEEDS-1 in torch, measure each, and write the table as Markdown. Run it "
+        "again under ATEN_CPU_CAPABILITY=default|avx2|avx512 with --kernels native to add "
+        "the same rows under other CPU kernels to the page.",
     )
     reproduce.add_argument(
         "--seeds", type=_count(1), default=10, help="seeds per row (default: 10)"
@@ -126,27 +161,36 @@ def _parser() -> argparse.ArgumentParser:
     reproduce.add_argument(
         "--scan-up-to",
         type=_count(0),
-        default=10_000,
-        help="carry scan bound per seed (default: 10000)",
+        default=1000,
+        help="carry scan bound per seed (default: 1000)",
     )
+    _kernels_option(reproduce, "portable")
     reproduce.add_argument(
         "--out", type=Path, default=None, help="write the Markdown table here (default: stdout)"
     )
     return parser
 
 
+def _proved(metrics: Metrics) -> str:
+    value = metrics.reliable_carry_length
+    return "nothing (-1)" if value == -1 else str(value)
+
+
 def summary(card: ModelCard) -> str:
     """The card's headline figures, one per line."""
     m, r = card.metrics, card.recipe
+    scan = m.carry_scan
     lines = [
         f"{card.name}: {card.architecture.cell} H{card.architecture.hidden_size}, "
-        f"{r.name} recipe, seed {r.seed}, {r.epochs_run} epochs, {r.wall_seconds:.1f} s",
+        f"{r.name} recipe, seed {r.seed}, {r.epochs_run} epochs, {r.wall_seconds:.1f} s "
+        f"({r.kernels.mode} kernels: ATen {r.kernels.aten_capability}, {r.kernels.blas})",
         f"  train accuracy {m.train_accuracy:.4f}, validation accuracy {m.val_accuracy:.4f}",
         "  accuracy by length: "
         + ", ".join(f"{a.length}: {a.correct}/{a.samples}" for a in m.accuracy_by_length),
-        f"  reliable carry length {m.reliable_carry_length} (scanned to {m.carry_scanned_up_to} "
-        f"in {m.carry_scan_engine}; first failure {_failure(m.carry_first_failure)})",
-        f"  certified {m.carry_certified}: {m.certificate.reason}",
+        f"  proved reliable carry length: {_proved(m)} (margin {m.certificate.margin})",
+        f"  carry scan to {scan.scanned_up_to} nines with every {scan.tail_digits}-digit tail "
+        f"in {scan.engine}: longest exact run {scan.longest_exact_run}, first failure "
+        f"{_failure(scan.first_failure)}",
         f"  wrote {card.onnx_file}, {card.name}.json, " + ", ".join(card.plots),
     ]
     return "\n".join(lines)
@@ -155,32 +199,12 @@ def summary(card: ModelCard) -> str:
 def _failure(failure: CarryFailure | None) -> str:
     if failure is None:
         return "none"
-    after = "alone" if failure.next_digit is None else f"then {failure.next_digit}"
-    return f"{failure.nines} nines {after}"
+    return f"{failure.example} + 1 gave {failure.got} ({failure.nines} nines)"
 
 
-def compare(model: Path) -> tuple[bool, str]:
-    """Re-measure MODEL.onnx and print each figure beside its card's; ok if all agree."""
-    card_path, onnx_path = model.with_suffix(".json"), model.with_suffix(".onnx")
-    for path in (card_path, onnx_path):
-        if not path.is_file():
-            raise SystemExit(f"error: {path} not found (give the model path without suffix)")
-    card = ModelCard.model_validate_json(card_path.read_text())
-    recipe = export.recipe_from_card(card)
-    if card.architecture.cell == "lstm":
-        return False, "evaluate re-scans RNN/GRU graphs; an LSTM's scan needs its torch model"
-    rows: list[tuple[str, object, object]] = [("sha256", card.sha256, export.sha256(onnx_path))]
-    graph = onnx.load(str(onnx_path))
-    new = export.measure(
-        graph,
-        evaluate.ort_predictor(graph),
-        make_split(recipe.data, recipe.seed),
-        recipe.seed,
-        OnnxCarryEngine(graph),
-        card.metrics.carry_scanned_up_to,
-    )
-    old = card.metrics
-    rows += [
+def _rows(old: Metrics, new: Metrics) -> list[tuple[str, object, object]]:
+    """Every figure of two cards' metrics, side by side."""
+    rows: list[tuple[str, object, object]] = [
         ("train_accuracy", old.train_accuracy, new.train_accuracy),
         ("val_accuracy", old.val_accuracy, new.val_accuracy),
     ]
@@ -188,48 +212,120 @@ def compare(model: Path) -> tuple[bool, str]:
         (f"accuracy at {a.length} digits", a.accuracy, b.accuracy)
         for a, b in zip(old.accuracy_by_length, new.accuracy_by_length, strict=True)
     ]
-    rows += [
+    old_scan, new_scan = old.carry_scan, new.carry_scan
+    return [
+        *rows,
         ("tested_length", old.tested_length, new.tested_length),
-        ("reliable_carry_length", old.reliable_carry_length, new.reliable_carry_length),
-        (
-            "carry_first_failure",
-            _failure(old.carry_first_failure),
-            _failure(new.carry_first_failure),
-        ),
-        ("carry_certified", old.carry_certified, new.carry_certified),
+        ("reliable_carry_length (proved)", old.reliable_carry_length, new.reliable_carry_length),
         ("certificate margin", old.certificate.margin, new.certificate.margin),
+        ("scan: longest exact run", old_scan.longest_exact_run, new_scan.longest_exact_run),
+        ("scan: failing runs", old_scan.failing_runs, new_scan.failing_runs),
+        (
+            "scan: first failure",
+            _failure(old_scan.first_failure),
+            _failure(new_scan.first_failure),
+        ),
     ]
+
+
+def _table(rows: list[tuple[str, object, object]], left: str, right: str) -> tuple[bool, str]:
     width = max(len(name) for name, _, _ in rows)
-    lines = [f"{'':{width}}  {'card':>22}  {'measured now':>22}"]
-    ok = True
+    lines = [f"{'':{width}}  {left:>24}  {right:>24}"]
+    same = True
     for name, was, now in rows:
-        same = was == now
-        ok &= same
-        lines.append(
-            f"{name:{width}}  {str(was)[:22]:>22}  {str(now)[:22]:>22}  "
-            + ("ok" if same else "DIFFERS")
+        same &= was == now
+        verdict = "ok" if was == now else "DIFFERS"
+        lines.append(f"{name:{width}}  {str(was)[:24]:>24}  {str(now)[:24]:>24}  {verdict}")
+    return same, "\n".join(lines)
+
+
+def _read_card(model: Path) -> ModelCard:
+    card_path, onnx_path = model.with_suffix(".json"), model.with_suffix(".onnx")
+    for path in (card_path, onnx_path):
+        if not path.is_file():
+            raise SystemExit(f"error: {path} not found (give the model path without suffix)")
+    return ModelCard.model_validate_json(card_path.read_text())
+
+
+def compare(model: Path) -> tuple[bool, str]:
+    """Re-measure MODEL.onnx and print each figure beside its card's; ok if all agree."""
+    card = _read_card(model)
+    onnx_path = model.with_suffix(".onnx")
+    if card.architecture.cell == "lstm":
+        return False, "evaluate re-scans RNN/GRU graphs; an LSTM's scan needs its torch model"
+    recipe = export.recipe_from_card(card)
+    graph = onnx.load(str(onnx_path))
+    new = export.measure(
+        graph,
+        evaluate.ort_predictor(graph),
+        make_split(recipe.data, recipe.seed),
+        recipe.seed,
+        OnnxCarryEngine(graph),
+        card.metrics.carry_scan.scanned_up_to,
+        card.metrics.certificate.search_limit,
+    )
+    rows = [("sha256", card.sha256, export.sha256(onnx_path)), *_rows(card.metrics, new)]
+    ok, text = _table(rows, "card", "measured now")
+    return ok, text + "\n" + ("all figures match the card" if ok else "some figures differ")
+
+
+def retrain(model: Path, mode: kernels.Mode | None) -> tuple[bool, str]:
+    """Retrain from the card and report 'same bytes', 'same figures' or 'differs'."""
+    card = _read_card(model)
+    mode = mode or card.recipe.kernels.mode
+    kernels.pin(mode)  # before torch runs anything
+    recipe = replace(export.recipe_from_card(card), kernels=mode)
+    trained = train(recipe, progress=False)
+    with tempfile.TemporaryDirectory() as folder:
+        new = export.export(
+            trained,
+            Path(folder) / card.name,
+            scan_up_to=card.metrics.carry_scan.scanned_up_to,
+            proof_limit=card.metrics.certificate.search_limit,
         )
-    lines.append("all figures match the card" if ok else "some figures differ from the card")
-    return ok, "\n".join(lines)
+    was, now = card.recipe.kernels, new.recipe.kernels
+    lines = [
+        f"card:    {was.mode} kernels, ATen {was.aten_capability}, {was.blas}, {was.machine}, "
+        f"{was.threads} thread(s); {card.recipe.epochs_run} epochs",
+        f"retrain: {now.mode} kernels, ATen {now.aten_capability}, {now.blas}, {now.machine}, "
+        f"{now.threads} thread(s); {new.recipe.epochs_run} epochs, {new.recipe.wall_seconds} s",
+    ]
+    if new.sha256 == card.sha256:
+        return True, "\n".join([*lines, "same bytes: the retrained .onnx is identical"])
+    rows = [("epochs run", card.recipe.epochs_run, new.recipe.epochs_run)]
+    same, text = _table([*rows, *_rows(card.metrics, new.metrics)], "card", "retrained")
+    if same:
+        verdict = "same figures: other bytes, every figure on the card the same"
+    else:
+        verdict = "differs: the rows marked DIFFERS above"
+    expected = "" if now == was else " (expected: the kernels differ)"
+    return same, "\n".join([*lines, text, verdict + expected])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "train":
-        seed = DEFAULT_SEEDS[args.recipe] if args.seed is None else args.seed
-        recipe = RECIPES[args.recipe](cell=args.cell, hidden_size=args.hidden, seed=seed)
-        recipe = replace(recipe, threads=args.threads)
-        if args.epochs is not None:
-            recipe = replace(recipe, max_epochs=args.epochs)
-        trained = train(recipe, progress=not args.quiet)
-        card = export.export(trained, args.out, scan_up_to=args.scan_up_to, notes=args.notes)
-        print(summary(card))
-        return 0
     if args.command == "evaluate":
         ok, text = compare(args.model)
         print(text)
         return 0 if ok else 1
-    run(args.seeds, args.rows, args.scan_up_to, args.out)
+    if args.command == "retrain":
+        ok, text = retrain(args.model, args.kernels)
+        print(text)
+        return 0 if ok else 1
+    kernels.pin(args.kernels)  # before torch runs anything
+    if args.command == "train":
+        seed = DEFAULT_SEEDS[args.recipe] if args.seed is None else args.seed
+        recipe = RECIPES[args.recipe](cell=args.cell, hidden_size=args.hidden, seed=seed)
+        recipe = replace(recipe, threads=args.threads, kernels=args.kernels)
+        if args.epochs is not None:
+            recipe = replace(
+                recipe, max_epochs=args.epochs, min_epochs=min(recipe.min_epochs, args.epochs)
+            )
+        trained = train(recipe, progress=not args.quiet)
+        card = export.export(trained, args.out, scan_up_to=args.scan_up_to, notes=args.notes)
+        print(summary(card))
+        return 0
+    run(args.seeds, args.rows, args.scan_up_to, args.out, args.kernels)
     return 0
 
 

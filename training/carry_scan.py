@@ -1,14 +1,14 @@
-"""The reliable carry length, measured exactly: every run of k nines for k up to a bound.
+"""The exact carry scan: every run of k nines, every next digit, every 3-digit tail after it.
 
-DESIGN.md: the reliable carry length is the largest K such that for every k <= K and every
-next digit d in 0-8, and for the number made of k nines alone, the model's first k + 1 output
-digits are right. Digits are read least significant first, so when the model reads "k nines,
-then d" it has seen nothing else yet: the carry part of the answer depends on k and d only, and
-checking every (k, d) is exact, not a sample.
+An empirical figure beside the proof (core.certify): digits are read least significant first,
+so when the model reads "k nines, then d, then t1 t2 t3" it has seen nothing else yet, and
+its first k + 4 output digits depend on those digits alone. Checking every such case for
+k <= up_to is exact for those digits, not a sample; failures need not be monotone in k
+(a model can carry 12 nines right and 11 wrong), so the scan lists every failing k.
 
-Cost: the nines are run once (one sequence of `up_to` steps); from the hidden state after each
-k nines the scan branches into "d, then a few random digits" for d in 0-8, all in big batches.
-So a scan to 10^5 is ~10^5 sequential steps plus 9 * 10^5 short branches: seconds.
+Cost: the nines are run once (one sequence of `up_to` steps); from the state after each k
+nines the scan branches one digit at a time: 9 next digits, then 10 x 10 x 10 tails, a tree of
+about 10^4 single steps per k, run in big batches: about 3 s to 1000 nines in onnxruntime.
 
 The scan core is engine-agnostic (`CarryEngine`); `OnnxCarryEngine` runs the exported ONNX
 graph itself in onnxruntime (the deployed arithmetic), with its recurrent op's initial state
@@ -25,14 +25,16 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from app.card import CarryFailure
+from core.card import CarryFailure, CarryScan
+from core.codec import add_one, decode
 from training.evaluate import ort_session
 
 States = npt.NDArray[Any]
 Digits = npt.NDArray[np.int64]
 
-# Rows per branch call: 9 * this many (k, d) pairs at once keeps arrays to tens of MB.
-BRANCH_CHUNK = 8192
+TAIL_DIGITS = 3
+# Runs of nines per batch of branches: 9 * 10^3 * this many leaves keeps arrays to ~50 MB.
+CHUNK = 64
 
 
 class CarryEngine(Protocol):
@@ -40,7 +42,7 @@ class CarryEngine(Protocol):
 
     @property
     def name(self) -> str:
-        """What ran the scan (recorded in the card as carry_scan_engine)."""
+        """What ran the scan (recorded in the card as its engine)."""
         ...
 
     def initial_state(self) -> States:
@@ -55,75 +57,114 @@ class CarryEngine(Protocol):
         """
         ...
 
-    def branch(self, states: States, tails: Digits) -> Digits:
-        """Continue from states (N, ...) reading tails (N, T); the output digits (N, T)."""
+    def step(self, states: States, digits: Digits) -> tuple[Digits, States]:
+        """From states (N, ...) read one digit each (N,): output digits (N,), new states."""
         ...
 
 
 @dataclass(frozen=True)
-class CarryScan:
-    """The outcome of scan_carries: what the card records about the carry."""
+class _Case:
+    """One failing input of the scan, as digits in reading order (least significant first)."""
 
-    reliable_length: int  # largest K with every k <= K right; -1 if even k = 0 fails
-    scanned_up_to: int  # every k in 0..scanned_up_to was checked
-    first_failure: CarryFailure | None  # the smallest failing k (None: all right)
-    failures: int  # how many k in 0..scanned_up_to have some wrong carry
-    engine: str
+    nines: int
+    read: list[int]  # what was read after the nines: d, then tail digits
 
 
-def scan_carries(
-    engine: CarryEngine, up_to: int, *, tail: int = 3, seed: int = 0, chunk: int = BRANCH_CHUNK
-) -> CarryScan:
-    """Check every k in 0..up_to nines followed by every d in 0-8 (then `tail` random digits).
+def _runs(failing: npt.NDArray[np.int64]) -> list[tuple[int, int]]:
+    """Sorted ks -> [first, last] ranges of consecutive values."""
+    if failing.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(failing) != 1)
+    starts = np.concatenate([[0], breaks + 1])
+    stops = np.concatenate([breaks, [failing.size - 1]])
+    return [(int(failing[a]), int(failing[b])) for a, b in zip(starts, stops, strict=True)]
+
+
+def _branch(
+    engine: CarryEngine, states: States, tail: int
+) -> tuple[npt.NDArray[np.bool_], list[int] | None]:
+    """From n states (after k nines each), read every d in 0-8, then every tail.
+
+    Returns which of the n states lead to some wrong digit, and for the first of them the
+    digits read after the nines up to its first wrong output.
+    """
+    count = states.shape[0]
+    wrong = np.zeros(count, dtype=bool)
+    first_paths: dict[int, list[int]] = {}  # a failing state -> its shortest failing path
+    origin = np.repeat(np.arange(count), 9)  # (rows,): the state each row came from
+    paths = np.tile(np.arange(9), count)[:, None]  # (rows, digits read after the nines)
+    current = states[origin]
+    for level in range(tail + 1):
+        if level:
+            digit = np.tile(np.arange(10), paths.shape[0])
+            origin = np.repeat(origin, 10)
+            paths = np.concatenate([np.repeat(paths, 10, axis=0), digit[:, None]], axis=1)
+            current = np.repeat(current, 10, axis=0)
+        outputs, current = engine.step(current, paths[:, -1])
+        # d is read with the carry (d + 1 is right); the tail digits are copied.
+        right = paths[:, -1] + 1 if level == 0 else paths[:, -1]
+        bad = np.flatnonzero(outputs != right)
+        if bad.size:
+            wrong[origin[bad]] = True
+            row = bad[np.argmin(origin[bad])]  # the smallest state failing at this level
+            first_paths.setdefault(int(origin[row]), paths[row].tolist())
+    failing = np.flatnonzero(wrong)
+    return wrong, first_paths[int(failing[0])] if failing.size else None
+
+
+def _example(engine: CarryEngine, nines: int, read: list[int]) -> CarryFailure:
+    """The failing input written out, with the exact answer and the model's."""
+    number = "".join(map(str, reversed(read))) + "9" * nines
+    state = engine.initial_state()
+    got: list[int] = []
+    for digit in [9] * nines + read + [0]:  # the extra zero step holds a carry out
+        out, state = engine.step(state, np.array([digit], dtype=np.int64))
+        got.append(int(out[0]))
+    return CarryFailure(
+        nines=nines,
+        next_digit=read[0] if read else None,
+        example=number,
+        expected=add_one(number),
+        got=decode(np.array(got)),
+    )
+
+
+def scan_carries(engine: CarryEngine, up_to: int, *, tail: int = TAIL_DIGITS) -> CarryScan:
+    """Check every k in 0..up_to nines, then every d in 0-8, then every `tail`-digit tail.
 
     For k nines then d the right output is k zeros, then d + 1, then the tail copied (the carry
-    is spent at d, so every later digit is unchanged). The k nines alone (099..9 -> 100..0) is
-    the d = 0 case: the number's extra zero step is the digit 0 read after the nines, and only
-    the first k + 1 outputs count, so "k nines then 0" covers it. The tail is a stricter check
-    than the definition: the model must also stop carrying.
+    is spent at d). The number made of k nines alone is the d = 0 case (its extra zero step is
+    a 0 read after the nines). The tail also catches a carry that never switches off.
     """
-    if up_to < 0 or tail < 0 or chunk < 1:
-        raise ValueError(f"need up_to >= 0, tail >= 0, chunk >= 1; got {up_to}, {tail}, {chunk}")
-    rng = np.random.default_rng(seed)
+    if up_to < 0 or tail < 0:
+        raise ValueError(f"need up_to >= 0 and tail >= 0; got {up_to} and {tail}")
     nine_states, nine_digits = engine.run_nines(up_to)  # (up_to, ...), (up_to,)
     states = np.concatenate([engine.initial_state(), nine_states])  # row k: after k nines
 
-    # k fails if any output while reading its nines is not 0: wrong at step j -> k > j fail.
+    # A wrong digit while reading the nines: every longer run fails there too.
     wrong_nines = np.flatnonzero(np.asarray(nine_digits) != 0)
-    prefix_fails = np.zeros(up_to + 1, dtype=bool)
+    fails = np.zeros(up_to + 1, dtype=bool)
+    first: _Case | None = None
     if wrong_nines.size:
-        prefix_fails[wrong_nines[0] + 1 :] = True
-
-    next_digits = np.arange(9, dtype=np.int64)
-    branch_fail_digit = np.full(up_to + 1, -1, dtype=np.int64)  # smallest failing d per k
-    for start in range(0, up_to + 1, chunk):
-        ks = np.arange(start, min(start + chunk, up_to + 1))
-        rows_k = np.repeat(ks, 9)  # (N,) with N = 9 * len(ks)
-        rows_d = np.tile(next_digits, len(ks))  # (N,)
-        tails = np.empty((rows_k.size, 1 + tail), dtype=np.int64)
-        tails[:, 0] = rows_d
-        tails[:, 1:] = rng.integers(0, 10, size=(rows_k.size, tail))
-        expected = tails.copy()
-        expected[:, 0] += 1
-        got = engine.branch(states[rows_k], tails)  # (N, 1 + tail)
-        wrong = (got != expected).any(axis=1).reshape(len(ks), 9)  # (k, d)
-        first_d = np.where(wrong.any(axis=1), wrong.argmax(axis=1), -1)
-        branch_fail_digit[ks] = first_d
-
-    fails = prefix_fails | (branch_fail_digit >= 0)
+        fails[wrong_nines[0] + 1 :] = True
+        first = _Case(nines=int(wrong_nines[0]) + 1, read=[])
+    for start in range(0, up_to + 1, CHUNK):
+        ks = np.arange(start, min(start + CHUNK, up_to + 1))
+        wrong, path = _branch(engine, states[ks], tail)
+        fails[ks] |= wrong
+        if path is not None:
+            k = int(ks[np.flatnonzero(wrong)[0]])
+            if first is None or k < first.nines:
+                first = _Case(nines=k, read=path)
     failing = np.flatnonzero(fails)
-    first_failure = None
-    if failing.size:
-        k = int(failing[0])
-        # A wrong digit among the nines themselves is the "k nines alone" failure.
-        next_digit = None if prefix_fails[k] else int(branch_fail_digit[k])
-        first_failure = CarryFailure(nines=k, next_digit=next_digit)
     return CarryScan(
-        reliable_length=int(failing[0]) - 1 if failing.size else up_to,
-        scanned_up_to=up_to,
-        first_failure=first_failure,
-        failures=int(failing.size),
         engine=engine.name,
+        scanned_up_to=up_to,
+        tail_digits=tail,
+        cases=(up_to + 1) * 9 * 10**tail,
+        longest_exact_run=int(failing[0]) - 1 if failing.size else up_to,
+        failing_runs=_runs(failing),
+        first_failure=None if first is None else _example(engine, first.nines, first.read),
     )
 
 
@@ -224,6 +265,6 @@ class OnnxCarryEngine:
         digits, hidden = self._run(self.initial_state(), np.full((1, k), 9, dtype=np.int64))
         return hidden[:, 0], digits[0]
 
-    def branch(self, states: States, tails: Digits) -> Digits:
-        digits, _ = self._run(states, tails)
-        return digits
+    def step(self, states: States, digits: Digits) -> tuple[Digits, States]:
+        chosen, hidden = self._run(states, digits[:, None])
+        return chosen[:, 0], hidden[0]

@@ -2,7 +2,7 @@
 
 A `DataSpec` says what to draw; `make_split` draws train and validation numbers (no duplicates,
 none shared between the two) and `batches` turns numbers into (digits, labels) tensors through
-the one codec, `app.codec`, so training sees exactly the layout the service sends.
+the one codec, `core.codec`, so training sees exactly the layout the service sends.
 """
 
 import random
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from app.codec import add_one, encode_batch
+from core.codec import add_one, encode_batch
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ import numpy.typing as npt
 import onnx
 import onnxruntime as ort
 
-from app.card import LengthAccuracy
-from app.codec import add_one, decode, encode_batch
-from app.registry import session_options
+from core.card import LengthAccuracy
+from core.codec import add_one, decode, encode_batch
+from core.session import open_session
 
 Predictor = Callable[[npt.NDArray[np.int64]], npt.NDArray[np.float32]]
 
@@ -40,10 +40,7 @@ def default_samples(length: int) -> int:
 
 def ort_session(model: str | Path | onnx.ModelProto) -> ort.InferenceSession:
     """An onnxruntime session with the service's options: what is measured is what is served."""
-    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    return ort.InferenceSession(
-        source, sess_options=session_options(), providers=["CPUExecutionProvider"]
-    )
+    return open_session(model.SerializeToString() if isinstance(model, onnx.ModelProto) else model)
 
 
 def ort_predictor(model: str | Path | onnx.ModelProto | ort.InferenceSession) -> Predictor:

@@ -2,7 +2,7 @@
 
 `export(trained, out)` writes `<out>.onnx`, measures that file in onnxruntime (accuracy,
 accuracy by length, the carry scan) and certifies its weights, draws `<out>.png`, and writes
-`<out>.json` as an `app.card.ModelCard`. Every metric on the card is of the exported file.
+`<out>.json` as an `core.card.ModelCard`. Every metric on the card is of the exported file.
 """
 
 import hashlib
@@ -10,7 +10,7 @@ import platform
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, cast
+from typing import cast
 
 import matplotlib
 import numpy as np
@@ -21,21 +21,24 @@ import torch
 from torch import nn
 from torch.jit._trace import TracerWarning
 
-from app.card import (
+from core.card import (
+    SCHEMA_VERSION,
     Architecture,
+    CarryScan,
+    Certificate,
     Frameworks,
     Metrics,
     ModelCard,
     Recipe,
 )
+from core.certify import DEFAULT_LIMIT, certify_onnx
+from core.weights import RnnWeights, weights_from_onnx
 from training import evaluate
 from training.carry_scan import CarryEngine, OnnxCarryEngine, scan_carries
-from training.certify import certify_onnx
 from training.data import DataSpec, Split
 from training.model import Counter, ModelConfig, Probabilities, TorchCarryEngine, parameter_count
 from training.train import Optimizer, RecipeName, Trained
 from training.train import Recipe as TrainRecipe
-from training.weights import RnnWeights, weights_from_onnx
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after matplotlib.use: no display needed
@@ -87,7 +90,7 @@ def export_module(module: nn.Module, path: Path) -> None:
 def counter_from_onnx(model: str | Path | onnx.ModelProto) -> Counter:
     """The torch Counter an exported tanh RNN graph holds (eval mode): export_onnx undone.
 
-    Reads the weights with training.weights.weights_from_onnx, so only the graph export_onnx
+    Reads the weights with core.weights.weights_from_onnx, so only the graph export_onnx
     writes is accepted (UnsupportedModelError otherwise).
     """
     return counter_from_weights(weights_from_onnx(model))
@@ -149,11 +152,13 @@ def recipe_record(trained: Trained) -> Recipe:
         optimizer=recipe.optimizer,
         learning_rate=recipe.learning_rate,
         batch_size=recipe.batch_size,
+        stop=recipe.stop,
+        min_epochs=recipe.min_epochs,
         max_epochs=recipe.max_epochs,
         epochs_run=trained.epochs_run,
         hidden_noise_std=recipe.model.hidden_noise_std,
         seed=recipe.seed,
-        threads=recipe.threads,
+        kernels=trained.kernels,
         wall_seconds=round(trained.wall_seconds, 2),
     )
 
@@ -172,6 +177,21 @@ class InconsistentMeasurementError(RuntimeError):
     """The certificate and the carry scan contradict each other: a bug in one of them."""
 
 
+def _contradiction(proof: Certificate, scan: CarryScan) -> str | None:
+    """A failure the scan found inside what the proof covers: a bug in one of them."""
+    proved = proof.proved_carry_length
+    covered = scan.scanned_up_to if proved == "unbounded" else min(proved, scan.scanned_up_to)
+    inside = [run for run in scan.failing_runs if run[0] <= covered]
+    if not inside:
+        return None
+    example = scan.first_failure.example if scan.first_failure else f"{inside[0][0]} nines"
+    return (
+        f"the certificate proves every run of up to {proved} nines, but the scan "
+        f"({scan.engine}) found a wrong answer at {inside[0][0]} nines ({example}): one of "
+        "core.certify and training.carry_scan is wrong; no card written"
+    )
+
+
 def measure(
     model: onnx.ModelProto,
     predict: evaluate.Predictor,
@@ -179,35 +199,27 @@ def measure(
     seed: int,
     engine: CarryEngine,
     scan_up_to: int,
+    proof_limit: int = DEFAULT_LIMIT,
 ) -> Metrics:
     """Every metric of the card, on the exported graph in onnxruntime (see carry_engine).
 
     predict runs that graph (evaluate.ort_predictor(model)); passed in so a caller that also
     plots runs one session.
     """
-    carry = scan_carries(engine, scan_up_to)
-    proof = certify_onnx(model)
-    if proof.certified and carry.first_failure is not None:
-        failure = carry.first_failure
-        raise InconsistentMeasurementError(
-            f"the certificate proves every carry right, but the scan ({carry.engine}) found a "
-            f"wrong one at {failure.nines} nines then {failure.next_digit}: one of "
-            "training.certify and training.carry_scan is wrong; no card written"
-        )
+    scan = scan_carries(engine, scan_up_to)
+    proof = certify_onnx(model, limit=proof_limit)
+    contradiction = _contradiction(proof, scan)
+    if contradiction:
+        raise InconsistentMeasurementError(contradiction)
     by_length = evaluate.accuracy_by_length(predict, seed=seed)
-    # A proof covers every k; without one the card trusts only what the scan saw.
-    reliable: int | Literal["unbounded"] = "unbounded" if proof.certified else carry.reliable_length
     return Metrics(
         train_accuracy=evaluate.exact_match(predict, split.train),
         val_accuracy=evaluate.exact_match(predict, split.val),
         accuracy_by_length=by_length,
         tested_length=evaluate.tested_length(by_length),
-        reliable_carry_length=reliable,
-        carry_scanned_up_to=carry.scanned_up_to,
-        carry_first_failure=carry.first_failure,
-        carry_scan_engine=carry.engine,
-        carry_certified=proof.certified,
+        reliable_carry_length=proof.proved_carry_length,
         certificate=proof,
+        carry_scan=scan,
     )
 
 
@@ -247,12 +259,16 @@ def plot(path: Path, title: str, metrics: Metrics, predict: evaluate.Predictor) 
     right.plot(ks, end, color="tab:green", label="P(d + 1) where the carry ends, worst d")
     right.plot(ks, during, color="tab:blue", ls="--", label="P(0) on the nines, worst so far")
     right.axhline(0.5, color="tab:gray", lw=0.6)
+    failing = [k for first, last in metrics.carry_scan.failing_runs for k in range(first, last + 1)]
+    failing = [k for k in failing if k <= PLOT_NINES]
+    if failing:
+        right.plot(failing, [0.0] * len(failing), "|", color="tab:red", ms=10, label="scan: wrong")
     if isinstance(reliable, int) and reliable < PLOT_NINES:
-        right.axvline(reliable + 0.5, color="tab:red", ls=":", label=f"reliable: {reliable}")
+        right.axvline(reliable + 0.5, color="tab:red", ls=":", label=f"proved up to: {reliable}")
     right.set_ylim(-0.05, 1.05)
     right.set_xlabel("k trailing nines, then a digit d in 0-8")
     right.set_ylabel("probability of the right digit")
-    right.set_title(f"Carrying through k nines (reliable carry length: {reliable})")
+    right.set_title(f"Carrying through k nines (proved reliable carry length: {reliable})")
     right.legend(loc="center right", fontsize=8)
     right.grid(alpha=0.3)
     fig.suptitle(title)
@@ -262,23 +278,41 @@ def plot(path: Path, title: str, metrics: Metrics, predict: evaluate.Predictor) 
 
 
 def carry_note(metrics: Metrics) -> str:
-    """One plain sentence on what the carry can be trusted with."""
-    if metrics.carry_certified:
+    """Plain sentences on what the carry can be trusted with: the proof, then the scan."""
+    proved = metrics.reliable_carry_length
+    if proved == "unbounded":
         return "Carry certified: every output digit is right for every input of every length."
-    failure = metrics.carry_first_failure
-    if failure is None:
-        return (
-            f"Every carry of up to {metrics.carry_scanned_up_to:,} trailing nines was right, "
-            "but no proof covers longer runs."
+    if proved >= 0:
+        note = (
+            f"Proved right, at every length, for every input ending in at most {proved} nines; "
+            "longer runs are not proved."
         )
-    then = "alone" if failure.next_digit is None else f"followed by {failure.next_digit}"
-    return (
-        f"Not certified. Carries are exact for up to {metrics.reliable_carry_length} trailing "
-        f"nines; the first wrong answer is at {failure.nines} nines {then}."
+    else:
+        note = "Nothing is proved: the certificate's boxes fail before any run of nines."
+    scan = metrics.carry_scan
+    failure = scan.first_failure
+    if failure is None:
+        return note + (
+            f" The scan of every run of up to {scan.scanned_up_to:,} nines (each next digit, "
+            f"every {scan.tail_digits}-digit tail) found no wrong answer."
+        )
+    return note + (
+        f" The scan of every run of up to {scan.scanned_up_to:,} nines found wrong answers from "
+        f"{failure.nines} nines on (e.g. {failure.example} + 1 gave {failure.got}, not "
+        f"{failure.expected})."
     )
 
 
-def export(trained: Trained, out: Path, scan_up_to: int = 100_000, notes: str = "") -> ModelCard:
+SCAN_UP_TO = 1000
+
+
+def export(
+    trained: Trained,
+    out: Path,
+    scan_up_to: int = SCAN_UP_TO,
+    notes: str = "",
+    proof_limit: int = DEFAULT_LIMIT,
+) -> ModelCard:
     """Write <out>.onnx, <out>.png and <out>.json; return the card."""
     onnx_path, png_path, card_path = (out.with_suffix(s) for s in (".onnx", ".png", ".json"))
     export_onnx(trained.model, onnx_path)
@@ -286,7 +320,7 @@ def export(trained: Trained, out: Path, scan_up_to: int = 100_000, notes: str = 
     predict = evaluate.ort_predictor(graph)
     recipe = trained.recipe
     engine = carry_engine(graph, trained.model)
-    metrics = measure(graph, predict, trained.split, recipe.seed, engine, scan_up_to)
+    metrics = measure(graph, predict, trained.split, recipe.seed, engine, scan_up_to, proof_limit)
     name = out.name
     title = (
         f"{name}: {recipe.model.cell} H{recipe.model.hidden_size}, "
@@ -294,6 +328,7 @@ def export(trained: Trained, out: Path, scan_up_to: int = 100_000, notes: str = 
     )
     plot(png_path, title, metrics, predict)
     card = ModelCard(
+        schema_version=SCHEMA_VERSION,
         name=name,
         version=VERSION,
         created=datetime.now(UTC).replace(microsecond=0),
@@ -335,7 +370,9 @@ def recipe_from_card(card: ModelCard) -> TrainRecipe:
         learning_rate=record.learning_rate,
         batch_size=record.batch_size,
         max_epochs=record.max_epochs,
-        stop_when_perfect=record.name == "post",
+        stop=record.stop,
+        min_epochs=record.min_epochs,
         seed=record.seed,
-        threads=record.threads,
+        threads=record.kernels.threads,
+        kernels=record.kernels.mode,
     )

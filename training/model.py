@@ -162,8 +162,8 @@ class TorchCarryEngine:
             states[step], digits[step] = state[0], chosen[0, 0]
         return states, digits
 
-    def branch(
-        self, states: npt.NDArray[np.float32], tails: npt.NDArray[np.int64]
-    ) -> npt.NDArray[np.int64]:
-        chosen, _ = self._run(states, tails)
-        return chosen
+    def step(
+        self, states: npt.NDArray[np.float32], digits: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        chosen, last = self._run(states, digits[:, None])
+        return chosen[:, 0], last.numpy()

@@ -1,27 +1,29 @@
 """The reproduction sweep: the post's claims beside what its recipe does over many seeds.
 
 Each row (a recipe and a cell) is trained from scratch for seeds 0..N-1 and measured in torch:
-epochs to 100% validation accuracy, exact match on 20- and 25-digit numbers, the exact reliable
-carry length (`carry_scan.scan_carries` on a `TorchCarryEngine`) and, for the tanh RNN, the box
-certificate. Results go to a JSON-lines file as they come (a rerun reuses them), then to a
-Markdown table.
+epochs to 100% validation accuracy, exact match on 20- and 25-digit numbers, the exact carry
+scan (`carry_scan.scan_carries` on a `TorchCarryEngine`: every run of nines, next digit and
+3-digit tail) and the proved reliable carry length (core.certify, for the cells it covers).
+Results go to a JSON-lines file as they come, keyed by row, seed and the CPU kernels that ran
+them (a rerun reuses them), then to a Markdown table.
 """
 
 import json
 import statistics
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from core.certify import DEFAULT_LIMIT
+from training import kernels
 from training.carry_scan import scan_carries
-from training.certify import certify
 from training.evaluate import random_numbers
-from training.model import Counter, TorchCarryEngine
+from training.model import TorchCarryEngine
+from training.proof import prove_model
 from training.train import RECIPES, Recipe, torch_exact_match, train
-from training.weights import RnnWeights
 
 ROWS = ("post-rnn", "post-lstm", "post-gru", "robust-rnn")
 
@@ -33,7 +35,10 @@ CLAIMS = {
     ),
     "post-lstm": "LSTMs 'give similar results'",
     "post-gru": "(not tried in the post)",
-    "robust-rnn": "(ours: carry-rich data, Adam lr 1e-2, hidden noise std 1.0)",
+    "robust-rnn": (
+        "(ours: carry-rich data, Adam lr 1e-2, hidden noise std 1.0, trained until the "
+        "certificate proves every carry)"
+    ),
 }
 
 NOTES = (
@@ -43,79 +48,81 @@ NOTES = (
     "PyTorch's starts at 0, so with lr 1 the first step would move every weight by 1.",
     "The post gives no batch size; we use 32. Weights use PyTorch's default initialisation.",
     "post rows stop at the first epoch with 100% validation accuracy (at most 50 epochs); "
-    "robust runs a fixed 30 epochs with Gaussian noise (std 1.0) on the hidden "
-    "pre-activations during training.",
-    "Reliable carry length: every carry must be right, including the digits after it; "
-    "'certified' is the interval-box proof of `training/certify.py` (tanh RNN only).",
+    "robust rows run at least 5 epochs, then, once validation is 100%, run the certificate "
+    "after each epoch and stop when it proves every carry (at most 60 epochs), with Gaussian "
+    "noise (std 1.0) on the hidden pre-activations during training.",
+    "Longest exact run: the scan of every run of k nines, every next digit and every 3-digit "
+    "tail (empirical). Proved: the certificate's reliable carry length (`core/certify.py`), "
+    "-1 when nothing is proved; certified = proved for every length of run.",
+    "Kernels: the CPU kernels torch trained with (training/kernels.py). 'native AVX2' ran "
+    "under ATEN_CPU_CAPABILITY=avx2 and so on: the same seed gives other weights under other "
+    "kernels, so each is a separate sample of the recipe.",
 )
 
 
 @dataclass(frozen=True)
 class SeedResult:
-    """One trained seed of one row."""
+    """One trained seed of one row, under one set of kernels."""
 
     row: str
     seed: int
+    kernels: str  # e.g. "native AVX2" or "portable DEFAULT"
     epochs_run: int
     epochs_to_perfect: int | None  # first epoch with 100% validation accuracy
     val_accuracy: float
     accuracy_20: float
     accuracy_25: float
-    reliable_carry: int
+    longest_exact_run: int  # the scan's: every k <= this was right
     scanned_up_to: int
-    certified: bool | None  # None: the certificate does not cover this cell
-    wall_seconds: float
+    proved: int | str | None  # K, "unbounded", or None when no certificate covers the cell
+    wall_seconds: float  # training, until it stopped
+
+    @property
+    def certified(self) -> bool | None:
+        return None if self.proved is None else self.proved == "unbounded"
 
 
-def recipe_for(row: str, seed: int) -> Recipe:
+def recipe_for(row: str, seed: int, mode: kernels.Mode = "portable") -> Recipe:
     """'post-lstm' -> the post recipe with an LSTM cell, and so on."""
     name, _, cell = row.partition("-")
     if row not in ROWS:
         raise ValueError(f"unknown row {row!r}; rows are {', '.join(ROWS)}")
-    return RECIPES[name](cell=cell, seed=seed)  # type: ignore[arg-type]
+    recipe = RECIPES[name](cell=cell, seed=seed)  # type: ignore[arg-type]
+    return replace(recipe, kernels=mode)
 
 
-def rnn_weights(counter: Counter) -> RnnWeights:
-    """The torch model's weights in the certifier's layout (float64)."""
-    params = {name: p.detach().double().numpy() for name, p in counter.state_dict().items()}
-    return RnnWeights(
-        w_ih=params["cell.weight_ih_l0"],
-        w_hh=params["cell.weight_hh_l0"],
-        b_ih=params["cell.bias_ih_l0"],
-        b_hh=params["cell.bias_hh_l0"],
-        w_out=params["readout.weight"],
-        b_out=params["readout.bias"],
-    )
-
-
-def run_seed(row: str, seed: int, scan_up_to: int) -> SeedResult:
+def run_seed(row: str, seed: int, scan_up_to: int, mode: kernels.Mode) -> SeedResult:
     """Train one seed of a row and measure it."""
-    trained = train(recipe_for(row, seed), progress=False)
+    trained = train(recipe_for(row, seed, mode), progress=False)
     model = trained.model
     rng = np.random.default_rng(seed)
     scan = scan_carries(TorchCarryEngine(model), scan_up_to)
-    is_tanh_rnn = model.config.cell == "rnn" and model.config.nonlinearity == "tanh"
+    proof = prove_model(model, DEFAULT_LIMIT)
+    proved: int | str | None = None
+    if proof is not None:
+        proved = "unbounded" if proof.reliable is None else proof.reliable
     perfect = [epoch for epoch, acc in enumerate(trained.history, 1) if acc == 1.0]
     return SeedResult(
         row=row,
         seed=seed,
+        kernels=f"{mode} {trained.kernels.aten_capability}",
         epochs_run=trained.epochs_run,
         epochs_to_perfect=perfect[0] if perfect else None,
         val_accuracy=trained.val_accuracy,
         accuracy_20=torch_exact_match(model, random_numbers(20, 1000, rng)),
         accuracy_25=torch_exact_match(model, random_numbers(25, 1000, rng)),
-        reliable_carry=scan.reliable_length,
+        longest_exact_run=scan.longest_exact_run,
         scanned_up_to=scan.scanned_up_to,
-        certified=certify(rnn_weights(model)).certified if is_tanh_rnn else None,
+        proved=proved,
         wall_seconds=round(trained.wall_seconds, 1),
     )
 
 
-def _load(path: Path) -> dict[tuple[str, int], SeedResult]:
+def _load(path: Path) -> dict[tuple[str, int, str], SeedResult]:
     if not path.is_file():
         return {}
     results = (SeedResult(**json.loads(line)) for line in path.read_text().splitlines() if line)
-    return {(r.row, r.seed): r for r in results}
+    return {(r.row, r.seed, r.kernels): r for r in results}
 
 
 def _spread(values: Sequence[float], fmt: str = "{:g}") -> str:
@@ -124,9 +131,16 @@ def _spread(values: Sequence[float], fmt: str = "{:g}") -> str:
     return " / ".join(fmt.format(v) for v in (low, mid, high))
 
 
-def _carry(reliable: int, scanned_up_to: int) -> str:
-    """A reliable carry length; "≥N" when no failure was found up to the scan's end N."""
-    return f"≥{scanned_up_to}" if reliable >= scanned_up_to else str(reliable)
+def _run_length(value: int, scanned_up_to: int) -> str:
+    """A longest exact run; "≥N" when no failure was found up to the scan's end N."""
+    return f"≥{scanned_up_to}" if value >= scanned_up_to else str(value)
+
+
+def _proved(values: Sequence[int | str]) -> str:
+    """min / median / max of proved lengths, 'unbounded' counting as the largest."""
+    order = sorted(values, key=lambda v: float("inf") if v == "unbounded" else float(v))
+    picks = (order[0], order[(len(order) - 1) // 2], order[-1])
+    return " / ".join(str(v) for v in picks)
 
 
 def table(results: Sequence[SeedResult], seeds: int, scan_up_to: int, command: str) -> str:
@@ -137,34 +151,34 @@ def table(results: Sequence[SeedResult], seeds: int, scan_up_to: int, command: s
         f"Every figure below was produced by `{command}` (seeds 0..{seeds - 1} per row, "
         "1 torch thread, measured in torch). Exact match = every output digit right.",
         "Accuracy at 20 and 25 digits: 1000 random numbers each (first digit non-zero). "
-        f"Reliable carry length: the exact scan of every run of k <= {scan_up_to} nines "
-        "followed by every digit 0-8 (`training/carry_scan.py`); shown as min / median / max "
-        "(with an even count of seeds, the lower middle one, so it is a seed's real value).",
+        f"Longest exact run: the scan of every run of k <= {scan_up_to} nines, every next "
+        "digit 0-8 and every 3-digit tail (`training/carry_scan.py`). Proved: the reliable "
+        "carry length the certificate proves. Figures are min / median / max (with an even "
+        "count of seeds, the lower middle one, so it is a seed's real value).",
         "Each seed's result is kept in a `.jsonl` file beside the page and reused by a rerun; "
-        "delete it to retrain every seed (10 seeds of all rows: about 6 minutes on 2 cores).",
+        "delete it to retrain every seed.",
         "",
-        "| row | seeds | reached 100% validation | epochs to 100% (min / median / max) "
-        "| accuracy at 20 digits (min / median / max) | at 25 digits "
-        "| reliable carry length (min / median / max) | certified | train seconds (median) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| row | kernels | seeds | reached 100% validation | epochs run (min / median / max) "
+        "| accuracy at 20 digits | at 25 digits | longest exact run | proved | certified "
+        "| train seconds (median) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in ROWS:
-        rows = [r for r in results if r.row == row]
-        if not rows:
-            continue
-        reached = [r.epochs_to_perfect for r in rows if r.epochs_to_perfect is not None]
+    groups = sorted({(r.row, r.kernels) for r in results}, key=lambda g: (ROWS.index(g[0]), g[1]))
+    for row, kernels_used in groups:
+        rows = [r for r in results if (r.row, r.kernels) == (row, kernels_used)]
+        reached = [r for r in rows if r.epochs_to_perfect is not None]
+        proved = [r.proved for r in rows if r.proved is not None]
         certified = [r.certified for r in rows if r.certified is not None]
-        carries = [r.reliable_carry for r in rows]
-        carry = " / ".join(
-            _carry(c, scan_up_to)
-            for c in (min(carries), statistics.median_low(carries), max(carries))
+        runs = sorted(r.longest_exact_run for r in rows)
+        run = " / ".join(
+            _run_length(v, scan_up_to) for v in (runs[0], statistics.median_low(runs), runs[-1])
         )
         lines.append(
-            f"| {row} | {len(rows)} | {len(reached)}/{len(rows)} "
-            f"| {_spread(reached) if reached else 'never'} "
+            f"| {row} | {kernels_used} | {len(rows)} | {len(reached)}/{len(rows)} "
+            f"| {_spread([r.epochs_run for r in rows])} "
             f"| {_spread([r.accuracy_20 for r in rows], '{:.3f}')} "
             f"| {_spread([r.accuracy_25 for r in rows], '{:.3f}')} "
-            f"| {carry} "
+            f"| {run} | {_proved(proved) if proved else 'n/a'} "
             f"| {f'{sum(certified)}/{len(certified)}' if certified else 'n/a'} "
             f"| {statistics.median(r.wall_seconds for r in rows):.1f} |"
         )
@@ -176,16 +190,16 @@ def table(results: Sequence[SeedResult], seeds: int, scan_up_to: int, command: s
         "",
         "## Every seed",
         "",
-        "| row | seed | epochs run | first 100% epoch | validation | @20 | @25 "
-        "| reliable carry | certified |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| row | kernels | seed | epochs run | first 100% epoch | validation | @20 | @25 "
+        "| longest exact run | proved | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in sorted(results, key=lambda r: (ROWS.index(r.row), r.seed)):
+    for r in sorted(results, key=lambda r: (ROWS.index(r.row), r.kernels, r.seed)):
         lines.append(
-            f"| {r.row} | {r.seed} | {r.epochs_run} | {r.epochs_to_perfect or '-'} "
+            f"| {r.row} | {r.kernels} | {r.seed} | {r.epochs_run} | {r.epochs_to_perfect or '-'} "
             f"| {r.val_accuracy:.3f} | {r.accuracy_20:.3f} | {r.accuracy_25:.3f} "
-            f"| {_carry(r.reliable_carry, r.scanned_up_to)} "
-            f"| {'n/a' if r.certified is None else r.certified} |"
+            f"| {_run_length(r.longest_exact_run, r.scanned_up_to)} "
+            f"| {'n/a' if r.proved is None else r.proved} | {r.wall_seconds} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -195,9 +209,14 @@ def run(
     rows: Sequence[str] | None,
     scan_up_to: int,
     out: Path | None,
+    mode: kernels.Mode = "portable",
     results_file: Path | None = None,
 ) -> str:
-    """Run (or reuse) every (row, seed), print progress, write and return the Markdown."""
+    """Run (or reuse) every (row, seed) under the current kernels; write and return the page.
+
+    The page shows every result in the .jsonl file, so runs under other kernels (other
+    ATEN_CPU_CAPABILITY values) appear beside this one.
+    """
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     rows = list(rows or ROWS)
@@ -206,24 +225,25 @@ def run(
         raise ValueError(f"unknown rows {unknown}; rows are {', '.join(ROWS)}")
     cache = results_file or (out.with_suffix(".jsonl") if out else None)
     done = _load(cache) if cache else {}
-    results = []
+    used = f"{mode} {kernels.describe(mode, 1).aten_capability}"
     for row in rows:
         for seed in range(seeds):
-            result = done.get((row, seed))
+            result = done.get((row, seed, used))
             if result is None or result.scanned_up_to != scan_up_to:
-                result = run_seed(row, seed, scan_up_to)
+                result = run_seed(row, seed, scan_up_to, mode)
+                done[(row, seed, used)] = result
                 if cache:
                     with cache.open("a") as file:
                         file.write(json.dumps(asdict(result)) + "\n")
             print(
-                f"{row} seed {seed}: epochs {result.epochs_run}, val {result.val_accuracy:.3f}, "
-                f"@20 {result.accuracy_20:.3f}, @25 {result.accuracy_25:.3f}, "
-                f"carry {_carry(result.reliable_carry, result.scanned_up_to)}, "
-                f"certified {result.certified}",
+                f"{row} seed {seed} ({used}): epochs {result.epochs_run}, "
+                f"val {result.val_accuracy:.3f}, @20 {result.accuracy_20:.3f}, "
+                f"exact run {_run_length(result.longest_exact_run, result.scanned_up_to)}, "
+                f"proved {result.proved}, {result.wall_seconds} s",
                 file=sys.stderr,
                 flush=True,
             )
-            results.append(result)
+    results = [r for r in done.values() if r.scanned_up_to == scan_up_to]
     command = f"python -m training reproduce --seeds {seeds} --scan-up-to {scan_up_to}"
     if rows != list(ROWS):
         command += " --rows " + " ".join(rows)

@@ -1,8 +1,12 @@
 """Training: the two recipes (the post's and the robust one) and a seeded, deterministic loop.
 
 `train(recipe)` returns the trained `Counter` with what happened (epochs, wall time, accuracy).
-For a fixed seed and thread count the result is bit-for-bit the same: seeded weights, seeded
-shuffling and noise, and `torch.use_deterministic_algorithms`.
+For a fixed seed, thread count and kernels (training.kernels) the result is bit-for-bit the
+same: seeded weights, seeded shuffling and noise, `torch.use_deterministic_algorithms`.
+
+The robust recipe stops when the certificate (core.certify) proves every carry: once
+validation is at 100%, the proof runs after each epoch (milliseconds), and training goes on
+until it passes or the recipe's epoch bound is reached; the card says which.
 """
 
 import time
@@ -14,11 +18,19 @@ import torch
 from torch.nn import functional
 from tqdm import tqdm
 
+from core.card import Kernels
+from core.certify import CarryProof
+from training import kernels
+from training.kernels import Mode as KernelMode
 from training.data import POST_DATA, ROBUST_DATA, DataSpec, Split, batches, make_split, to_tensors
 from training.model import Cell, Counter, ModelConfig
+from training.proof import prove_model
 
 Optimizer = Literal["adagrad", "adam"]
 RecipeName = Literal["post", "robust"]
+# 'perfect': stop at the first epoch with 100% validation accuracy (the post's criterion);
+# 'certified': from min_epochs on, once validation is 100%, stop when the proof passes.
+Stop = Literal["perfect", "certified"]
 
 
 @dataclass(frozen=True)
@@ -32,16 +44,19 @@ class Recipe:
     learning_rate: float
     batch_size: int
     max_epochs: int
-    # Stop at the first epoch whose validation accuracy is 100% (the post's criterion).
-    stop_when_perfect: bool
+    stop: Stop
+    min_epochs: int = 1
     seed: int = 0
     threads: int = 1
+    kernels: KernelMode = "portable"
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adagrad", "adam"):
             raise ValueError(f"optimizer must be adagrad or adam, got {self.optimizer!r}")
         if self.learning_rate <= 0 or self.batch_size < 1 or self.max_epochs < 1:
             raise ValueError("learning_rate, batch_size and max_epochs must be positive")
+        if not 1 <= self.min_epochs <= self.max_epochs:
+            raise ValueError(f"need 1 <= min_epochs <= max_epochs, got {self.min_epochs}")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
 
@@ -59,13 +74,14 @@ def post_recipe(cell: Cell = "rnn", hidden_size: int = 16, seed: int = 0) -> Rec
         learning_rate=1.0,
         batch_size=32,
         max_epochs=50,
-        stop_when_perfect=True,
+        stop="perfect",
         seed=seed,
     )
 
 
 def robust_recipe(cell: Cell = "rnn", hidden_size: int = 16, seed: int = 0) -> Recipe:
-    """Carry-rich data (runs of up to 40 nines), Adam lr 1e-2, hidden noise std 1.0."""
+    """Carry-rich data (runs of up to 40 nines), Adam lr 1e-2, hidden noise std 1.0; trained
+    until the certificate proves every carry (at most 60 epochs)."""
     return Recipe(
         name="robust",
         data=ROBUST_DATA,
@@ -73,8 +89,9 @@ def robust_recipe(cell: Cell = "rnn", hidden_size: int = 16, seed: int = 0) -> R
         optimizer="adam",
         learning_rate=1e-2,
         batch_size=32,
-        max_epochs=30,
-        stop_when_perfect=False,
+        max_epochs=60,
+        stop="certified",
+        min_epochs=5,
         seed=seed,
     )
 
@@ -91,7 +108,16 @@ class Trained:
     split: Split
     epochs_run: int
     wall_seconds: float
+    kernels: Kernels
     history: list[float] = field(default_factory=list)  # validation accuracy per epoch
+    # The proof after each epoch it ran ('certified' recipes), by epoch.
+    proofs: dict[int, CarryProof] = field(default_factory=dict)
+
+    @property
+    def certified_at(self) -> int | None:
+        """The epoch whose proof covered every carry, if any."""
+        done = [epoch for epoch, proof in self.proofs.items() if proof.unbounded]
+        return done[0] if done else None
 
     @property
     def val_accuracy(self) -> float:
@@ -122,8 +148,23 @@ def _optimizer(recipe: Recipe, model: Counter) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=recipe.learning_rate)
 
 
+def _done(recipe: Recipe, epoch: int, trained: Trained, model: Counter) -> bool:
+    """Whether training stops after this epoch (its validation accuracy is recorded)."""
+    perfect = trained.history[-1] == 1.0
+    if recipe.stop == "perfect":
+        return perfect
+    if epoch < recipe.min_epochs or not perfect:
+        return False
+    proof = prove_model(model)
+    if proof is None:  # no certificate covers this cell: run to max_epochs
+        return False
+    trained.proofs[epoch] = proof
+    return proof.unbounded
+
+
 def train(recipe: Recipe, progress: bool = True) -> Trained:
-    """Train from scratch; deterministic for a fixed (seed, threads)."""
+    """Train from scratch; deterministic for a fixed (seed, threads, kernels)."""
+    used = kernels.describe(recipe.kernels, recipe.threads)  # refuses unpinned 'portable'
     torch.set_num_threads(recipe.threads)
     torch.use_deterministic_algorithms(True)
     torch.manual_seed(recipe.seed)
@@ -131,7 +172,7 @@ def train(recipe: Recipe, progress: bool = True) -> Trained:
     model = Counter(recipe.model)
     optimizer = _optimizer(recipe, model)
     shuffle = torch.Generator().manual_seed(recipe.seed)
-    history: list[float] = []
+    trained = Trained(model, recipe, split, 0, 0.0, used)
     started = time.perf_counter()
     for epoch in range(1, recipe.max_epochs + 1):
         model.train()
@@ -152,20 +193,23 @@ def train(recipe: Recipe, progress: bool = True) -> Trained:
             # Whole-number exact match on this batch (noisy in the robust recipe).
             acc = (logits.argmax(-1) == labels).all(dim=1).float().mean()
             bar.set_postfix(loss=f"{loss.item():.4f}", acc=f"{acc.item():.3f}")
-        history.append(torch_exact_match(model, split.val))
+        trained.history.append(torch_exact_match(model, split.val))
+        model.eval()
+        stop = _done(recipe, epoch, trained, model)
         if progress:
-            tqdm.write(f"epoch {epoch}: validation accuracy {history[-1]:.4f}")
-        if recipe.stop_when_perfect and history[-1] == 1.0:
+            proof = trained.proofs.get(epoch)
+            proved = "" if proof is None else f", proved carry length {_proved(proof)}"
+            tqdm.write(f"epoch {epoch}: validation accuracy {trained.history[-1]:.4f}{proved}")
+        if stop:
             break
     model.eval()
-    return Trained(
-        model=model,
-        recipe=recipe,
-        split=split,
-        epochs_run=len(history),
-        wall_seconds=time.perf_counter() - started,
-        history=history,
-    )
+    trained.epochs_run = len(trained.history)
+    trained.wall_seconds = time.perf_counter() - started
+    return trained
+
+
+def _proved(proof: CarryProof) -> str:
+    return "unbounded" if proof.reliable is None else str(proof.reliable)
 
 
 def with_seed(recipe: Recipe, seed: int) -> Recipe:

@@ -2,11 +2,11 @@
 
 from fastapi import APIRouter
 
-from app.card import ModelCard
 from app.deps import RegistryDep
 from app.errors import unknown_model
 from app.registry import Registry
 from app.schemas import ErrorBody, ModelList, SkippedModel
+from core.card import ModelCard
 
 router = APIRouter(tags=["models"])
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from app.card import ModelCard
 from app.main import create_app
 from app.settings import DEFAULT_MODELS_DIR, Settings
+from core.card import ModelCard
 
 with warnings.catch_warnings():
     # Starlette would rather have httpx2; httpx (a dev dependency) works the same here.

@@ -5,10 +5,10 @@ from typing import Any
 
 import httpx
 
-from app.codec import add_one
 from app.main import create_app, lifespan
 from app.metrics import MODEL_RUN_SECONDS
 from app.settings import Settings
+from core.codec import add_one
 
 
 def model_runs(name: str) -> float:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
-from app.codec import add_one
+from core.codec import add_one
 from tests.app.server import start_server, stop_server
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.card import ModelCard
 from app.settings import Settings
+from core.card import ModelCard
 from tests.app.conftest import post, started
 
 

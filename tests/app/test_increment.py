@@ -6,8 +6,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.codec import add_one
 from app.schemas import BatchResponse, IncrementResponse
+from core.codec import add_one
 from tests.app.conftest import post
 
 # Lengths drawn uniformly from 1-200, then the digits (leading zeros included).

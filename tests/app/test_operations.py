@@ -5,11 +5,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.codec import add_one
 from app.docs import BATCH_EXAMPLE, FLAGGED_EXAMPLE, INCREMENT_EXAMPLE
 from app.main import create_app
 from app.schemas import BatchResponse, IncrementResponse, ModelList
 from app.settings import Settings
+from core.codec import add_one
 from tests.app.conftest import metric, post, started
 
 

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.card import ModelCard
-from app.codec import add_one
+from core.card import ModelCard
+from core.codec import add_one
 from tests.deploy.files import APP_UID, CONTAINER_PORT, MODELS_DIR, REPO
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

@@ -19,10 +19,10 @@ import numpy as np
 import numpy.typing as npt
 from torch import nn
 
-from app.codec import decode, encode_batch
+from core.codec import decode, encode_batch
+from core.weights import RnnWeights
 from training.export import counter_from_weights, export_module
 from training.export import export_onnx as training_export_onnx
-from training.weights import RnnWeights
 
 CARRY = 0  # index of the n unit
 
@@ -74,9 +74,11 @@ def leaky_counter(leak: float = 0.01, threshold: float = 0.15) -> RnnWeights:
     """The counter plus two units that break it after a long enough run of nines.
 
     Unit 21, L: pre = L_prev + leak on a 9, -5 on any other digit: it creeps up while nines
-    are read. Unit 22, P: pre = G (L_prev - threshold), on once L has crept past threshold.
-    P adds 2A to digit 1's logit, so from then on the network answers 1 where 0 is right:
-    right on short runs of nines, wrong on long ones, like a model that never saw long runs.
+    are read. Unit 22, P: pre = G (L_prev - threshold) - 2 G (n_prev + 1), on once L has crept
+    past threshold while a carry is still coming in (n_prev = -1; copying a run of nines
+    leaves it off). P adds 2A to digit 1's logit, so from then on the network answers 1 where
+    0 is right: right on short runs of trailing nines, wrong on long ones, like a model that
+    never saw long runs; every other input is right.
     """
     exact = hand_counter()
     gain, readout = exact.w_hh[CARRY, CARRY], exact.b_out[0]
@@ -96,7 +98,8 @@ def leaky_counter(leak: float = 0.01, threshold: float = 0.15) -> RnnWeights:
     )
     w_ih[leak_unit, :9], w_ih[leak_unit, 9] = -5.0, leak
     w_hh[leak_unit, leak_unit] = 1.0
-    w_hh[switch, leak_unit], b_ih[switch] = gain, -gain * threshold
+    w_hh[switch, leak_unit], b_ih[switch] = gain, -gain * threshold - 2 * gain
+    w_hh[switch, CARRY] = -2 * gain
     w_out[1, switch] = 2 * readout
     b_out[1] += 2 * readout
     return RnnWeights(
@@ -141,11 +144,11 @@ class NumpyCarryEngine:
         outputs, states = run(self.weights, np.full((1, k), 9, dtype=np.int64))
         return states[0], outputs[0]
 
-    def branch(
-        self, states: npt.NDArray[Any], tails: npt.NDArray[np.int64]
-    ) -> npt.NDArray[np.int64]:
-        outputs, _ = run(self.weights, tails, state=states)
-        return outputs
+    def step(
+        self, states: npt.NDArray[Any], digits: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[Any]]:
+        outputs, after = run(self.weights, digits[:, None], state=states)
+        return outputs[:, 0], after[:, 0]
 
 
 def export_onnx(module: nn.Module, path: str) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from app.card import ModelCard
+from core.card import ModelCard
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 

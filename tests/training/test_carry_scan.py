@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from app.card import CarryFailure
-from app.codec import encode_batch, target_digits
+from core.codec import add_one, carry_run, decode, encode_batch, target_digits
+from core.weights import RnnWeights
 from tests.training.hand_counter import (
     NumpyCarryEngine,
     export_onnx,
@@ -22,27 +22,28 @@ from tests.training.hand_counter import (
 )
 from training.carry_scan import OnnxCarryEngine, scan_carries
 from training.evaluate import ort_predictor
-from training.weights import RnnWeights
 
+MODELS = Path(__file__).resolve().parents[2] / "models"
 OutputDigits = Callable[[npt.NDArray[np.int64]], npt.NDArray[np.int64]]
 
 
-def brute_force(output_digits: OutputDigits, up_to: int) -> tuple[int, CarryFailure | None]:
-    """DESIGN.md's definition run literally: every whole number "d" + k nines, and k nines."""
+def brute_force(output_digits: OutputDigits, up_to: int, tail: int) -> set[int]:
+    """The definition run literally on whole numbers: for every k, every "t d 9..9" with d in
+    0-8 and every tail t of `tail` digits; k fails if any output digit up to t is wrong."""
+    failing = set()
+    tails = [str(t).zfill(tail) if tail else "" for t in range(10**tail)]
     for k in range(up_to + 1):
-        cases: list[tuple[str, int | None]] = [(str(d) + "9" * k, d) for d in range(9)]
-        if k:
-            cases.insert(0, ("9" * k, None))
-        numbers = [number for number, _ in cases]
+        numbers = [t + str(d) + "9" * k for d in range(9) for t in tails]
         got = output_digits(encode_batch(numbers))
-        for row, (number, d) in enumerate(cases):
-            if not np.array_equal(got[row, : k + 1], target_digits(number)[: k + 1]):
-                # k nines alone is wrong exactly when the nines or the extra zero step are:
-                # report it as d = 0 unless the nines themselves were wrong (then None).
-                nines_wrong = not np.array_equal(got[row, :k], np.zeros(k))
-                digit = None if nines_wrong else (d if d is not None else 0)
-                return k - 1, CarryFailure(nines=k, next_digit=digit)
-    return up_to, None
+        for row, number in enumerate(numbers):
+            if not np.array_equal(got[row, : len(number)], target_digits(number)[: len(number)]):
+                failing.add(k)
+                break
+    return failing
+
+
+def _expanded(runs: list[tuple[int, int]]) -> set[int]:
+    return {k for first, last in runs for k in range(first, last + 1)}
 
 
 def _numpy_digits(weights: RnnWeights) -> OutputDigits:
@@ -80,40 +81,51 @@ def leaky_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ids=["exact", "leaky", "flipped-carry", "forgetful-carry"],
 )
 def test_numpy_scan_agrees_with_brute_force(weights: RnnWeights) -> None:
-    # tail=0: exactly the definition (first k + 1 digits), nothing stricter
-    scan = scan_carries(NumpyCarryEngine(weights), 60, tail=0)
-    assert (scan.reliable_length, scan.first_failure) == brute_force(_numpy_digits(weights), 60)
-    assert scan.scanned_up_to == 60
+    scan = scan_carries(NumpyCarryEngine(weights), 30, tail=2)
+    failing = brute_force(_numpy_digits(weights), 30, tail=2)
+    assert _expanded(scan.failing_runs) == failing
+    assert scan.longest_exact_run == (min(failing) - 1 if failing else 30)
+    assert scan.scanned_up_to == 30
+    assert scan.cases == 31 * 9 * 100
 
 
-def test_onnx_scan_agrees_with_brute_force_on_a_net_that_fails_at_some_k(
-    leaky_onnx: Path,
-) -> None:
-    scan = scan_carries(OnnxCarryEngine(leaky_onnx), 60)
-    expected = brute_force(_onnx_digits(leaky_onnx), 60)
-    assert 5 < expected[0] < 60  # the fixture fails somewhere in the middle
-    assert (scan.reliable_length, scan.first_failure) == expected
+def test_onnx_scan_agrees_with_brute_force_and_names_a_real_failure(leaky_onnx: Path) -> None:
+    scan = scan_carries(OnnxCarryEngine(leaky_onnx), 40, tail=1)
+    failing = brute_force(_onnx_digits(leaky_onnx), 40, tail=1)
+    assert 5 < min(failing) < 40  # the fixture fails somewhere in the middle
+    assert _expanded(scan.failing_runs) == failing
     assert scan.engine.startswith("onnxruntime")
-    assert scan.failures == 60 - scan.reliable_length
+    failure = scan.first_failure
+    assert failure is not None
+    assert failure.nines == min(failing)
+    assert carry_run(failure.example) == failure.nines
+    assert failure.expected == add_one(failure.example)
+    # The model really answers the example wrong, as the card will say.
+    predict = ort_predictor(leaky_onnx)
+    digits = encode_batch([failure.example])
+    assert decode(predict(digits).argmax(axis=-1)[0]) == failure.got != failure.expected
 
 
-@pytest.mark.slow
-def test_onnx_scan_of_the_exact_counter_reaches_100000(tmp_path: Path) -> None:
-    path = tmp_path / "exact.onnx"
-    export_weights(hand_counter(), str(path))
-    scan = scan_carries(OnnxCarryEngine(path), 100_000)
-    assert scan.reliable_length == scan.scanned_up_to == 100_000
-    assert scan.first_failure is None
-    assert scan.failures == 0
+def test_failures_need_not_be_monotone_in_k() -> None:
+    """The shipped post model: 8 nines fail (1099999999 + 1 -> 2100000000), 9 and 10 do not."""
+    scan = scan_carries(OnnxCarryEngine(MODELS / "counter-post.onnx"), 20)
+    failing = _expanded(scan.failing_runs)
+    assert 8 in failing
+    assert not {9, 10} & failing
+    assert scan.longest_exact_run == 7
+    assert scan.first_failure is not None
+    assert scan.first_failure.example == "1099999999"
+    assert scan.first_failure.got == "2100000000"
 
 
 def test_tail_digits_catch_a_carry_that_does_not_stop() -> None:
-    """The forgetful net carries out of every 9, carry in or not: the random tail shows it."""
+    """The forgetful net carries out of every 9, carry in or not: the tail shows it."""
     forgetful = with_carry_self_weight(0.0)
     loose = scan_carries(NumpyCarryEngine(forgetful), 30, tail=0)
     assert loose.first_failure is None  # every carry itself is right ...
-    strict = scan_carries(NumpyCarryEngine(forgetful), 30, tail=3, seed=1)
-    assert strict.first_failure is not None  # ... but a 9 in the tail carries by mistake
+    strict = scan_carries(NumpyCarryEngine(forgetful), 30, tail=2)
+    assert strict.first_failure is not None  # ... but a 9 after it carries by mistake
+    assert strict.first_failure.example == "090"  # 90 + 1 -> 191: the digit after the 9 is off
 
 
 @pytest.mark.parametrize(
@@ -129,7 +141,10 @@ def test_onnx_engine_resumes_exactly_where_the_whole_run_would_be(
     engine = OnnxCarryEngine(path)
     states, nines = engine.run_nines(40)
     tails = np.random.default_rng(0).integers(0, 10, size=(40, 6))
-    resumed = engine.branch(states, tails)  # row i: resumed after i + 1 nines
+    resumed = np.zeros_like(tails)  # row i: resumed after i + 1 nines
+    current = states
+    for step in range(tails.shape[1]):
+        resumed[:, step], current = engine.step(current, tails[:, step])
     predict = ort_predictor(path)
     for k in (1, 7, 40):
         whole = np.concatenate([np.full(k, 9), tails[k - 1]])[None]
@@ -150,6 +165,7 @@ def test_scan_rejects_a_negative_bound() -> None:
         scan_carries(NumpyCarryEngine(hand_counter()), -1)
 
 
-def test_scan_to_zero_checks_single_digits_only() -> None:
+def test_scan_to_zero_checks_single_digits_and_their_tails_only() -> None:
     scan = scan_carries(NumpyCarryEngine(hand_counter()), 0)
-    assert (scan.reliable_length, scan.scanned_up_to, scan.first_failure) == (0, 0, None)
+    assert (scan.longest_exact_run, scan.scanned_up_to, scan.first_failure) == (0, 0, None)
+    assert scan.cases == 9 * 1000

@@ -19,7 +19,7 @@ def _help(capsys: pytest.CaptureFixture[str], *command: str) -> str:
 
 def test_top_level_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     text = _help(capsys)
-    for command in ("train", "evaluate", "reproduce"):
+    for command in ("train", "evaluate", "retrain", "reproduce"):
         assert command in text
 
 
@@ -31,11 +31,11 @@ def _commands() -> dict[str, argparse.ArgumentParser]:
 def test_every_command_has_help() -> None:
     (subparsers,) = [a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)]
     described = {choice.dest: (choice.help or "").strip() for choice in subparsers._choices_actions}
-    assert set(described) == {"train", "evaluate", "reproduce"}
+    assert set(described) == {"train", "evaluate", "retrain", "reproduce"}
     assert all(described.values()), described
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "reproduce"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "retrain", "reproduce"])
 def test_help_explains_every_option(capsys: pytest.CaptureFixture[str], command: str) -> None:
     """Every argument of every command has its own non-empty help, shown by --help."""
     text = _help(capsys, command)

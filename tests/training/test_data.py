@@ -4,8 +4,7 @@ import random
 
 import pytest
 
-from app.codec import encode, target_digits
-from app.engine import carry_run
+from core.codec import carry_run, encode, target_digits
 from training.data import (
     POST_DATA,
     ROBUST_DATA,

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.card import LengthAccuracy
-from app.codec import add_one
+from core.card import LengthAccuracy
+from core.codec import add_one
 from tests.training.hand_counter import (
     add_one_by_network,
     export_weights,

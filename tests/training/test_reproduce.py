@@ -8,18 +8,21 @@ from training import reproduce
 from training.reproduce import SeedResult, run, table
 
 
-def _result(row: str, seed: int, carry: int, epochs: int | None) -> SeedResult:
+def _result(
+    row: str, seed: int, carry: int, epochs: int | None, kernels: str = "portable DEFAULT"
+) -> SeedResult:
     return SeedResult(
         row=row,
         seed=seed,
+        kernels=kernels,
         epochs_run=epochs or 50,
         epochs_to_perfect=epochs,
         val_accuracy=1.0 if epochs else 0.98,
         accuracy_20=0.99,
         accuracy_25=0.98,
-        reliable_carry=carry,
+        longest_exact_run=carry,
         scanned_up_to=1000,
-        certified=carry >= 1000,
+        proved="unbounded" if carry >= 1000 else min(carry, 2),
         wall_seconds=1.0,
     )
 
@@ -30,15 +33,19 @@ def test_table_summarises_each_row_over_its_seeds() -> None:
         _result("post-rnn", 1, 12, 4),
         _result("post-rnn", 2, 1000, None),
         _result("robust-rnn", 0, 1000, 30),
+        _result("robust-rnn", 0, 1000, 12, kernels="native AVX2"),
     ]
     text = table(results, seeds=3, scan_up_to=1000, command="python -m training reproduce")
-    post = next(line for line in text.splitlines() if line.startswith("| post-rnn | 3 |"))
+    lines = text.splitlines()
+    post = next(line for line in lines if line.startswith("| post-rnn | portable DEFAULT | 3 |"))
     assert "| 2/3 |" in post  # two seeds reached 100% validation
-    assert "| 1 / 2.5 / 4 |" in post  # epochs to 100%: min / median / max
-    assert "| 3 / 12 / ≥1000 |" in post  # carry lengths, the scan bound shown as such
+    assert "| 1 / 4 / 50 |" in post  # epochs run: min / median / max
+    assert "| 3 / 12 / ≥1000 |" in post  # longest exact runs, the scan bound shown as such
+    assert "| 2 / 2 / unbounded |" in post  # proved lengths
     assert "| 1/3 |" in post  # certified
-    robust = next(line for line in text.splitlines() if line.startswith("| robust-rnn | 1 |"))
-    assert "| 1/1 |" in robust
+    for kernels in ("portable DEFAULT", "native AVX2"):  # one line per kernels
+        robust = next(line for line in lines if line.startswith(f"| robust-rnn | {kernels} | 1 |"))
+        assert "| 1/1 |" in robust
     assert "`python -m training reproduce`" in text
 
 
@@ -53,11 +60,11 @@ def test_a_sweep_writes_its_table_and_reuses_its_results(
     out = tmp_path / "reproduction.md"
     text = run(1, ["post-gru"], 200, out)
     assert out.read_text() == text
-    assert "| post-gru | 1 |" in text
+    assert "| post-gru | portable DEFAULT | 1 |" in text
     assert "--rows post-gru" in text
 
     # A rerun with the same scan bound trains nothing: every seed comes from the .jsonl.
-    def no_training(row: str, seed: int, scan_up_to: int) -> SeedResult:
+    def no_training(row: str, seed: int, scan_up_to: int, mode: str) -> SeedResult:
         raise AssertionError("retrained a cached seed")
 
     monkeypatch.setattr(reproduce, "run_seed", no_training)

@@ -11,17 +11,23 @@ from training.train import Recipe, post_recipe, robust_recipe, torch_exact_match
 
 def _small(recipe: Recipe, epochs: int) -> Recipe:
     return replace(
-        recipe, data=replace(recipe.data, train_size=600, val_size=200), max_epochs=epochs
+        recipe,
+        data=replace(recipe.data, train_size=600, val_size=200),
+        max_epochs=epochs,
+        min_epochs=min(recipe.min_epochs, epochs),
     )
 
 
 def test_a_short_run_of_the_post_recipe_learns() -> None:
-    recipe = replace(post_recipe(seed=0), max_epochs=2, stop_when_perfect=False)
+    recipe = replace(post_recipe(seed=0), max_epochs=2, stop="certified", min_epochs=2)
     trained = train(recipe, progress=False)
-    untrained = train(replace(recipe, max_epochs=1, learning_rate=1e-9), progress=False)
+    untrained = train(
+        replace(recipe, max_epochs=1, min_epochs=1, learning_rate=1e-9), progress=False
+    )
     assert torch_exact_match(untrained.model, trained.split.val) < 0.1
     assert trained.val_accuracy > 0.9
     assert trained.epochs_run == len(trained.history) == 2  # did not stop at 100%
+    assert trained.kernels.threads == 1
 
 
 def test_same_seed_gives_identical_weights() -> None:
@@ -42,10 +48,26 @@ def test_stops_at_the_first_perfect_epoch() -> None:
         data=DataSpec(train_size=80, val_size=10, max_digits=2),
         model=ModelConfig(),
         max_epochs=300,
-        stop_when_perfect=True,
+        stop="perfect",
+        min_epochs=1,
         batch_size=8,
     )
     trained = train(recipe, progress=False)
     assert trained.val_accuracy == 1.0
     assert trained.history.index(1.0) == trained.epochs_run - 1 < 299
     assert trained.wall_seconds > 0
+
+
+def test_a_certified_recipe_stops_at_the_first_epoch_the_proof_passes() -> None:
+    """From min_epochs on, every epoch at 100% validation is proved; the first unbounded
+    proof ends training, and no epoch before it had one."""
+    recipe = replace(_small(robust_recipe(seed=2), epochs=12), min_epochs=3)
+    trained = train(recipe, progress=False)
+    perfect = [e for e, acc in enumerate(trained.history, 1) if acc == 1.0 and e >= 3]
+    assert sorted(trained.proofs) == perfect
+    certified = [e for e, proof in trained.proofs.items() if proof.unbounded]
+    if certified:
+        assert certified == [trained.epochs_run] == [trained.certified_at]
+    else:
+        assert trained.epochs_run == 12
+        assert trained.certified_at is None

@@ -58,6 +58,11 @@ def decode(digits: Sequence[int] | Digits) -> str:
     return text or "0"
 
 
+def carry_run(number: str) -> int:
+    """Trailing nines: how far the carry of n + 1 must travel."""
+    return len(number) - len(number.rstrip("9"))
+
+
 def add_one(number: str) -> str:
     """Exact n + 1 as a canonical decimal, by schoolbook carrying on the string.
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.codec import add_one, decode, encode, encode_batch, is_ascii_digits, target_digits
+from core.codec import add_one, decode, encode, encode_batch, is_ascii_digits, target_digits
 
 
 def test_encode_is_least_significant_first_with_one_extra_zero() -> None:

@@ -169,14 +169,22 @@ def _check_wiring(
     return matmul, add
 
 
-def weights_from_onnx(path: str | Path | onnx.ModelProto) -> RnnWeights:
+def load_graph(model: str | Path | bytes | onnx.ModelProto) -> onnx.ModelProto:
+    """An ONNX model from a path, the bytes of a file, or as it is."""
+    if isinstance(model, onnx.ModelProto):
+        return model
+    if isinstance(model, bytes):
+        return onnx.load_model_from_string(model)
+    return onnx.load(str(model))
+
+
+def weights_from_onnx(path: str | Path | bytes | onnx.ModelProto) -> RnnWeights:
     """Read the RNN op's W, R, B and the MatMul/Add readout of an exported model.
 
     Only the graph training exports is read (see _check_wiring): anything else raises
     UnsupportedModelError, naming what differs.
     """
-    model = path if isinstance(path, onnx.ModelProto) else onnx.load(str(path))
-    graph = model.graph
+    graph = load_graph(path).graph
     recurrent = [n for n in graph.node if n.op_type in ("RNN", "GRU", "LSTM")]
     if len(recurrent) != 1 or recurrent[0].op_type != "RNN":
         ops = [n.op_type for n in recurrent] or "no recurrent op"

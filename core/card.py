@@ -1,0 +1,191 @@
+"""The model card: what the export step measured and wrote, and what the service shows and trusts.
+
+One schema, written by `training.export` as `models/<name>.json` and read by `app.registry`.
+The service's flags come from these measurements, so they are known before any answer is.
+"""
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Card(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Frameworks(_Card):
+    """Versions of what produced the file (for reproducing it) and the ONNX opset."""
+
+    python: str
+    torch: str
+    onnx: str
+    onnxruntime: str
+    opset: int
+
+
+class Architecture(_Card):
+    """The network: a recurrent cell over one-hot digits plus a linear readout to 10 classes."""
+
+    cell: Literal["rnn", "lstm", "gru"]
+    nonlinearity: Literal["tanh", "relu"] | None = Field(description="None for LSTM/GRU")
+    hidden_size: int
+    layers: int
+    parameters: int
+
+
+class Kernels(_Card):
+    """Which CPU kernels trained the model. A retrain gives the same bytes only on the same
+    kernels and thread count: 'portable' pins them (see training.kernels), 'native' lets torch
+    pick the fastest for the processor."""
+
+    mode: Literal["portable", "native"]
+    aten_capability: str = Field(description="torch's vectorised kernels: DEFAULT, AVX2, AVX512")
+    blas: str = Field(description="the BLAS under matmul, and its code path")
+    machine: str = Field(description="the processor architecture, e.g. x86_64")
+    threads: int
+
+
+class Recipe(_Card):
+    """How the model was trained: enough to retrain it and get the same card metrics."""
+
+    name: str = Field(description="'post' (the blog's recipe) or 'robust' (carry-rich, noisy)")
+    train_size: int
+    val_size: int
+    min_digits: int
+    max_digits: int
+    carry_rich_share: float = Field(description="share of examples ending in a run of nines")
+    max_carry_run: int = Field(description="longest run of trailing nines in the data")
+    optimizer: str
+    learning_rate: float
+    batch_size: int
+    stop: Literal["perfect", "certified"] = Field(
+        description="'perfect': stop at the first epoch with 100% validation accuracy (the "
+        "post's); 'certified': once validation is 100%, run the certificate after each epoch "
+        "and stop when it proves every carry; both within max_epochs"
+    )
+    min_epochs: int = Field(description="epochs run before stopping is considered")
+    max_epochs: int = Field(description="the bound: training stops here, proved or not")
+    epochs_run: int
+    hidden_noise_std: float = Field(description="Gaussian noise on hidden pre-activations")
+    seed: int
+    kernels: Kernels
+    wall_seconds: float
+
+
+class LengthAccuracy(_Card):
+    """Exact whole-number match on random numbers of one length (first digit non-zero)."""
+
+    length: int
+    samples: int
+    correct: int
+    accuracy: float
+
+
+class CarryFailure(_Card):
+    """A carry the scan got wrong: k trailing nines, the digit after them, and the whole input."""
+
+    nines: int
+    next_digit: int | None = Field(description="None: wrong while reading the nines themselves")
+    example: str = Field(description="the input that failed, e.g. 1099999999")
+    expected: str
+    got: str
+
+
+class CarryScan(_Card):
+    """The exact carry scan: an empirical check of every case up to a bound, not a proof.
+
+    Every run of k <= scanned_up_to nines, then every digit d in 0-8, then every tail of
+    `tail_digits` digits: the first k + 1 + tail_digits output digits must be right.
+    """
+
+    engine: str
+    scanned_up_to: int
+    tail_digits: int
+    cases: int = Field(description="inputs checked")
+    longest_exact_run: int = Field(
+        description="largest K with every case of k <= K nines right in the scan (-1: k = 0 "
+        "fails); empirical: reliable_carry_length is the proved figure"
+    )
+    failing_runs: list[tuple[int, int]] = Field(
+        description="every failing k up to scanned_up_to, as [first, last] ranges; failures "
+        "need not be monotone in k"
+    )
+    first_failure: CarryFailure | None
+
+
+class Certificate(_Card):
+    """The proof of the reliable carry length (core.certify), and what it assumes."""
+
+    method: str
+    proved_carry_length: int | Literal["unbounded"] = Field(
+        description="every input whose trailing run of nines is at most this is proved right "
+        "at every length; -1: nothing proved"
+    )
+    certified: bool = Field(description="true when every carry length is proved (unbounded)")
+    margin: float | None = Field(
+        description="smallest lower bound of the right digit's logit gap over every box"
+    )
+    iterations: int
+    boxes: int
+    key_digits: int = Field(description="copying boxes are keyed by this many last digits")
+    transient_steps: int = Field(description="copying steps kept in boxes of their own")
+    search_limit: int = Field(description="the largest finite K tried")
+    tanh_error_bound: float = Field(
+        description="the absolute error of the deployed tanh the proof allows per step; the "
+        "service measures its onnxruntime's against it at start"
+    )
+    reason: str = Field(description="why it passed, or the box where it failed")
+
+
+class Metrics(_Card):
+    """What the evaluation measured on the exported ONNX model."""
+
+    train_accuracy: float
+    val_accuracy: float
+    accuracy_by_length: list[LengthAccuracy]
+    tested_length: int = Field(
+        description="longest tested length such that every tested length up to it was exact"
+    )
+    reliable_carry_length: int | Literal["unbounded"] = Field(
+        description="proved: every input whose trailing run of nines is at most this gets its "
+        "whole answer right at every length; 'unbounded' when proved for every run; -1 when "
+        "nothing is proved"
+    )
+    certificate: Certificate
+    carry_scan: CarryScan
+
+
+SCHEMA_VERSION: Literal[2] = 2
+
+
+class ModelCard(_Card):
+    """Everything known about one exported model: identity, provenance, and measurements."""
+
+    schema_version: Literal[2] = Field(
+        description="2: reliable_carry_length is proved; the scan is carry_scan"
+    )
+    name: str
+    version: str
+    created: datetime
+    onnx_file: str
+    sha256: str
+    input_name: str = "digits"
+    output_name: str = "probabilities"
+    frameworks: Frameworks
+    architecture: Architecture
+    recipe: Recipe
+    metrics: Metrics
+    plots: list[str] = Field(default_factory=list)
+    notes: str = ""
+
+    @property
+    def reliable_carry(self) -> int | None:
+        """The largest proved run of trailing nines; None when proved for every run."""
+        value = self.metrics.reliable_carry_length
+        return None if value == "unbounded" else value
+
+    def proves(self, carry_run: int) -> bool:
+        """Whether the certificate covers an input with this many trailing nines."""
+        reliable = self.reliable_carry
+        return reliable is None or carry_run <= reliable

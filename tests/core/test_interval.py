@@ -1,0 +1,97 @@
+"""Interval bounds hold the exact values: checked against exact rational and 50-digit arithmetic
+and against onnxruntime's float32 RNN step, on random boxes (hypothesis)."""
+
+from decimal import Decimal, getcontext
+from fractions import Fraction
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core import interval
+from core.activation import TanhProbe
+from core.cells import RnnCell
+from core.weights import RnnWeights
+
+getcontext().prec = 50
+SEEDS = st.integers(0, 2**32 - 1)
+
+
+def _box(rng: np.random.Generator, size: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    centre = rng.normal(size=size) * scale
+    radius = rng.uniform(0, scale, size=size) * rng.integers(0, 2, size=size)  # some points
+    return centre - radius, centre + radius
+
+
+@settings(max_examples=60, deadline=None)
+@given(SEEDS)
+def test_affine_bounds_hold_the_exact_sum_at_every_corner(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    weight = rng.normal(size=(4, 6)) * 10 ** rng.uniform(-3, 3)
+    lo, hi = _box(rng, 6, 10 ** rng.uniform(-6, 1))
+    shift = rng.normal(size=4)
+    low, high, _ = interval.affine(weight, lo, hi, shift, np.abs(shift), sum_terms=7)
+    for _ in range(16):
+        corner = np.where(rng.integers(0, 2, size=6) == 1, hi, lo)
+        for unit in range(4):
+            exact = sum(
+                (Fraction(w) * Fraction(x) for w, x in zip(weight[unit], corner, strict=True)),
+                Fraction(shift[unit]),
+            )
+            assert Fraction(low[unit]) <= exact <= Fraction(high[unit])
+
+
+def _tanh(x: float) -> Decimal:
+    """tanh to 50 digits: its series near 0 (where exp(2x) - 1 would cancel), else by exp."""
+    if abs(x) < 1e-5:
+        d = Decimal(x)
+        return d - d**3 / 3 + 2 * d**5 / 15
+    two = Decimal(2) * Decimal(x)
+    if two > 200:
+        return Decimal(1)
+    if two < -200:
+        return Decimal(-1)
+    e = two.exp()
+    return (e - 1) / (e + 1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(-30, 30, allow_nan=False), st.floats(0, 5, allow_nan=False))
+def test_tanh_bounds_hold_the_exact_value_even_with_no_allowance(x: float, width: float) -> None:
+    lo, hi = interval.tanh(np.array([x]), np.array([x + width]), error=0.0)
+    assert Decimal(lo[0]) <= _tanh(x)
+    assert _tanh(x + width) <= Decimal(hi[0])
+
+
+@settings(max_examples=40, deadline=None)
+@given(SEEDS)
+def test_an_rnn_cell_image_holds_onnxruntime_float32_steps(seed: int) -> None:
+    """Points in a box, one float32 RNN step each in onnxruntime's arithmetic: in the image."""
+    rng = np.random.default_rng(seed)
+    size = 16
+    weights = RnnWeights(
+        w_ih=rng.normal(size=(size, 10)) * 2,
+        w_hh=rng.normal(size=(size, size)),
+        b_ih=rng.normal(size=size),
+        b_hh=rng.normal(size=size),
+        w_out=rng.normal(size=(10, size)),
+        b_out=rng.normal(size=10),
+    )
+    weights = RnnWeights(
+        **{k: v.astype(np.float32).astype(np.float64) for k, v in vars(weights).items()}
+    )
+    lo, hi = _box(rng, size, 0.3)
+    lo, hi = np.clip(lo, -1, 1), np.clip(hi, -1, 1)
+    image_lo, image_hi = RnnCell(weights, 1e-5).image(lo[None], hi[None])  # (1, 10, H)
+    points = rng.uniform(lo, hi, size=(64, size)).astype(np.float32)
+    probe = TanhProbe()
+    for digit in range(10):
+        pre = (
+            points @ weights.w_hh.T.astype(np.float32)
+            + weights.w_ih[:, digit].astype(np.float32)
+            + weights.b_ih.astype(np.float32)
+            + weights.b_hh.astype(np.float32)
+        )  # float32
+        after = probe.tanh(pre.astype(np.float32)).astype(np.float64)
+        assert np.all(image_lo[0, digit] <= after), digit
+        assert np.all(after <= image_hi[0, digit]), digit
