@@ -1,4 +1,4 @@
-"""`python -m app` (or `rnn-counter-serve`): load the models, then serve them with uvicorn.
+"""`python -m app` (or `rnn-counter-serve`): load and check the models, then serve them.
 
 Models are loaded before the server starts, so a faulty default model or an empty models
 folder stops the process with one line naming the file and the reason, and exit status 2.
@@ -9,9 +9,9 @@ import signal
 import sys
 from types import FrameType
 
-import uvicorn
 from pydantic import ValidationError
 
+from app import server
 from app.main import create_app
 from app.registry import ModelLoadError, load_registry
 from app.settings import Settings
@@ -35,20 +35,14 @@ def main() -> None:
         level=settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s"
     )
     try:
-        registry = load_registry(settings.models_dir, settings.default_model)
+        registry = load_registry(
+            settings.models_dir, settings.default_model, settings.max_model_bytes
+        )
     except ModelLoadError as exc:
         print(f"error: cannot start: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     signal.signal(signal.SIGTERM, _stopped)
-    uvicorn.run(
-        create_app(settings, registry),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=settings.access_log,
-        server_header=False,
-        timeout_graceful_shutdown=10,
-    )
+    server.run(create_app(settings, registry), settings)
 
 
 if __name__ == "__main__":

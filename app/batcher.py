@@ -1,19 +1,21 @@
 """Dynamic batching: concurrent small requests for one model share one model run.
 
-Under load many requests are ready in the same event-loop turn; each handler queues its
-numbers and awaits, and one callback on the next turn runs them all through the model
-padded to the longest, then hands each request its own results. A lone request waits one
-loop turn (microseconds). Long inputs never come here: they would pad every short one.
+Under load many requests are ready in the same event-loop turn; each queues its numbers and
+awaits, and one callback on the next turn runs them through the model padded to the longest,
+then hands each request its own results. A lone request waits one loop turn (microseconds).
+Only small requests come here (app.service decides), and one flush takes at most
+MAX_FLUSH_STEPS digit steps, so it never holds the loop for long; the rest wait a turn.
 """
 
 import asyncio
 
-from app.engine import EngineOptions, Result, answer_each
-from app.inputs import Detail
+from app.answers import Answer, Detail
+from app.engine import EngineOptions, answer_each
 from app.registry import LoadedModel
 
-# Requests with more digits than this run on their own (see app.routes.increment).
-BATCHED_DIGITS = 256
+MAX_FLUSH_STEPS = 4096  # rows x padded length of one flush: about a millisecond of work
+
+_Pending = tuple[list[str], Detail, int, "asyncio.Future[list[Answer]]"]
 
 
 class Batcher:
@@ -22,25 +24,36 @@ class Batcher:
     def __init__(self, model: LoadedModel, options: EngineOptions) -> None:
         self.model = model
         self.options = options
-        self._pending: list[tuple[list[str], Detail, asyncio.Future[list[Result]]]] = []
+        self._pending: list[_Pending] = []
 
-    async def answer(self, numbers: list[str], detail: Detail) -> list[Result]:
+    async def answer(self, numbers: list[str], detail: Detail) -> list[Answer]:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[Result]] = loop.create_future()
+        future: asyncio.Future[list[Answer]] = loop.create_future()
         if not self._pending:
             loop.call_soon(self._flush)  # runs after every handler ready in this turn
-        self._pending.append((numbers, detail, future))
+        self._pending.append((numbers, detail, max(map(len, numbers)) + 1, future))
         return await future
 
     def _flush(self) -> None:
-        pending, self._pending = self._pending, []
+        pending = [p for p in self._pending if not p[3].done()]  # cancelled: client gone
+        taken, rows, longest = 0, 0, 0
+        for numbers, _, width, _ in pending:
+            rows, longest = rows + len(numbers), max(longest, width)
+            if taken and rows * longest > MAX_FLUSH_STEPS:
+                break
+            taken += 1
+        batch, self._pending = pending[:taken], pending[taken:]
+        if self._pending:
+            asyncio.get_running_loop().call_soon(self._flush)  # the rest on the next turn
+        if not batch:
+            return
         try:
-            results = answer_each(self.model, [(n, d) for n, d, _ in pending], self.options)
+            results = answer_each(self.model, [(n, d) for n, d, _, _ in batch], self.options)
         except Exception as exc:  # every waiting request sees the failure, none hangs
-            for _, _, future in pending:
+            for _, _, _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
-        for (_, _, future), result in zip(pending, results, strict=True):
+        for (_, _, _, future), result in zip(batch, results, strict=True):
             if not future.done():  # a client that went away cancelled its future
                 future.set_result(result)

@@ -1,226 +1,170 @@
-"""What /docs shows beyond the schemas: request and response examples for every endpoint.
+"""What /docs shows: schemas derived from the code that runs, examples made by the live service.
 
-Error examples are produced by the real rules (app.inputs, app.errors, app.limits), so their
-messages are the ones a client gets; the unknown-model and body-too-large examples are made
-again from the loaded models and the settings once the service is ready (openapi_with_cards).
-Response examples are checked against the live model by the tests.
+- Answer schemas come from the TypedDicts the engine builds (app.answers), request schemas
+  from the input rules and the running limits (patterns, minimum, maxItems, what may be null).
+- Response examples are real answers, made by the loaded models the first time the OpenAPI
+  document is asked for; error examples come from the real rules (app.inputs, app.errors).
+So a reader of /docs sees what the service sends, and schemathesis can hold it to that.
 """
 
 from typing import Any
 
+import orjson
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel
 
-from app.errors import InputError, unknown_model
-from app.inputs import parse_increment
-from app.limits import too_large
-from app.registry import Registry
+from app.answers import Answer, BatchAnswer, CountEnd, CountLine, json_schema
+from app.engine import answer
+from app.errors import Kind, ServiceError, unknown_model
+from app.inputs import DETAILS, parse_increment
 from app.routes.models import model_list
-from app.schemas import ErrorBody
+from app.service import CounterService, count_line
 from app.settings import Settings
 
 JSON = "application/json"
+NDJSON = "application/x-ndjson"
+_REF = "#/components/schemas/"
 
-
-# Real answers of the shipped models (v1.0.0), as the service sent them.
-INCREMENT_EXAMPLE: dict[str, Any] = {
-    "input": "1299",
-    "output": "1300",
-    "detail": "full",
-    "steps": [
-        {
-            "position": 0,
-            "input_digit": 9,
-            "output_digit": 0,
-            "probability": 0.99999976,
-            "probabilities": [
-                0.99999976,
-                5.884146e-09,
-                4.9614197e-15,
-                1.8168288e-09,
-                1.4996294e-11,
-                1.4681884e-11,
-                3.0310815e-10,
-                1.5808941e-11,
-                2.816721e-08,
-                2.7437798e-07,
-            ],
-            "extra": False,
-        },
-        {
-            "position": 1,
-            "input_digit": 9,
-            "output_digit": 0,
-            "probability": 0.9999999,
-            "probabilities": [
-                0.9999999,
-                5.576792e-09,
-                6.0873526e-15,
-                3.4712129e-09,
-                2.6229813e-11,
-                1.1419988e-11,
-                3.3656006e-10,
-                1.6463489e-11,
-                5.5166613e-08,
-                1.16064676e-07,
-            ],
-            "extra": False,
-        },
-        {
-            "position": 2,
-            "input_digit": 2,
-            "output_digit": 3,
-            "probability": 0.9999577,
-            "probabilities": [
-                4.7450322e-07,
-                5.1286283e-14,
-                4.1788957e-05,
-                0.9999577,
-                4.360663e-10,
-                3.431267e-10,
-                8.6094413e-13,
-                6.4796064e-11,
-                9.857876e-11,
-                7.407369e-15,
-            ],
-            "extra": False,
-        },
-        {
-            "position": 3,
-            "input_digit": 1,
-            "output_digit": 1,
-            "probability": 0.9999951,
-            "probabilities": [
-                1.3480339e-07,
-                0.9999951,
-                3.5203682e-06,
-                5.6576913e-15,
-                3.9125606e-11,
-                1.309969e-07,
-                3.1319027e-11,
-                2.387603e-07,
-                1.1763434e-07,
-                7.4458313e-07,
-            ],
-            "extra": False,
-        },
-        {
-            "position": 4,
-            "input_digit": 0,
-            "output_digit": 0,
-            "probability": 0.99999774,
-            "probabilities": [
-                0.99999774,
-                1.0662317e-07,
-                8.318385e-09,
-                9.785698e-07,
-                2.4908253e-12,
-                4.663042e-07,
-                7.599517e-09,
-                3.4916736e-11,
-                4.4341584e-07,
-                2.4867254e-07,
-            ],
-            "extra": True,
-        },
-    ],
-    "min_probability": 0.9999577,
-    "min_probability_position": 2,
-    "carry_run": 2,
-    "reliable_carry_length": "unbounded",
-    "carry_certified": True,
-    "tested_length": 100000,
-    "flags": {
-        "beyond_reliable_carry": False,
-        "beyond_tested_length": False,
-        "low_confidence": False,
-        "low_confidence_count": 0,
-        "low_confidence_steps": [],
+INCREMENT_REQUESTS: dict[str, Any] = {
+    "a string of digits": {"number": "1299"},
+    "a JSON integer": {"number": 1299},
+    "the post's model, past its proof, no steps": {
+        "number": "1099999999",
+        "model": "counter-post",
+        "detail": "none",
     },
-    "warnings": [],
-    "check": {"expected": "1300", "correct": True},
-    "model": {"name": "counter", "version": "1.0.0"},
 }
-
-FLAGGED_EXAMPLE: dict[str, Any] = {
-    "input": "1099999999999",
-    "output": "1000000000000",
-    "detail": "none",
-    "steps": [],
-    "min_probability": 0.65820587,
-    "min_probability_position": 11,
-    "carry_run": 11,
-    "reliable_carry_length": 10,
-    "carry_certified": False,
-    "tested_length": 100000,
-    "flags": {
-        "beyond_reliable_carry": True,
-        "beyond_tested_length": False,
-        "low_confidence": True,
-        "low_confidence_count": 2,
-        "low_confidence_steps": [11, 12],
+BATCH_REQUESTS: dict[str, Any] = {"two numbers": {"numbers": ["1299", 41], "detail": "none"}}
+COUNT_REQUESTS: dict[str, Any] = {
+    "watch the post's model break": {
+        "start": "99999990",
+        "count": 20,
+        "model": "counter-post",
+        "stop_on_error": True,
     },
-    "warnings": [
-        "The input ends in 11 nines, more than this model's reliable carry length (10): "
-        "the carry may be wrong.",
-        "2 step(s) chose a digit with probability below 0.9, at position(s) 11, 12 "
-        "(position 0 is the units digit).",
-        "The model's answer is wrong: 1099999999999 + 1 = 1100000000000.",
-    ],
-    "check": {"expected": "1100000000000", "correct": False},
-    "model": {"name": "counter-post", "version": "1.0.0"},
+    "a proved roll-over": {"start": "9" * 30, "count": 3},
 }
 
 
-def _refusal(body: bytes) -> tuple[str, str]:
+def _number(max_digits: int) -> dict[str, Any]:
+    return {
+        "description": f"ASCII digits 0-9 (a string), or a JSON integer >= 0; at most "
+        f"{max_digits} digits (COUNTER_MAX_DIGITS). Leading zeros are accepted.",
+        "oneOf": [
+            {"type": "string", "pattern": "^[0-9]+$", "minLength": 1, "maxLength": max_digits},
+            {"type": "integer", "minimum": 0},
+        ],
+    }
+
+
+def _optional(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "anyOf": [schema, {"type": "null"}]}
+
+
+def request_schemas(settings: Settings) -> dict[str, Any]:
+    """The request bodies, with the running limits: exactly what app.inputs accepts."""
+    model = _optional(
+        {"type": "string"}, "a model name from GET /models; null or absent: the default"
+    )
+    detail = _optional(
+        {"type": "string", "enum": list(DETAILS)},
+        "'full': every step with its 10 probabilities; 'digits': every step without them; "
+        "'summary': only the least confident steps; 'none': no steps. 'auto' (the default, "
+        "also for null): 'full' up to COUNTER_MAX_DETAIL_DIGITS digits, 'summary' beyond.",
+    )
+    number = _number(settings.max_digits)
+    return {
+        "IncrementRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["number"],
+            "properties": {"number": number, "model": model, "detail": detail},
+        },
+        "BatchRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["numbers"],
+            "properties": {
+                "numbers": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": settings.max_batch_items,
+                    "items": number,
+                    "description": "one bad item refuses the whole request; numbers x (longest "
+                    f"+ 1) at most {settings.max_batch_digits} (COUNTER_MAX_BATCH_DIGITS)",
+                },
+                "model": model,
+                "detail": detail,
+            },
+        },
+        "CountRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["start", "count"],
+            "properties": {
+                "start": number,
+                "count": {"type": "integer", "minimum": 1, "maximum": settings.max_count},
+                "model": model,
+                "stop_on_error": _optional(
+                    {"type": "boolean"}, "stop at the first wrong answer (default false)"
+                ),
+            },
+        },
+    }
+
+
+def request_body(name: str, examples: dict[str, Any]) -> dict[str, Any]:
+    """openapi_extra for a route that parses its own body: its schema and named examples."""
+    named = {title: {"summary": title, "value": value} for title, value in examples.items()}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {JSON: {"schema": {"$ref": _REF + name}, "examples": named}},
+        }
+    }
+
+
+def _error_example(*errors: ServiceError) -> dict[str, Any]:
+    return {
+        f"{error.kind.label} {i}": {
+            "summary": error.message[:60],
+            "value": {"error": error.kind.label, "message": error.message, "request_id": "c0ffee"},
+        }
+        for i, error in enumerate(errors)
+    }
+
+
+def _refusal(body: bytes) -> ServiceError:
     try:
         parse_increment(body, max_digits=1_000_000)
-    except InputError as exc:
-        return exc.kind, exc.message
+    except ServiceError as exc:
+        return exc
     raise AssertionError(f"{body!r} was meant to be refused")
 
 
-def _pair(error: InputError) -> tuple[str, str]:
-    return error.kind, error.message
-
-
-def _examples(*pairs: tuple[str, str]) -> dict[str, Any]:
-    return {
-        f"{kind} {i}": {"summary": message[:60], "value": {"error": kind, "message": message}}
-        for i, (kind, message) in enumerate(pairs)
-    }
-
-
-def _error(description: str, *pairs: tuple[str, str]) -> dict[str, Any]:
-    examples = _examples(*pairs)
-    return {
-        "model": ErrorBody,
-        "description": description,
-        "content": {JSON: {"examples": examples}},
-    }
-
-
-_MISSPELT = "countr"
-_DEFAULT_BODY_LIMIT: int = Settings.model_fields["max_body_bytes"].default
-
-
 def error_responses() -> dict[int | str, dict[str, Any]]:
-    """The refusals of POST /increment and /increment/batch, with real messages."""
+    """The refusals of the POST endpoints, with real messages (the live ones replace some)."""
+    ref = {"$ref": _REF + "ErrorBody"}
+
+    def entry(description: str, *errors: ServiceError) -> dict[str, Any]:
+        return {
+            "description": description,
+            "content": {JSON: {"schema": ref, "examples": _error_example(*errors)}},
+        }
+
     return {
-        400: _error("malformed JSON", _refusal(b'{"number": }')),
-        # Until the models are loaded: the shipped models and the default limit.
-        404: _error("unknown model", _pair(unknown_model(_MISSPELT, ["counter", "counter-post"]))),
-        413: _error("body too large", _pair(too_large(_DEFAULT_BODY_LIMIT))),
-        415: _error(
+        400: entry("malformed JSON", _refusal(b'{"number": }')),
+        404: entry("unknown model", unknown_model("countr", ["counter", "counter-post"])),
+        413: entry("body too large", ServiceError(Kind.BODY_TOO_LARGE, "set at start")),
+        415: entry(
             "not sent as JSON",
-            (
-                "unsupported_media_type",
-                "the body must be JSON sent with Content-Type: application/json, "
-                "not 'application/x-www-form-urlencoded'",
+            ServiceError(
+                Kind.UNSUPPORTED_MEDIA_TYPE,
+                "the body must be JSON sent with Content-Type: application/json, not "
+                "'application/x-www-form-urlencoded'",
             ),
         ),
-        422: _error(
+        422: entry(
             "a number or a field that breaks the input rules",
             _refusal(b'{"number": "-5"}'),
             _refusal(b'{"number": "1e3"}'),
@@ -228,72 +172,128 @@ def error_responses() -> dict[int | str, dict[str, Any]]:
             _refusal(b'{"number": true}'),
             _refusal(b'{"numbr": "5"}'),
         ),
-        503: _error(
-            "starting or stopping",
-            ("not_ready", "the models are not loaded yet; retry when /readyz is 200"),
+        503: entry(
+            "starting, stopping, or busy (with Retry-After)",
+            ServiceError(Kind.OVERLOADED, "the service is busy: ... retry shortly"),
         ),
     }
 
 
-def request_body(schema: type[BaseModel], examples: dict[str, Any]) -> dict[str, Any]:
-    """openapi_extra for a route that parses its own body: the schema and named examples."""
-    named = {name: {"summary": name, "value": value} for name, value in examples.items()}
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {JSON: {"schema": schema.model_json_schema(), "examples": named}},
-        }
+def answer_responses(shape: Any, description: str) -> dict[int | str, dict[str, Any]]:
+    """A 200 response of one of the answer shapes (its examples are filled in live)."""
+    ok = {
+        "description": description,
+        "content": {JSON: {"schema": {"$ref": _REF + shape.__name__}}},
+    }
+    return {200: ok, **error_responses()}
+
+
+def count_responses() -> dict[int | str, dict[str, Any]]:
+    schema = {"oneOf": [{"$ref": _REF + "CountLine"}, {"$ref": _REF + "CountEnd"}]}
+    ok = {
+        "description": "one JSON object per line: each number the model counted, then the end",
+        "content": {NDJSON: {"schema": schema}},
+    }
+    return {200: ok, **error_responses()}
+
+
+def _components(schema: dict[str, Any], settings: Settings) -> None:
+    """Put the answer shapes (and what they use) and the request bodies in components."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for shape in (Answer, BatchAnswer, CountLine, CountEnd):
+        generated = json_schema(shape)
+        components.update(generated.pop("$defs", {}))
+        components[shape.__name__] = generated
+    components.update(request_schemas(settings))
+    components["ErrorBody"] = {
+        "type": "object",
+        "description": "Every refusal: a short kind, what was wrong and what is accepted, and "
+        "the request's id (also in the X-Request-ID header and the access log).",
+        "required": ["error", "message", "request_id"],
+        "properties": {
+            "error": {"type": "string", "enum": sorted({k.label for k in Kind})},
+            "message": {"type": "string"},
+            "request_id": {"type": "string"},
+        },
     }
 
 
-def response(model: type[BaseModel], description: str, **examples: Any) -> dict[str, Any]:
-    """A 200 response: its model and named examples."""
-    named = {name: {"summary": name, "value": value} for name, value in examples.items()}
-    return {"model": model, "description": description, "content": {JSON: {"examples": named}}}
+def _example(content: dict[str, Any], title: str, value: Any) -> None:
+    content.setdefault("examples", {})[title] = {"summary": title, "value": value}
 
 
-BATCH_EXAMPLE: dict[str, Any] = {
-    "results": [
-        {**INCREMENT_EXAMPLE, "detail": "none", "steps": []},
-        {
-            **INCREMENT_EXAMPLE,
-            "input": "41",
-            "output": "42",
-            "detail": "none",
-            "steps": [],
-            "min_probability": 0.9999528,
-            "min_probability_position": 1,
-            "carry_run": 0,
-            "check": {"expected": "42", "correct": True},
-        },
-    ]
-}
+def _live_examples(schema: dict[str, Any], service: CounterService) -> None:
+    """Real answers of the loaded models, and the live refusals, as the examples."""
+    paths = schema["paths"]
+
+    def real(numbers: list[str], model: str | None, detail: Any) -> Any:
+        found = service.registry.find(model)
+        if found is None:
+            return None
+        return orjson.loads(
+            orjson.dumps(
+                answer(found, numbers, detail, service.options),
+                option=orjson.OPT_SERIALIZE_NUMPY,
+            )
+        )
+
+    ok = paths["/increment"]["post"]["responses"]["200"]["content"][JSON]
+    proved = real(["1299"], None, "full")
+    if proved:
+        _example(ok, "a carry the model gets right, proved", proved[0])
+    flagged = real(["1099999999"], "counter-post", "none")
+    if flagged:
+        _example(ok, "the post's model, past its proof", flagged[0])
+    batch = real(["1299", "41"], None, "none")
+    if batch:
+        content = paths["/increment/batch"]["post"]["responses"]["200"]["content"][JSON]
+        _example(content, "two numbers", {"results": batch})
+    count_ok = paths["/count"]["post"]["responses"]["200"]["content"][NDJSON]
+    lines = []
+    number = "99999990"
+    post_model = service.registry.find("counter-post")
+    for index in range(1, 13):
+        if post_model is None:
+            break
+        (result,) = answer(post_model, [number], "none", service.options)
+        lines.append(orjson.dumps(count_line(index, result)).decode())
+        number = result["output"]
+    if lines:
+        end = {"done": True, "reason": "count", "sent": len(lines), "wrong": 0}
+        wrong = sum('"correct":false' in line for line in lines)
+        end["wrong"] = wrong
+        count_ok["example"] = "\n".join([*lines, orjson.dumps(end).decode()]) + "\n"
+    registry = service.registry
+    listed = model_list(registry).model_dump(mode="json")
+    for path, value in (("/models", listed), ("/models/{name}", listed["models"][0])):
+        paths[path]["get"]["responses"]["200"]["content"][JSON]["example"] = value
+    settings = service.settings
+    live = {
+        "404": unknown_model("countr", service.registry.names),
+        "413": ServiceError(
+            Kind.BODY_TOO_LARGE,
+            f"the request body is larger than {settings.max_body_bytes} bytes "
+            "(COUNTER_MAX_BODY_BYTES)",
+        ),
+    }
+    for path in ("/increment", "/increment/batch", "/count"):
+        for status, error in live.items():
+            content = paths[path]["post"]["responses"][status]["content"][JSON]
+            content["examples"] = _error_example(error)
 
 
-def openapi_with_cards(app: FastAPI) -> dict[str, Any]:
-    """The OpenAPI document, with the loaded models' real cards as the /models examples."""
+def openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document: derived schemas, and live examples once the models are loaded."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(
         title=app.title, version=app.version, summary=app.summary, routes=app.routes
     )
-    registry: Registry | None = app.state.registry
-    if registry is None:
-        return schema  # not cached: the examples come once the models are loaded
-    default = registry.models[registry.default].card.model_dump(mode="json")
-    for path, example in (
-        ("/models", model_list(registry).model_dump(mode="json")),
-        ("/models/{name}", default),
-    ):
-        schema["paths"][path]["get"]["responses"]["200"]["content"][JSON]["example"] = example
     settings: Settings = app.state.settings
-    live = {
-        "404": unknown_model(_MISSPELT, registry.names),
-        "413": too_large(settings.max_body_bytes),
-    }
-    for path in ("/increment", "/increment/batch"):
-        for status, error in live.items():
-            content = schema["paths"][path]["post"]["responses"][status]["content"][JSON]
-            content["examples"] = _examples(_pair(error))
+    _components(schema, settings)
+    service: CounterService | None = app.state.service
+    if service is None or not service.ready:
+        return schema  # not cached: the examples come once the models are loaded
+    _live_examples(schema, service)
     app.openapi_schema = schema
     return schema

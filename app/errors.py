@@ -1,87 +1,75 @@
-"""The one error shape of the API: {"error": <kind>, "message": <what was wrong, what is accepted>}.
+"""Every refusal the service makes, once: a kind (status and name) and a message in words.
 
-Every refusal (bad input, unknown model, body too large, unknown path) leaves the service in
-this shape, with a 4xx status, and is counted by kind in /metrics.
+Both protocols raise ServiceError; each writes it in its own shape: the counter's JSON as
+{"error": <kind>, "message": <what was wrong and what is accepted>, "request_id": ...}, the
+Open Inference Protocol as {"error": <message>}. Every refusal is counted by kind in /metrics.
 """
 
-import logging
-from typing import Any
-
-import orjson
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
-from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect
-
-from app.metrics import ERRORS
-
-log = logging.getLogger(__name__)
+from enum import Enum
 
 
-class InputError(Exception):
-    """A request the service refuses: status code, a short kind for metrics, and plain words."""
+class Kind(Enum):
+    """(HTTP status, name) of each kind of refusal."""
 
-    def __init__(self, status: int, kind: str, message: str) -> None:
+    MALFORMED_JSON = (400, "malformed_json")
+    MALFORMED_TENSOR = (400, "malformed_tensor")
+    UNKNOWN_MODEL = (404, "unknown_model")
+    NOT_FOUND = (404, "not_found")
+    METHOD_NOT_ALLOWED = (405, "method_not_allowed")
+    BODY_TOO_LARGE = (413, "body_too_large")
+    UNSUPPORTED_MEDIA_TYPE = (415, "unsupported_media_type")
+    INVALID_NUMBER = (422, "invalid_number")
+    INVALID_REQUEST = (422, "invalid_request")
+    TOO_MANY_ITEMS = (422, "too_many_items")
+    BATCH_TOO_LARGE = (422, "batch_too_large")
+    TOO_MUCH_DETAIL = (422, "too_much_detail")
+    HEADERS_TOO_LARGE = (431, "headers_too_large")
+    CLIENT_DISCONNECTED = (499, "client_disconnected")
+    INTERNAL = (500, "internal")
+    NOT_READY = (503, "not_ready")
+    OVERLOADED = (503, "overloaded")
+    TIMED_OUT = (503, "timed_out")
+
+    @property
+    def status(self) -> int:
+        return self.value[0]
+
+    @property
+    def label(self) -> str:
+        return self.value[1]
+
+
+class ServiceError(Exception):
+    """A request the service refuses: its kind, plain words, and any headers to send."""
+
+    def __init__(self, kind: Kind, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status = status
         self.kind = kind
         self.message = message
+        self.headers = headers or {}
+
+    @property
+    def status(self) -> int:
+        return self.kind.status
 
 
-def error_response(
-    status: int, kind: str, message: str, headers: dict[str, str] | None = None
-) -> Response:
-    """The JSON body every error has; counts it by kind."""
-    ERRORS.labels(kind).inc()
-    body = orjson.dumps({"error": kind, "message": message})
-    return Response(body, status_code=status, media_type="application/json", headers=headers)
+def preview(value: str, keep: int = 40) -> str:
+    """A client's value echoed in an error: cut to a short, printable preview."""
+    text = value if len(value) <= keep else value[:keep] + f"... ({len(value)} characters)"
+    return repr(text)
 
 
-def unknown_model(name: str | None, available: list[str]) -> InputError:
+def unknown_model(name: str | None, available: list[str]) -> ServiceError:
     """404 for a model name that is not served, listing those that are."""
-    return InputError(
-        404, "unknown_model", f"no model named {name!r}; available: {', '.join(available)}"
+    shown = "null" if name is None else preview(name)
+    return ServiceError(
+        Kind.UNKNOWN_MODEL, f"no model named {shown}; available: {', '.join(available)}"
     )
 
 
-_KIND_BY_STATUS = {404: "not_found", 405: "method_not_allowed"}
-
-
-async def _input_error(_: Request, exc: Exception) -> Response:
-    assert isinstance(exc, InputError)
-    return error_response(exc.status, exc.kind, exc.message)
-
-
-async def _http_error(_: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    kind = _KIND_BY_STATUS.get(exc.status_code, "http_error")
-    headers: dict[str, str] | None = dict(exc.headers) if exc.headers else None
-    return error_response(exc.status_code, kind, str(exc.detail), headers)
-
-
-async def _validation_error(_: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    errors: list[Any] = list(exc.errors())
-    first = errors[0] if errors else {}
-    where = ".".join(str(p) for p in first.get("loc", ()))
-    return error_response(422, "invalid_request", f"{where}: {first.get('msg', 'invalid request')}")
-
-
-async def _client_gone(_: Request, exc: Exception) -> Response:
-    # Nobody reads this answer; it exists so the request is counted, not logged as a failure.
-    return error_response(400, "client_disconnected", "the client left before sending the body")
-
-
-async def _internal_error(request: Request, exc: Exception) -> Response:
-    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal", "the service failed on this request; it is logged")
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Map every refusal to the one error shape (and a bug, should one slip, to a logged 500)."""
-    app.add_exception_handler(Exception, _internal_error)
-    app.add_exception_handler(InputError, _input_error)
-    app.add_exception_handler(ClientDisconnect, _client_gone)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+def not_ready() -> ServiceError:
+    return ServiceError(
+        Kind.NOT_READY,
+        "the models are not loaded yet, or the service is stopping; retry when /readyz is 200",
+        {"retry-after": "1"},
+    )

@@ -12,11 +12,11 @@ from typing import Any, Literal, get_args
 
 import orjson
 
-from app.errors import InputError
+from app.answers import Detail
+from app.errors import Kind, ServiceError, preview
 from core.codec import is_ascii_digits
 
 # The detail levels, listed here only: the schemas and the parser derive theirs from these.
-Detail = Literal["full", "digits", "summary", "none"]
 DetailAsked = Literal["auto", Detail]
 DETAILS: tuple[str, ...] = get_args(DetailAsked)
 _LISTED: frozenset[str] = frozenset({"full", "digits"})
@@ -31,8 +31,8 @@ class JsonFloat(str):
 
 
 def _no_constants(name: str) -> Any:
-    raise InputError(
-        400, "malformed_json", f"the body is not valid JSON: {name} is not a JSON value"
+    raise ServiceError(
+        Kind.MALFORMED_JSON, f"the body is not valid JSON: {name} is not a JSON value"
     )
 
 
@@ -55,8 +55,8 @@ def _plain(data: Any) -> bool:
 def load_json(body: bytes) -> Any:
     """Parse the body; malformed JSON, text not in UTF-8 or absurd nesting is a 400, never a 500."""
     if not body:
-        raise InputError(
-            400, "malformed_json", 'the body is empty; send a JSON object like {"number": "1299"}'
+        raise ServiceError(
+            Kind.MALFORMED_JSON, 'the body is empty; send a JSON object like {"number": "1299"}'
         )
     try:
         data = orjson.loads(body)
@@ -77,9 +77,8 @@ def load_json(body: bytes) -> Any:
         reason = "it is not UTF-8 text"
     except RecursionError:
         reason = "it is nested too deeply"
-    raise InputError(
-        400,
-        "malformed_json",
+    raise ServiceError(
+        Kind.MALFORMED_JSON,
         f'the body is not valid JSON ({reason}); send an object like {{"number": "1299"}}',
     )
 
@@ -149,7 +148,7 @@ def parse_number(value: object, max_digits: int, where: str = "number") -> str:
         problem = "is an object"
     else:  # unreachable with json.loads, kept so no type slips through
         problem = f"is a {type(value).__name__}"
-    raise InputError(422, "invalid_number", f"{where} {problem}; accepted: {accepted}")
+    raise ServiceError(Kind.INVALID_NUMBER, f"{where} {problem}; accepted: {accepted}")
 
 
 def _kind(value: object) -> str:
@@ -169,21 +168,19 @@ def _kind(value: object) -> str:
 
 def _object(data: object, fields: tuple[str, ...], required: str, example: str) -> dict[str, Any]:
     if not isinstance(data, dict):
-        raise InputError(
-            422,
-            "invalid_request",
+        raise ServiceError(
+            Kind.INVALID_REQUEST,
             f"the body must be a JSON object like {example}, not {_kind(data)}",
         )
     unknown = [key for key in data if key not in fields]
     if unknown:
-        raise InputError(
-            422,
-            "invalid_request",
-            f"unknown field {unknown[0]!r}; accepted fields: {', '.join(fields)}",
+        raise ServiceError(
+            Kind.INVALID_REQUEST,
+            f"unknown field {preview(unknown[0])}; accepted fields: {', '.join(fields)}",
         )
     if required not in data:
-        raise InputError(
-            422, "invalid_request", f"missing field {required!r}; send an object like {example}"
+        raise ServiceError(
+            Kind.INVALID_REQUEST, f"missing field {required!r}; send an object like {example}"
         )
     return data
 
@@ -198,7 +195,7 @@ def _optional_text(
     if type(value) is not str or (choices is not None and value not in choices):
         hint = f"one of {', '.join(map(repr, choices))}" if choices else "a model name (a string)"
         shown = repr(value[:40]) if type(value) is str else _kind(value)
-        raise InputError(422, "invalid_request", f"{field} must be {hint}, not {shown}")
+        raise ServiceError(Kind.INVALID_REQUEST, f"{field} must be {hint}, not {shown}")
     return value
 
 
@@ -227,13 +224,12 @@ def parse_batch(body: bytes, max_digits: int, max_items: int, max_padded: int) -
     data = _object(load_json(body), ("numbers", "model", "detail"), "numbers", example)
     items = data["numbers"]
     if not isinstance(items, list) or not items:
-        raise InputError(
-            422, "invalid_request", f"numbers must be a non-empty array, like {example}"
+        raise ServiceError(
+            Kind.INVALID_REQUEST, f"numbers must be a non-empty array, like {example}"
         )
     if len(items) > max_items:
-        raise InputError(
-            422,
-            "too_many_items",
+        raise ServiceError(
+            Kind.TOO_MANY_ITEMS,
             f"numbers has {len(items)} items, more than the limit of {max_items} "
             "(COUNTER_MAX_BATCH_ITEMS)",
         )
@@ -242,16 +238,15 @@ def parse_batch(body: bytes, max_digits: int, max_items: int, max_padded: int) -
     for index, item in enumerate(items):
         try:
             numbers.append(parse_number(item, max_digits, f"numbers[{index}]"))
-        except InputError as exc:
+        except ServiceError as exc:
             problems.append(exc.message)
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise InputError(422, "invalid_number", "; ".join(problems[:3]) + more)
+        raise ServiceError(Kind.INVALID_NUMBER, "; ".join(problems[:3]) + more)
     padded = len(numbers) * (max(map(len, numbers)) + 1)
     if padded > max_padded:
-        raise InputError(
-            422,
-            "batch_too_large",
+        raise ServiceError(
+            Kind.BATCH_TOO_LARGE,
             f"{len(numbers)} numbers padded to the longest ({padded} digit steps in all) exceed "
             f"the limit of {max_padded} (COUNTER_MAX_BATCH_DIGITS); send long numbers in smaller "
             "batches",
@@ -261,14 +256,49 @@ def parse_batch(body: bytes, max_digits: int, max_items: int, max_padded: int) -
     )
 
 
+@dataclass(frozen=True, slots=True)
+class CountRequest:
+    """What POST /count was asked, after every rule passed."""
+
+    start: str
+    count: int
+    model: str | None
+    stop_on_error: bool
+
+
+def parse_count(body: bytes, max_digits: int, max_count: int) -> CountRequest:
+    """The body of POST /count: {"start": ..., "count": N, "model"?: ..., "stop_on_error"?: ...}."""
+    example = '{"start": "99999990", "count": 20}'
+    fields = ("start", "count", "model", "stop_on_error")
+    data = _object(load_json(body), fields, "start", example)
+    start = parse_number(data["start"], max_digits, "start")
+    if "count" not in data:
+        raise ServiceError(
+            Kind.INVALID_REQUEST, f"missing field 'count'; send an object like {example}"
+        )
+    count = data["count"]
+    digits_ok = isinstance(count, JsonInt) and count.isdigit() and len(count) <= 12
+    if not digits_ok or not 1 <= int(str(count)) <= max_count:
+        shown = repr(str(count)[:20]) if isinstance(count, JsonInt) else _kind(count)
+        raise ServiceError(
+            Kind.INVALID_REQUEST,
+            f"count must be a whole number from 1 to {max_count} (COUNTER_MAX_COUNT), not {shown}",
+        )
+    stop = data.get("stop_on_error")
+    if stop is not None and type(stop) is not bool:
+        raise ServiceError(
+            Kind.INVALID_REQUEST, f"stop_on_error must be true or false, not {_kind(stop)}"
+        )
+    return CountRequest(start, int(count), _optional_text(data, "model"), bool(stop))
+
+
 def resolve_detail(asked: str, digits: int, max_listed: int) -> Detail:
     """'auto' lists every step up to max_listed digits per request, else summarizes."""
     if asked == "auto":
         return "full" if digits <= max_listed else "summary"
     if asked in _LISTED and digits > max_listed:
-        raise InputError(
-            422,
-            "too_much_detail",
+        raise ServiceError(
+            Kind.TOO_MUCH_DETAIL,
             f"detail {asked!r} lists every step, allowed up to {max_listed} digits per request "
             f"(COUNTER_MAX_DETAIL_DIGITS); this request has {digits}: ask 'summary' or 'none'",
         )

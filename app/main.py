@@ -1,41 +1,77 @@
-"""The FastAPI application: wiring of settings, registry, routes, error shape and middleware."""
+"""The FastAPI application: settings, the CounterService built in the lifespan, routes, edge."""
 
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import Any
 
-import anyio
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
 from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException
 
-from app.batcher import Batcher
-from app.docs import openapi_with_cards
-from app.engine import EngineOptions
-from app.errors import install_error_handlers
-from app.limits import BodyLimitMiddleware
-from app.metrics import MetricsMiddleware
+from app import docs
+from app.edge import Edge, error_body
+from app.errors import Kind, ServiceError
+from app.metrics import ERRORS
 from app.registry import Registry, load_registry
-from app.routes import health, increment, models
+from app.routes import count, health, increment, models
+from app.service import CounterService
 from app.settings import Settings
+
+_KIND_BY_STATUS = {404: Kind.NOT_FOUND, 405: Kind.METHOD_NOT_ALLOWED}
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Load, verify and warm every model (unless given one), then report ready until stopping."""
+    """Build the service (loading the models unless given a registry), ready until stopping."""
     settings: Settings = app.state.settings
-    if app.state.registry is None:
-        app.state.registry = load_registry(settings.models_dir, settings.default_model)
-    registry: Registry = app.state.registry
-    options: EngineOptions = app.state.engine_options
-    app.state.batchers = {name: Batcher(m, options) for name, m in registry.models.items()}
-    app.state.long_runs = anyio.CapacityLimiter(increment.LONG_RUNS)
+    registry: Registry | None = app.state.registry
+    if registry is None:
+        registry = load_registry(
+            settings.models_dir, settings.default_model, settings.max_model_bytes
+        )
+    service = CounterService(registry, settings)
+    app.state.service = service
     # Everything alive now (framework, models) lives as long as the process: keep it out of
     # the garbage collector's full passes, which otherwise stall requests for milliseconds.
     gc.freeze()
-    app.state.ready = True
-    yield
-    app.state.ready = False
+    service.ready = True
+    try:
+        yield
+    finally:
+        service.ready = False
+        service.close()
+
+
+def _shape(request: Request, error: ServiceError) -> Response:
+    """A refusal raised by the framework itself (no such path, wrong method, bad path value)."""
+    ERRORS.labels(error.kind.label).inc()
+    request_id = request.scope.get("state", {}).get("request_id", "")
+    v2 = request.url.path.startswith("/v2")
+    body = error_body(error, request_id, v2)
+    return Response(body, error.status, media_type="application/json", headers=error.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    kind = _KIND_BY_STATUS.get(exc.status_code, Kind.INVALID_REQUEST)
+    message = {
+        Kind.NOT_FOUND: f"no such path: {request.url.path[:80]!r}; the API is listed at /docs",
+        Kind.METHOD_NOT_ALLOWED: f"{request.method} is not accepted here; see /docs",
+    }.get(kind, str(exc.detail))
+    headers = {"allow": exc.headers["allow"]} if exc.headers and "allow" in exc.headers else None
+    return _shape(request, ServiceError(kind, message, headers))
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    first: dict[str, Any] = next(iter(exc.errors()), {})
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    message = f"{where}: {first.get('msg', 'invalid request')}"
+    return _shape(request, ServiceError(Kind.INVALID_REQUEST, message))
 
 
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
@@ -45,22 +81,31 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     # so they work on machines without internet.
     app = FastAPIOffline(
         title="RNN Counter",
-        version="1.0.0",
-        summary="A recurrent network adds one to a number digit by digit, and shows its work.",
+        version="2.0.0",
+        summary="A recurrent network adds one to a number digit by digit, shows its work, "
+        "and says when a proof covers the answer.",
         lifespan=lifespan,
         # /metrics is Prometheus; FastAPI's own OpenTelemetry hooks would cost every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        redirect_slashes=False,  # a redirect would be built from the Host header
     )
     app.state.settings = settings
     app.state.registry = registry
-    app.state.ready = False
-    app.state.batchers = {}
-    app.state.engine_options = EngineOptions(settings.low_confidence, settings.summary_steps)
-    install_error_handlers(app)
-    app.include_router(increment.router)
-    app.include_router(models.router)
-    app.include_router(health.router)
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
-    app.add_middleware(MetricsMiddleware)  # outermost: times refusals too
-    app.openapi = partial(openapi_with_cards, app)  # type: ignore[method-assign]
+    app.state.service = None
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    for router in (increment.router, count.router, models.router, health.router):
+        app.include_router(router)
+
+    def draining() -> bool:
+        service: CounterService | None = app.state.service
+        return service is not None and service.draining
+
+    app.add_middleware(
+        Edge,
+        max_body_bytes=settings.max_body_bytes,
+        access_log=settings.access_log,
+        draining=draining,
+    )
+    app.openapi = partial(docs.openapi, app)  # type: ignore[method-assign]
     return app

@@ -1,12 +1,21 @@
-"""The model registry: load every models/<name>.json card, verify its .onnx, open and warm it.
+"""The model registry: load every models/<name>.json card, and believe none of it unchecked.
 
-Fault policy (start-up): a fault in the default model (the one whose card name, or whose
-card's file name <name>.json, is COUNTER_DEFAULT_MODEL: its card invalid, its .onnx missing,
-its sha256 different from the card, a file onnxruntime cannot load, a graph that breaks the
-model contract), a folder with no model card, or a default model that is not there: loading
-raises ModelLoadError naming the file and the reason, and `python -m app` exits with that one
-line and status 2. A fault in any other model: that model is skipped with a warning naming the
-file and the reason, and the service starts without it.
+For each card the service checks, on the bytes it actually loaded:
+- the files: regular files under a size cap (app.files), the .onnx named by the card beside it;
+- the sha256 of the .onnx against the card;
+- that onnxruntime loads it and it keeps the model contract (int64 [b, t] -> float32 [b, t, 10]);
+- the card's proof: the certificate (core.certify) is re-run on the loaded weights, with the
+  card's settings, and must prove at least the reliable carry length the card claims; the
+  tanh error it allows must cover the error of the onnxruntime running here (measured once
+  at start through the RNN kernel, core.activation);
+- answers (the warm-up): every number "t d 9..9" with up to 12 nines (a 2-digit tail t, any
+  d in 0-8) and long runs of nines up to the proved length. Every one the card claims right
+  (proved, or a run of nines its scan found no failure for) must come out right.
+
+Fault policy: a fault in the default model (the one whose card name, or whose card's file name,
+is COUNTER_DEFAULT_MODEL), a folder with no card, or no default model: loading raises
+ModelLoadError naming the file and the reason, and `python -m app` exits with that one line and
+status 2. A fault in any other model skips it with a warning; GET /models lists it.
 """
 
 import hashlib
@@ -18,19 +27,25 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import onnxruntime as ort
 from pydantic import ValidationError
 
+from app.files import UnreadableFileError, read_capped
 from app.metrics import DIGITS_PROCESSED, MODEL_RUN_SECONDS, MODELS_LOADED
+from core.activation import measured_tanh_error
 from core.card import ModelCard
-from core.codec import Digits, encode_batch
+from core.certify import cell_from_onnx, prove_carry
+from core.codec import Digits, add_one, carry_run, decode, encode_batch
 from core.session import open_session
+from core.weights import UnsupportedModelError
 
 log = logging.getLogger(__name__)
 
 Probabilities = npt.NDArray[np.float32]  # [batch, time, 10]
 
-# A probe for the warm-up run, which doubles as a check of the model contract.
-_PROBE = ["0123456789", "9"]
+CARD_BYTES = 1 << 20  # a card is a few KB
+WARM_NINES = 12  # the warm-up's runs of nines: every k up to this, each d and 2-digit tail
+LONG_NINES = (50, 200, 1000)  # and these, where the proof covers them
 
 
 class ModelLoadError(Exception):
@@ -43,19 +58,36 @@ class ModelLoadError(Exception):
 
 
 @dataclass(frozen=True)
+class ServingCheck:
+    """What the service verified itself at load: shown beside the card by GET /models/{name}."""
+
+    onnxruntime: str  # the version running here (the card records the one it was measured on)
+    tanh_error_measured: float  # of that onnxruntime's RNN kernel, over a dense grid
+    proved_carry_length: int | str  # what the re-run proof established on the loaded weights
+    proof_margin: float | None
+    proof_seconds: float
+    warm_up_answers: int  # answers checked against exact arithmetic before serving
+
+
+@dataclass(frozen=True)
 class LoadedModel:
-    """A verified, warmed-up model: its card and its onnxruntime session."""
+    """A verified, warmed-up model: its card, its onnxruntime session and what was checked."""
 
     card: ModelCard
     path: Path
     session: Any  # onnxruntime.InferenceSession (untyped)
+    check: ServingCheck
     _timer: Any = field(repr=False)  # this model's model-run histogram
     _digits: Any = field(repr=False)  # this model's digits-processed counter
 
-    def run(self, digits: Digits) -> Probabilities:
-        """int64 [batch, time] -> float32 [batch, time, 10]: one onnxruntime run, timed."""
+    def run(self, digits: Digits, run_options: Any = None) -> Probabilities:
+        """int64 [batch, time] -> float32 [batch, time, 10]: one onnxruntime run, timed.
+
+        run_options (onnxruntime.RunOptions) lets another thread stop the run (terminate).
+        """
         start = perf_counter()
-        (probs,) = self.session.run([self.card.output_name], {self.card.input_name: digits})
+        feeds = {self.card.input_name: digits}
+        (probs,) = self.session.run([self.card.output_name], feeds, run_options)
         self._timer.observe(perf_counter() - start)
         result: Probabilities = probs
         return result
@@ -86,26 +118,35 @@ class Registry:
         return sorted(self.models)
 
 
-def _read_card(path: Path) -> ModelCard:
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _read(path: Path, cap: int, setting: str, what: str) -> bytes:
     try:
-        return ModelCard.model_validate_json(path.read_bytes())
+        return read_capped(path, cap, setting)
+    except FileNotFoundError:
+        raise ModelLoadError(path, f"missing: {what}") from None
+    except OSError as exc:  # UnreadableFileError included: its reason is its message
+        reason = str(exc) if isinstance(exc, UnreadableFileError) else exc.strerror
+        raise ModelLoadError(path, reason or "cannot read it") from None
+
+
+def _read_card(path: Path) -> ModelCard:
+    blob = _read(path, CARD_BYTES, "a model card's size", "the card is gone")
+    try:
+        return ModelCard.model_validate_json(blob)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "card"
         raise ModelLoadError(path, f"not a valid model card: {where}: {first['msg']}") from None
-    except OSError as exc:
-        raise ModelLoadError(path, f"cannot read the card: {exc.strerror}") from None
 
 
-def _open(card: ModelCard, onnx_path: Path) -> Any:
-    try:
-        blob = onnx_path.read_bytes()
-    except FileNotFoundError:
-        raise ModelLoadError(
-            onnx_path, "missing: the card names this file but it is not there"
-        ) from None
-    except OSError as exc:
-        raise ModelLoadError(onnx_path, f"cannot read the model file: {exc.strerror}") from None
+def _open(card: ModelCard, onnx_path: Path, cap: int) -> tuple[bytes, Any]:
+    if Path(card.onnx_file).name != card.onnx_file or card.onnx_file in ("", ".", ".."):
+        raise ModelLoadError(onnx_path, "the card's onnx_file must be a file name beside it")
+    blob = _read(onnx_path, cap, "COUNTER_MAX_MODEL_BYTES", "the card names this file")
     digest = hashlib.sha256(blob).hexdigest()
     if digest != card.sha256:
         raise ModelLoadError(
@@ -114,20 +155,18 @@ def _open(card: ModelCard, onnx_path: Path) -> Any:
             "the file changed after export",
         )
     try:
-        return open_session(blob)
+        return blob, open_session(blob)
     except Exception as exc:  # onnxruntime raises its own untyped errors
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(onnx_path, f"onnxruntime cannot load it: {first_line[:200]}") from None
+        raise ModelLoadError(onnx_path, f"onnxruntime cannot load it: {_first_line(exc)}") from None
 
 
-def _warm_up(card: ModelCard, onnx_path: Path, session: Any) -> None:
-    """Run the probe once; check the contract: int64 [b, t] digits -> [b, t, 10] probabilities."""
-    probe = encode_batch(_PROBE)  # [2, 11]
+def _check_contract(card: ModelCard, onnx_path: Path, session: Any) -> None:
+    """int64 [b, t] digits -> float32 [b, t, 10] probabilities."""
+    probe = encode_batch(["0123456789", "9"])  # [2, 11]
     try:
         (probs,) = session.run([card.output_name], {card.input_name: probe})
     except Exception as exc:  # wrong input/output names or dtypes surface here
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(onnx_path, f"breaks the model contract: {first_line[:200]}") from None
+        raise ModelLoadError(onnx_path, f"breaks the model contract: {_first_line(exc)}") from None
     expected = (*probe.shape, 10)
     if probs.shape != expected or probs.dtype != np.float32:
         raise ModelLoadError(
@@ -139,32 +178,137 @@ def _warm_up(card: ModelCard, onnx_path: Path, session: Any) -> None:
         raise ModelLoadError(onnx_path, "breaks the model contract: outputs are not probabilities")
 
 
-def load_model(card_path: Path) -> LoadedModel:
-    """Read, verify, open and warm one model; ModelLoadError says what is wrong."""
-    return _serve(_read_card(card_path), card_path)
+def _recheck_proof(
+    card: ModelCard, onnx_path: Path, blob: bytes, tanh_error: float
+) -> tuple[int | str, float | None, float]:
+    """Re-run the card's proof on the loaded weights: (proved K, margin, seconds)."""
+    claimed = card.metrics.reliable_carry_length
+    certificate = card.metrics.certificate
+    if claimed != certificate.proved_carry_length:
+        raise ModelLoadError(
+            onnx_path,
+            f"the card's reliable_carry_length ({claimed}) is not its certificate's "
+            f"({certificate.proved_carry_length})",
+        )
+    if claimed == -1:
+        return -1, None, 0.0  # nothing claimed, nothing to confirm
+    if tanh_error > certificate.tanh_error_bound:
+        raise ModelLoadError(
+            onnx_path,
+            f"the proof allows a tanh error of {certificate.tanh_error_bound:g}, but this "
+            f"onnxruntime's ({ort.__version__}) is {tanh_error:.3g}: the proof does not hold here",
+        )
+    start = perf_counter()
+    try:
+        cell = cell_from_onnx(blob, certificate.tanh_error_bound)
+    except UnsupportedModelError as exc:
+        raise ModelLoadError(onnx_path, f"the card claims a proof, but {exc}") from None
+    limit = certificate.search_limit if claimed == "unbounded" else int(claimed)
+    proof = prove_carry(
+        cell,
+        limit,
+        key_digits=certificate.key_digits,
+        transient=certificate.transient_steps,
+    )
+    proved: int | str = "unbounded" if proof.reliable is None else proof.reliable
+    confirmed = proved == "unbounded" or (claimed != "unbounded" and int(proved) >= int(claimed))
+    if not confirmed:
+        raise ModelLoadError(
+            onnx_path,
+            f"the card claims a proved reliable carry length of {claimed}, but the proof re-run "
+            f"on these weights reaches only {proved}: {proof.reason[:160]}",
+        )
+    return proved, proof.margin, perf_counter() - start
 
 
-def _serve(card: ModelCard, card_path: Path) -> LoadedModel:
-    """Verify, open and warm the model of a card already read."""
+def _claimed_right(card: ModelCard, number: str) -> bool:
+    """Whether the card says this answer is right: proved, or (for "t d 9..9" with a tail of
+    at most the scan's digits) a run its scan checked and found no failure for."""
+    run = carry_run(number)
+    if card.proves(run):
+        return True
+    scan = card.metrics.carry_scan
+    short_tail = len(number) - run - 1 <= scan.tail_digits
+    failing = any(first <= run <= last for first, last in scan.failing_runs)
+    return short_tail and run <= scan.scanned_up_to and not failing
+
+
+def warm_up_numbers(card: ModelCard) -> list[str]:
+    """What the warm-up asks: every "t d 9^k" for k <= WARM_NINES, d in 0-8, t of 2 digits,
+    and the long runs of nines the proof covers."""
+    numbers = [
+        f"{t:02d}{d}" + "9" * k for k in range(WARM_NINES + 1) for d in range(9) for t in range(100)
+    ]
+    reliable = card.reliable_carry
+    for k in LONG_NINES:
+        if reliable is None or k <= reliable:
+            numbers += ["9" * k, "1" + "9" * k, "8" + "9" * k]
+    return numbers
+
+
+def _warm_up(card: ModelCard, onnx_path: Path, session: Any) -> int:
+    """Answer the warm-up numbers; any the card claims right must be. Returns how many."""
+    numbers = warm_up_numbers(card)
+    wrong: list[tuple[str, str]] = []
+    by_length: dict[int, list[str]] = {}
+    for number in numbers:  # one run per length: no padding
+        by_length.setdefault(len(number), []).append(number)
+    for chunk in by_length.values():
+        (probs,) = session.run([card.output_name], {card.input_name: encode_batch(chunk)})
+        chosen = np.asarray(probs).argmax(axis=-1)
+        for row, number in enumerate(chunk):
+            got = decode(chosen[row, : len(number) + 1])
+            if got != add_one(number) and _claimed_right(card, number):
+                wrong.append((number, got))
+    if wrong:
+        number, got = wrong[0]
+        raise ModelLoadError(
+            onnx_path,
+            f"the warm-up got {len(wrong)} answer(s) wrong that the card claims right, e.g. "
+            f"{number} + 1 gave {got}, not {add_one(number)}",
+        )
+    return len(numbers)
+
+
+def load_model(card_path: Path, max_model_bytes: int, tanh_error: float) -> LoadedModel:
+    """Read, verify, open, re-prove and warm up one model; ModelLoadError says what is wrong."""
+    return _serve(_read_card(card_path), card_path, max_model_bytes, tanh_error)
+
+
+def _serve(
+    card: ModelCard, card_path: Path, max_model_bytes: int, tanh_error: float
+) -> LoadedModel:
     onnx_path = card_path.parent / card.onnx_file
-    session = _open(card, onnx_path)
-    _warm_up(card, onnx_path, session)
+    blob, session = _open(card, onnx_path, max_model_bytes)
+    _check_contract(card, onnx_path, session)
+    proved, margin, seconds = _recheck_proof(card, onnx_path, blob, tanh_error)
+    answers = _warm_up(card, onnx_path, session)
+    check = ServingCheck(
+        onnxruntime=ort.__version__,
+        tanh_error_measured=tanh_error,
+        proved_carry_length=proved,
+        proof_margin=margin,
+        proof_seconds=round(seconds, 4),
+        warm_up_answers=answers,
+    )
     return LoadedModel(
         card,
         onnx_path,
         session,
+        check,
         MODEL_RUN_SECONDS.labels(card.name),
         DIGITS_PROCESSED.labels(card.name),
     )
 
 
-def load_registry(models_dir: Path, default: str) -> Registry:
+def load_registry(models_dir: Path, default: str, max_model_bytes: int = 64 << 20) -> Registry:
     """Load every model in models_dir under the fault policy in this module's docstring."""
     start = perf_counter()
     card_paths = sorted(models_dir.glob("*.json")) if models_dir.is_dir() else []
     if not card_paths:
         what = "has no model cards (*.json)" if models_dir.is_dir() else "is not a folder"
         raise ModelLoadError(models_dir, f"{what}; set COUNTER_MODELS_DIR to the models folder")
+    tanh_error = measured_tanh_error()
     models: dict[str, LoadedModel] = {}
     skipped: list[ModelLoadError] = []
     for card_path in card_paths:
@@ -174,7 +318,7 @@ def load_registry(models_dir: Path, default: str) -> Registry:
             name = card.name
             if name in models:
                 raise ModelLoadError(card_path, f"a second model named {name!r}")
-            model = _serve(card, card_path)
+            model = _serve(card, card_path, max_model_bytes, tanh_error)
         except ModelLoadError as exc:
             # The default is looked up by card name; a file named after it counts too.
             if default in (card_path.stem, name):
@@ -190,11 +334,13 @@ def load_registry(models_dir: Path, default: str) -> Registry:
         )
     MODELS_LOADED.set(len(models))
     log.info(
-        "loaded %d model(s) from %s in %.0f ms: %s (default %s)",
+        "loaded %d model(s) from %s in %.0f ms: %s (default %s; onnxruntime %s, tanh error %.3g)",
         len(models),
         models_dir,
         (perf_counter() - start) * 1000,
         ", ".join(sorted(models)),
         default,
+        ort.__version__,
+        tanh_error,
     )
     return Registry(models, default, skipped)

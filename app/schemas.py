@@ -1,119 +1,39 @@
-"""The API's request and response shapes, with examples: what /docs shows and tests check.
+"""The shapes of the operator endpoints (the model cards, health): pydantic, off the hot path.
 
-The request path does not run these models (the body is parsed by app.inputs and the answer
-is written by orjson, which keeps a request fast); tests validate real responses against
-them, so the documentation cannot drift from what the service sends. Examples: app.docs.
+The answers of the model endpoints are TypedDicts (app.answers), written by orjson.
 """
 
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.inputs import Detail, DetailAsked
 from core.card import ModelCard
-
-_DETAIL_HELP = (
-    "'full': every step with its 10 probabilities; 'digits': every step without them; "
-    "'summary': only the least confident steps; 'none': no steps. 'auto' (default): 'full' up to "
-    "COUNTER_MAX_DETAIL_DIGITS digits per request, 'summary' beyond."
-)
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class IncrementRequest(_Strict):
-    """Add one to a number. Leading zeros are accepted; the output drops them ("007" -> "8")."""
+class ServingCheck(_Strict):
+    """What this service verified itself when it loaded the model, beside what the card says."""
 
-    number: str | int = Field(
-        description="ASCII digits 0-9 (a string), or a JSON integer >= 0", examples=["1476233999"]
+    onnxruntime: str = Field(description="the onnxruntime running here (the card has its own)")
+    tanh_error_measured: float = Field(
+        description="this onnxruntime's tanh error (RNN kernel, dense grid); the proof allows "
+        "the card's certificate.tanh_error_bound"
     )
-    model: str | None = Field(
-        None, description="a model name from GET /models; default: the default"
+    proved_carry_length: int | Literal["unbounded"] = Field(
+        description="the proof re-run on the loaded weights: at least the card's claim"
     )
-    detail: DetailAsked = Field("auto", description=_DETAIL_HELP)
+    proof_margin: float | None
+    proof_seconds: float
+    warm_up_answers: int = Field(description="answers checked against exact arithmetic")
 
 
-class BatchRequest(_Strict):
-    """Add one to many numbers in one model run. One bad item refuses the whole request (422)."""
+class ServedModel(ModelCard):
+    """A model card as the service serves it: the card, and what the service checked."""
 
-    numbers: list[str | int] = Field(min_length=1, examples=[["1299", "41"]])
-    model: str | None = None
-    detail: DetailAsked = Field("auto", description=_DETAIL_HELP)
-
-
-class Step(_Strict):
-    """One digit position, least significant first (position 0 is the units digit)."""
-
-    position: int
-    input_digit: int
-    output_digit: int = Field(description="the digit the model chose (its argmax)")
-    probability: float = Field(description="the probability of the chosen digit")
-    probabilities: list[float] | None = Field(
-        None, min_length=10, max_length=10, description="all 10 digits; absent with detail 'digits'"
-    )
-    extra: bool = Field(
-        description="true on the extra zero step that holds a carry out (999 -> 1000)"
-    )
-
-
-class Flags(_Strict):
-    """What to distrust. The carry and length flags come from the model card, before the answer."""
-
-    beyond_reliable_carry: bool = Field(
-        description="more trailing nines than the card's reliable carry"
-    )
-    beyond_tested_length: bool = Field(description="longer than every length the card tested exact")
-    low_confidence: bool = Field(
-        description="some step's probability is below COUNTER_LOW_CONFIDENCE"
-    )
-    low_confidence_count: int
-    low_confidence_steps: list[int] = Field(description="their positions (the first 20)")
-
-
-class Check(_Strict):
-    """The exact n + 1 by schoolbook arithmetic, and whether the model matched it."""
-
-    expected: str
-    correct: bool
-
-
-class ModelRef(_Strict):
-    """Which model answered."""
-
-    name: str
-    version: str
-
-
-class IncrementResponse(_Strict):
-    """n + 1 as the model produced it, digit by digit, with its confidence and honest flags."""
-
-    input: str = Field(description="the number as given (digits)")
-    output: str = Field(description="the model's answer, canonical: no leading zeros")
-    detail: Detail
-    steps: list[Step]
-    min_probability: float
-    min_probability_position: int
-    carry_run: int = Field(description="trailing nines of the input: how far the carry travels")
-    reliable_carry_length: int | Literal["unbounded"] = Field(
-        description="from the card: every carry of up to this many nines is exact; "
-        "'unbounded' when proved for all"
-    )
-    carry_certified: bool = Field(description="true when a proof covers every carry length")
-    tested_length: int = Field(
-        description="from the card: every tested length up to this was exact"
-    )
-    flags: Flags
-    warnings: list[str] = Field(description="the flags and any wrong answer, in plain words")
-    check: Check
-    model: ModelRef
-
-
-class BatchResponse(_Strict):
-    """One result per number, in the order sent."""
-
-    results: list[IncrementResponse]
+    serving: ServingCheck
 
 
 class SkippedModel(_Strict):
@@ -127,7 +47,7 @@ class ModelList(_Strict):
     """Every model served, the one used when a request names none, and any model skipped."""
 
     default: str
-    models: list[ModelCard]
+    models: list[ServedModel]
     skipped: list[SkippedModel] = Field(
         default_factory=list, description="models found at start-up but not served, and why"
     )
@@ -139,10 +59,3 @@ class Health(_Strict):
     status: Literal["ok", "ready", "not ready"]
     models: list[str] = Field(default_factory=list)
     reason: str | None = None
-
-
-class ErrorBody(_Strict):
-    """Every refusal: a short kind and a message saying what was wrong and what is accepted."""
-
-    error: str = Field(examples=["invalid_number"])
-    message: str

@@ -1,6 +1,7 @@
 """Service settings: one pydantic-settings class, read once from COUNTER_* environment variables.
 
-The defaults serve the shipped models from the repository's models/ folder on 127.0.0.1:8000.
+The defaults serve the shipped models from the repository's models/ folder on 127.0.0.1:8000,
+with limits a small pod (one core, 256 MB) holds.
 """
 
 from pathlib import Path
@@ -26,6 +27,10 @@ class Settings(BaseSettings):
     default_model: str = Field(
         default="counter", description="model used when a request names none"
     )
+    max_model_bytes: int = Field(
+        default=64 << 20, ge=1024, description="largest .onnx file the service reads"
+    )
+    # Input limits (4xx beyond, the setting named in the message).
     max_digits: int = Field(default=1_000_000, ge=1, description="digits per number")
     max_batch_items: int = Field(default=1024, ge=1, description="numbers per batch request")
     max_batch_digits: int = Field(
@@ -39,6 +44,11 @@ class Settings(BaseSettings):
     max_detail_digits: int = Field(
         default=10_000, ge=1, description="most digits per request answered with every step listed"
     )
+    echo_digits: int = Field(
+        default=10_000, ge=64, description="longest input echoed whole in an answer (else cut)"
+    )
+    max_count: int = Field(default=10_000, ge=1, description="numbers one POST /count may ask")
+    max_count_seconds: float = Field(default=60.0, gt=0, description="longest one count streams")
     summary_steps: int = Field(default=5, ge=1, description="least confident steps in a summary")
     low_confidence: float = Field(
         default=0.9,
@@ -46,7 +56,33 @@ class Settings(BaseSettings):
         le=1.0,
         description="a step whose chosen digit has a lower probability is flagged",
     )
+    # Work placement and overload (app.service).
+    worker_threads: int = Field(
+        default=1, ge=1, le=64, description="model runs off the event loop at once"
+    )
+    max_pending_steps: int = Field(
+        default=4_000_000,
+        ge=1,
+        description="digit steps admitted to the workers and not finished; beyond, 503",
+    )
+    max_run_seconds: float = Field(
+        default=10.0, gt=0, description="longest a request may wait and run; then it is stopped"
+    )
+    # Connections (app.server).
+    max_connections: int = Field(default=512, ge=1, description="open connections at once")
+    max_header_bytes: int = Field(
+        default=32 * 1024, ge=1024, le=1 << 20, description="request line and headers (431)"
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=600, description="time to send a request's headers"
+    )
+    idle_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=600, description="keep-alive: an idle connection is closed after"
+    )
+    drain_seconds: float = Field(
+        default=5.0, ge=0, description="on SIGTERM: serve on, saying Connection: close, this long"
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: LogLevel = "info"
-    access_log: bool = True
+    access_log: bool = Field(default=True, description="one JSON line per request on stdout")

@@ -22,6 +22,7 @@ import torch
 from app.engine import EngineOptions, answer
 from app.registry import load_model
 from app.settings import DEFAULT_MODELS_DIR
+from core.activation import measured_tanh_error
 from core.codec import encode_batch
 from training.export import counter_from_onnx
 from training.model import Probabilities
@@ -65,7 +66,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)  # the service runs onnxruntime on one thread
 
-    model = load_model(args.models_dir / f"{args.model}.json")
+    model = load_model(args.models_dir / f"{args.model}.json", 64 << 20, measured_tanh_error())
     twin = Probabilities(counter_from_onnx(model.path)).eval()
     rng = np.random.default_rng(0)
 
@@ -95,7 +96,7 @@ def main() -> None:
     ort, eager = pair(encode_batch(numbers(1, 1_000_000)))
     side_by_side("1 number x 10^6 digits", ort, eager, 1, max(3, args.rounds // 2))
 
-    options = EngineOptions(low_confidence=0.9, summary_steps=5)
+    options = EngineOptions(low_confidence=0.9, summary_steps=5, echo_digits=10_000)
     print("\nthe service's whole answer (run, summary of steps, flags, exact check), onnxruntime:")
     per_digit = {}
     for length in (10_000, 100_000, 1_000_000):

@@ -113,8 +113,16 @@ def _branch(
 
 
 def _example(engine: CarryEngine, nines: int, read: list[int]) -> CarryFailure:
-    """The failing input written out, with the exact answer and the model's."""
+    """The failing input written out, with the exact answer and the model's.
+
+    Leading zeros are dropped when the wrong digit is still among the number's own steps
+    (its digits and the extra zero step): "099999" fails exactly as "99999" does.
+    """
     number = "".join(map(str, reversed(read))) + "9" * nines
+    next_digit = read[0] if read else None
+    canonical = number.lstrip("0") or "0"
+    if nines + len(read) <= len(canonical) + 1:  # the wrong step is within canonical's
+        number, read = canonical, read[: len(canonical) - nines]
     state = engine.initial_state()
     got: list[int] = []
     for digit in [9] * nines + read + [0]:  # the extra zero step holds a carry out
@@ -122,7 +130,7 @@ def _example(engine: CarryEngine, nines: int, read: list[int]) -> CarryFailure:
         got.append(int(out[0]))
     return CarryFailure(
         nines=nines,
-        next_digit=read[0] if read else None,
+        next_digit=next_digit,
         example=number,
         expected=add_one(number),
         got=decode(np.array(got)),

@@ -21,8 +21,8 @@ from tqdm import tqdm
 from core.card import Kernels
 from core.certify import CarryProof
 from training import kernels
-from training.kernels import Mode as KernelMode
 from training.data import POST_DATA, ROBUST_DATA, DataSpec, Split, batches, make_split, to_tensors
+from training.kernels import Mode as KernelMode
 from training.model import Cell, Counter, ModelConfig
 from training.proof import prove_model
 

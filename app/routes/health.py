@@ -39,23 +39,21 @@ async def healthz(_: Request) -> Response:
             "description": "not ready",
             "content": {
                 "application/json": {
-                    "example": {"status": "not ready", "models": [], "reason": "models are loading"}
+                    "example": {"status": "not ready", "models": [], "reason": "stopping"}
                 }
             },
         },
     },
 )
 async def readyz(request: Request) -> Response:
-    """Ready: every model loaded, verified and warmed up; 503 before that and while stopping."""
-    registry = request.app.state.registry  # never without models: the default must load
-    if registry is None or not request.app.state.ready:
-        body = {
-            "status": "not ready",
-            "models": [],
-            "reason": "models are loading or the service is stopping",
-        }
+    """Ready: every model loaded, verified and warmed up; 503 before that and, from SIGTERM
+    on, while in-flight requests drain."""
+    service = request.app.state.service
+    if service is None or not service.ready:
+        reason = "stopping" if service is not None and service.draining else "models are loading"
+        body = {"status": "not ready", "models": [], "reason": reason}
         return Response(orjson.dumps(body), status_code=503, media_type="application/json")
-    body = {"status": "ready", "models": registry.names}
+    body = {"status": "ready", "models": service.registry.names}
     return Response(orjson.dumps(body), media_type="application/json")
 
 

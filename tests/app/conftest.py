@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from app.main import create_app
@@ -50,6 +51,20 @@ def models_copy(shipped: Path, tmp_path: Path) -> Path:
         if path.suffix in (".json", ".onnx"):
             shutil.copy(path, folder / path.name)
     return folder
+
+
+@pytest.fixture(scope="session")
+def spec(client: TestClient) -> dict[str, Any]:
+    """The live OpenAPI document (examples made by the loaded models)."""
+    document: dict[str, Any] = client.get("/openapi.json").json()
+    return document
+
+
+def conforms(spec: dict[str, Any], value: Any, schema: str) -> None:
+    """Validate a live answer against the schema /docs publishes for it."""
+    jsonschema.Draft202012Validator({**spec, "$ref": f"#/components/schemas/{schema}"}).validate(
+        value
+    )
 
 
 def started(settings: Settings) -> TestClient:

@@ -24,7 +24,12 @@ def free_port() -> int:
 def start_server(models_dir: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     """The running server and its base URL, once ready; its output goes to `log`."""
     port = free_port()
-    env = {**os.environ, "COUNTER_PORT": str(port), "COUNTER_MODELS_DIR": str(models_dir)}
+    env = {
+        **os.environ,
+        "COUNTER_PORT": str(port),
+        "COUNTER_MODELS_DIR": str(models_dir),
+        "COUNTER_DRAIN_SECONDS": "0.5",
+    }
     with log.open("wb") as out:
         server = subprocess.Popen([sys.executable, "-m", "app"], env=env, stdout=out, stderr=out)
     base = f"http://127.0.0.1:{port}"

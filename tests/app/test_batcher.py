@@ -44,7 +44,8 @@ def test_concurrent_requests_share_runs_and_keep_their_own_answers(shipped: obje
         assert response.status_code == 200, response.text
         result = response.json()
         assert result["input"] == body["number"]
-        assert result["check"]["expected"] == add_one(body["number"])
+        exact = result["check"]["expected"] or result["output"]  # null: the output is exact
+        assert exact == add_one(body["number"])
         assert result["model"]["name"] == body.get("model", "counter")
     for body, response in zip(bodies[:32], responses[:32], strict=True):
         result = response.json()

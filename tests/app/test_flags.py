@@ -1,76 +1,99 @@
-"""Honest flags on counter-post (the post's recipe): they come from its card, before the answer.
-
-The card's reliable carry length K is exact: every carry of k <= K nines (then any digit) is
-right, and its first failure is recorded. So an input past K is flagged, and the recorded
-failure really is wrong; an input within K is not flagged.
-"""
+"""Flags a user can rely on: `proved` and the carry flags come from the proof on the card (which
+the service re-proved at load), before the answer; a wrong answer is never `proved`."""
 
 import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from app.engine import EngineOptions, answer
+from app.registry import Registry
 from app.settings import Settings
 from core.card import ModelCard
+from core.codec import carry_run
 from tests.app.conftest import post, started
 
 
-def ask(client: TestClient, number: str, **extra: Any) -> dict[str, Any]:
-    response = post(client, "/increment", {"number": number, "model": "counter-post", **extra})
+def ask(client: TestClient, number: str, model: str = "counter-post", **extra: Any) -> Any:
+    response = post(client, "/increment", {"number": number, "model": model, **extra})
     assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()
-    return result
+    return response.json()
 
 
-def reliable(card: ModelCard) -> int:
-    if card.reliable_carry is None:
-        pytest.fail("counter-post is expected to have a finite reliable carry length")
-    return card.reliable_carry
+def _past(card: ModelCard) -> int:
+    """A run of nines the proof does not cover (counter-post's proof is finite or empty)."""
+    reliable = card.reliable_carry
+    if reliable is None:
+        pytest.fail("counter-post is expected not to be proved for every run of nines")
+    return reliable + 1
 
 
-def test_the_recorded_carry_failure_is_flagged_and_checked_wrong(
+def test_an_input_past_the_proof_is_flagged_and_says_so(
     client: TestClient, post_card: ModelCard
 ) -> None:
-    failure = post_card.metrics.carry_first_failure
-    assert failure is not None
-    if failure.next_digit is None:
-        number = "9" * failure.nines
-    else:  # the carry's digits depend only on the nines and the digit after them
-        number = "1" + str(failure.next_digit) + "9" * failure.nines
-    result = ask(client, number)
-    assert result["carry_run"] == failure.nines > reliable(post_card)
-    assert result["reliable_carry_length"] == reliable(post_card)
-    assert result["carry_certified"] is False
+    k = _past(post_card)
+    result = ask(client, "4" + "9" * k)
+    assert result["carry_run"] == k
+    assert result["reliable_carry_length"] == post_card.metrics.reliable_carry_length
+    assert result["proved"] is False
     assert result["flags"]["beyond_reliable_carry"] is True
-    assert result["check"]["correct"] is False
-    assert result["output"] != result["check"]["expected"]
-    assert any(
-        f"more than this model's reliable carry length ({reliable(post_card)})" in w
-        for w in result["warnings"]
-    )
+    assert any("no proof covers" in w or "No proof covers" in w for w in result["warnings"])
+
+
+def test_the_scans_recorded_failure_is_flagged_and_checked_wrong(
+    client: TestClient, post_card: ModelCard
+) -> None:
+    failure = post_card.metrics.carry_scan.first_failure
+    assert failure is not None
+    result = ask(client, failure.example)
+    assert result["proved"] is False
+    assert result["flags"]["known_failing_carry"] is True
+    assert result["check"] == {"correct": False, "expected": failure.expected}
+    assert result["output"] == failure.got
+    assert any("carry scan found wrong answers" in w for w in result["warnings"])
     assert any(w.startswith("The model's answer is wrong") for w in result["warnings"])
 
 
-def test_carries_within_the_reliable_length_are_not_flagged(
-    client: TestClient, post_card: ModelCard
-) -> None:
-    k = reliable(post_card)
-    nines = ask(client, "9" * k)  # covered exactly by the card's scan: every digit right
-    assert nines["flags"]["beyond_reliable_carry"] is False
-    assert nines["check"]["correct"] is True
-    assert not any("reliable carry" in w for w in nines["warnings"])
-    assert ask(client, "4" + "9" * k)["flags"]["beyond_reliable_carry"] is False
-    assert ask(client, "4" + "9" * (k + 1))["flags"]["beyond_reliable_carry"] is True
+def test_proved_answers_raise_no_carry_flag(client: TestClient) -> None:
+    for number in ("0", "1299", "8" + "9" * 300, "9" * 1000):
+        result = ask(client, number, model="counter", detail="none")
+        assert result["proved"] is True
+        assert result["flags"]["beyond_reliable_carry"] is False
+        assert result["check"]["correct"] is True
 
 
 def test_flags_depend_on_the_card_not_on_the_answer(
     client: TestClient, post_card: ModelCard
 ) -> None:
-    k = reliable(post_card)
-    for d in "012345678":  # right or wrong, every input past K raises the same flag
-        assert ask(client, d + "9" * (k + 1), detail="none")["flags"]["beyond_reliable_carry"]
+    k = _past(post_card)
+    for d in "012345678":  # right or wrong, every input past the proof is flagged alike
+        result = ask(client, d + "9" * k, detail="none")
+        assert result["flags"]["beyond_reliable_carry"] is True
+        assert result["proved"] is False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["counter", "counter-post"])
+def test_no_wrong_answer_is_ever_proved_below_a_million(name: str, shipped: Path) -> None:
+    """Every number below 10^6 and every "t d 9^k" for k <= 40 (3-digit t): wherever an
+    answer says proved, it is right. bench/exhaustive.py runs every number below 10^7."""
+    with started(Settings(models_dir=shipped)) as client:
+        registry: Registry = client.app.state.service.registry  # type: ignore[attr-defined]
+        model = registry.models[name]
+        options = EngineOptions(0.9, 5, 64)
+        numbers = [str(n) for n in range(10**6)]
+        tails = [f"{t:03d}{d}" for d in range(9) for t in range(1000)]
+        numbers += [tail + "9" * k for k in range(41) for tail in tails]
+        proved_wrong = 0
+        for start in range(0, len(numbers), 50_000):
+            chunk = numbers[start : start + 50_000]
+            for number, result in zip(chunk, answer(model, chunk, "none", options), strict=True):
+                assert result["proved"] == model.card.proves(carry_run(number))
+                proved_wrong += result["proved"] and not result["check"]["correct"]
+        assert proved_wrong == 0
 
 
 def test_length_beyond_the_tested_length_is_flagged(models_copy: Path) -> None:
@@ -96,3 +119,9 @@ def test_low_confidence_threshold_is_a_setting(models_copy: Path) -> None:
         assert any("probability below 1.0" in w for w in result["warnings"])
     with started(Settings(models_dir=models_copy, low_confidence=1e-6)) as client:
         assert ask(client, "1299")["flags"]["low_confidence"] is False
+
+
+def test_probabilities_are_float32_written_as_json_numbers(client: TestClient) -> None:
+    steps = ask(client, "1299", model="counter")["steps"]
+    assert all(isinstance(p, float) for step in steps for p in step["probabilities"])
+    assert np.isclose(sum(steps[0]["probabilities"]), 1.0, atol=1e-3)

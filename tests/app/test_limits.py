@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from starlette.types import Message
 
-from app.main import create_app
+from app.main import create_app, lifespan
 from app.settings import Settings
 from tests.app.conftest import post, started
 
@@ -21,7 +21,9 @@ def test_declared_length_over_the_limit_is_413(shipped: object) -> None:
         assert response.json() == {
             "error": "body_too_large",
             "message": f"the request body is larger than {LIMIT} bytes (COUNTER_MAX_BODY_BYTES)",
+            "request_id": response.headers["x-request-id"],
         }
+        assert response.headers["connection"] == "close"
         assert post(client, "/increment", {"number": "1" * 900}).status_code == 200
 
 
@@ -56,8 +58,11 @@ def test_streamed_body_is_cut_off_at_the_limit_not_read_whole() -> None:
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope = post_scope()
-    asyncio.run(app(scope, receive, send))
+    async def started() -> None:
+        async with lifespan(app):
+            await app(post_scope(), receive, send)
+
+    asyncio.run(started())
     assert sent[0]["type"] == "http.response.start"
     assert sent[0]["status"] == 413
     assert b"body_too_large" in sent[1]["body"]
@@ -80,7 +85,11 @@ def test_a_client_leaving_mid_body_is_counted_not_logged_as_a_failure(
     async def send(message: Message) -> None:
         sent.append(message)
 
-    asyncio.run(app(post_scope(), receive, send))
-    assert sent[0]["status"] == 400
+    async def started() -> None:
+        async with lifespan(app):
+            await app(post_scope(), receive, send)
+
+    asyncio.run(started())
+    assert sent[0]["status"] == 499
     assert b"client_disconnected" in sent[1]["body"]
     assert "failed" not in caplog.text

@@ -2,15 +2,16 @@
 
 from typing import Any
 
+import onnxruntime as ort
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from app.docs import BATCH_EXAMPLE, FLAGGED_EXAMPLE, INCREMENT_EXAMPLE
 from app.main import create_app
-from app.schemas import BatchResponse, IncrementResponse, ModelList
+from app.schemas import ModelList
 from app.settings import Settings
 from core.codec import add_one
-from tests.app.conftest import metric, post, started
+from tests.app.conftest import conforms, metric, post, started
 
 
 def test_healthz_is_alive(client: TestClient) -> None:
@@ -53,10 +54,27 @@ def test_models_lists_every_card_and_the_default(client: TestClient) -> None:
     assert listing.skipped == []
     card = client.get("/models/counter-post").json()
     assert card["name"] == "counter-post"
-    assert card["metrics"]["carry_certified"] is False
+    assert card["metrics"]["certificate"]["certified"] is False
     missing = client.get("/models/nope")
     assert missing.status_code == 404
     assert "available: counter, counter-post" in missing.json()["message"]
+
+
+def test_each_model_shows_what_the_service_checked_itself(client: TestClient) -> None:
+    for name in ("counter", "counter-post"):
+        served = client.get(f"/models/{name}").json()
+        serving = served["serving"]
+        assert serving["onnxruntime"] == ort.__version__
+        assert serving["tanh_error_measured"] > 0
+        assert (
+            serving["tanh_error_measured"] <= served["metrics"]["certificate"]["tanh_error_bound"]
+        )
+        claimed = served["metrics"]["reliable_carry_length"]
+        if claimed == "unbounded":
+            assert serving["proved_carry_length"] == "unbounded"
+        else:
+            assert serving["proved_carry_length"] in ("unbounded", *range(claimed, 10**6))
+        assert serving["warm_up_answers"] > 10_000
 
 
 def _timed(status: int) -> str:
@@ -100,6 +118,10 @@ def test_docs_have_request_and_response_examples_for_every_endpoint(client: Test
             assert any("example" in c or "examples" in c for c in ok.values()), where
 
 
+def _without_id(body: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in body.items() if key != "request_id"}
+
+
 def test_unknown_model_and_too_large_examples_are_the_live_refusals(shipped: object) -> None:
     with started(Settings(max_body_bytes=5000)) as client:
         spec = client.get("/openapi.json").json()
@@ -108,11 +130,12 @@ def test_unknown_model_and_too_large_examples_are_the_live_refusals(shipped: obj
             "413": post(client, "/increment", {"number": "1" * 6000}).json(),
         }
     assert "5000 bytes" in live["413"]["message"]
-    for path in ("/increment", "/increment/batch"):
+    for path in ("/increment", "/increment/batch", "/count"):
         responses = spec["paths"][path]["post"]["responses"]
         for status, refusal in live.items():
             examples = responses[status]["content"]["application/json"]["examples"]
-            assert [e["value"] for e in examples.values()] == [refusal], (path, status)
+            documented = [_without_id(e["value"]) for e in examples.values()]
+            assert documented == [_without_id(refusal)], (path, status)
 
 
 def _approx(value: Any) -> Any:
@@ -126,27 +149,43 @@ def _approx(value: Any) -> Any:
     return value
 
 
-def test_response_examples_are_real_shapes_and_real_answers(client: TestClient) -> None:
-    for example in (INCREMENT_EXAMPLE, FLAGGED_EXAMPLE):
-        IncrementResponse.model_validate(example)
-        assert example["check"]["expected"] == add_one(example["input"])
-    BatchResponse.model_validate(BATCH_EXAMPLE)
-    asked = [
-        ("/increment", {"number": INCREMENT_EXAMPLE["input"]}, INCREMENT_EXAMPLE),
-        (
-            "/increment",
-            {"number": FLAGGED_EXAMPLE["input"], "model": "counter-post", "detail": "none"},
-            FLAGGED_EXAMPLE,
-        ),
-        (
-            "/increment/batch",
-            {"numbers": [r["input"] for r in BATCH_EXAMPLE["results"]], "detail": "none"},
-            BATCH_EXAMPLE,
-        ),
-    ]
-    for path, body, example in asked:
-        live = post(client, path, body).json()
-        assert live == _approx(example), body
+def test_response_examples_are_real_shapes_and_real_answers(
+    client: TestClient, spec: dict[str, Any]
+) -> None:
+    """Every answer example in /docs fits its schema and is what the service says when asked."""
+    examples = 0
+    for path, shape in (("/increment", "Answer"), ("/increment/batch", "BatchAnswer")):
+        operation = spec["paths"][path]["post"]
+        content = operation["responses"]["200"]["content"]["application/json"]
+        asked = operation["requestBody"]["content"]["application/json"]["examples"]
+        for example in content["examples"].values():
+            value = example["value"]
+            conforms(spec, value, shape)
+            first = value["results"][0] if shape == "BatchAnswer" else value
+            assert (first["check"]["expected"] or first["output"]) == add_one(
+                first["input"]
+            ) or not first["check"]["correct"]
+            body: dict[str, Any]
+            if shape == "BatchAnswer":
+                body = {"numbers": [r["input"] for r in value["results"]], "detail": "none"}
+            else:
+                body = {"number": value["input"], "model": value["model"]["name"]}
+                body["detail"] = value["detail"]
+            assert post(client, path, body).json() == _approx(value), body
+            examples += 1
+        assert asked
+    assert examples >= 3
+
+
+def test_the_count_example_is_what_the_service_streams(
+    client: TestClient, spec: dict[str, Any]
+) -> None:
+    content = spec["paths"]["/count"]["post"]["responses"]["200"]["content"]
+    example = content["application/x-ndjson"]["example"]
+    documented = [orjson.loads(line) for line in example.splitlines()]
+    start, count = documented[0]["input"], len(documented) - 1
+    live = post(client, "/count", {"start": start, "count": count, "model": "counter-post"})
+    assert [orjson.loads(line) for line in live.text.splitlines()] == documented
 
 
 def test_a_failing_model_run_is_a_logged_json_500_and_nobody_hangs(
@@ -160,10 +199,11 @@ def test_a_failing_model_run_is_a_logged_json_500_and_nobody_hangs(
         response = post(client, "/increment", {"number": "12"})
         assert client.get("/healthz").status_code == 200  # the service goes on
     assert response.status_code == 500
-    assert response.json() == {
+    assert _without_id(response.json()) == {
         "error": "internal",
         "message": "the service failed on this request; it is logged",
     }
+    assert response.json()["request_id"] == response.headers["x-request-id"]
     assert "onnxruntime fell over" in caplog.text
 
 

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.errors import InputError
+from app.errors import ServiceError
 from app.inputs import JsonFloat, JsonInt, load_json
 from app.settings import Settings
 from tests.app.conftest import JSON, metric, post, started
@@ -204,7 +204,7 @@ def test_no_body_ever_gets_a_5xx(client: TestClient, body: bytes, path: str) -> 
     response = client.post(path, content=body, headers=JSON)
     assert response.status_code < 500, response.text
     if response.status_code != 200:
-        assert set(response.json()) == {"error", "message"}
+        assert set(response.json()) == {"error", "message", "request_id"}
 
 
 def _refuse(name: str) -> None:
@@ -232,7 +232,7 @@ def test_the_fast_parser_reads_a_body_as_the_standard_one_does(body: bytes) -> N
     try:
         expected = _standard(body)
     except (ValueError, RecursionError):  # ValueError: bad UTF-8, bad JSON and NaN alike
-        with pytest.raises(InputError):
+        with pytest.raises(ServiceError):
             load_json(body)
         return
     assert _typed(load_json(body)) == _typed(expected)

@@ -14,10 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
 from app.registry import ModelLoadError, load_registry
 from app.settings import Settings
 from tests.app.conftest import started
+from training.export import export_onnx
+from training.model import Counter, ModelConfig
 
 Fault = Callable[[Path, str], None]
 
@@ -48,11 +51,68 @@ def invalidate_card(folder: Path, name: str) -> None:
     card_path.write_text(json.dumps(card))
 
 
+def _replace_onnx(folder: Path, name: str, blob: bytes) -> None:
+    """Another graph under the card's name, the card's sha256 updated to match it: what a
+    tamperer with write access to the models folder can do."""
+    (folder / f"{name}.onnx").write_bytes(blob)
+    card_path = folder / f"{name}.json"
+    card = json.loads(card_path.read_text())
+    card["sha256"] = hashlib.sha256(blob).hexdigest()
+    card_path.write_text(json.dumps(card))
+
+
+def random_weights(folder: Path, name: str) -> None:
+    """Random weights of the same shape: loads, keeps the contract, answers 41 -> 332."""
+    torch.manual_seed(7)
+    path = folder / "random.onnx"
+    export_onnx(Counter(ModelConfig(hidden_size=16)), path)
+    _replace_onnx(folder, name, path.read_bytes())
+
+
+def the_other_model(folder: Path, name: str) -> None:
+    """The other shipped model's file copied over this one's, the sha256 updated."""
+    other = "counter-post" if name == "counter" else "counter"
+    _replace_onnx(folder, name, (folder / f"{other}.onnx").read_bytes())
+
+
+def claim_unbounded(folder: Path, name: str) -> None:
+    """A card edited to claim a proof for every carry, certificate included."""
+    card_path = folder / f"{name}.json"
+    card = json.loads(card_path.read_text())
+    card["metrics"]["reliable_carry_length"] = "unbounded"
+    card["metrics"]["certificate"]["proved_carry_length"] = "unbounded"
+    card["metrics"]["certificate"]["certified"] = True
+    card_path.write_text(json.dumps(card))
+
+
+def fifo_card(folder: Path, name: str) -> None:
+    """A FIFO where the card should be: reading it would block forever."""
+    path = folder / f"{name}.json"
+    path.unlink()
+    os.mkfifo(path)
+
+
+def endless_card(folder: Path, name: str) -> None:
+    """The card is a symlink to /dev/zero: reading it would never end."""
+    path = folder / f"{name}.json"
+    path.unlink()
+    path.symlink_to("/dev/zero")
+
+
+def huge_onnx(folder: Path, name: str) -> None:
+    """A model file past COUNTER_MAX_MODEL_BYTES (set to 8192 by these tests)."""
+    _replace_onnx(folder, name, b"\0" * 9000)
+
+
 FAULTS = [
     (break_sha256, "sha256 is"),
     (drop_onnx, "missing: the card names this file"),
     (garble_onnx, "onnxruntime cannot load it"),
     (invalidate_card, "not a valid model card: sha256"),
+    (random_weights, "the card claims"),
+    (claim_unbounded, "the card claims a proved reliable carry length of unbounded"),
+    (fifo_card, "not a regular file (a FIFO)"),
+    (endless_card, "not a regular file (a character device)"),
 ]
 
 
@@ -60,11 +120,45 @@ FAULTS = [
 def test_a_faulty_default_model_refuses_to_start(
     models_copy: Path, fault: Fault, reason: str
 ) -> None:
-    fault(models_copy, "counter")
+    fault(models_copy, "counter-post")
     with pytest.raises(ModelLoadError) as raised:
-        load_registry(models_copy, "counter")
-    assert "counter." in str(raised.value.path)
+        load_registry(models_copy, "counter-post")
+    assert "counter-post." in str(raised.value.path)
     assert reason in raised.value.reason
+
+
+def test_random_weights_under_the_proved_default_card_are_refused(models_copy: Path) -> None:
+    random_weights(models_copy, "counter")
+    with pytest.raises(ModelLoadError, match="claims a proved reliable carry length of unbounded"):
+        load_registry(models_copy, "counter")
+
+
+def test_the_other_models_weights_under_the_default_card_are_refused(models_copy: Path) -> None:
+    """counter-post's file as counter (sha256 updated): its carries are wrong, and the proof
+    re-run on it cannot reach the card's claim."""
+    the_other_model(models_copy, "counter")
+    with pytest.raises(ModelLoadError, match="the card claims a proved reliable carry length"):
+        load_registry(models_copy, "counter")
+
+
+def test_a_model_file_past_the_size_cap_is_refused(models_copy: Path) -> None:
+    huge_onnx(models_copy, "counter-post")
+    registry = load_registry(models_copy, "counter", max_model_bytes=8192)
+    [skipped] = registry.skipped
+    assert "more than the limit of 8192 (COUNTER_MAX_MODEL_BYTES)" in skipped.reason
+
+
+def test_a_card_the_warm_up_contradicts_is_refused(models_copy: Path) -> None:
+    """A card whose scan claims no failure where the model fails: the warm-up sees it."""
+    card_path = models_copy / "counter-post.json"
+    card = json.loads(card_path.read_text())
+    assert card["metrics"]["carry_scan"]["failing_runs"], "counter-post is expected to fail"
+    card["metrics"]["carry_scan"]["failing_runs"] = []
+    card_path.write_text(json.dumps(card))
+    registry = load_registry(models_copy, "counter")
+    [skipped] = registry.skipped
+    assert "the warm-up got" in skipped.reason
+    assert "that the card claims right" in skipped.reason
 
 
 @pytest.mark.parametrize(("fault", "reason"), FAULTS)

@@ -107,6 +107,41 @@ def leaky_counter(leak: float = 0.01, threshold: float = 0.15) -> RnnWeights:
     )
 
 
+def windowed_counter(low: float = 0.1, high: float = 0.2, leak: float = 0.01) -> RnnWeights:
+    """The exact counter, wrong only where a carry ends after a run of nines in a middle window:
+    right for short runs, wrong for some, right again for long ones (non-monotone in k).
+
+    L creeps up while nines are read (as in leaky_counter); P1 and P2 switch on once L passes
+    low and high, while a carry is coming in; S is on at the digit that ends the carry when
+    P1 is on and P2 is not, and moves that digit's answer to 1.
+    """
+    exact = hand_counter()
+    gain, sharp, readout = exact.w_hh[CARRY, CARRY], 500.0, exact.b_out[0]
+    size = exact.hidden_size + 4
+    leak_unit, early, late, spoil = range(exact.hidden_size, size)
+
+    def grow(matrix: npt.NDArray[np.float64], shape: tuple[int, ...]) -> npt.NDArray[np.float64]:
+        out = np.zeros(shape)
+        out[tuple(slice(0, n) for n in matrix.shape)] = matrix
+        return out
+
+    w_ih, w_hh = grow(exact.w_ih, (size, 10)), grow(exact.w_hh, (size, size))
+    b_ih, w_out = grow(exact.b_ih, (size,)), grow(exact.w_out, (10, size))
+    b_out = exact.b_out.copy()
+    w_ih[leak_unit, :9], w_ih[leak_unit, 9] = -5.0, leak
+    w_hh[leak_unit, leak_unit] = 1.0
+    for switch, threshold in ((early, low), (late, high)):
+        w_hh[switch, leak_unit], b_ih[switch] = sharp, -sharp * threshold - 2 * sharp
+        w_hh[switch, CARRY] = -2 * sharp  # off unless a carry is coming in (n_prev = -1)
+    # S: pre = G (P1 - P2 + 2 [x != 9] - 3): on only in the window, at a digit other than 9.
+    w_hh[spoil, early], w_hh[spoil, late] = gain, -gain
+    w_ih[spoil, :9], b_ih[spoil] = 2 * gain, -3 * gain
+    w_out[1, spoil], b_out[1] = 2 * readout, b_out[1] + 2 * readout
+    return RnnWeights(
+        w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=np.zeros(size), w_out=w_out, b_out=b_out
+    )
+
+
 def run(
     weights: RnnWeights, digits: npt.NDArray[np.int64], state: npt.NDArray[np.float64] | None = None
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:

@@ -1,4 +1,5 @@
-"""The shipped models: cards that validate, match their files, and say what was measured."""
+"""The shipped models: cards that validate, match their files, and whose every figure the
+shipped .onnx reproduces when re-measured here, on whatever CPU this is."""
 
 import hashlib
 from pathlib import Path
@@ -6,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from core.card import ModelCard
+from training.__main__ import compare
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
@@ -23,26 +25,39 @@ def test_card_matches_its_files(name: str) -> None:
     assert card.plots
     assert all((MODELS / plot).is_file() for plot in card.plots)
     assert card.frameworks.opset == 17
-    assert card.metrics.carry_scanned_up_to >= 100_000
-    assert card.metrics.carry_scan_engine.startswith("onnxruntime")
+    assert card.metrics.carry_scan.scanned_up_to >= 1000
+    assert card.metrics.carry_scan.tail_digits == 3
+    assert card.metrics.carry_scan.engine.startswith("onnxruntime")
+    assert card.recipe.kernels.mode == "portable"  # retrains to the same bytes on any x86-64
 
 
-def test_default_model_is_certified_and_exact_at_every_tested_length() -> None:
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["counter", "counter-post"])
+def test_every_figure_on_a_shipped_card_is_reproduced_from_its_file(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Accuracy by length, the proof and the carry scan, re-measured in this onnxruntime."""
+    ok, text = compare(MODELS / name)
+    assert ok, text
+    assert "DIFFERS" not in text
+
+
+def test_default_model_is_proved_and_exact_at_every_tested_length() -> None:
     metrics = _card("counter").metrics
     assert metrics.val_accuracy == metrics.train_accuracy == 1.0
     assert all(a.correct == a.samples for a in metrics.accuracy_by_length)
     assert max(a.length for a in metrics.accuracy_by_length) >= 100_000
-    assert metrics.carry_certified
-    assert metrics.certificate.certified
     assert metrics.reliable_carry_length == "unbounded"
-    assert metrics.carry_first_failure is None
+    assert metrics.certificate.certified
+    assert metrics.carry_scan.failing_runs == []
+    assert metrics.carry_scan.first_failure is None
 
 
-def test_post_model_card_states_its_recipe_and_its_carry_failure() -> None:
+def test_post_model_card_states_its_recipe_and_what_it_cannot_do() -> None:
     card = _card("counter-post")
     recipe, arch = card.recipe, card.architecture
     assert (arch.cell, arch.nonlinearity, arch.hidden_size) == ("rnn", "tanh", 16)
-    assert (recipe.optimizer, recipe.learning_rate) == ("adagrad", 1.0)
+    assert (recipe.optimizer, recipe.learning_rate, recipe.stop) == ("adagrad", 1.0, "perfect")
     assert (recipe.train_size, recipe.val_size, recipe.min_digits, recipe.max_digits) == (
         9000,
         1000,
@@ -52,8 +67,11 @@ def test_post_model_card_states_its_recipe_and_its_carry_failure() -> None:
     assert recipe.carry_rich_share == 0
     assert recipe.hidden_noise_std == 0
     metrics = card.metrics
-    # Not certified, so the card must give a finite reliable length and where it broke.
-    assert not metrics.carry_certified
-    failure = metrics.carry_first_failure
-    assert failure is not None
-    assert metrics.reliable_carry_length == failure.nines - 1
+    # Not proved for every run, and the card gives the scan's failures beside the proof.
+    assert not metrics.certificate.certified
+    proved = metrics.reliable_carry_length
+    assert proved != "unbounded"
+    scan = metrics.carry_scan
+    assert scan.first_failure is not None
+    assert all(first > proved for first, _ in scan.failing_runs)
+    assert scan.longest_exact_run == scan.first_failure.nines - 1

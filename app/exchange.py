@@ -1,0 +1,85 @@
+"""The HTTP edge every route shares: the service, the JSON body, a client leaving, the reply.
+
+Routes translate HTTP into one CounterService call and its answer back into bytes; what they
+all need for that lives here, so each route file holds only its own protocol.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.errors import Kind, ServiceError
+from app.service import CounterService
+
+JSON = "application/json"
+
+
+def service_of(request: Request) -> CounterService:
+    """The running app's CounterService (built by the lifespan)."""
+    service: CounterService | None = request.app.state.service
+    if service is None:
+        raise ServiceError(Kind.NOT_READY, "the service is starting; retry when /readyz is 200")
+    return service
+
+
+def _media_type(request: Request) -> str:
+    for name, value in request.scope["headers"]:
+        if name == b"content-type":
+            media: str = value.split(b";", 1)[0].strip().lower().decode("latin-1")
+            return media
+    return ""
+
+
+def require_json(request: Request) -> None:
+    """415 unless the body is declared as JSON (application/json or any */*+json)."""
+    media = _media_type(request)
+    if media != JSON and not (media.startswith("application/") and media.endswith("+json")):
+        shown = repr(media[:60]) if media else "no Content-Type"
+        raise ServiceError(
+            Kind.UNSUPPORTED_MEDIA_TYPE,
+            f"the body must be JSON sent with Content-Type: application/json, not {shown}",
+        )
+
+
+async def read_body(request: Request) -> bytes:
+    """The whole body, read straight off ASGI (the size limit is app.edge's job)."""
+    chunks: list[bytes] = []
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ServiceError(Kind.CLIENT_DISCONNECTED, "the client left before sending the body")
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+@asynccontextmanager
+async def client_watch(request: Request) -> AsyncIterator[asyncio.Event]:
+    """An event set when the client goes away, for a request whose body was read whole.
+
+    After the body, uvicorn's receive() returns only when the connection closes (or the
+    response is done), so one task waiting on it notices a client that left mid-run.
+    """
+    gone = asyncio.Event()
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        gone.set()
+
+    task = asyncio.ensure_future(watch())
+    try:
+        yield gone
+    finally:
+        task.cancel()
+
+
+def json_reply(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """orjson's bytes of an answer (numpy arrays and scalars written as JSON numbers)."""
+    body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+    return Response(body, status_code=status, media_type=JSON, headers=headers)

@@ -1,0 +1,44 @@
+"""POST /count: the network counting on from a number, its own answer fed back, streamed.
+
+NDJSON (one JSON object per line, application/x-ndjson): curl prints each line as it comes
+(`curl -N`) and a browser reads it with fetch() and a stream reader. Server-Sent Events were
+the other choice, but the browser's EventSource sends only GET, with no body, so a page would
+have to parse SSE from fetch() anyway. The last line says why the count stopped.
+"""
+
+from collections.abc import AsyncIterator
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+
+from app import docs
+from app.exchange import read_body, require_json, service_of
+from app.inputs import parse_count
+from app.routes.lean import LeanRoute
+
+router = APIRouter(tags=["count"], route_class=LeanRoute)
+
+
+@router.post(
+    "/count",
+    summary="Count on from a number, the model's answer fed back as the next input",
+    openapi_extra=docs.request_body("CountRequest", docs.COUNT_REQUESTS),
+    responses=docs.count_responses(),
+)
+async def count(request: Request) -> Response:
+    """Stream the network counting: one line per number (its answer, the exact one, the flags,
+    proved), stopping after `count` numbers, at the first wrong answer if `stop_on_error`, or
+    when the client goes away; a last line says which."""
+    service = service_of(request)
+    require_json(request)
+    settings = service.settings
+    asked = parse_count(await read_body(request), settings.max_digits, settings.max_count)
+    service.model(asked.model)  # 404 or 503 now, before the stream starts
+
+    async def lines() -> AsyncIterator[bytes]:
+        stream = service.count(asked.start, asked.count, asked.model, asked.stop_on_error)
+        async for line in stream:
+            yield orjson.dumps(line) + b"\n"
+
+    return StreamingResponse(lines(), media_type=docs.NDJSON)

@@ -1,0 +1,210 @@
+"""uvicorn, with what it lacks against hostile clients and for a clean stop.
+
+uvicorn stays the server (and httptools its parser); this adds, in as small a layer as works:
+- a cap on open connections (COUNTER_MAX_CONNECTIONS, and below the process's file limit): a
+  connection past it gets a 503 with Retry-After and is closed, and the refusals are logged at
+  most once every 10 s, never once per attempt;
+- a deadline for a request's headers (COUNTER_HEADER_TIMEOUT_SECONDS), from the connection's
+  start or the previous response: a client that connects and sends nothing, or trickles its
+  headers, is answered 408 and closed (uvicorn arms its keep-alive timer only after a first
+  response, and disarms it on the first byte);
+- a cap on the request line and headers (COUNTER_MAX_HEADER_BYTES): past it, 431 and close;
+  httptools would otherwise buffer an unterminated header without end;
+- draining on SIGTERM: /readyz turns 503 at once and every response says Connection: close;
+  after COUNTER_DRAIN_SECONDS uvicorn's own graceful shutdown stops accepting, closes idle
+  connections and lets in-flight requests finish.
+"""
+
+import asyncio
+import logging
+import resource
+import signal
+import time
+from types import FrameType
+from typing import Any
+
+import orjson
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from app.errors import Kind
+from app.metrics import ERRORS, REFUSED_CONNECTIONS
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RESERVED_FILES = 64  # descriptors kept for models, logs and the listener itself
+LOG_EVERY_SECONDS = 10.0
+
+
+def connection_cap(wanted: int) -> int:
+    """The connection cap: the setting, or the file limit minus a reserve if that is lower."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, soft - RESERVED_FILES))
+
+
+class _Throttled:
+    """A warning logged at most once every LOG_EVERY_SECONDS, with the count since the last."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        self.count = 0
+        self.last = -LOG_EVERY_SECONDS
+
+    def hit(self) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if now - self.last >= LOG_EVERY_SECONDS:
+            log.warning(self.message, self.count)
+            self.count, self.last = 0, now
+
+
+def _raw_reply(status: int, reason: str, kind: Kind, message: str, retry: bool = False) -> bytes:
+    body = orjson.dumps({"error": kind.label, "message": message})
+    head = [
+        f"HTTP/1.1 {status} {reason}",
+        "content-type: application/json",
+        f"content-length: {len(body)}",
+        "connection: close",
+    ]
+    if retry:
+        head.append("retry-after: 1")
+    return ("\r\n".join(head) + "\r\n\r\n").encode("ascii") + body
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the connection cap, header deadline and header cap."""
+
+    max_connections = 512
+    max_header_bytes = 32 * 1024
+    header_timeout = 10.0
+    refusals = _Throttled("refused %d connection(s) past COUNTER_MAX_CONNECTIONS")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_bytes = 0
+        self._headers_done = False
+        self._header_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        if len(self.connections) >= self.max_connections:
+            self.refusals.hit()
+            ERRORS.labels(Kind.OVERLOADED.label).inc()
+            REFUSED_CONNECTIONS.inc()
+            message = (
+                f"too many open connections (COUNTER_MAX_CONNECTIONS, {self.max_connections}); "
+                "retry shortly"
+            )
+            transport.write(_raw_reply(503, "Service Unavailable", Kind.OVERLOADED, message, True))
+            transport.close()
+            self.transport = transport
+            return
+        super().connection_made(transport)
+        self._arm_header_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_deadline()
+        super().connection_lost(exc)
+
+    def _arm_header_deadline(self) -> None:
+        self._disarm_header_deadline()
+        self._header_deadline = self.loop.call_later(self.header_timeout, self._headers_late)
+
+    def _disarm_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _headers_late(self) -> None:
+        if self.transport.is_closing() or (self.cycle and not self.cycle.response_complete):
+            return  # a request is being answered: not this deadline's business
+        if self._header_bytes == 0:
+            self.transport.close()  # nothing sent at all: just close it
+            return
+        ERRORS.labels("header_timeout").inc()
+        message = (
+            f"the request line and headers did not arrive within {self.header_timeout:g} s "
+            "(COUNTER_HEADER_TIMEOUT_SECONDS)"
+        )
+        self.transport.write(_raw_reply(408, "Request Timeout", Kind.INVALID_REQUEST, message))
+        self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if not self._headers_done:
+            self._header_bytes += len(data)
+        super().data_received(data)
+        over = self._header_bytes > self.max_header_bytes
+        if not self._headers_done and over and not self.transport.is_closing():
+            ERRORS.labels(Kind.HEADERS_TOO_LARGE.label).inc()
+            message = (
+                f"the request line and headers are larger than {self.max_header_bytes} bytes "
+                "(COUNTER_MAX_HEADER_BYTES)"
+            )
+            reply = _raw_reply(
+                431, "Request Header Fields Too Large", Kind.HEADERS_TOO_LARGE, message
+            )
+            self.transport.write(reply)
+            self.transport.close()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._headers_done = False
+
+    def on_headers_complete(self) -> None:
+        self._headers_done = True
+        self._header_bytes = 0
+        self._disarm_header_deadline()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._headers_done = False
+            self._arm_header_deadline()
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn.Server whose first SIGTERM starts a drain before the usual graceful shutdown."""
+
+    def __init__(self, config: uvicorn.Config, drain_seconds: float, app: Any) -> None:
+        super().__init__(config)
+        self.drain_seconds = drain_seconds
+        self.app = app
+        self._draining = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        service = getattr(self.app.state, "service", None)
+        if sig != signal.SIGTERM or self._draining or service is None or not self.drain_seconds:
+            super().handle_exit(sig, frame)
+            return
+        self._draining = True
+        service.draining = True
+        service.ready = False  # /readyz: 503 from now on
+        log.info("SIGTERM: draining for %g s before shutting down", self.drain_seconds)
+        loop = asyncio.get_event_loop()
+        loop.call_soon_threadsafe(loop.call_later, self.drain_seconds, self._stop, sig, frame)
+
+    def _stop(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+
+
+def run(app: Any, settings: Settings) -> None:
+    """Serve the app with uvicorn and the protections above, until SIGTERM or Ctrl-C."""
+    GuardedProtocol.max_connections = connection_cap(settings.max_connections)
+    GuardedProtocol.max_header_bytes = settings.max_header_bytes
+    GuardedProtocol.header_timeout = settings.header_timeout_seconds
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        http=GuardedProtocol,
+        log_level=settings.log_level,
+        access_log=False,  # app.edge writes one JSON line per request instead
+        server_header=False,
+        timeout_keep_alive=int(max(1, settings.idle_timeout_seconds)),
+        timeout_graceful_shutdown=int(max(1, settings.max_run_seconds + 1)),
+        backlog=256,
+    )
+    DrainingServer(config, settings.drain_seconds, app).run()

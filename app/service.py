@@ -1,0 +1,211 @@
+"""CounterService: the runtime both protocols call (the counter's JSON and KServe V2).
+
+It holds the models, the limits and the decision of where each run happens, so a route only
+translates HTTP into one call. Work is placed by its cost, rows x padded length in digit steps:
+
+- small (<= BATCHED_STEPS): joins the loop turn's batch (app.batcher), one run for many;
+- medium (<= INLINE_STEPS): runs inline on the event loop, about a millisecond at most;
+- large: a worker thread (onnxruntime releases the GIL), at most COUNTER_WORKER_THREADS at
+  once. Admission control counts the digit steps admitted and not finished: past
+  COUNTER_MAX_PENDING_STEPS a request is refused at once with 503 and Retry-After instead of
+  queueing without end. A run whose client goes away, or that passes COUNTER_MAX_RUN_SECONDS,
+  is stopped: onnxruntime's terminate flag ends it within a few steps.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from app import memory
+from app.answers import Answer, CountEnd, CountLine, Detail
+from app.batcher import Batcher
+from app.engine import EngineOptions, answer
+from app.errors import Kind, ServiceError, not_ready, unknown_model
+from app.inputs import resolve_detail
+from app.registry import LoadedModel, Registry
+from app.settings import Settings
+
+BATCHED_STEPS = 256  # digit steps (rows x padded length) that join a shared batch
+INLINE_STEPS = 4096  # beyond this, a worker thread: about a millisecond on the loop at most
+T = TypeVar("T")
+
+
+def count_line(index: int, result: Answer) -> CountLine:
+    """One line of a count: an answer, as POST /count streams it."""
+    correct = result["check"]["correct"]
+    return {
+        "index": index,
+        "input": result["input"],
+        "output": result["output"],
+        "expected": result["output"] if correct else str(result["check"]["expected"]),
+        "correct": correct,
+        "proved": result["proved"],
+        "carry_run": result["carry_run"],
+        "flags": result["flags"],
+        "warnings": result["warnings"],
+    }
+
+
+class CounterService:
+    """The models, the limits and where each run happens; built once per running app."""
+
+    def __init__(self, registry: Registry, settings: Settings) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.options = EngineOptions(
+            settings.low_confidence, settings.summary_steps, settings.echo_digits
+        )
+        self.batchers = {name: Batcher(m, self.options) for name, m in registry.models.items()}
+        self._executor = ThreadPoolExecutor(settings.worker_threads, "counter-worker")
+        self._workers = asyncio.Semaphore(settings.worker_threads)
+        self.pending_steps = 0  # admitted to the workers and not finished
+        self.ready = False  # every model loaded and warm, and not stopping
+        self.draining = False  # SIGTERM received: finish in-flight work, take no more
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def model(self, name: str | None) -> LoadedModel:
+        """The named model (the default for None); 404 if not served, 503 if not ready."""
+        if not self.ready:
+            raise not_ready()
+        model = self.registry.find(name)
+        if model is None:
+            raise unknown_model(name, self.registry.names)
+        return model
+
+    async def increment(
+        self,
+        numbers: list[str],
+        model_name: str | None,
+        detail_asked: str,
+        stop: asyncio.Event | None = None,
+    ) -> list[Answer]:
+        """n + 1 for each number by one model run; `stop` set means the client went away."""
+        model = self.model(model_name)
+        detail: Detail = resolve_detail(
+            detail_asked, sum(map(len, numbers)), self.settings.max_detail_digits
+        )
+        cost = len(numbers) * (max(map(len, numbers)) + 1)
+        if cost <= BATCHED_STEPS:
+            return await self.batchers[model.card.name].answer(numbers, detail)
+        if cost <= INLINE_STEPS:
+            return answer(model, numbers, detail, self.options)
+
+        def work(run_options: Any) -> list[Answer]:
+            return answer(model, numbers, detail, self.options, run_options)
+
+        return await self.off_loop(cost, work, stop)
+
+    async def probabilities(
+        self, model_name: str | None, digits: npt.NDArray[np.int64], stop: asyncio.Event | None
+    ) -> npt.NDArray[np.float32]:
+        """The raw model: int64 digits [batch, time] -> float32 probabilities [batch, time, 10]."""
+        model = self.model(model_name)
+        cost = int(digits.size)
+        if cost <= INLINE_STEPS:
+            return model.run(digits)
+        return await self.off_loop(cost, lambda options: model.run(digits, options), stop)
+
+    async def off_loop(
+        self, cost: int, work: Callable[[Any], T], stop: asyncio.Event | None = None
+    ) -> T:
+        """Run work(run_options) on a worker thread, under admission control and a deadline."""
+        limit = self.settings.max_pending_steps
+        if self.pending_steps and self.pending_steps + cost > limit:
+            raise ServiceError(
+                Kind.OVERLOADED,
+                f"the service is busy: {self.pending_steps} digit steps are queued or running, "
+                f"and {cost} more would pass the limit of {limit} (COUNTER_MAX_PENDING_STEPS); "
+                "retry shortly",
+                {"retry-after": "1"},
+            )
+        self.pending_steps += cost
+        run_options = ort.RunOptions()
+        deadline = asyncio.get_running_loop().time() + self.settings.max_run_seconds
+        try:
+            await self._wait(asyncio.ensure_future(self._workers.acquire()), stop, deadline, None)
+            try:
+                loop = asyncio.get_running_loop()
+                future = loop.run_in_executor(self._executor, work, run_options)
+                return await self._wait(future, stop, deadline, run_options)
+            finally:
+                self._workers.release()
+        finally:
+            self.pending_steps -= cost
+            if cost > INLINE_STEPS * 64:  # a long run's arrays go back to the OS
+                memory.release()
+
+    async def _wait(
+        self,
+        task: "asyncio.Future[T]",
+        stop: asyncio.Event | None,
+        deadline: float,
+        run_options: Any,
+    ) -> T:
+        """The task's result, unless the client goes away or the deadline passes first."""
+        stopped = asyncio.ensure_future(stop.wait()) if stop is not None else None
+        waiting: set[asyncio.Future[Any]] = {task} if stopped is None else {task, stopped}
+        timeout = max(0.0, deadline - asyncio.get_running_loop().time())
+        try:
+            done, _ = await asyncio.wait(waiting, timeout=timeout, return_when="FIRST_COMPLETED")
+        finally:
+            if stopped is not None:
+                stopped.cancel()
+        if task in done:
+            return task.result()
+        if run_options is not None:
+            run_options.terminate = True  # onnxruntime stops within a few steps
+            with suppress(Exception):
+                await task  # the thread is free again before the request ends
+        else:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+            if not task.cancelled() and task.exception() is None:
+                self._workers.release()  # acquired just as the wait ended: give it back
+        if stopped is not None and stopped in done:
+            raise ServiceError(Kind.CLIENT_DISCONNECTED, "the client went away; the run stopped")
+        raise ServiceError(
+            Kind.TIMED_OUT,
+            f"the run took longer than {self.settings.max_run_seconds} s "
+            "(COUNTER_MAX_RUN_SECONDS) and was stopped; send fewer or shorter numbers",
+        )
+
+    async def count(
+        self,
+        start: str,
+        count: int,
+        model_name: str | None,
+        stop_on_error: bool,
+        stop: asyncio.Event | None = None,
+    ) -> AsyncIterator[CountLine | CountEnd]:
+        """The model counting on from `start`, its own answer fed back as the next input."""
+        model = self.model(model_name)
+        number, sent, wrong = start, 0, 0
+        reason: Literal["count", "error", "disconnect", "time_limit"] = "count"
+        deadline = asyncio.get_running_loop().time() + self.settings.max_count_seconds
+        while sent < count:
+            if stop is not None and stop.is_set():
+                reason = "disconnect"
+                break
+            if asyncio.get_running_loop().time() > deadline:
+                reason = "time_limit"
+                break
+            (result,) = await self.increment([number], model.card.name, "none", stop)
+            sent += 1
+            line = count_line(sent, result)
+            wrong += not line["correct"]
+            yield line
+            if stop_on_error and not line["correct"]:
+                reason = "error"
+                break
+            number = result["output"]
+            await asyncio.sleep(0)  # let every other request in between two numbers
+        yield {"done": True, "reason": reason, "sent": sent, "wrong": wrong}
