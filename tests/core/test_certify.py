@@ -15,7 +15,7 @@ from core.certify import (
     certify_onnx,
     prove_carry,
 )
-from core.codec import add_one, encode_batch
+from core.codec import add_one, carry_run, encode_batch, target_digits
 from core.session import open_session
 from core.weights import RnnWeights, weights_from_onnx
 from tests.training.hand_counter import (
@@ -25,6 +25,7 @@ from tests.training.hand_counter import (
     export_weights,
     hand_counter,
     leaky_counter,
+    run,
     with_carry_self_weight,
 )
 from training.carry_scan import expose_recurrent_state, scan_carries
@@ -244,16 +245,41 @@ def _shifted(weights: RnnWeights, digit: int, by: float) -> RnnWeights:
     )
 
 
+def _closest_call(weights: RnnWeights) -> tuple[str, int, float]:
+    """Over many real inputs, the (number, rival) where a rival comes closest to the right
+    digit's logit, and that gap: an input a bias shift just past it makes wrong."""
+    rng = np.random.default_rng(5)
+    numbers = [
+        *random_numbers(12, 2000, rng),
+        *(f"{d}" + "9" * k for k in range(40) for d in range(9)),
+    ]
+    digits = encode_batch(numbers)
+    _, states = run(weights, digits)  # (N, T, H)
+    logits = states @ weights.w_out.T + weights.b_out  # (N, T, 10)
+    target = np.stack([target_digits(n.zfill(digits.shape[1] - 1)) for n in numbers])
+    right = np.take_along_axis(logits, target[..., None], axis=-1)[..., 0]  # (N, T)
+    gaps = right[..., None] - logits  # (N, T, 10)
+    np.put_along_axis(gaps, target[..., None], np.inf, axis=-1)
+    row, step, rival = np.unravel_index(int(gaps.argmin()), gaps.shape)
+    return numbers[row], int(rival), float(gaps[row, step, rival])
+
+
 @pytest.mark.parametrize("name", ["counter", "hand"])
-def test_a_weight_moved_just_past_the_margin_is_not_certified(name: str) -> None:
-    """The margin is tight: moving one rival's bias by less keeps the proof, by more breaks it."""
+def test_the_margin_is_a_real_bound_and_a_broken_model_is_not_certified(name: str) -> None:
+    """Moving one rival's bias by less than the margin keeps the proof; moving it past the
+    smallest gap a real input has makes that input wrong, and then nothing may certify it."""
     weights = hand_counter() if name == "hand" else weights_from_onnx(MODELS / "counter.onnx")
     margin = certify(_cell(weights)).margin
     assert margin is not None
-    for digit in range(10):  # every gap is at least the margin (minus the rounding bound)
+    for digit in range(10):  # every gap on every box is at least the margin
         assert certify(_cell(_shifted(weights, digit, margin - 0.01))).certified, digit
-    past = [certify(_cell(_shifted(weights, d, margin + 1e-3))).certified for d in range(10)]
-    assert not all(past)  # the rival that attains the margin now wins somewhere in its box
+    number, rival, gap = _closest_call(weights)
+    assert gap >= margin  # the proof's margin bounds every real input's gap from below
+    broken = _shifted(weights, rival, gap + 1e-3)
+    assert add_one_by_network(broken, [number]) != [add_one(number)]  # really wrong now
+    proof = prove_carry(_cell(broken))
+    assert proof.reliable is not None  # not certified ...
+    assert proof.reliable < carry_run(number)  # ... and not proved for that input either
 
 
 def _insert_after(model: onnx.ModelProto, op: str, new_op: str, constant: float) -> None:

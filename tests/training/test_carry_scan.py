@@ -126,7 +126,7 @@ def test_tail_digits_catch_a_carry_that_does_not_stop() -> None:
     assert loose.first_failure is None  # every carry itself is right ...
     strict = scan_carries(NumpyCarryEngine(forgetful), 30, tail=2)
     assert strict.first_failure is not None  # ... but a 9 after it carries by mistake
-    assert strict.first_failure.example == "090"  # 90 + 1 -> 191: the digit after the 9 is off
+    assert strict.first_failure.example == "90"  # 90 + 1 -> 191: the digit after the 9 is off
 
 
 @pytest.mark.parametrize(
