@@ -52,6 +52,16 @@ def answer_each(
 
     run_options (onnxruntime.RunOptions, for runs on a worker thread) can stop the run.
     """
+    return answer_with_probabilities(model, requests, options, run_options)[0]
+
+
+def answer_with_probabilities(
+    model: LoadedModel,
+    requests: list[tuple[list[str], Detail]],
+    options: EngineOptions,
+    run_options: Any = None,
+) -> tuple[list[list[Answer]], Any]:
+    """answer_each, and the run's probabilities, float32 [numbers, longest + 1, 10]."""
     numbers = [number for asked, _ in requests for number in asked]
     digits = encode_batch(numbers)  # [b, longest + 1], least significant first
     probs = model.run(digits, run_options)  # [b, longest + 1, 10] float32
@@ -70,7 +80,7 @@ def answer_each(
             ]
         )
         row += len(asked)
-    return results
+    return results, probs
 
 
 def _steps(

@@ -25,7 +25,7 @@ import onnxruntime as ort
 from app import memory
 from app.answers import Answer, CountEnd, CountLine, Detail
 from app.batcher import Batcher
-from app.engine import EngineOptions, answer
+from app.engine import EngineOptions, answer, answer_with_probabilities
 from app.errors import Kind, ServiceError, not_ready, unknown_model
 from app.inputs import resolve_detail
 from app.registry import LoadedModel, Registry
@@ -101,6 +101,23 @@ class CounterService:
         def work(run_options: Any) -> list[Answer]:
             return answer(model, numbers, detail, self.options, run_options)
 
+        return await self.off_loop(cost, work, stop)
+
+    async def numbers(
+        self, model_name: str | None, numbers: list[str], stop: asyncio.Event | None
+    ) -> tuple[list[Answer], npt.NDArray[np.float32]]:
+        """Answers (no steps) and the probabilities [numbers, longest + 1, 10], one run."""
+        model = self.model(model_name)
+
+        def work(run_options: Any) -> tuple[list[Answer], npt.NDArray[np.float32]]:
+            results, probs = answer_with_probabilities(
+                model, [(numbers, "none")], self.options, run_options
+            )
+            return results[0], probs
+
+        cost = len(numbers) * (max(map(len, numbers)) + 1)
+        if cost <= INLINE_STEPS:
+            return work(None)
         return await self.off_loop(cost, work, stop)
 
     async def probabilities(

@@ -1,0 +1,229 @@
+"""Open Inference Protocol (KServe V2) tensors: JSON and the binary tensor data extension.
+
+An inference request is a JSON object, optionally followed by raw tensor bytes: the header
+Inference-Header-Content-Length says how long the JSON part is, and each input whose data is
+binary says its byte size in parameters.binary_data_size (tritonclient sends no Content-Type).
+Binary tensors are little-endian, row-major; a BYTES element is a 4-byte little-endian length
+and its bytes. Outputs are written the same way when asked (binary_data, or binary_data_output
+for all). Every malformed tensor is a ServiceError (400) that says what was wrong.
+"""
+
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from app.errors import Kind, ServiceError, preview
+
+HEADER_LENGTH = "inference-header-content-length"
+# datatype -> numpy dtype for the fixed-size types this service reads or writes
+DTYPES: dict[str, Any] = {"INT64": np.int64, "FP32": np.float32, "BOOL": np.bool_}
+
+
+def _bad(message: str) -> ServiceError:
+    return ServiceError(Kind.MALFORMED_TENSOR, message)
+
+
+@dataclass
+class InferInput:
+    """One input tensor as sent: a flat array (numeric) or a list of byte strings (BYTES)."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    values: Any  # np.ndarray (fixed-size types) or list[bytes] (BYTES)
+
+
+@dataclass
+class InferRequest:
+    """A parsed inference request."""
+
+    id: str | None
+    inputs: list[InferInput]
+    outputs: list[str] | None  # names asked for; None: every output that applies
+    binary: dict[str, bool] = field(default_factory=dict)  # output name -> binary wanted
+    binary_all: bool = False
+
+
+def _shape(value: Any, name: str) -> list[int]:
+    if not isinstance(value, list) or not all(type(d) is int and d >= 0 for d in value):
+        raise _bad(f"input {name!r}: shape must be a list of whole numbers >= 0")
+    return value
+
+
+def _count(shape: list[int]) -> int:
+    count = 1
+    for dim in shape:
+        count *= dim
+    return count
+
+
+def _flatten(data: Any) -> list[Any]:
+    """Row-major data, flat or nested lists, as one flat list."""
+    if not isinstance(data, list):
+        return [data]
+    if all(not isinstance(item, list) for item in data):
+        return data
+    flat: list[Any] = []
+    for item in data:
+        flat.extend(_flatten(item))
+    return flat
+
+
+def _from_json(name: str, datatype: str, data: Any, count: int) -> Any:
+    values = _flatten(data)
+    if len(values) != count:
+        raise _bad(f"input {name!r}: its shape holds {count} elements, its data has {len(values)}")
+    if datatype == "BYTES":
+        if not all(isinstance(v, str) for v in values):
+            raise _bad(f"input {name!r}: BYTES data in JSON must be strings")
+        return [v.encode("utf-8") for v in values]
+    if datatype == "INT64":
+        if not all(type(v) is int for v in values):
+            raise _bad(f"input {name!r}: INT64 data must be whole numbers")
+        try:
+            return np.asarray(values, dtype=np.int64)
+        except OverflowError:
+            raise _bad(f"input {name!r}: a value does not fit in INT64") from None
+    raise _bad(f"input {name!r}: datatype {preview(datatype, 12)} is not read by this service")
+
+
+def _from_binary(name: str, datatype: str, raw: bytes, count: int) -> Any:
+    if datatype == "BYTES":
+        values, at = [], 0
+        while at < len(raw):
+            if at + 4 > len(raw):
+                raise _bad(f"input {name!r}: a BYTES element's length is cut short")
+            (size,) = struct.unpack_from("<I", raw, at)
+            at += 4
+            if at + size > len(raw):
+                raise _bad(f"input {name!r}: a BYTES element runs past its binary data")
+            values.append(raw[at : at + size])
+            at += size
+        if len(values) != count:
+            raise _bad(f"input {name!r}: its shape holds {count} elements, its data {len(values)}")
+        return values
+    if datatype != "INT64":
+        raise _bad(f"input {name!r}: datatype {preview(datatype, 12)} is not read by this service")
+    if len(raw) != 8 * count:
+        raise _bad(f"input {name!r}: {count} INT64 elements take {8 * count} bytes, not {len(raw)}")
+    return np.frombuffer(raw, dtype="<i8").astype(np.int64)
+
+
+def parse_request(body: bytes, header_length: str | None) -> InferRequest:
+    """Split and read an inference request (JSON, or JSON + binary tensors)."""
+    if header_length is None:
+        json_part, binary = body, b""
+    else:
+        if not header_length.isdigit() or int(header_length) > len(body):
+            raise _bad(
+                f"Inference-Header-Content-Length is {preview(header_length, 12)}, but the body "
+                f"has {len(body)} bytes"
+            )
+        json_part, binary = body[: int(header_length)], body[int(header_length) :]
+    try:
+        data = orjson.loads(json_part)
+    except orjson.JSONDecodeError:
+        try:  # the standard parser names the place of the error
+            data = json.loads(json_part)
+        except (ValueError, RecursionError) as exc:
+            raise ServiceError(
+                Kind.MALFORMED_JSON, f"the inference request is not valid JSON ({exc})"
+            ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("inputs"), list):
+        raise _bad('an inference request is an object with an "inputs" array')
+    inputs, at = [], 0
+    for item in data["inputs"]:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise _bad("every input is an object with a name, a shape, a datatype and data")
+        name = item["name"]
+        datatype, shape = item.get("datatype"), _shape(item.get("shape"), name)
+        if not isinstance(datatype, str):
+            raise _bad(f"input {preview(name, 20)}: datatype must be a string such as INT64")
+        count = _count(shape)
+        size = (item.get("parameters") or {}).get("binary_data_size")
+        if size is not None:
+            if type(size) is not int or size < 0 or at + size > len(binary):
+                raise _bad(f"input {preview(name, 20)}: binary_data_size runs past the body")
+            values = _from_binary(name, datatype, binary[at : at + size], count)
+            at += size
+        elif "data" in item:
+            values = _from_json(name, datatype, item["data"], count)
+        else:
+            raise _bad(f"input {preview(name, 20)}: no data and no binary_data_size")
+        inputs.append(InferInput(name, datatype, shape, values))
+    if at != len(binary):
+        raise _bad(f"{len(binary) - at} bytes of binary data belong to no input")
+    parameters = data.get("parameters") or {}
+    request = InferRequest(
+        id=data["id"] if isinstance(data.get("id"), str) else None,
+        inputs=inputs,
+        outputs=None,
+        binary_all=parameters.get("binary_data_output") is True,
+    )
+    if isinstance(data.get("outputs"), list):
+        request.outputs = []
+        for item in data["outputs"]:
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                raise _bad("every requested output is an object with a name")
+            request.outputs.append(item["name"])
+            wants = (item.get("parameters") or {}).get("binary_data")
+            if wants is not None:
+                request.binary[item["name"]] = wants is True
+    return request
+
+
+@dataclass
+class OutputTensor:
+    """One output: its name, datatype, shape and values (numpy array or list of str)."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    values: Any
+
+
+def _binary(tensor: OutputTensor) -> bytes:
+    if tensor.datatype == "BYTES":
+        parts = []
+        for value in tensor.values:
+            encoded = value.encode("utf-8")
+            parts += [struct.pack("<I", len(encoded)), encoded]
+        return b"".join(parts)
+    array: npt.NDArray[Any] = np.ascontiguousarray(tensor.values, dtype=DTYPES[tensor.datatype])
+    return array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+def write_response(
+    model: str, version: str, request: InferRequest, outputs: list[OutputTensor]
+) -> tuple[bytes, dict[str, str]]:
+    """The response body and its headers (binary outputs after the JSON, if any)."""
+    described: list[dict[str, Any]] = []
+    tails: list[bytes] = []
+    for tensor in outputs:
+        entry: dict[str, Any] = {
+            "name": tensor.name,
+            "datatype": tensor.datatype,
+            "shape": tensor.shape,
+        }
+        if request.binary.get(tensor.name, request.binary_all):
+            raw = _binary(tensor)
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            tails.append(raw)
+        elif tensor.datatype == "BYTES":
+            entry["data"] = list(tensor.values)
+        else:
+            entry["data"] = np.ravel(tensor.values)
+        described.append(entry)
+    head: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": described}
+    if request.id is not None:
+        head["id"] = request.id
+    body = orjson.dumps(head, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not tails:
+        return body, {"content-type": "application/json"}
+    headers = {"content-type": "application/octet-stream", HEADER_LENGTH: str(len(body))}
+    return body + b"".join(tails), headers
