@@ -17,9 +17,11 @@ from app.answers import Answer, BatchAnswer, CountEnd, CountLine, json_schema
 from app.engine import answer
 from app.errors import Kind, ServiceError, unknown_model
 from app.inputs import DETAILS, parse_increment
-from app.routes.models import model_list
+from app.schemas import model_list
 from app.service import CounterService, count_line
 from app.settings import Settings
+from app.tensors import SERVER, InferRequest, OutputTensor, model_metadata, write_response
+from core.codec import encode_batch
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
@@ -179,6 +181,46 @@ def error_responses() -> dict[int | str, dict[str, Any]]:
     }
 
 
+V2_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+
+
+def v2_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """Refusals in the protocol's error shape."""
+    words = {
+        400: "a malformed request or tensor",
+        404: "no such model or version",
+        413: "body too large",
+        422: "a number or tensor past the input rules",
+        503: "starting, stopping or busy (with Retry-After)",
+    }
+    content = {JSON: {"schema": V2_ERROR}}
+    return {status: {"description": words[status], "content": content} for status in statuses}
+
+
+def operator_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """Refusals of the GET endpoints, in the counter's error shape."""
+    words = {404: "no such model", 503: "starting or stopping"}
+    content = {JSON: {"schema": {"$ref": _REF + "ErrorBody"}}}
+    return {status: {"description": words[status], "content": content} for status in statuses}
+
+
+def path_parameters(*names: str) -> dict[str, Any]:
+    """openapi_extra for a lean route's path parameters (it reads them itself)."""
+    examples = {"name": "counter", "version": "1.0.0"}
+    return {
+        "parameters": [
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string"},
+                "example": examples.get(name, ""),
+            }
+            for name in names
+        ]
+    }
+
+
 def answer_responses(shape: Any, description: str) -> dict[int | str, dict[str, Any]]:
     """A 200 response of one of the answer shapes (its examples are filled in live)."""
     ok = {
@@ -189,7 +231,12 @@ def answer_responses(shape: Any, description: str) -> dict[int | str, dict[str, 
 
 
 def count_responses() -> dict[int | str, dict[str, Any]]:
-    schema = {"oneOf": [{"$ref": _REF + "CountLine"}, {"$ref": _REF + "CountEnd"}]}
+    line = {"oneOf": [{"$ref": _REF + "CountLine"}, {"$ref": _REF + "CountEnd"}]}
+    schema = {
+        "type": "array",
+        "items": line,
+        "description": "NDJSON: each item is one line of the stream",
+    }
     ok = {
         "description": "one JSON object per line: each number the model counted, then the end",
         "content": {NDJSON: {"schema": schema}},
@@ -267,6 +314,7 @@ def _live_examples(schema: dict[str, Any], service: CounterService) -> None:
     listed = model_list(registry).model_dump(mode="json")
     for path, value in (("/models", listed), ("/models/{name}", listed["models"][0])):
         paths[path]["get"]["responses"]["200"]["content"][JSON]["example"] = value
+    _v2_examples(paths, service)
     settings = service.settings
     live = {
         "404": unknown_model("countr", service.registry.names),
@@ -280,6 +328,35 @@ def _live_examples(schema: dict[str, Any], service: CounterService) -> None:
         for status, error in live.items():
             content = paths[path]["post"]["responses"][status]["content"][JSON]
             content["examples"] = _error_example(error)
+
+
+def _v2_examples(paths: dict[str, Any], service: CounterService) -> None:
+    """The protocol's answers, made by the loaded default model."""
+    model = service.registry.models[service.registry.default]
+    name, version = model.card.name, model.card.version
+    digits = encode_batch(["1299"])
+    probs = model.run(digits)
+    request = InferRequest(id=None, inputs=[], outputs=None)
+    body, _ = write_response(
+        name, version, request, [OutputTensor("probabilities", "FP32", list(probs.shape), probs)]
+    )
+    ready = {"name": name, "ready": True}
+    examples = {
+        "/v2": {"name": SERVER, "version": "2.0.0", "extensions": ["binary_tensor_data"]},
+        "/v2/health/live": {"live": True},
+        "/v2/health/ready": {"ready": True},
+        "/v2/models/{name}": model_metadata(model),
+        "/v2/models/{name}/versions/{version}": model_metadata(model),
+        "/v2/models/{name}/ready": ready,
+        "/v2/models/{name}/versions/{version}/ready": ready,
+    }
+    for path, value in examples.items():
+        paths[path]["get"]["responses"]["200"].setdefault("content", {})[JSON] = {"example": value}
+    inferred = orjson.loads(body)
+    for path in ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"):
+        paths[path]["post"]["responses"]["200"].setdefault("content", {})[JSON] = {
+            "example": inferred
+        }
 
 
 def openapi(app: FastAPI) -> dict[str, Any]:

@@ -8,6 +8,7 @@ what was wrong and what is accepted.
 
 import json
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Literal, get_args
 
 import orjson
@@ -107,16 +108,47 @@ def _what_is_wrong(text: str) -> str:
     return f"contains {odd!r}, which is not a digit 0-9"
 
 
+def _integral(text: str, max_digits: int) -> str | None:
+    """A JSON number written with a fraction or exponent, if its value is a whole number >= 0
+    of at most max_digits digits: its digits, read exactly (1299.0 -> 1299, 13e2 -> 1300).
+
+    JSON Schema's "integer" is any number with no fractional part, whatever its notation, so
+    the documented schema and this rule agree. None for anything else.
+    """
+    try:
+        number = Decimal(text)
+    except ArithmeticError:
+        return None
+    _, digits, exponent = number.as_tuple()
+    if not isinstance(exponent, int):  # NaN or infinity (the parser refuses them anyway)
+        return None
+    written = "".join(map(str, digits))
+    if exponent < 0:
+        written, fraction = written[:exponent], written[exponent:]
+        if fraction.strip("0"):
+            return None  # a real fraction
+    elif len(written.lstrip("0")) + exponent > max_digits:
+        return None  # checked before 1e1000000000 is written out
+    else:
+        written += "0" * exponent
+    whole = written.lstrip("0") or "0"
+    if (number.is_signed() and whole != "0") or len(whole) > max_digits:
+        return None
+    return whole
+
+
 def parse_number(value: object, max_digits: int, where: str = "number") -> str:
     """One number from JSON: ASCII digit string or JSON integer >= 0 -> its digit string."""
     accepted = (
-        f'a string of ASCII digits 0-9 like "1299", or a JSON integer >= 0, '
-        f"at most {max_digits} digits"
+        f'a string of ASCII digits 0-9 like "1299", or a JSON integer >= 0 (1299, 1299.0 or '
+        f"1.299e3), at most {max_digits} digits"
     )
     if isinstance(value, JsonFloat):
-        problem = (
-            f"is a JSON number with a fraction or exponent ({_preview(value)}), not an integer"
-        )
+        whole = _integral(str(value), max_digits) if len(value) <= 40 else None
+        if whole is not None:
+            return whole
+        problem = f"is a JSON number that is not a whole number >= 0 of at most {max_digits} "
+        problem += f"digits ({_preview(value)})"
     elif isinstance(value, JsonInt):
         if value == "-0":
             return "0"  # JSON's -0 is the integer zero
@@ -277,9 +309,11 @@ def parse_count(body: bytes, max_digits: int, max_count: int) -> CountRequest:
             Kind.INVALID_REQUEST, f"missing field 'count'; send an object like {example}"
         )
     count = data["count"]
+    if isinstance(count, JsonFloat):
+        count = JsonInt(_integral(count, 12) or count) if len(count) <= 40 else count
     digits_ok = isinstance(count, JsonInt) and count.isdigit() and len(count) <= 12
     if not digits_ok or not 1 <= int(str(count)) <= max_count:
-        shown = repr(str(count)[:20]) if isinstance(count, JsonInt) else _kind(count)
+        shown = repr(str(count)[:20]) if isinstance(count, JsonInt | JsonFloat) else _kind(count)
         raise ServiceError(
             Kind.INVALID_REQUEST,
             f"count must be a whole number from 1 to {max_count} (COUNTER_MAX_COUNT), not {shown}",

@@ -62,7 +62,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         Kind.NOT_FOUND: f"no such path: {request.url.path[:80]!r}; the API is listed at /docs",
         Kind.METHOD_NOT_ALLOWED: f"{request.method} is not accepted here; see /docs",
     }.get(kind, str(exc.detail))
-    headers = {"allow": exc.headers["allow"]} if exc.headers and "allow" in exc.headers else None
+    allow = {k.lower(): v for k, v in (exc.headers or {}).items()}.get("allow")
+    headers = {"allow": allow} if allow else None
     return _shape(request, ServiceError(kind, message, headers))
 
 

@@ -3,10 +3,12 @@
 The answers of the model endpoints are TypedDicts (app.answers), written by orjson.
 """
 
+from dataclasses import asdict
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.registry import LoadedModel, Registry
 from core.card import ModelCard
 
 
@@ -59,3 +61,19 @@ class Health(_Strict):
     status: Literal["ok", "ready", "not ready"]
     models: list[str] = Field(default_factory=list)
     reason: str | None = None
+
+
+def served(model: LoadedModel) -> ServedModel:
+    """A card with the service's own checks beside it."""
+    return ServedModel(
+        **model.card.model_dump(), serving=ServingCheck.model_validate(asdict(model.check))
+    )
+
+
+def model_list(registry: Registry) -> ModelList:
+    """What GET /models answers."""
+    return ModelList(
+        default=registry.default,
+        models=[served(registry.models[name]) for name in registry.names],
+        skipped=[SkippedModel(file=e.path.name, reason=e.reason) for e in registry.skipped],
+    )

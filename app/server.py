@@ -84,8 +84,10 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._header_bytes = 0
+        self._header_bytes = 0  # raw bytes received while headers are incomplete
+        self._header_size = 0
         self._headers_done = False
+        self._refused = False
         self._header_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -131,32 +133,57 @@ class GuardedProtocol(HttpToolsProtocol):
         self.transport.write(_raw_reply(408, "Request Timeout", Kind.INVALID_REQUEST, message))
         self.transport.close()
 
+    def _refuse_headers(self) -> None:
+        ERRORS.labels(Kind.HEADERS_TOO_LARGE.label).inc()
+        message = (
+            f"the request line and headers are larger than {self.max_header_bytes} bytes "
+            "(COUNTER_MAX_HEADER_BYTES)"
+        )
+        reply = _raw_reply(431, "Request Header Fields Too Large", Kind.HEADERS_TOO_LARGE, message)
+        self.transport.write(reply)
+        self.transport.close()
+
     def data_received(self, data: bytes) -> None:
+        # Headers still arriving: count raw bytes, so an unterminated header is cut off after
+        # one read past the cap (httptools would buffer it whole).
         if not self._headers_done:
             self._header_bytes += len(data)
         super().data_received(data)
         over = self._header_bytes > self.max_header_bytes
         if not self._headers_done and over and not self.transport.is_closing():
-            ERRORS.labels(Kind.HEADERS_TOO_LARGE.label).inc()
-            message = (
-                f"the request line and headers are larger than {self.max_header_bytes} bytes "
-                "(COUNTER_MAX_HEADER_BYTES)"
-            )
-            reply = _raw_reply(
-                431, "Request Header Fields Too Large", Kind.HEADERS_TOO_LARGE, message
-            )
-            self.transport.write(reply)
-            self.transport.close()
+            self._refuse_headers()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._headers_done = False
+        self._header_size = 0  # the request line and headers, as parsed
+        self._refused = False
+
+    def on_url(self, url: bytes) -> None:
+        self._header_size += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_size += len(name) + len(value) + 4
+        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
         self._header_bytes = 0
         self._disarm_header_deadline()
+        if self._header_size > self.max_header_bytes:  # complete, but too large: not served
+            self._refused = True
+            self._refuse_headers()
+            return
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self._refused:
+            super().on_message_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

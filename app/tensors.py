@@ -18,8 +18,11 @@ import numpy.typing as npt
 import orjson
 
 from app.errors import Kind, ServiceError, preview
+from app.registry import LoadedModel
 
 HEADER_LENGTH = "inference-header-content-length"
+SERVER = "rnn-counter"
+PLATFORM = "onnxruntime_onnx"
 # datatype -> numpy dtype for the fixed-size types this service reads or writes
 DTYPES: dict[str, Any] = {"INT64": np.int64, "FP32": np.float32, "BOOL": np.bool_}
 
@@ -227,3 +230,28 @@ def write_response(
         return body, {"content-type": "application/json"}
     headers = {"content-type": "application/octet-stream", HEADER_LENGTH: str(len(body))}
     return body + b"".join(tails), headers
+
+
+def _metadata_tensor(name: str, datatype: str, shape: list[int]) -> dict[str, Any]:
+    return {"name": name, "datatype": datatype, "shape": shape}
+
+
+def model_metadata(model: LoadedModel) -> dict[str, Any]:
+    """Inputs (either one per request) and outputs of a model, -1 for a dynamic dimension."""
+    return {
+        "name": model.card.name,
+        "versions": [model.card.version],
+        "platform": PLATFORM,
+        "inputs": [
+            _metadata_tensor("digits", "INT64", [-1, -1]),
+            _metadata_tensor("number", "BYTES", [-1]),
+        ],
+        "outputs": [
+            _metadata_tensor("probabilities", "FP32", [-1, -1, 10]),
+            _metadata_tensor("output", "BYTES", [-1]),
+            _metadata_tensor("carry_run", "INT64", [-1]),
+            _metadata_tensor("beyond_reliable_carry", "BOOL", [-1]),
+            _metadata_tensor("proved", "BOOL", [-1]),
+            _metadata_tensor("correct", "BOOL", [-1]),
+        ],
+    }

@@ -10,26 +10,31 @@ Errors are {"error": "<message>"} (app.edge writes that shape under /v2) with th
 statuses as the counter's JSON. tritonclient and the kserve package's client both speak this.
 """
 
-from typing import Any
-
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from app import docs
 from app.errors import Kind, ServiceError, preview
 from app.exchange import client_watch, json_reply, read_body, service_of
 from app.inputs import parse_number
 from app.registry import LoadedModel
 from app.routes.lean import LeanRoute
 from app.service import CounterService
-from app.tensors import HEADER_LENGTH, InferInput, OutputTensor, parse_request, write_response
+from app.tensors import (
+    HEADER_LENGTH,
+    SERVER,
+    InferInput,
+    OutputTensor,
+    model_metadata,
+    parse_request,
+    write_response,
+)
 
 router = APIRouter(
     prefix="/v2", tags=["Open Inference Protocol (KServe V2)"], route_class=LeanRoute
 )
 
-SERVER = "rnn-counter"
-PLATFORM = "onnxruntime_onnx"
 RAW_OUTPUTS = ("probabilities",)
 NUMBER_OUTPUTS = (
     "output",
@@ -39,31 +44,6 @@ NUMBER_OUTPUTS = (
     "proved",
     "correct",
 )
-
-
-def _metadata_tensor(name: str, datatype: str, shape: list[int]) -> dict[str, Any]:
-    return {"name": name, "datatype": datatype, "shape": shape}
-
-
-def model_metadata(model: LoadedModel) -> dict[str, Any]:
-    """Inputs (either one per request) and outputs of a model, -1 for a dynamic dimension."""
-    return {
-        "name": model.card.name,
-        "versions": [model.card.version],
-        "platform": PLATFORM,
-        "inputs": [
-            _metadata_tensor("digits", "INT64", [-1, -1]),
-            _metadata_tensor("number", "BYTES", [-1]),
-        ],
-        "outputs": [
-            _metadata_tensor("probabilities", "FP32", [-1, -1, 10]),
-            _metadata_tensor("output", "BYTES", [-1]),
-            _metadata_tensor("carry_run", "INT64", [-1]),
-            _metadata_tensor("beyond_reliable_carry", "BOOL", [-1]),
-            _metadata_tensor("proved", "BOOL", [-1]),
-            _metadata_tensor("correct", "BOOL", [-1]),
-        ],
-    }
 
 
 def _path(request: Request) -> tuple[str, str | None]:
@@ -102,7 +82,7 @@ async def live(_: Request) -> Response:
     return json_reply({"live": True})
 
 
-@router.get("/health/ready", summary="Server ready")
+@router.get("/health/ready", summary="Server ready", responses=docs.v2_errors(503))
 async def ready(request: Request) -> Response:
     """Every model loaded, re-proved and warmed up; 503 before that and while draining."""
     service = getattr(request.app.state, "service", None)
@@ -110,26 +90,46 @@ async def ready(request: Request) -> Response:
     return json_reply({"ready": is_ready}, 200 if is_ready else 503)
 
 
-@router.get("/models/{name}", summary="Model metadata")
+@router.get(
+    "/models/{name}",
+    summary="Model metadata",
+    openapi_extra=docs.path_parameters("name"),
+    responses=docs.v2_errors(404, 503),
+)
 async def metadata(request: Request) -> Response:
     """The model's name, versions, platform, inputs and outputs."""
     return json_reply(model_metadata(_model(request, *_path(request))))
 
 
-@router.get("/models/{name}/versions/{version}", summary="Model metadata (a version)")
+@router.get(
+    "/models/{name}/versions/{version}",
+    summary="Model metadata (a version)",
+    openapi_extra=docs.path_parameters("name", "version"),
+    responses=docs.v2_errors(404, 503),
+)
 async def metadata_version(request: Request) -> Response:
     """The model's metadata, if it has this version."""
     return json_reply(model_metadata(_model(request, *_path(request))))
 
 
-@router.get("/models/{name}/ready", summary="Model ready")
+@router.get(
+    "/models/{name}/ready",
+    summary="Model ready",
+    openapi_extra=docs.path_parameters("name"),
+    responses=docs.v2_errors(404, 503),
+)
 async def model_ready(request: Request) -> Response:
     """The model is loaded, re-proved and warm."""
     model = _model(request, *_path(request))
     return json_reply({"name": model.card.name, "ready": True})
 
 
-@router.get("/models/{name}/versions/{version}/ready", summary="Model ready (a version)")
+@router.get(
+    "/models/{name}/versions/{version}/ready",
+    summary="Model ready (a version)",
+    openapi_extra=docs.path_parameters("name", "version"),
+    responses=docs.v2_errors(404, 503),
+)
 async def model_version_ready(request: Request) -> Response:
     """The model has this version and is ready."""
     model = _model(request, *_path(request))
@@ -307,7 +307,12 @@ _INFER_DOC = {
 }
 
 
-@router.post("/models/{name}/infer", summary="Inference", openapi_extra=_INFER_DOC)
+@router.post(
+    "/models/{name}/infer",
+    summary="Inference",
+    openapi_extra={**_INFER_DOC, **docs.path_parameters("name")},
+    responses=docs.v2_errors(400, 404, 413, 422, 503),
+)
 async def infer(request: Request) -> Response:
     """Run the model on `digits` (the raw ONNX contract) or `number` (the counter's answers);
     JSON or binary tensors (Inference-Header-Content-Length)."""
@@ -317,7 +322,8 @@ async def infer(request: Request) -> Response:
 @router.post(
     "/models/{name}/versions/{version}/infer",
     summary="Inference (a version)",
-    openapi_extra=_INFER_DOC,
+    openapi_extra={**_INFER_DOC, **docs.path_parameters("name", "version")},
+    responses=docs.v2_errors(400, 404, 413, 422, 503),
 )
 async def infer_version(request: Request) -> Response:
     """Inference on a model that has this version."""

@@ -21,14 +21,20 @@ def free_port() -> int:
         return port
 
 
-def start_server(models_dir: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """The running server and its base URL, once ready; its output goes to `log`."""
+def start_server(
+    models_dir: Path, log: Path, **settings: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """The running server and its base URL, once ready; its output goes to `log`.
+
+    settings: extra COUNTER_* environment, e.g. COUNTER_MAX_CONNECTIONS="20".
+    """
     port = free_port()
     env = {
         **os.environ,
         "COUNTER_PORT": str(port),
         "COUNTER_MODELS_DIR": str(models_dir),
         "COUNTER_DRAIN_SECONDS": "0.5",
+        **settings,
     }
     with log.open("wb") as out:
         server = subprocess.Popen([sys.executable, "-m", "app"], env=env, stdout=out, stderr=out)
