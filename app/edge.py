@@ -90,15 +90,17 @@ class Edge:
             nonlocal status, started
             ERRORS.labels(error.kind.label).inc()
             status, started = error.status, True
+            body = error_body(error, request_id, v2)
             headers = [
                 *_JSON,
+                (b"content-length", str(len(body)).encode()),
                 (b"x-request-id", request_id.encode()),
                 *[(k.encode(), v.encode()) for k, v in error.headers.items()],
             ]
             if error.kind is Kind.BODY_TOO_LARGE or close:
                 headers.append((b"connection", b"close"))
             await send({"type": "http.response.start", "status": error.status, "headers": headers})
-            await send({"type": "http.response.body", "body": error_body(error, request_id, v2)})
+            await send({"type": "http.response.body", "body": body})
 
         seen = 0
 

@@ -29,6 +29,10 @@ DIGITS_PROCESSED = Counter(
 )
 ERRORS = Counter("counter_errors", "Requests refused or failed, by kind of error.", ["kind"])
 MODELS_LOADED = Gauge("counter_models_loaded", "Models loaded, verified and warmed up.")
+PENDING_STEPS = Gauge(
+    "counter_pending_steps",
+    "Digit steps admitted to the worker threads and not finished (COUNTER_MAX_PENDING_STEPS).",
+)
 REFUSED_CONNECTIONS = Counter(
     "counter_refused_connections",
     "Connections refused at once because COUNTER_MAX_CONNECTIONS were open.",

@@ -10,9 +10,10 @@ uvicorn stays the server (and httptools its parser); this adds, in as small a la
   response, and disarms it on the first byte);
 - a cap on the request line and headers (COUNTER_MAX_HEADER_BYTES): past it, 431 and close;
   httptools would otherwise buffer an unterminated header without end;
-- draining on SIGTERM: /readyz turns 503 at once and every response says Connection: close;
-  after COUNTER_DRAIN_SECONDS uvicorn's own graceful shutdown stops accepting, closes idle
-  connections and lets in-flight requests finish.
+- draining on SIGTERM: /readyz turns 503 at once, new connections are refused, and every
+  response on the open ones says Connection: close; once they are gone, or after
+  COUNTER_DRAIN_SECONDS, uvicorn's own graceful shutdown closes what is idle and lets in-flight
+  requests finish.
 """
 
 import asyncio
@@ -209,11 +210,20 @@ class DrainingServer(uvicorn.Server):
         self._draining = True
         service.draining = True
         service.ready = False  # /readyz: 503 from now on
-        log.info("SIGTERM: draining for %g s before shutting down", self.drain_seconds)
+        log.info("SIGTERM: draining for up to %g s before shutting down", self.drain_seconds)
         loop = asyncio.get_event_loop()
-        loop.call_soon_threadsafe(loop.call_later, self.drain_seconds, self._stop, sig, frame)
+        loop.call_soon_threadsafe(self._drain, sig, frame, loop.time() + self.drain_seconds)
 
-    def _stop(self, sig: int, frame: FrameType | None) -> None:
+    def _drain(self, sig: int, frame: FrameType | None, deadline: float) -> None:
+        """New connections are refused from now on (the orchestrator sends them elsewhere);
+        open ones are served, each response saying Connection: close, until none is left or
+        the deadline passes. Then uvicorn's own graceful shutdown."""
+        for listener in self.servers:
+            listener.close()
+        loop = asyncio.get_event_loop()
+        if self.server_state.connections and loop.time() < deadline:
+            loop.call_later(0.05, self._drain, sig, frame, deadline)
+            return
         super().handle_exit(sig, frame)
 
 

@@ -28,6 +28,7 @@ from app.batcher import Batcher
 from app.engine import EngineOptions, answer, answer_with_probabilities
 from app.errors import Kind, ServiceError, not_ready, unknown_model
 from app.inputs import resolve_detail
+from app.metrics import PENDING_STEPS
 from app.registry import LoadedModel, Registry
 from app.settings import Settings
 
@@ -144,6 +145,7 @@ class CounterService:
                 {"retry-after": "1"},
             )
         self.pending_steps += cost
+        PENDING_STEPS.set(self.pending_steps)
         run_options = ort.RunOptions()
         deadline = asyncio.get_running_loop().time() + self.settings.max_run_seconds
         try:
@@ -156,6 +158,7 @@ class CounterService:
                 self._workers.release()
         finally:
             self.pending_steps -= cost
+            PENDING_STEPS.set(self.pending_steps)
             if cost > INLINE_STEPS * 64:  # a long run's arrays go back to the OS
                 memory.release()
 
