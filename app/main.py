@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 
-from app import docs
+from app import docs, memory
 from app.edge import Edge, error_body
 from app.errors import Kind, ServiceError
 from app.metrics import ERRORS
@@ -38,6 +38,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Everything alive now (framework, models) lives as long as the process: keep it out of
     # the garbage collector's full passes, which otherwise stall requests for milliseconds.
     gc.freeze()
+    memory.release()  # the checks' arrays (tanh grid, warm-up, proof) go back to the OS
     service.ready = True
     try:
         yield
