@@ -231,7 +231,8 @@ def main() -> None:
     print(f"{args.seconds} s each; medians (min-max). POST /increment: 10 digits, every step with")
     print(f"its probabilities ({len(answer)} bytes), access log on. Baseline: a FastAPI hello.\n")
     print(
-        "| connections | hello req/s | /increment req/s | ratio | /increment p50 ms | p99 ms | errors |"
+        "| connections | hello req/s | /increment req/s | ratio | /increment p50 ms | p99 ms "
+        "| errors |"
     )
     print("|---|---|---|---|---|---|---|")
     for connections, (baseline, measured) in tables.items():
