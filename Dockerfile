@@ -1,7 +1,7 @@
 # The serving image: the FastAPI app on onnxruntime with the shipped models; no torch, no
 # compiler, not root, nothing written at run time (a read-only root works). deploy/README.md:
-#   docker build -t rnn-counter:1.0.0 .
-#   docker run --rm -p 8000:8000 rnn-counter:1.0.0
+#   docker build -t rnn-counter:2.0.0 .
+#   docker run --rm -p 8000:8000 rnn-counter:2.0.0
 # BASE_IMAGE may be any Debian-like image with python3 >= 3.11 and its venv module.
 ARG BASE_IMAGE=python:3.12-slim
 
@@ -15,6 +15,7 @@ COPY pyproject.toml ./
 RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
     && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -r requirements.txt
 COPY README.md ./
+COPY core/ core/
 COPY app/ app/
 RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps .
 # Size (goal <= 250 MB): drop what serving never loads, keep everything it does (the image test

@@ -9,6 +9,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from app.settings import Settings
 from tests.deploy.files import (
     APP_UID,
     CONTAINER_PORT,
@@ -77,6 +78,16 @@ def test_probes_use_the_health_routes_on_the_served_port() -> None:
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         if probe in spec:
             assert ports[spec[probe]["httpGet"]["port"]] == CONTAINER_PORT, probe
+
+
+def test_a_stopping_pod_outlives_its_endpoints_and_its_drain() -> None:
+    """preStop keeps the pod serving while endpoints update; the grace period covers the pause,
+    the service's drain and its longest run, so Kubernetes never kills it mid-answer."""
+    pause = container()["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pause >= 3
+    grace = resource("Deployment")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    defaults = Settings()
+    assert grace > pause + defaults.drain_seconds + defaults.max_run_seconds
 
 
 def test_pod_is_hardened() -> None:
