@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: serve test lint train bench clean
+.PHONY: serve test lint train bench peers peers-env clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,5 +40,25 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.http
 
+# bench/peers.py's peers, MLServer 1.7 and KServe 0.21, each in a virtualenv of its own under
+# $(PEERS_VENVS) (never the project's), with the same onnxruntime and numpy as ours;
+# constraints.txt holds any torch to the project's pin.
+PEERS_VENVS ?= .bench
+PEERS_ARGS ?=
+
+$(PEERS_VENVS)/%/.installed: bench/peers/%.txt constraints.txt | $(VENV)/.serve
+	rm -rf $(PEERS_VENVS)/$*
+	$(PYTHON) -m venv $(PEERS_VENVS)/$*
+	$(PEERS_VENVS)/$*/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS_VENVS)/$*/bin/python -m pip install --quiet -r $< -c constraints.txt \
+		"onnxruntime==$$($(BIN)/python -c 'import onnxruntime; print(onnxruntime.__version__)')" \
+		"numpy==$$($(BIN)/python -c 'import numpy; print(numpy.__version__)')"
+	touch $@
+
+peers-env: $(PEERS_VENVS)/mlserver/.installed $(PEERS_VENVS)/kserve/.installed  ## build the peers' virtualenvs
+
+peers: $(VENV)/.serve peers-env  ## ours against MLServer and KServe, V2 infer (PEERS_ARGS='--rounds 5 --duration 10')
+	$(BIN)/python -m bench.peers $(PEERS_ARGS)
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(PEERS_VENVS) .mypy_cache .ruff_cache .pytest_cache .hypothesis
