@@ -18,6 +18,7 @@ from app.errors import Kind, ServiceError
 from app.metrics import ERRORS
 from app.registry import Registry, load_registry
 from app.routes import count, health, increment, models, v2
+from app.routes.lean import LeanRoute
 from app.service import CounterService
 from app.settings import Settings
 
@@ -96,18 +97,24 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app.state.service = None
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    for router in (increment.router, count.router, models.router, health.router, v2.router):
+    routers = (increment.router, v2.router, health.router, count.router, models.router)
+    for router in routers:
         app.include_router(router)
 
     def draining() -> bool:
         service: CounterService | None = app.state.service
         return service is not None and service.draining
 
+    def lean() -> list[LeanRoute]:
+        # Hot paths first: an exact path is one lookup, patterns are tried in this order.
+        return [r for router in routers for r in router.routes if isinstance(r, LeanRoute)]
+
     app.add_middleware(
         Edge,
         max_body_bytes=settings.max_body_bytes,
         access_log=settings.access_log,
         draining=draining,
+        lean=lean,
     )
     app.openapi = partial(docs.openapi, app)  # type: ignore[method-assign]
     return app

@@ -208,18 +208,24 @@ class DrainingServer(uvicorn.Server):
             super().handle_exit(sig, frame)
             return
         self._draining = True
-        service.draining = True
-        service.ready = False  # /readyz: 503 from now on
         log.info("SIGTERM: draining for up to %g s before shutting down", self.drain_seconds)
         loop = asyncio.get_event_loop()
-        loop.call_soon_threadsafe(self._drain, sig, frame, loop.time() + self.drain_seconds)
+        loop.call_soon_threadsafe(self._begin_drain, service, sig, frame)
 
-    def _drain(self, sig: int, frame: FrameType | None, deadline: float) -> None:
-        """New connections are refused from now on (the orchestrator sends them elsewhere);
-        open ones are served, each response saying Connection: close, until none is left or
-        the deadline passes. Then uvicorn's own graceful shutdown."""
+    def _begin_drain(self, service: Any, sig: int, frame: FrameType | None) -> None:
+        """Refuse new connections first (the orchestrator sends them elsewhere), then tell
+        the open ones: a client told Connection: close reconnects and finds nobody listening,
+        rather than a listener about to vanish with its connection in the backlog."""
         for listener in self.servers:
             listener.close()
+        service.draining = True
+        service.ready = False  # /readyz: 503 from now on
+        loop = asyncio.get_event_loop()
+        self._drain(sig, frame, loop.time() + self.drain_seconds)
+
+    def _drain(self, sig: int, frame: FrameType | None, deadline: float) -> None:
+        """Open connections are served, each response saying Connection: close, until none is
+        left or the deadline passes. Then uvicorn's own graceful shutdown."""
         loop = asyncio.get_event_loop()
         if self.server_state.connections and loop.time() < deadline:
             loop.call_later(0.05, self._drain, sig, frame, deadline)

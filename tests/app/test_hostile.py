@@ -320,7 +320,9 @@ def test_sigterm_drains_and_every_request_sent_gets_its_response(
     try:
         for thread in threads:
             thread.start()
-        time.sleep(1.0)
+        deadline = time.monotonic() + 30
+        while answered < 100 and time.monotonic() < deadline:  # under load before SIGTERM
+            time.sleep(0.05)
         server.send_signal(signal.SIGTERM)
         time.sleep(0.1)
         probe.sendall(b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n")
