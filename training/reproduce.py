@@ -143,13 +143,33 @@ def _proved(values: Sequence[int | str]) -> str:
     return " / ".join(str(v) for v in picks)
 
 
-def table(results: Sequence[SeedResult], seeds: int, scan_up_to: int, command: str) -> str:
+def commands(results: Sequence[SeedResult], seeds: int, scan_up_to: int, out: str) -> list[str]:
+    """The commands that made these results: one per kernels, with the rows it ran."""
+    made = []
+    for kernels_used in sorted({r.kernels for r in results}):
+        mode, _, capability = kernels_used.partition(" ")
+        rows = [
+            row for row in ROWS if any((r.row, r.kernels) == (row, kernels_used) for r in results)
+        ]
+        command = f"python -m training reproduce --seeds {seeds} --scan-up-to {scan_up_to}"
+        command += f" --kernels {mode} --rows {' '.join(rows)} --out {out}"
+        if mode == "native":
+            command = f"ATEN_CPU_CAPABILITY={capability.lower()} {command}"
+        made.append(command)
+    return made
+
+
+def table(results: Sequence[SeedResult], seeds: int, scan_up_to: int, out: str) -> str:
     """The Markdown page: the summary table, the post's claims, and every seed."""
     lines = [
         '# Reproducing "Learning to count with RNNs"',
         "",
-        f"Every figure below was produced by `{command}` (seeds 0..{seeds - 1} per row, "
-        "1 torch thread, measured in torch). Exact match = every output digit right.",
+        f"Every figure below was produced by these commands (seeds 0..{seeds - 1} per row, "
+        "1 torch thread, measured in torch), one per set of CPU kernels:",
+        "",
+        *[f"    {command}" for command in commands(results, seeds, scan_up_to, out)],
+        "",
+        "Exact match = every output digit right.",
         "Accuracy at 20 and 25 digits: 1000 random numbers each (first digit non-zero). "
         f"Longest exact run: the scan of every run of k <= {scan_up_to} nines, every next "
         "digit 0-8 and every 3-digit tail (`training/carry_scan.py`). Proved: the reliable "
@@ -243,13 +263,8 @@ def run(
                 file=sys.stderr,
                 flush=True,
             )
-    results = [r for r in done.values() if r.scanned_up_to == scan_up_to]
-    command = f"python -m training reproduce --seeds {seeds} --scan-up-to {scan_up_to}"
-    if rows != list(ROWS):
-        command += " --rows " + " ".join(rows)
-    if out:
-        command += f" --out {out}"
-    text = table(results, seeds, scan_up_to, command)
+    results = [r for r in done.values() if r.scanned_up_to == scan_up_to and r.seed < seeds]
+    text = table(results, seeds, scan_up_to, str(out) if out else "-")
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
