@@ -71,7 +71,7 @@ def main() -> None:
                 flush=True,
             )
         onnx = out.with_suffix(".onnx")
-        scans = {"onnxruntime": [], "torch": [], "proof": []}  # type: dict[str, list[float]]
+        scans: dict[str, list[float]] = {"onnxruntime": [], "torch": [], "proof": []}
         for _ in range(3):  # alternating, side by side
             scans["onnxruntime"].append(_timed(scan_carries, OnnxCarryEngine(onnx), SCAN))
             scans["torch"].append(_timed(scan_carries, TorchCarryEngine(trained.model), SCAN))
