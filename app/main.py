@@ -17,7 +17,7 @@ from app.edge import Edge, error_body
 from app.errors import Kind, ServiceError
 from app.metrics import ERRORS
 from app.registry import Registry, load_registry
-from app.routes import count, health, increment, models, v2
+from app.routes import count, health, increment, models, page, v2
 from app.routes.lean import LeanRoute
 from app.service import CounterService
 from app.settings import Settings
@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     routers = (increment.router, v2.router, health.router, count.router, models.router)
     for router in routers:
         app.include_router(router)
+    app.include_router(page.router)  # the explorer page at /, its files and the plots
 
     def draining() -> bool:
         service: CounterService | None = app.state.service

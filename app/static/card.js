@@ -1,0 +1,93 @@
+// The model card beside the answer: what was measured and proved about the chosen model.
+// `onTry(number)` is called by the "Try it" button of the scan's first failure.
+
+import { el } from "./words.js";
+
+const fmt = (n) => (typeof n === "number" ? n.toLocaleString("en") : String(n));
+
+function reliable(metrics) {
+  const value = metrics.reliable_carry_length;
+  if (value === "unbounded") return "unbounded: proved right for every input, at every length";
+  if (value < 0) return "−1: no proof covers any answer";
+  return `${fmt(value)}: proved right for every input ending in at most ${fmt(value)} nines`;
+}
+
+function rerun(proved) {
+  if (proved === "unbounded") return "holds for every input";
+  if (proved < 0) return "proves nothing, as the card says";
+  return `proves every input ending in at most ${fmt(proved)} nines`;
+}
+
+function certificate(cert) {
+  const how = `${fmt(cert.boxes)} boxes, ${fmt(cert.iterations)} iterations`;
+  if (cert.certified) return `Certified, margin ${cert.margin.toFixed(2)} (logits); ${how}.`;
+  return `Not certified (${how}): ${cert.reason}`;
+}
+
+function scanText(scan) {
+  const scope = `every run of 1 to ${fmt(scan.scanned_up_to)} nines, each next digit (${fmt(scan.cases)} cases, ${scan.engine})`;
+  if (!scan.failing_runs.length) return `No wrong answer in ${scope}.`;
+  const runs = scan.failing_runs.map(([a, b]) => (a === b ? fmt(a) : `${fmt(a)}–${fmt(b)}`)).join(", ");
+  return `Wrong answers for runs of ${runs} nines, in ${scope}; exact up to ${fmt(scan.longest_exact_run)} nines.`;
+}
+
+function accuracyTable(rows) {
+  const body = rows.map((r) =>
+    el("tr", {},
+      el("th", { scope: "row", text: fmt(r.length) }),
+      el("td", { text: `${fmt(r.correct)} / ${fmt(r.samples)}` }),
+      el("td", { class: r.accuracy < 1 ? "bad" : "", text: (r.accuracy * 100).toFixed(1) + "%" })));
+  return el("table", { class: "accuracy" },
+    el("caption", { text: "Accuracy by length (random numbers, exact whole-number match)" }),
+    el("thead", {}, el("tr", {},
+      el("th", { scope: "col", text: "Digits" }), el("th", { scope: "col", text: "Right" }),
+      el("th", { scope: "col", text: "Accuracy" }))),
+    el("tbody", {}, ...body));
+}
+
+/** The card of `model` (a GET /models entry) into `root`. */
+export function renderCard(root, model, onTry) {
+  const m = model.metrics;
+  const proved = m.reliable_carry_length === "unbounded";
+  const items = [
+    ["Reliable carry length", reliable(m)],
+    ["Certificate", certificate(m.certificate)],
+    ["Tested length", `every tested length up to ${fmt(m.tested_length)} digits was exact`],
+    ["Carry scan", scanText(m.carry_scan)],
+  ];
+  const list = el("dl", {});
+  for (const [term, text] of items) list.append(el("dt", { text: term }), el("dd", { text }));
+  const failure = m.carry_scan.first_failure;
+  if (failure) {
+    const tryIt = el("button", { type: "button", class: "try", "data-try": failure.example, text: `Try ${failure.example}` });
+    tryIt.addEventListener("click", () => onTry(failure.example));
+    list.append(
+      el("dt", { text: "First failure" }),
+      el("dd", { class: "failure" },
+        `${failure.example} + 1: the model said ${failure.got}, exact ${failure.expected}. `, tryIt));
+  }
+  const serving = model.serving;
+  list.append(
+    el("dt", { text: "Checked by this service" }),
+    el("dd", { text: `The proof, re-run on the loaded weights at start, ${rerun(serving.proved_carry_length)}; ${fmt(serving.warm_up_answers)} warm-up answers were checked against exact arithmetic.` }),
+  );
+  const figures = model.plots.map((file) => {
+    const img = el("img", {
+      src: `/models/${encodeURIComponent(model.name)}/plots/${encodeURIComponent(file)}`,
+      alt: `Plots from the card of ${model.name}. Left: exact-match accuracy by number length. ` +
+        `Right: the probability of the right digit when carrying through k trailing nines. ${model.notes}`,
+      width: 1100,
+      height: 440,
+    });
+    img.addEventListener("error", () => img.replaceWith(el("p", { class: "help", text: `The plot ${file} is not available from this service.` })));
+    return el("figure", {}, img, el("figcaption", { text: `${file}: accuracy by length, and carrying through runs of nines.` }));
+  });
+  root.replaceChildren(
+    el("h3", { class: "card-name" }, `${model.name} `, el("small", { text: `v${model.version}, ${model.architecture.cell} ${model.architecture.hidden_size} hidden` })),
+    el("p", { class: proved ? "badge proved" : "badge unproved", text: proved ? "✓ Proved for every input" : "✗ No proof for every input" }),
+    list,
+    accuracyTable(m.accuracy_by_length),
+    ...figures,
+    model.notes ? el("p", { class: "help", text: model.notes }) : "",
+  );
+}
