@@ -206,7 +206,7 @@ def operator_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 def path_parameters(*names: str) -> dict[str, Any]:
     """openapi_extra for a lean route's path parameters (it reads them itself)."""
-    examples = {"name": "counter", "version": "1.0.0"}
+    examples = {"name": "counter", "version": "2.0.0"}
     return {
         "parameters": [
             {

@@ -45,9 +45,11 @@ import matplotlib.pyplot as plt  # after matplotlib.use: no display needed
 
 Array = npt.NDArray[np.float32]
 OPSET = 17
-VERSION = "1.0.0"
+VERSION = "2.0.0"
 # Longest run of nines drawn in the plot's second panel.
 PLOT_NINES = 200
+# Okabe-Ito colours, told apart with any colour vision; lines also differ in style.
+BLUE, ORANGE, VERMILLION, GREY = "#0072B2", "#E69F00", "#D55E00", "#999999"
 
 
 def export_onnx(counter: Counter, path: Path) -> None:
@@ -246,7 +248,7 @@ def plot(path: Path, title: str, metrics: Metrics, predict: evaluate.Predictor) 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4))
     by_length, reliable = metrics.accuracy_by_length, metrics.reliable_carry_length
     places = np.arange(len(by_length))
-    left.plot(places, [r.accuracy for r in by_length], "o-", color="tab:blue")
+    left.plot(places, [r.accuracy for r in by_length], "o-", color=BLUE)
     left.set_xticks(places, [f"{r.length:,}\n{r.samples}" for r in by_length], fontsize=7)
     left.set_ylim(-0.05, 1.08)
     left.set_xlabel("digits in the number (top) and numbers drawn (bottom)")
@@ -256,15 +258,15 @@ def plot(path: Path, title: str, metrics: Metrics, predict: evaluate.Predictor) 
 
     during, end = carry_probabilities(predict, PLOT_NINES)
     ks = np.arange(PLOT_NINES + 1)
-    right.plot(ks, end, color="tab:green", label="P(d + 1) where the carry ends, worst d")
-    right.plot(ks, during, color="tab:blue", ls="--", label="P(0) on the nines, worst so far")
-    right.axhline(0.5, color="tab:gray", lw=0.6)
+    right.plot(ks, end, color=BLUE, label="P(d + 1) where the carry ends, worst d")
+    right.plot(ks, during, color=ORANGE, ls="--", label="P(0) on the nines, worst so far")
+    right.axhline(0.5, color=GREY, lw=0.6)
     failing = [k for first, last in metrics.carry_scan.failing_runs for k in range(first, last + 1)]
     failing = [k for k in failing if k <= PLOT_NINES]
     if failing:
-        right.plot(failing, [0.0] * len(failing), "|", color="tab:red", ms=10, label="scan: wrong")
+        right.plot(failing, [0.0] * len(failing), "|", color=VERMILLION, ms=10, label="scan: wrong")
     if isinstance(reliable, int) and reliable < PLOT_NINES:
-        right.axvline(reliable + 0.5, color="tab:red", ls=":", label=f"proved up to: {reliable}")
+        right.axvline(reliable + 0.5, color=VERMILLION, ls=":", label=f"proved up to: {reliable}")
     right.set_ylim(-0.05, 1.05)
     right.set_xlabel("k trailing nines, then a digit d in 0-8")
     right.set_ylabel("probability of the right digit")
