@@ -11,19 +11,20 @@ from types import FrameType
 
 from pydantic import ValidationError
 
-from app import server
+from app import memory, server
 from app.main import create_app
 from app.registry import ModelLoadError, load_registry
 from app.settings import Settings
 
 
 def _stopped(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM is the normal way to stop: uvicorn shuts down gracefully, then re-raises the
-    signal to the handler it found, this one, so the process exits 0 and not 143."""
+    """SIGTERM (and Ctrl-C) is the normal way to stop: uvicorn shuts down gracefully, then
+    re-raises the signal to the handler it found, this one, so the process exits 0, not 143."""
     raise SystemExit(0)
 
 
 def main() -> None:
+    memory.tune()  # before anything allocates much, or any thread starts
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -42,6 +43,7 @@ def main() -> None:
         print(f"error: cannot start: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     signal.signal(signal.SIGTERM, _stopped)
+    signal.signal(signal.SIGINT, _stopped)  # Ctrl-C: the same clean stop, no traceback
     server.run(create_app(settings, registry), settings)
 
 

@@ -46,6 +46,14 @@ def require_json(request: Request) -> None:
         )
 
 
+def declared_length(request: Request) -> int | None:
+    """The request's Content-Length, or None when it sends none (chunked)."""
+    for name, value in request.scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() and len(value) < 19 else None
+    return None
+
+
 async def read_body(request: Request) -> bytes:
     """The whole body, read straight off ASGI (the size limit is app.edge's job)."""
     chunks: list[bytes] = []

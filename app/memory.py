@@ -1,22 +1,39 @@
-"""Hand freed heap memory back to the OS after a long request.
+"""Keep the service's memory close to what it uses: glibc's allocator, tuned and trimmed.
 
 A 10^6-digit request briefly needs a few hundred MB (model tensors, strings, the response).
-Freed, most of it stays in glibc's heaps, the worker thread's arena especially, and the
-process would keep that resident for good; malloc_trim returns it. A no-op off glibc.
+glibc keeps freed memory for reuse: arrays under its mmap threshold stay in its heaps (and
+the threshold grows each time a large block is freed, up to 32 MB), one heap per thread that
+allocates, so the process would keep that memory resident for good. `tune` fixes the threshold
+at 1 MB, so every large array is its own mapping, returned to the OS when freed, and caps the
+heaps at two; `release` (malloc_trim) hands back what the heaps still hold. No-ops off glibc.
 """
 
 import ctypes
 import ctypes.util
-from collections.abc import Callable
+from typing import Any
 
-_trim: Callable[[int], int] | None = None
+_M_MMAP_THRESHOLD = -3  # mallopt parameters, from glibc's malloc.h
+_M_ARENA_MAX = -8
+MMAP_THRESHOLD = 1 << 20
+ARENAS = 2
+
+_libc: Any = None
 try:
-    _trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim this way
-    _trim = None
+    _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    _libc.malloc_trim.argtypes = [ctypes.c_size_t]
+    _libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune this way
+    _libc = None
+
+
+def tune() -> None:
+    """Fix the mmap threshold and cap the heaps; call at start, before threads allocate."""
+    if _libc is not None:
+        _libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        _libc.mallopt(_M_ARENA_MAX, ARENAS)
 
 
 def release() -> None:
     """Give free heap pages of every malloc arena back to the OS."""
-    if _trim is not None:
-        _trim(0)
+    if _libc is not None:
+        _libc.malloc_trim(0)

@@ -15,7 +15,7 @@ translates HTTP into one call. Work is placed by its cost, rows x padded length 
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
+from contextlib import asynccontextmanager, suppress
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -33,6 +33,7 @@ from app.registry import LoadedModel, Registry
 from app.settings import Settings
 
 BATCHED_STEPS = 256  # digit steps (rows x padded length) that join a shared batch
+LARGE_BODY = 64 * 1024  # a request body past this counts against COUNTER_MAX_LARGE_REQUESTS
 INLINE_STEPS = 4096  # beyond this, a worker thread: about a millisecond on the loop at most
 T = TypeVar("T")
 
@@ -66,6 +67,7 @@ class CounterService:
         self._executor = ThreadPoolExecutor(settings.worker_threads, "counter-worker")
         self._workers = asyncio.Semaphore(settings.worker_threads)
         self.pending_steps = 0  # admitted to the workers and not finished
+        self.large_requests = 0  # requests with large bodies held now (reading to answering)
         self.ready = False  # every model loaded and warm, and not stopping
         self.draining = False  # SIGTERM received: finish in-flight work, take no more
 
@@ -80,6 +82,32 @@ class CounterService:
         if model is None:
             raise unknown_model(name, self.registry.names)
         return model
+
+    @asynccontextmanager
+    async def admitted(self, declared_length: int | None) -> AsyncIterator[None]:
+        """Hold a request whose body is large (or of unknown length) from before its body is
+        read until its answer is made; past COUNTER_MAX_LARGE_REQUESTS of them, 503 at once.
+
+        Checked before the body is read, so 64 clients each sending a 10^6-digit number cost
+        the memory of a few, not of 64 bodies and their parsed copies.
+        """
+        if declared_length is not None and declared_length <= LARGE_BODY:
+            yield
+            return
+        limit = self.settings.max_large_requests
+        if self.large_requests >= limit:
+            raise ServiceError(
+                Kind.OVERLOADED,
+                f"the service is busy: {self.large_requests} large requests (bodies over "
+                f"{LARGE_BODY} bytes) are being answered, the limit is {limit} "
+                "(COUNTER_MAX_LARGE_REQUESTS); retry shortly",
+                {"retry-after": "1"},
+            )
+        self.large_requests += 1
+        try:
+            yield
+        finally:
+            self.large_requests -= 1
 
     async def increment(
         self,

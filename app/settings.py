@@ -65,6 +65,11 @@ class Settings(BaseSettings):
         ge=1,
         description="digit steps admitted to the workers and not finished; beyond, 503",
     )
+    max_large_requests: int = Field(
+        default=2,
+        ge=1,
+        description="requests with bodies over 64 KiB held at once, from reading to answering",
+    )
     max_run_seconds: float = Field(
         default=10.0, gt=0, description="longest a request may wait and run; then it is stopped"
     )

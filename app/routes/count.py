@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from app import docs
-from app.exchange import read_body, require_json, service_of
+from app.exchange import declared_length, read_body, require_json, service_of
 from app.inputs import parse_count
 from app.routes.lean import LeanRoute
 
@@ -33,7 +33,8 @@ async def count(request: Request) -> Response:
     service = service_of(request)
     require_json(request)
     settings = service.settings
-    asked = parse_count(await read_body(request), settings.max_digits, settings.max_count)
+    async with service.admitted(declared_length(request)):
+        asked = parse_count(await read_body(request), settings.max_digits, settings.max_count)
     service.model(asked.model)  # 404 or 503 now, before the stream starts
 
     async def lines() -> AsyncIterator[bytes]:

@@ -9,7 +9,14 @@ from fastapi.responses import Response
 
 from app import docs
 from app.answers import Answer, BatchAnswer
-from app.exchange import client_watch, json_reply, read_body, require_json, service_of
+from app.exchange import (
+    client_watch,
+    declared_length,
+    json_reply,
+    read_body,
+    require_json,
+    service_of,
+)
 from app.inputs import parse_batch, parse_increment
 from app.routes.lean import LeanRoute
 
@@ -27,10 +34,11 @@ async def increment(request: Request) -> Response:
     and the exact check."""
     service = service_of(request)
     require_json(request)
-    asked = parse_increment(await read_body(request), service.settings.max_digits)
-    async with client_watch(request) as gone:
-        results = await service.increment(asked.numbers, asked.model, asked.detail, gone)
-    return json_reply(results[0])
+    async with service.admitted(declared_length(request)):
+        asked = parse_increment(await read_body(request), service.settings.max_digits)
+        async with client_watch(request) as gone:
+            results = await service.increment(asked.numbers, asked.model, asked.detail, gone)
+        return json_reply(results[0])
 
 
 @router.post(
@@ -44,12 +52,13 @@ async def increment_batch(request: Request) -> Response:
     service = service_of(request)
     require_json(request)
     settings = service.settings
-    asked = parse_batch(
-        await read_body(request),
-        settings.max_digits,
-        settings.max_batch_items,
-        settings.max_batch_digits,
-    )
-    async with client_watch(request) as gone:
-        results = await service.increment(asked.numbers, asked.model, asked.detail, gone)
-    return json_reply({"results": results})
+    async with service.admitted(declared_length(request)):
+        asked = parse_batch(
+            await read_body(request),
+            settings.max_digits,
+            settings.max_batch_items,
+            settings.max_batch_digits,
+        )
+        async with client_watch(request) as gone:
+            results = await service.increment(asked.numbers, asked.model, asked.detail, gone)
+        return json_reply({"results": results})

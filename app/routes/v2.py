@@ -16,7 +16,7 @@ from fastapi.responses import Response
 
 from app import docs
 from app.errors import Kind, ServiceError, preview
-from app.exchange import client_watch, json_reply, read_body, service_of
+from app.exchange import client_watch, declared_length, json_reply, read_body, service_of
 from app.inputs import parse_number
 from app.registry import LoadedModel
 from app.routes.lean import LeanRoute
@@ -221,6 +221,13 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
     for key, value in request.scope["headers"]:
         if key == HEADER_LENGTH.encode():
             header = value.decode("latin-1")
+    async with service.admitted(declared_length(request)):
+        return await _answer(request, service, model, header)
+
+
+async def _answer(
+    request: Request, service: CounterService, model: LoadedModel, header: str | None
+) -> Response:
     infer = parse_request(await read_body(request), header)
     tensor = _single_input(infer.inputs)
     outputs: list[OutputTensor] = []

@@ -214,7 +214,11 @@ def test_an_abandoned_long_request_stops_its_run(shipped: Path, tmp_path: Path) 
 def test_queued_work_past_the_bound_is_refused_with_retry_after(
     shipped: Path, tmp_path: Path
 ) -> None:
-    settings = {"COUNTER_MAX_PENDING_STEPS": "2500000", "COUNTER_WORKER_THREADS": "1"}
+    settings = {
+        "COUNTER_MAX_PENDING_STEPS": "2500000",
+        "COUNTER_WORKER_THREADS": "1",
+        "COUNTER_MAX_LARGE_REQUESTS": "64",  # this test is about the queue of runs
+    }
     with serving(shipped, tmp_path, **settings) as (_, base, _), ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda _: increment(base, LONG), range(8)))
     statuses = sorted(status for status, _, _ in answers)
@@ -226,6 +230,27 @@ def test_queued_work_past_the_bound_is_refused_with_retry_after(
             assert b"COUNTER_MAX_PENDING_STEPS" in body
         else:
             assert json.loads(body)["output"] == add_one(LONG)
+
+
+def test_many_large_bodies_at_once_are_refused_before_they_are_read(
+    shipped: Path, tmp_path: Path
+) -> None:
+    """32 clients each send a 10^6-digit number at once: a few are held and answered, the rest
+    refused with 503 before their bodies are read, and memory peaks at a few requests' worth."""
+    with serving(shipped, tmp_path, COUNTER_MAX_LARGE_REQUESTS="2") as (pid, base, _):
+        with ThreadPoolExecutor(32) as pool:
+            answers = list(pool.map(lambda _: increment(base, LONG), range(32)))
+        peak = 0.0
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peak = int(line.split()[1]) / 1024
+    statuses = [status for status, _, _ in answers]
+    assert set(statuses) <= {200, 503}
+    assert statuses.count(200) >= 2
+    refused = [body for status, _, body in answers if status == 503]
+    assert refused
+    assert all(b"COUNTER_MAX_LARGE_REQUESTS" in body for body in refused)
+    assert peak < 400  # MB: one run at a time, not 32 bodies and their copies
 
 
 def test_a_run_past_the_time_limit_is_stopped(shipped: Path, tmp_path: Path) -> None:
