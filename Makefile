@@ -35,10 +35,14 @@ train: $(VENV)/.dev  ## retrain and re-export both shipped models
 	$(BIN)/python -m training train --recipe robust --out models/counter
 	$(BIN)/python -m training train --recipe post --out models/counter-post
 
-bench: $(VENV)/.dev
+bench: $(VENV)/.dev  ## every benchmark the README quotes (about 25 minutes; a quiet machine)
 	$(BIN)/python -m bench.training
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.http
+	$(BIN)/python -m bench.load
+	$(BIN)/python -m bench.exhaustive
+	$(BIN)/python -m bench.tanh_error
+	$(BIN)/python -m bench.reproducibility --out docs/reproducibility.md
 
 # bench/peers.py's peers, MLServer 1.7 and KServe 0.21, each in a virtualenv of its own under
 # $(PEERS_VENVS) (never the project's), with the same onnxruntime and numpy as ours;

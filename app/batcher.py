@@ -9,6 +9,9 @@ MAX_FLUSH_STEPS digit steps, so it never holds the loop for long; the rest wait 
 
 import asyncio
 
+import numpy as np
+import numpy.typing as npt
+
 from app.answers import Answer, Detail
 from app.engine import EngineOptions, answer_each
 from app.registry import LoadedModel
@@ -57,3 +60,60 @@ class Batcher:
         for (_, _, _, future), result in zip(batch, results, strict=True):
             if not future.done():  # a client that went away cancelled its future
                 future.set_result(result)
+
+
+_RawPending = tuple[npt.NDArray[np.int64], "asyncio.Future[npt.NDArray[np.float32]]"]
+
+
+class RawBatcher:
+    """The same for raw digit tensors (KServe V2 `digits`): one loop turn's small tensors for
+    a model, padded with zeros to the longest time and stacked, run once, each cut back.
+
+    Padding at the end changes no earlier step (the network reads one way), so every request
+    gets exactly the probabilities of its own tensor.
+    """
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
+        self._pending: list[_RawPending] = []
+
+    async def run(self, digits: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[npt.NDArray[np.float32]] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append((digits, future))
+        return await future
+
+    def _flush(self) -> None:
+        pending = [p for p in self._pending if not p[1].done()]
+        taken, rows, longest = 0, 0, 0
+        for digits, _ in pending:
+            rows, longest = rows + digits.shape[0], max(longest, digits.shape[1])
+            if taken and rows * longest > MAX_FLUSH_STEPS:
+                break
+            taken += 1
+        batch, self._pending = pending[:taken], pending[taken:]
+        if self._pending:
+            asyncio.get_running_loop().call_soon(self._flush)
+        if not batch:
+            return
+        width = max(digits.shape[1] for digits, _ in batch)
+        stacked = np.zeros((sum(d.shape[0] for d, _ in batch), width), dtype=np.int64)
+        row = 0
+        for digits, _ in batch:
+            stacked[row : row + digits.shape[0], : digits.shape[1]] = digits
+            row += digits.shape[0]
+        try:
+            probs = self.model.run(stacked)  # [rows, width, 10]
+        except Exception as exc:  # every waiting request sees the failure, none hangs
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        row = 0
+        for digits, future in batch:
+            rows_, time = digits.shape
+            if not future.done():
+                future.set_result(probs[row : row + rows_, :time])
+            row += rows_

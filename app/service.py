@@ -24,7 +24,7 @@ import onnxruntime as ort
 
 from app import memory
 from app.answers import Answer, CountEnd, CountLine, Detail
-from app.batcher import Batcher
+from app.batcher import Batcher, RawBatcher
 from app.engine import EngineOptions, answer, answer_with_probabilities
 from app.errors import Kind, ServiceError, not_ready, unknown_model
 from app.inputs import resolve_detail
@@ -64,6 +64,7 @@ class CounterService:
             settings.low_confidence, settings.summary_steps, settings.echo_digits
         )
         self.batchers = {name: Batcher(m, self.options) for name, m in registry.models.items()}
+        self.raw_batchers = {name: RawBatcher(m) for name, m in registry.models.items()}
         self._executor = ThreadPoolExecutor(settings.worker_threads, "counter-worker")
         self._workers = asyncio.Semaphore(settings.worker_threads)
         self.pending_steps = 0  # admitted to the workers and not finished
@@ -155,6 +156,8 @@ class CounterService:
         """The raw model: int64 digits [batch, time] -> float32 probabilities [batch, time, 10]."""
         model = self.model(model_name)
         cost = int(digits.size)
+        if cost <= BATCHED_STEPS:
+            return await self.raw_batchers[model.card.name].run(digits)
         if cost <= INLINE_STEPS:
             return model.run(digits)
         return await self.off_loop(cost, lambda options: model.run(digits, options), stop)

@@ -4,6 +4,7 @@ import asyncio
 from typing import Any
 
 import httpx
+import numpy as np
 
 from app.main import create_app, lifespan
 from app.metrics import MODEL_RUN_SECONDS
@@ -59,3 +60,28 @@ def test_concurrent_requests_share_runs_and_keep_their_own_answers(shipped: obje
     runs = model_runs("counter") - before["counter"]
     assert 1 <= runs < 32  # 32 requests, fewer model runs
     assert model_runs("counter-post") - before["counter-post"] == 1
+
+
+def test_concurrent_raw_tensors_share_a_run_and_each_gets_its_own(shipped: object) -> None:
+    """V2 `digits` tensors of different shapes in one loop turn: one run, padded and cut back,
+    each what onnxruntime gives for that tensor alone."""
+    rng = np.random.default_rng(4)
+    shapes = [(1, 3), (2, 11), (1, 7)] * 4
+    tensors = [rng.integers(0, 10, size=shape, dtype=np.int64) for shape in shapes]
+
+    async def run() -> list[np.ndarray]:
+        app = create_app(Settings())
+        async with lifespan(app):
+            service = app.state.service
+            before = model_runs("counter")
+            got = await asyncio.gather(*(service.probabilities(None, t, None) for t in tensors))
+            assert model_runs("counter") - before == 1  # twelve tensors, one run
+            alone = service.registry.models["counter"]
+            for tensor, probs in zip(tensors, got, strict=True):
+                own = alone.run(tensor)  # padding moves only the last float32 bits
+                np.testing.assert_allclose(probs, own, rtol=0, atol=1e-6)
+                assert np.array_equal(probs.argmax(-1), own.argmax(-1))
+            return list(got)
+
+    shapes = [p.shape for p in asyncio.run(run())]
+    assert shapes == [(*t.shape, 10) for t in tensors]
