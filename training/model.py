@@ -2,8 +2,9 @@
 
 Reads top to bottom: the config, then the model. The cell is PyTorch's own `nn.RNN` (the post's
 tanh cell), `nn.LSTM` or `nn.GRU`, so the exported ONNX graph holds the native recurrent op.
-Training noise on the hidden pre-activations (the robust recipe) runs a manual loop over the
-same `nn.RNN` parameters; evaluation always takes the native path.
+Training noise on the pre-activations (the robust recipe) runs a manual loop over the cell's own
+parameters (`nn.RNN`'s, `nn.GRU`'s or `nn.LSTM`'s), noise on every gate; evaluation always
+takes the native path.
 """
 
 from dataclasses import dataclass
@@ -26,7 +27,8 @@ class ModelConfig:
     cell: Cell = "rnn"
     hidden_size: int = 16
     nonlinearity: Literal["tanh", "relu"] = "tanh"
-    # Std of Gaussian noise added to the RNN's hidden pre-activations, in training mode only.
+    # Std of Gaussian noise added to the cell's pre-activations (every gate of a GRU or LSTM),
+    # in training mode only.
     hidden_noise_std: float = 0.0
 
     def __post_init__(self) -> None:
@@ -36,8 +38,6 @@ class ModelConfig:
             raise ValueError(f"hidden_size must be >= 1, got {self.hidden_size}")
         if self.hidden_noise_std < 0:
             raise ValueError(f"hidden_noise_std must be >= 0, got {self.hidden_noise_std}")
-        if self.hidden_noise_std > 0 and self.cell != "rnn":
-            raise ValueError("hidden noise is implemented for the plain RNN cell only")
 
 
 class Counter(nn.Module):
@@ -63,7 +63,8 @@ class Counter(nn.Module):
     def hidden_states(self, digits: torch.Tensor) -> torch.Tensor:
         """int64 [B, T] -> the cell's outputs, float32 [B, T, H]."""
         if self.training and self.config.hidden_noise_std > 0:
-            return self._noisy_rnn(digits)
+            noisy = {"rnn": self._noisy_rnn, "gru": self._noisy_gru, "lstm": self._noisy_lstm}
+            return noisy[self.config.cell](digits)
         onehot = functional.one_hot(digits, DIGITS).to(torch.float32)  # (B, T, 10)
         states: torch.Tensor = self.cell(onehot)[0]  # (B, T, H)
         return states
@@ -85,6 +86,52 @@ class Counter(nn.Module):
         states = []
         for t in range(digits.shape[1]):
             h = act(drive[:, t] + h @ recurrent)
+            states.append(h)
+        return torch.stack(states, dim=1)  # (B, T, H)
+
+    def _drive(self, digits: torch.Tensor) -> torch.Tensor:
+        """The input half of every gate's pre-activation, noise included: (B, T, G H).
+
+        One-hot times W_ih is a column lookup; the input bias is folded in. The noise is drawn
+        for every step at once, from torch's seeded generator, as in _noisy_rnn.
+        """
+        weight = self.cell.get_parameter
+        drive = weight("weight_ih_l0").t()[digits] + weight("bias_ih_l0")
+        return drive + self.config.hidden_noise_std * torch.randn_like(drive)
+
+    def _noisy_gru(self, digits: torch.Tensor) -> torch.Tensor:
+        """nn.GRU step by step with noise on its pre-activations, on its own weights.
+
+        PyTorch's gates r, z, n: n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), so the noise on
+        n's pre-activation comes with its input half.
+        """
+        weight = self.cell.get_parameter
+        drive = self._drive(digits)  # (B, T, 3H)
+        recurrent, bias = weight("weight_hh_l0").t(), weight("bias_hh_l0")  # (H, 3H), (3H,)
+        size = self.config.hidden_size
+        h = drive.new_zeros(digits.shape[0], size)  # (B, H)
+        states = []
+        for t in range(digits.shape[1]):
+            x_r, x_z, x_n = torch.chunk(drive[:, t], 3, dim=1)
+            h_r, h_z, h_n = torch.chunk(h @ recurrent + bias, 3, dim=1)
+            r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+            h = (1 - z) * torch.tanh(x_n + r * h_n) + z * h
+            states.append(h)
+        return torch.stack(states, dim=1)  # (B, T, H)
+
+    def _noisy_lstm(self, digits: torch.Tensor) -> torch.Tensor:
+        """nn.LSTM step by step with noise on its pre-activations, on its own weights."""
+        weight = self.cell.get_parameter
+        drive = self._drive(digits)  # (B, T, 4H): PyTorch's gates i, f, g, o
+        recurrent, bias = weight("weight_hh_l0").t(), weight("bias_hh_l0")  # (H, 4H), (4H,)
+        size = self.config.hidden_size
+        h = drive.new_zeros(digits.shape[0], size)  # (B, H)
+        c = torch.zeros_like(h)
+        states = []
+        for t in range(digits.shape[1]):
+            i, f, g, o = torch.chunk(drive[:, t] + h @ recurrent + bias, 4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
             states.append(h)
         return torch.stack(states, dim=1)  # (B, T, H)
 
