@@ -56,6 +56,10 @@ class Recipe(_Card):
     max_digits: int
     carry_rich_share: float = Field(description="share of examples ending in a run of nines")
     max_carry_run: int = Field(description="longest run of trailing nines in the data")
+    inner_nines_share: float = Field(
+        default=0.0,
+        description="share of examples with a run of nines inside (copied, not carried)",
+    )
     optimizer: str
     learning_rate: float
     batch_size: int
@@ -68,6 +72,9 @@ class Recipe(_Card):
     max_epochs: int = Field(description="the bound: training stops here, proved or not")
     epochs_run: int
     hidden_noise_std: float = Field(description="Gaussian noise on hidden pre-activations")
+    state_noise_std: float = Field(
+        default=0.0, description="Gaussian noise on the state after every step (h and c)"
+    )
     seed: int
     kernels: Kernels
     wall_seconds: float

@@ -113,18 +113,30 @@ def _monotone(
 
 def product(a_lo: Array, a_hi: Array, b_lo: Array, b_hi: Array) -> tuple[Array, Array]:
     """Bounds of a * b over two boxes, elementwise (exact on boxes), plus float32's rounding
-    of the product and float64's of the bounds."""
-    corners = np.stack([a_lo * b_lo, a_lo * b_hi, a_hi * b_lo, a_hi * b_hi])
+    of the product and float64's of the bounds.
+
+    Rounding to nearest is monotone, so the deployed product is between the rounded extremes:
+    each bound moves by its own magnitude's rounding. A box may be half-infinite (an LSTM's
+    cell state): an infinite end times 0 is the limit of finite values times 0, which is 0.
+    """
+    with np.errstate(invalid="ignore"):
+        corners = np.stack([a_lo * b_lo, a_lo * b_hi, a_hi * b_lo, a_hi * b_hi])
+    corners = np.where(np.isnan(corners), 0.0, corners)
     low, high = corners.min(axis=0), corners.max(axis=0)
-    size = np.maximum(np.abs(low), np.abs(high))
-    return _rounded(low, high, U32 * size + UNDERFLOW32)
+    return _rounded_ends(low, high)
 
 
 def add(a_lo: Array, a_hi: Array, b_lo: Array, b_hi: Array) -> tuple[Array, Array]:
-    """Bounds of a + b, plus float32's rounding of the sum."""
-    low, high = a_lo + b_lo, a_hi + b_hi
-    size = np.maximum(np.abs(a_lo), np.abs(a_hi)) + np.maximum(np.abs(b_lo), np.abs(b_hi))
-    return _rounded(low, high, U32 * size + UNDERFLOW32)
+    """Bounds of a + b, plus float32's rounding of the sum (monotone, as for product)."""
+    return _rounded_ends(a_lo + b_lo, a_hi + b_hi)
+
+
+def _rounded_ends(low: Array, high: Array) -> tuple[Array, Array]:
+    """[low, high] after one float32 rounding (each end off by U32 of itself, or by half the
+    smallest subnormal), and one float64 rounding of each end, outward."""
+    low = low - (U32 * np.abs(low) + UNDERFLOW32)
+    high = high + (U32 * np.abs(high) + UNDERFLOW32)
+    return down(down(low)), up(up(high))
 
 
 def mix(

@@ -30,6 +30,9 @@ class ModelConfig:
     # Std of Gaussian noise added to the cell's pre-activations (every gate of a GRU or LSTM),
     # in training mode only.
     hidden_noise_std: float = 0.0
+    # Std of Gaussian noise added to the state after every step (h, and an LSTM's c), which
+    # the readout and the next step then read, in training mode only.
+    state_noise_std: float = 0.0
 
     def __post_init__(self) -> None:
         if self.cell not in ("rnn", "lstm", "gru"):
@@ -38,6 +41,13 @@ class ModelConfig:
             raise ValueError(f"hidden_size must be >= 1, got {self.hidden_size}")
         if self.hidden_noise_std < 0:
             raise ValueError(f"hidden_noise_std must be >= 0, got {self.hidden_noise_std}")
+        if self.state_noise_std < 0:
+            raise ValueError(f"state_noise_std must be >= 0, got {self.state_noise_std}")
+
+    @property
+    def noisy(self) -> bool:
+        """Whether training runs the manual, noisy loop."""
+        return self.hidden_noise_std > 0 or self.state_noise_std > 0
 
 
 class Counter(nn.Module):
@@ -62,7 +72,7 @@ class Counter(nn.Module):
 
     def hidden_states(self, digits: torch.Tensor) -> torch.Tensor:
         """int64 [B, T] -> the cell's outputs, float32 [B, T, H]."""
-        if self.training and self.config.hidden_noise_std > 0:
+        if self.training and self.config.noisy:
             noisy = {"rnn": self._noisy_rnn, "gru": self._noisy_gru, "lstm": self._noisy_lstm}
             return noisy[self.config.cell](digits)
         onehot = functional.one_hot(digits, DIGITS).to(torch.float32)  # (B, T, 10)
@@ -85,9 +95,14 @@ class Counter(nn.Module):
         h = drive.new_zeros(digits.shape[0], self.config.hidden_size)  # (B, H)
         states = []
         for t in range(digits.shape[1]):
-            h = act(drive[:, t] + h @ recurrent)
+            h = self._perturbed(act(drive[:, t] + h @ recurrent))
             states.append(h)
         return torch.stack(states, dim=1)  # (B, T, H)
+
+    def _perturbed(self, state: torch.Tensor) -> torch.Tensor:
+        """The state with the training noise on it (none drawn when its std is 0)."""
+        std = self.config.state_noise_std
+        return state + std * torch.randn_like(state) if std > 0 else state
 
     def _drive(self, digits: torch.Tensor) -> torch.Tensor:
         """The input half of every gate's pre-activation, noise included: (B, T, G H).
@@ -115,7 +130,7 @@ class Counter(nn.Module):
             x_r, x_z, x_n = torch.chunk(drive[:, t], 3, dim=1)
             h_r, h_z, h_n = torch.chunk(h @ recurrent + bias, 3, dim=1)
             r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
-            h = (1 - z) * torch.tanh(x_n + r * h_n) + z * h
+            h = self._perturbed((1 - z) * torch.tanh(x_n + r * h_n) + z * h)
             states.append(h)
         return torch.stack(states, dim=1)  # (B, T, H)
 
@@ -130,8 +145,8 @@ class Counter(nn.Module):
         states = []
         for t in range(digits.shape[1]):
             i, f, g, o = torch.chunk(drive[:, t] + h @ recurrent + bias, 4, dim=1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
+            c = self._perturbed(torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g))
+            h = self._perturbed(torch.sigmoid(o) * torch.tanh(c))
             states.append(h)
         return torch.stack(states, dim=1)  # (B, T, H)
 

@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import torch
 
-from training.data import DataSpec
+from training.data import GATED_DATA, ROBUST_DATA, DataSpec
 from training.model import ModelConfig
 from training.train import Recipe, post_recipe, robust_recipe, torch_exact_match, train
 
@@ -71,3 +71,15 @@ def test_a_certified_recipe_stops_at_the_first_epoch_the_proof_passes() -> None:
     else:
         assert trained.epochs_run == 12
         assert trained.certified_at is None
+
+
+def test_the_robust_recipe_adds_inner_nines_and_state_noise_for_gated_cells_only() -> None:
+    rnn = robust_recipe(cell="rnn")
+    assert rnn.data == ROBUST_DATA
+    assert (rnn.model.hidden_noise_std, rnn.model.state_noise_std) == (1.0, 0.0)
+    for cell in ("gru", "lstm"):
+        gated = robust_recipe(cell=cell)  # type: ignore[arg-type]
+        assert gated.data == GATED_DATA
+        assert gated.data.inner_nines_share > 0
+        assert gated.model.state_noise_std > 0
+        assert replace(gated, data=rnn.data, model=rnn.model) == rnn  # nothing else differs
