@@ -61,6 +61,17 @@ def test_noise_gradients_reach_the_native_cells_parameters(cell: str) -> None:
         assert parameter.grad.abs().sum() > 0, name
 
 
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_state_noise_alone_runs_the_noisy_loop_while_training(cell: str) -> None:
+    torch.manual_seed(0)
+    model = Counter(ModelConfig(cell=cell, state_noise_std=0.3))  # type: ignore[arg-type]
+    digits = torch.randint(0, 10, (2, 6))
+    model.train()
+    assert not torch.equal(model(digits), model(digits))
+    model.eval()
+    assert torch.equal(model.hidden_states(digits), model.cell(_onehot(digits))[0])
+
+
 def _onehot(digits: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.one_hot(digits, 10).to(torch.float32)
 
@@ -71,6 +82,7 @@ def _onehot(digits: torch.Tensor) -> torch.Tensor:
         {"cell": "transformer"},
         {"hidden_size": 0},
         {"hidden_noise_std": -1.0},
+        {"state_noise_std": -0.1},
     ],
 )
 def test_bad_configs_are_refused(kwargs: dict[str, object]) -> None:
