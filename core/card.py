@@ -75,6 +75,9 @@ class Recipe(_Card):
     state_noise_std: float = Field(
         default=0.0, description="Gaussian noise on the state after every step (h and c)"
     )
+    cell_state_penalty: float = Field(
+        default=0.0, description="LSTM: weight of the mean squared cell state in the loss"
+    )
     seed: int
     kernels: Kernels
     wall_seconds: float

@@ -33,6 +33,10 @@ class ModelConfig:
     # Std of Gaussian noise added to the state after every step (h, and an LSTM's c), which
     # the readout and the next step then read, in training mode only.
     state_noise_std: float = 0.0
+    # LSTM only: weight of the mean square of the cell state c over every step, added to the
+    # loss while training. Without it an LSTM lets c count up for ever (only tanh(c) is read),
+    # and no box of cell states holds its own image.
+    cell_state_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         if self.cell not in ("rnn", "lstm", "gru"):
@@ -43,11 +47,15 @@ class ModelConfig:
             raise ValueError(f"hidden_noise_std must be >= 0, got {self.hidden_noise_std}")
         if self.state_noise_std < 0:
             raise ValueError(f"state_noise_std must be >= 0, got {self.state_noise_std}")
+        if self.cell_state_penalty < 0:
+            raise ValueError(f"cell_state_penalty must be >= 0, got {self.cell_state_penalty}")
+        if self.cell_state_penalty > 0 and self.cell != "lstm":
+            raise ValueError("cell_state_penalty is for the LSTM's cell state only")
 
     @property
     def noisy(self) -> bool:
-        """Whether training runs the manual, noisy loop."""
-        return self.hidden_noise_std > 0 or self.state_noise_std > 0
+        """Whether training runs the manual loop (noise, or the LSTM's cell-state penalty)."""
+        return self.hidden_noise_std > 0 or self.state_noise_std > 0 or self.cell_state_penalty > 0
 
 
 class Counter(nn.Module):
@@ -69,6 +77,8 @@ class Counter(nn.Module):
         else:
             self.cell = nn.GRU(DIGITS, size, batch_first=True)
         self.readout = nn.Linear(size, DIGITS)
+        # The cell-state penalty of the last training forward pass (see take_penalty).
+        self._penalty: torch.Tensor | None = None
 
     def hidden_states(self, digits: torch.Tensor) -> torch.Tensor:
         """int64 [B, T] -> the cell's outputs, float32 [B, T, H]."""
@@ -83,6 +93,12 @@ class Counter(nn.Module):
         """int64 [B, T] -> logits float32 [B, T, 10]."""
         logits: torch.Tensor = self.readout(self.hidden_states(digits))
         return logits
+
+    def take_penalty(self) -> torch.Tensor | float:
+        """The weighted cell-state penalty of the last training forward pass (0.0 if none),
+        for the loss; taken once."""
+        penalty, self._penalty = self._penalty, None
+        return 0.0 if penalty is None else self.config.cell_state_penalty * penalty
 
     def _noisy_rnn(self, digits: torch.Tensor) -> torch.Tensor:
         """The RNN step by step with noise on its pre-activations, on nn.RNN's own weights."""
@@ -142,12 +158,15 @@ class Counter(nn.Module):
         size = self.config.hidden_size
         h = drive.new_zeros(digits.shape[0], size)  # (B, H)
         c = torch.zeros_like(h)
-        states = []
+        states, cells = [], []
         for t in range(digits.shape[1]):
             i, f, g, o = torch.chunk(drive[:, t] + h @ recurrent + bias, 4, dim=1)
             c = self._perturbed(torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g))
             h = self._perturbed(torch.sigmoid(o) * torch.tanh(c))
             states.append(h)
+            cells.append(c)
+        if self.config.cell_state_penalty > 0:
+            self._penalty = torch.stack(cells).pow(2).mean()
         return torch.stack(states, dim=1)  # (B, T, H)
 
 

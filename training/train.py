@@ -94,6 +94,8 @@ def post_recipe(cell: Cell = "rnn", hidden_size: int = 16, seed: int = 0) -> Rec
 # boxes grow without end. Inner runs in the data show the failure; noise on the state after
 # every step makes every memory restore itself, which is what lets the boxes close.
 GATED_STATE_NOISE = 0.3
+# And an LSTM counts up in c for ever unless c costs something.
+LSTM_CELL_STATE_PENALTY = 0.01
 
 
 def robust_recipe(cell: Cell = "rnn", hidden_size: int = 16, seed: int = 0) -> Recipe:
@@ -101,7 +103,8 @@ def robust_recipe(cell: Cell = "rnn", hidden_size: int = 16, seed: int = 0) -> R
     until the certificate proves every carry (at most 60 epochs).
 
     GRU and LSTM cells also get a fifth of the data with runs of nines inside (GATED_DATA) and
-    noise std GATED_STATE_NOISE on the state after every step.
+    noise std GATED_STATE_NOISE on the state after every step; an LSTM also pays
+    LSTM_CELL_STATE_PENALTY times the mean square of its cell state.
     """
     gated = cell != "rnn"
     return Recipe(
@@ -112,6 +115,7 @@ def robust_recipe(cell: Cell = "rnn", hidden_size: int = 16, seed: int = 0) -> R
             hidden_size=hidden_size,
             hidden_noise_std=1.0,
             state_noise_std=GATED_STATE_NOISE if gated else 0.0,
+            cell_state_penalty=LSTM_CELL_STATE_PENALTY if cell == "lstm" else 0.0,
         ),
         optimizer="adam",
         learning_rate=1e-2,
@@ -214,6 +218,7 @@ def train(recipe: Recipe, progress: bool = True) -> Trained:
         for digits, labels in bar:
             logits = model(digits)  # (B, T, 10)
             loss = functional.cross_entropy(logits.reshape(-1, 10), labels.reshape(-1))
+            loss = loss + model.take_penalty()
             optimizer.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()

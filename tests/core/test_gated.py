@@ -90,7 +90,7 @@ def _deployed_step(
     if lstm:
         feeds["step_c0"] = np.ascontiguousarray(states[None, :, size:], dtype=np.float32)
     outputs = session.run(None, feeds)
-    hidden = np.asarray(outputs[1], dtype=np.float64)[0, 0]  # Y (1, 1, N, H) -> (N, H)
+    hidden: np.ndarray = np.asarray(outputs[1], dtype=np.float64)[0, 0]  # Y (1, 1, N, H)
     if lstm:
         return np.concatenate([hidden, np.asarray(outputs[2], dtype=np.float64)[0]], axis=-1)
     return hidden

@@ -72,6 +72,37 @@ def test_state_noise_alone_runs_the_noisy_loop_while_training(cell: str) -> None
     assert torch.equal(model.hidden_states(digits), model.cell(_onehot(digits))[0])
 
 
+def test_the_cell_state_penalty_is_the_mean_square_of_the_lstms_cell_states() -> None:
+    torch.manual_seed(0)
+    model = Counter(ModelConfig(cell="lstm", hidden_size=4, cell_state_penalty=0.5)).train()
+    digits = torch.randint(0, 10, (3, 7))
+    model(digits)
+    state = None
+    squares = []
+    with torch.no_grad():
+        for t in range(7):  # the native cell, one step at a time, for its c
+            _, state = model.cell(_onehot(digits[:, t : t + 1]), state)
+            squares.append(state[1].pow(2).mean())
+    penalty = model.take_penalty()
+    assert isinstance(penalty, torch.Tensor)
+    assert torch.allclose(penalty, 0.5 * torch.stack(squares).mean(), atol=1e-6)
+    assert model.take_penalty() == 0.0  # taken once
+    model.eval()
+    model(digits)
+    assert model.take_penalty() == 0.0  # none outside training
+
+
+def test_the_cell_state_penalty_reaches_the_loss_gradient() -> None:
+    torch.manual_seed(0)
+    model = Counter(ModelConfig(cell="lstm", hidden_size=4, cell_state_penalty=1.0)).train()
+    model(torch.randint(0, 10, (2, 5)))
+    penalty = model.take_penalty()
+    assert isinstance(penalty, torch.Tensor)
+    penalty.backward()  # type: ignore[no-untyped-call]
+    assert model.cell.weight_hh_l0.grad is not None
+    assert model.readout.weight.grad is None  # it is about c alone
+
+
 def _onehot(digits: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.one_hot(digits, 10).to(torch.float32)
 
@@ -83,6 +114,8 @@ def _onehot(digits: torch.Tensor) -> torch.Tensor:
         {"hidden_size": 0},
         {"hidden_noise_std": -1.0},
         {"state_noise_std": -0.1},
+        {"cell_state_penalty": -1.0},
+        {"cell": "gru", "cell_state_penalty": 0.01},
     ],
 )
 def test_bad_configs_are_refused(kwargs: dict[str, object]) -> None:

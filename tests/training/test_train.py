@@ -78,8 +78,9 @@ def test_the_robust_recipe_adds_inner_nines_and_state_noise_for_gated_cells_only
     assert rnn.data == ROBUST_DATA
     assert (rnn.model.hidden_noise_std, rnn.model.state_noise_std) == (1.0, 0.0)
     for cell in ("gru", "lstm"):
-        gated = robust_recipe(cell=cell)  # type: ignore[arg-type]
+        gated = robust_recipe(cell=cell)
         assert gated.data == GATED_DATA
         assert gated.data.inner_nines_share > 0
         assert gated.model.state_noise_std > 0
+        assert (gated.model.cell_state_penalty > 0) == (cell == "lstm")
         assert replace(gated, data=rnn.data, model=rnn.model) == rnn  # nothing else differs
