@@ -142,8 +142,8 @@ class Certificate(_Card):
     transient_steps: int = Field(description="copying steps kept in boxes of their own")
     search_limit: int = Field(description="the largest finite K tried")
     tanh_error_bound: float = Field(
-        description="the absolute error of the deployed tanh the proof allows per step; the "
-        "service measures its onnxruntime's against it at start"
+        description="the absolute error of every deployed tanh (and a GRU's or LSTM's sigmoid) "
+        "the proof allows per step; the service measures its onnxruntime's against it at start"
     )
     reason: str = Field(description="why it passed, or the box where it failed")
 
