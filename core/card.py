@@ -56,6 +56,10 @@ class Recipe(_Card):
     max_digits: int
     carry_rich_share: float = Field(description="share of examples ending in a run of nines")
     max_carry_run: int = Field(description="longest run of trailing nines in the data")
+    inner_nines_share: float = Field(
+        default=0.0,
+        description="share of examples with a run of nines inside (copied, not carried)",
+    )
     optimizer: str
     learning_rate: float
     batch_size: int
@@ -68,6 +72,12 @@ class Recipe(_Card):
     max_epochs: int = Field(description="the bound: training stops here, proved or not")
     epochs_run: int
     hidden_noise_std: float = Field(description="Gaussian noise on hidden pre-activations")
+    state_noise_std: float = Field(
+        default=0.0, description="Gaussian noise on the state after every step (h and c)"
+    )
+    cell_state_penalty: float = Field(
+        default=0.0, description="LSTM: weight of the mean squared cell state in the loss"
+    )
     seed: int
     kernels: Kernels
     wall_seconds: float
@@ -132,8 +142,8 @@ class Certificate(_Card):
     transient_steps: int = Field(description="copying steps kept in boxes of their own")
     search_limit: int = Field(description="the largest finite K tried")
     tanh_error_bound: float = Field(
-        description="the absolute error of the deployed tanh the proof allows per step; the "
-        "service measures its onnxruntime's against it at start"
+        description="the absolute error of every deployed tanh (and a GRU's or LSTM's sigmoid) "
+        "the proof allows per step; the service measures its onnxruntime's against it at start"
     )
     reason: str = Field(description="why it passed, or the box where it failed")
 

@@ -21,10 +21,13 @@ needs larger boxes) until a box fails. K = "unbounded" when a box B of carrying 
 into itself under 9 and the absorbed states from B pass too: then every run of nines, however
 long, stays in B. K = -1 when even inputs without a trailing nine are not proved.
 
+The cell is a tanh RNN, a GRU or an LSTM (core.cells); an LSTM's state is h and c side by side.
+
 Soundness: the boxes hold the deployed float32 states (core.interval bounds float32 rounding
-and the activation error `tanh_error`, and rounds its own float64 steps outward). The service
-re-runs this proof on the weights it loads and checks `tanh_error` against the onnxruntime it
-runs. Pure numpy, no torch.
+and the activation error `tanh_error`, allowed on every tanh and sigmoid, and rounds its own
+float64 steps outward). The service re-runs this proof on the weights it loads and checks
+`tanh_error` against the onnxruntime it runs (core.activation measures each op's tanh and
+sigmoid kernels). Pure numpy, no torch.
 """
 
 import math
@@ -35,9 +38,16 @@ import numpy as np
 import onnx
 
 from core.card import Certificate
-from core.cells import Cell, Ints, RnnCell
+from core.cells import Cell, GruCell, Ints, LstmCell, RnnCell
 from core.interval import Array
-from core.weights import UnsupportedModelError, weights_from_onnx
+from core.weights import (
+    GruWeights,
+    LstmWeights,
+    RnnWeights,
+    UnsupportedModelError,
+    Weights,
+    recurrent_weights_from_onnx,
+)
 
 METHOD = (
     "interval boxes by phase (carrying after j nines; carry absorbed, keyed by the digit; "
@@ -48,7 +58,9 @@ TRANSIENT = 1  # copying steps kept apart from the steady boxes
 # ones and many trained models fail for that alone; 3 costs ten times as much (about 1 s) and
 # the service re-runs the proof at every start.
 KEY_DIGITS = 2
-DEFAULT_TANH_ERROR = 1e-5  # onnxruntime 1.32's is 1.79e-7 (bench/tanh_error.py): 56x room
+# onnxruntime 1.32's RNN tanh is off by 1.79e-7 (bench/tanh_error.py): 56x room; its GRU's
+# own tanh by 6.1e-7 and its sigmoids by 2.5e-7 at most (core.activation, on its grid).
+DEFAULT_TANH_ERROR = 1e-5
 DEFAULT_LIMIT = 10_000  # largest finite K searched (about 0.5 s when every K passes)
 MARGIN_STEPS = 1_000_000  # the card keeps the margin to 1e-6, rounded down
 MAX_WIDTH = 2.0  # a box wider than tanh's whole range in some unit proves nothing
@@ -174,6 +186,7 @@ class _Prover:
         self.steady = _empty(self.keys, size)
         self.carrying: list[Box] = []
         self.closure: tuple[Box, int] | None = None
+        self.max_width = max_width(cell)
 
     def push(self, lo: Array, hi: Array) -> tuple[Array, Array]:
         self.iterations += 1
@@ -183,9 +196,9 @@ class _Prover:
         """Every reached box must be narrow enough and let its right digit win everywhere."""
         reached = np.flatnonzero(lo[:, 0] <= hi[:, 0])
         lo, hi, right = lo[reached], hi[reached], right[reached]
-        widths = hi - lo
-        if widths.max() > MAX_WIDTH:
-            box, unit = np.unravel_index(int(widths.argmax()), widths.shape)
+        excess = (hi - lo) - self.max_width
+        if excess.max() > 0:
+            box, unit = np.unravel_index(int(excess.argmax()), excess.shape)
             raise _BoxFailedError(
                 f"{what} ({_box_name(what, int(reached[box]), self.keys)}) escaped: unit "
                 f"{unit} spans [{lo[box, unit]:.3g}, {hi[box, unit]:.3g}]"
@@ -265,9 +278,16 @@ class _Prover:
             box_lo, box_hi, grew = _join(box_lo, box_hi, nine_lo, nine_hi)
             if not grew:
                 return box_lo, box_hi
-            if (box_hi - box_lo).max() > MAX_WIDTH:
+            if np.any(box_hi - box_lo > self.max_width):
                 return None
         return None
+
+
+def max_width(cell: Cell) -> Array:
+    """The widest box of each unit the proof goes on with, (S,): MAX_WIDTH, or the cell's own
+    `escape_width` when it has one (an LSTM's cell state is not bounded by tanh's range)."""
+    own = getattr(cell, "escape_width", None)
+    return np.full(cell.state_size, MAX_WIDTH) if own is None else np.asarray(own, dtype=float)
 
 
 def _box_name(what: str, index: int, keys: int) -> str:
@@ -415,11 +435,25 @@ def _card_margin(margin: float | None) -> float | None:
     return None if margin is None else math.floor(margin * MARGIN_STEPS) / MARGIN_STEPS
 
 
+def cell_of(weights: Weights, tanh_error: float = DEFAULT_TANH_ERROR) -> Cell:
+    """The certificate's cell for RNN, GRU or LSTM weights; tanh_error is the allowance of
+    every deployed tanh and sigmoid."""
+    if isinstance(weights, RnnWeights):
+        return RnnCell(weights, tanh_error)
+    if isinstance(weights, GruWeights):
+        return GruCell(weights, tanh_error)
+    if isinstance(weights, LstmWeights):
+        return LstmCell(weights, tanh_error)
+    raise TypeError(f"no cell for {type(weights).__name__}")
+
+
 def cell_from_onnx(
     model: str | Path | bytes | onnx.ModelProto, tanh_error: float = DEFAULT_TANH_ERROR
 ) -> Cell:
-    """The cell of an exported graph, as the proof reads it (UnsupportedModelError otherwise)."""
-    return RnnCell(weights_from_onnx(model), tanh_error)
+    """The cell of an exported RNN, GRU or LSTM graph, as the proof reads it
+    (UnsupportedModelError for any other graph); tanh_error is the allowance of every deployed
+    tanh and sigmoid."""
+    return cell_of(recurrent_weights_from_onnx(model), tanh_error)
 
 
 def certify(

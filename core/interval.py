@@ -25,6 +25,9 @@ U64 = 2.0**-53  # float64 unit roundoff
 # Relative error allowed for numpy's float64 transcendental functions (32 ulps: generous).
 TRANSCENDENTAL = 2.0**-48
 _TINY = 2.0**-1000  # absolute floor, for results near zero
+# A float32 product or sum that underflows into the subnormals is off by at most half the
+# smallest subnormal, whatever its size: an absolute floor on top of the relative bound.
+UNDERFLOW32 = 2.0**-150
 
 
 def gamma32(n: int) -> float:
@@ -110,15 +113,56 @@ def _monotone(
 
 def product(a_lo: Array, a_hi: Array, b_lo: Array, b_hi: Array) -> tuple[Array, Array]:
     """Bounds of a * b over two boxes, elementwise (exact on boxes), plus float32's rounding
-    of the product and float64's of the bounds."""
-    corners = np.stack([a_lo * b_lo, a_lo * b_hi, a_hi * b_lo, a_hi * b_hi])
+    of the product and float64's of the bounds.
+
+    Rounding to nearest is monotone, so the deployed product is between the rounded extremes:
+    each bound moves by its own magnitude's rounding. A box may be half-infinite (an LSTM's
+    cell state): an infinite end times 0 is the limit of finite values times 0, which is 0.
+    """
+    with np.errstate(invalid="ignore"):
+        corners = np.stack([a_lo * b_lo, a_lo * b_hi, a_hi * b_lo, a_hi * b_hi])
+    corners = np.where(np.isnan(corners), 0.0, corners)
     low, high = corners.min(axis=0), corners.max(axis=0)
-    size = np.maximum(np.abs(low), np.abs(high))
-    return down(down(low - U32 * size)), up(up(high + U32 * size))
+    return _rounded_ends(low, high)
 
 
 def add(a_lo: Array, a_hi: Array, b_lo: Array, b_hi: Array) -> tuple[Array, Array]:
-    """Bounds of a + b, plus float32's rounding of the sum."""
-    low, high = a_lo + b_lo, a_hi + b_hi
-    size = np.maximum(np.abs(a_lo), np.abs(a_hi)) + np.maximum(np.abs(b_lo), np.abs(b_hi))
-    return down(down(low - U32 * size)), up(up(high + U32 * size))
+    """Bounds of a + b, plus float32's rounding of the sum (monotone, as for product)."""
+    return _rounded_ends(a_lo + b_lo, a_hi + b_hi)
+
+
+def _rounded_ends(low: Array, high: Array) -> tuple[Array, Array]:
+    """[low, high] after one float32 rounding (each end off by U32 of itself, or by half the
+    smallest subnormal), and one float64 rounding of each end, outward."""
+    low = low - (U32 * np.abs(low) + UNDERFLOW32)
+    high = high + (U32 * np.abs(high) + UNDERFLOW32)
+    return down(down(low)), up(up(high))
+
+
+def mix(
+    z_lo: Array, z_hi: Array, a_lo: Array, a_hi: Array, b_lo: Array, b_hi: Array
+) -> tuple[Array, Array]:
+    """Bounds of (1 - z) * a + z * b over three boxes, elementwise, as float32 computes it
+    (1 - z, both products and the sum each rounded, or fused), outward.
+
+    The GRU's update. Exact on boxes: the expression is linear in each of z, a and b, so its
+    extremes lie at the box's 8 corners; bounding the two products apart would lose that z
+    appears in both (with z in [0, 1] and a, b in [0.9, 1], they give [0, 2], not [0.9, 1]).
+    """
+    corners = np.stack(
+        [(1 - z) * a + z * b for z in (z_lo, z_hi) for a in (a_lo, a_hi) for b in (b_lo, b_hi)]
+    )
+    low, high = corners.min(axis=0), corners.max(axis=0)
+    # float32: fl(fl(fl(1 - z) a) + fl(z b)) is off by <= gamma(3) (|1 - z| |a| + |z| |b|)
+    terms = np.maximum(np.abs(1 - z_lo), np.abs(1 - z_hi)) * magnitude(a_lo, a_hi) + magnitude(
+        z_lo, z_hi
+    ) * magnitude(b_lo, b_hi)
+    # this proof's float64 corners: 1 - z, two products and a sum, on the same terms
+    spread = (gamma32(3) + gamma64(4)) * terms + 3 * UNDERFLOW32
+    return _rounded(low, high, upper(spread, 2))
+
+
+def _rounded(low: Array, high: Array, spread: Array) -> tuple[Array, Array]:
+    """[low - spread, high + spread] rounded outward: each bound came from one float64
+    operation, and the subtraction of the spread is another."""
+    return down(down(low - spread)), up(up(high + spread))

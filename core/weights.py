@@ -1,13 +1,15 @@
 """The weights of an exported counter, read back from its ONNX graph: what the proof reasons about.
 
-Only the graph that training exports is read: a one-layer forward tanh RNN over one-hot digits
-from h0 = 0, then a linear readout and a softmax, wired exactly so (see _check_wiring). Any other
-graph raises UnsupportedModelError naming what differs, so the certificate never vouches for
-weights it did not see in the place it assumes. Pure numpy and onnx, no torch.
+Only the graph that training exports is read: a one-layer forward recurrent op (a tanh RNN, a
+GRU or an LSTM, with ONNX's default activations) over one-hot digits from a zero state, then a
+linear readout and a softmax, wired exactly so (see _check_wiring). Any other graph raises
+UnsupportedModelError naming what differs, so the certificate never vouches for weights it did
+not see in the place it assumes. Pure numpy and onnx, no torch.
 """
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +20,15 @@ Array = npt.NDArray[np.float64]
 
 
 class UnsupportedModelError(ValueError):
-    """The graph is not a one-layer tanh RNN with a linear readout: the boxes do not apply."""
+    """The graph is not a one-layer RNN, GRU or LSTM with a linear readout: the boxes do not
+    apply."""
+
+
+def _check_shapes(kind: str, shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]) -> None:
+    """Each field's shape (got, expected), or ValueError naming the first that differs."""
+    for name, (got, want) in shapes.items():
+        if got != want:
+            raise ValueError(f"{kind}.{name} has shape {got}, expected {want}")
 
 
 @dataclass(frozen=True)
@@ -36,22 +46,83 @@ class RnnWeights:
     b_out: Array  # (10,)
 
     def __post_init__(self) -> None:
-        size = self.w_hh.shape[0]
-        shapes = {
-            "w_ih": (self.w_ih.shape, (size, 10)),
-            "w_hh": (self.w_hh.shape, (size, size)),
-            "b_ih": (self.b_ih.shape, (size,)),
-            "b_hh": (self.b_hh.shape, (size,)),
-            "w_out": (self.w_out.shape, (10, size)),
-            "b_out": (self.b_out.shape, (10,)),
-        }
-        for name, (got, want) in shapes.items():
-            if got != want:
-                raise ValueError(f"RnnWeights.{name} has shape {got}, expected {want}")
+        _check_shapes("RnnWeights", _gated_shapes(self, 1))
 
     @property
     def hidden_size(self) -> int:
         return int(self.w_hh.shape[0])
+
+
+@dataclass(frozen=True)
+class GruWeights:
+    """One-layer GRU as ONNX's GRU op computes it with linear_before_reset = 1 (PyTorch's GRU)
+    + linear readout. Gate blocks are in ONNX's order z, r, h (PyTorch stores r, z, n):
+
+    z = sigmoid(w_ih[z] x + b_ih[z] + w_hh[z] h + b_hh[z]), r likewise,
+    n = tanh(w_ih[h] x + b_ih[h] + r * (w_hh[h] h + b_hh[h])), h' = (1 - z) * n + z * h;
+    logits = w_out @ h' + b_out.
+    """
+
+    w_ih: Array  # (3H, 10)
+    w_hh: Array  # (3H, H)
+    b_ih: Array  # (3H,)
+    b_hh: Array  # (3H,)
+    w_out: Array  # (10, H)
+    b_out: Array  # (10,)
+
+    GATES: ClassVar[tuple[str, ...]] = ("z", "r", "h")
+
+    def __post_init__(self) -> None:
+        _check_shapes("GruWeights", _gated_shapes(self, len(self.GATES)))
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.w_hh.shape[1])
+
+
+@dataclass(frozen=True)
+class LstmWeights:
+    """One-layer LSTM as ONNX's LSTM op computes it (no peepholes, no clip, no coupled input
+    and forget gates) + linear readout. Gate blocks are in ONNX's order i, o, f, c (PyTorch
+    stores i, f, g, o):
+
+    i = sigmoid(w_ih[i] x + b_ih[i] + w_hh[i] h + b_hh[i]), o and f likewise, g = tanh(...
+    the c block), c' = f * c + i * g, h' = o * tanh(c'); logits = w_out @ h' + b_out.
+    """
+
+    w_ih: Array  # (4H, 10)
+    w_hh: Array  # (4H, H)
+    b_ih: Array  # (4H,)
+    b_hh: Array  # (4H,)
+    w_out: Array  # (10, H)
+    b_out: Array  # (10,)
+
+    GATES: ClassVar[tuple[str, ...]] = ("i", "o", "f", "c")
+
+    def __post_init__(self) -> None:
+        _check_shapes("LstmWeights", _gated_shapes(self, len(self.GATES)))
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.w_hh.shape[1])
+
+
+Weights = RnnWeights | GruWeights | LstmWeights
+
+
+def _gated_shapes(
+    weights: RnnWeights | GruWeights | LstmWeights, gates: int
+) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Every field's (shape, expected shape), H taken from w_hh's columns."""
+    size = weights.w_hh.shape[-1]
+    return {
+        "w_ih": (weights.w_ih.shape, (gates * size, 10)),
+        "w_hh": (weights.w_hh.shape, (gates * size, size)),
+        "b_ih": (weights.b_ih.shape, (gates * size,)),
+        "b_hh": (weights.b_hh.shape, (gates * size,)),
+        "w_out": (weights.w_out.shape, (10, size)),
+        "b_out": (weights.b_out.shape, (10,)),
+    }
 
 
 def _constants(graph: onnx.GraphProto) -> dict[str, npt.NDArray[np.float64]]:
@@ -65,9 +136,9 @@ def _constants(graph: onnx.GraphProto) -> dict[str, npt.NDArray[np.float64]]:
     return {name: np.asarray(value, dtype=np.float64) for name, value in values.items()}
 
 
-# What the legacy exporter emits for training's Probabilities(Counter) with an RNN cell: the
-# value path OneHot -> Cast -> Transpose -> RNN -> Squeeze -> Transpose -> MatMul -> Add ->
-# Softmax, and the shape arithmetic (Shape, Gather, Unsqueeze, Concat) that sizes the zero h0.
+# What the legacy exporter emits for training's Probabilities(Counter): the value path OneHot ->
+# Cast -> Transpose -> RNN | GRU | LSTM -> Squeeze -> Transpose -> MatMul -> Add -> Softmax, and
+# the shape arithmetic (Shape, Gather, Unsqueeze, Concat) that sizes the zero initial state.
 EXPORTED_OPS = frozenset(
     {
         "Constant",
@@ -81,6 +152,8 @@ EXPORTED_OPS = frozenset(
         "Transpose",
         "Squeeze",
         "RNN",
+        "GRU",
+        "LSTM",
         "MatMul",
         "Add",
         "Softmax",
@@ -92,16 +165,18 @@ _TIME_MAJOR = [1, 0, 2]  # (B, T, .) <-> (T, B, .)
 def _check_wiring(
     graph: onnx.GraphProto, values: dict[str, Array], rnn: onnx.NodeProto
 ) -> tuple[onnx.NodeProto, onnx.NodeProto]:
-    """Check the one value path digits -> probabilities around the RNN; its MatMul and Add.
+    """Check the one value path digits -> probabilities around the recurrent op (RNN, GRU or
+    LSTM); return its readout's MatMul and Add.
 
-    The boxes are sound only for exactly softmax(W_out RNN(one_hot(digits)) + b_out) with h0 = 0:
-    any other op, or the same ops wired otherwise, is declined with UnsupportedModelError.
+    The boxes are sound only for exactly softmax(W_out cell(one_hot(digits)) + b_out) from a
+    zero state: any other op, or the same ops wired otherwise, is declined with
+    UnsupportedModelError.
     """
     unexpected = sorted({n.op_type for n in graph.node} - EXPORTED_OPS)
     if unexpected:
         raise UnsupportedModelError(
-            "the box certificate covers one-hot -> RNN -> linear -> softmax as training exports "
-            f"it; this graph also has {', '.join(unexpected)}"
+            f"the box certificate covers one-hot -> {rnn.op_type} -> linear -> softmax as "
+            f"training exports it; this graph also has {', '.join(unexpected)}"
         )
     inputs, outputs = [i.name for i in graph.input], [o.name for o in graph.output]
     if inputs != ["digits"] or outputs != ["probabilities"]:
@@ -146,8 +221,9 @@ def _check_wiring(
     layout(after)
     squeeze = source(after.input[0], "Squeeze")
     constant(squeeze.input[1], [1])  # drop the direction axis of Y (T, 1, B, H)
+    op = rnn.op_type
     if squeeze.input[0] != rnn.output[0]:
-        raise UnsupportedModelError("expected the readout to read the RNN's Y, every step")
+        raise UnsupportedModelError(f"expected the readout to read the {op}'s Y, every step")
     before = source(rnn.input[0], "Transpose")
     layout(before)
     cast = source(before.input[0], "Cast")
@@ -155,17 +231,21 @@ def _check_wiring(
         raise UnsupportedModelError("expected the one-hot digits cast to float32")
     onehot = source(cast.input[0], "OneHot")
     if onehot.input[0] != "digits" or attribute(onehot, "axis", -1) != -1:
-        raise UnsupportedModelError("expected the RNN to read one_hot(digits) on the last axis")
+        raise UnsupportedModelError(f"expected the {op} to read one_hot(digits) on the last axis")
     constant(onehot.input[1], [10])
     constant(onehot.input[2], [0, 1])
-    if any(name and name not in values for name in rnn.input[1:4]):
-        raise UnsupportedModelError("expected the RNN's W, R and B to be constants")
+    if len(rnn.input) < 3 or any(name and name not in values for name in rnn.input[1:4]):
+        raise UnsupportedModelError(f"expected the {op}'s W, R and B to be constants")
     if len(rnn.input) > 4 and rnn.input[4]:
-        raise UnsupportedModelError("expected no sequence_lens on the RNN")
-    if len(rnn.input) > 5 and rnn.input[5]:
-        fill = attribute(source(rnn.input[5], "ConstantOfShape"), "value")  # absent: zeros
-        if isinstance(fill, onnx.TensorProto) and np.any(numpy_helper.to_array(fill)):
-            raise UnsupportedModelError("expected the RNN to start from h0 = 0")
+        raise UnsupportedModelError(f"expected no sequence_lens on the {op}")
+    # initial_h (input 5), and the LSTM's initial_c (6): absent or zeros.
+    for index, state in [(5, "h0"), (6, "c0")][: 2 if op == "LSTM" else 1]:
+        if len(rnn.input) > index and rnn.input[index]:
+            fill = attribute(source(rnn.input[index], "ConstantOfShape"), "value")  # None: 0
+            if isinstance(fill, onnx.TensorProto) and np.any(numpy_helper.to_array(fill)):
+                raise UnsupportedModelError(f"expected the {op} to start from {state} = 0")
+    if op == "LSTM" and len(rnn.input) > 7 and rnn.input[7]:
+        raise UnsupportedModelError("expected no peephole weights P on the LSTM")
     return matmul, add
 
 
@@ -178,40 +258,96 @@ def load_graph(model: str | Path | bytes | onnx.ModelProto) -> onnx.ModelProto:
     return onnx.load(str(model))
 
 
-def weights_from_onnx(path: str | Path | bytes | onnx.ModelProto) -> RnnWeights:
-    """Read the RNN op's W, R, B and the MatMul/Add readout of an exported model.
+# The attributes each op may have, with the only values the boxes cover (None: any value).
+# The activations are ONNX's defaults, which PyTorch's cells compute; the GRU must apply its
+# reset gate after the recurrent product (linear_before_reset = 1), as PyTorch's GRU does.
+_COVERED: dict[str, dict[str, object]] = {
+    "RNN": {"hidden_size": None, "activations": [b"Tanh"], "direction": b"forward", "layout": 0},
+    "GRU": {
+        "hidden_size": None,
+        "activations": [b"Sigmoid", b"Tanh"],
+        "direction": b"forward",
+        "layout": 0,
+        "linear_before_reset": 1,
+    },
+    "LSTM": {
+        "hidden_size": None,
+        "activations": [b"Sigmoid", b"Tanh", b"Tanh"],
+        "direction": b"forward",
+        "layout": 0,
+        "input_forget": 0,
+    },
+}
+_DEFAULTS = {"direction": b"forward", "layout": 0, "linear_before_reset": 0, "input_forget": 0}
+_GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
 
-    Only the graph training exports is read (see _check_wiring): anything else raises
-    UnsupportedModelError, naming what differs.
+
+def _check_attributes(node: onnx.NodeProto) -> None:
+    """The op's attributes are the ones the cell's image computes (see _COVERED)."""
+    covered = _COVERED[node.op_type]
+    attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    for name, value in attributes.items():
+        if name not in covered:
+            raise UnsupportedModelError(
+                f"the box certificate covers {node.op_type}s without {name!r}; this one has "
+                f"{name} = {value!r}"
+            )
+    for name, want in covered.items():
+        if want is None:
+            continue
+        got = attributes.get(name, want if name == "activations" else _DEFAULTS[name])
+        if (list(got) if isinstance(got, list | tuple) else got) != want:
+            raise UnsupportedModelError(
+                f"the box certificate covers {node.op_type}s with {name} = {want!r}; this one "
+                f"has {got!r}"
+            )
+
+
+def recurrent_weights_from_onnx(model: str | Path | bytes | onnx.ModelProto) -> Weights:
+    """The RNN, GRU or LSTM op's W, R, B and the MatMul/Add readout of an exported model.
+
+    Only the graph training exports is read (see _check_wiring and _COVERED): anything else
+    raises UnsupportedModelError, naming what differs.
     """
-    graph = load_graph(path).graph
-    recurrent = [n for n in graph.node if n.op_type in ("RNN", "GRU", "LSTM")]
-    if len(recurrent) != 1 or recurrent[0].op_type != "RNN":
+    graph = load_graph(model).graph
+    recurrent = [n for n in graph.node if n.op_type in _GATES]
+    if len(recurrent) != 1:
         ops = [n.op_type for n in recurrent] or "no recurrent op"
         raise UnsupportedModelError(
-            f"the box certificate covers one-layer tanh RNNs; this graph has {ops}"
+            f"the box certificate covers one-layer RNNs, GRUs and LSTMs; this graph has {ops}"
         )
     node = recurrent[0]
-    attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    activations = attributes.get("activations", [b"Tanh"])
-    direction = attributes.get("direction", b"forward")
-    if list(activations) != [b"Tanh"] or "clip" in attributes or direction != b"forward":
-        raise UnsupportedModelError(
-            f"the box certificate covers forward tanh RNNs; this RNN has activations "
-            f"{activations}, direction {direction!r} and clip {attributes.get('clip')}"
-        )
+    _check_attributes(node)
     values = _constants(graph)
     matmul, add = _check_wiring(graph, values, node)
-    w_ih, w_hh = values[node.input[1]][0], values[node.input[2]][0]  # (H, 10), (H, H)
-    size = w_hh.shape[0]
+    w_ih, w_hh = values[node.input[1]][0], values[node.input[2]][0]  # (G H, 10), (G H, H)
+    gates = _GATES[node.op_type] * w_hh.shape[1]
+    declared = [helper.get_attribute_value(a) for a in node.attribute if a.name == "hidden_size"]
+    if declared and declared[0] != w_hh.shape[1]:
+        raise UnsupportedModelError(f"hidden_size {declared[0]} but R has {w_hh.shape[1]} columns")
     has_bias = len(node.input) > 3 and node.input[3]
-    bias = values[node.input[3]][0] if has_bias else np.zeros(2 * size)  # (2H,): Wb then Rb
+    bias = values[node.input[3]][0] if has_bias else np.zeros(2 * gates)  # Wb then Rb
     b_out = next(values[name] for name in add.input if name in values)
-    return RnnWeights(
-        w_ih=w_ih,
-        w_hh=w_hh,
-        b_ih=bias[:size],
-        b_hh=bias[size:],
-        w_out=values[matmul.input[1]].T,  # stored (H, 10) for x @ W
-        b_out=b_out,
-    )
+    kinds: dict[str, type[Weights]] = {"RNN": RnnWeights, "GRU": GruWeights, "LSTM": LstmWeights}
+    kind = kinds[node.op_type]
+    try:
+        return kind(
+            w_ih=w_ih,
+            w_hh=w_hh,
+            b_ih=bias[:gates],
+            b_hh=bias[gates:],
+            w_out=values[matmul.input[1]].T,  # stored (H, 10) for x @ W
+            b_out=b_out,
+        )
+    except ValueError as error:
+        raise UnsupportedModelError(f"the {node.op_type}'s weights do not fit: {error}") from None
+
+
+def weights_from_onnx(path: str | Path | bytes | onnx.ModelProto) -> RnnWeights:
+    """Read a tanh RNN's weights (recurrent_weights_from_onnx for any cell); a graph with
+    another cell raises UnsupportedModelError."""
+    weights = recurrent_weights_from_onnx(path)
+    if not isinstance(weights, RnnWeights):
+        kind = type(weights).__name__.removesuffix("Weights").upper()
+        raise UnsupportedModelError(f"expected a tanh RNN; this graph has a {kind}")
+    return weights

@@ -7,7 +7,7 @@ the one codec, `core.codec`, so training sees exactly the layout the service sen
 
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -22,6 +22,10 @@ class DataSpec:
     A `carry_rich_share` of the examples instead end in a run of k nines, k uniform in
     [1, max_carry_run], after a plain prefix (possibly empty) of a uniform length in
     [0, max_digits - 1] whose last digit is not 9, so the run is exactly k long.
+    An `inner_nines_share` have such a run inside: a plain prefix (possibly empty), k nines, a
+    digit 0-8, then any digits (up to max_digits - 1 of them). Adding one spends its carry
+    before the run, so the run is copied: a cell that keeps "no carry" in a slowly leaking
+    memory gets such runs wrong once they are long, which numbers with trailing runs never show.
     """
 
     train_size: int = 9000
@@ -30,14 +34,20 @@ class DataSpec:
     max_digits: int = 10
     carry_rich_share: float = 0.0
     max_carry_run: int = 0
+    inner_nines_share: float = 0.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_digits <= self.max_digits:
             raise ValueError(f"need 1 <= min_digits <= max_digits, got {self}")
         if not 0.0 <= self.carry_rich_share <= 1.0:
             raise ValueError(f"carry_rich_share must be in [0, 1], got {self.carry_rich_share}")
-        if self.carry_rich_share > 0 and self.max_carry_run < 1:
-            raise ValueError("a carry-rich share needs max_carry_run >= 1")
+        if not 0.0 <= self.inner_nines_share <= 1.0 - self.carry_rich_share:
+            raise ValueError(
+                "inner_nines_share must be in [0, 1 - carry_rich_share], got "
+                f"{self.inner_nines_share}"
+            )
+        if (self.carry_rich_share > 0 or self.inner_nines_share > 0) and self.max_carry_run < 1:
+            raise ValueError("a carry-rich or inner-nines share needs max_carry_run >= 1")
         if self.train_size < 1 or self.val_size < 1:
             raise ValueError("train_size and val_size must be positive")
 
@@ -46,6 +56,8 @@ class DataSpec:
 POST_DATA = DataSpec()
 # Carry-rich: a third of the examples end in runs of up to 40 nines, plain lengths up to 20.
 ROBUST_DATA = DataSpec(max_digits=20, carry_rich_share=1 / 3, max_carry_run=40)
+# For gated cells, a fifth more have runs of up to 40 nines inside, which are copied.
+GATED_DATA = replace(ROBUST_DATA, inner_nines_share=0.2)
 
 
 @dataclass(frozen=True)
@@ -73,10 +85,26 @@ def _carry_rich(rng: random.Random, spec: DataSpec) -> str:
     return prefix + "9" * run
 
 
+def _inner_nines(rng: random.Random, spec: DataSpec) -> str:
+    run = rng.randint(1, spec.max_carry_run)
+    prefix = _plain(rng, rng.randint(0, spec.max_digits - 1))
+    if prefix:
+        # As in _carry_rich: the run is exactly `run` long, and a lone prefix stays non-zero.
+        low = 1 if len(prefix) == 1 else 0
+        prefix = prefix[:-1] + str(rng.randint(low, 8))
+    after = str(rng.randint(0, 8))  # the run ends here, read with no carry left
+    tail = "".join(str(rng.randint(0, 9)) for _ in range(rng.randint(0, spec.max_digits - 1)))
+    return prefix + "9" * run + after + tail
+
+
 def draw_number(rng: random.Random, spec: DataSpec) -> str:
     """One number of the spec's distribution."""
-    if spec.carry_rich_share > 0 and rng.random() < spec.carry_rich_share:
-        return _carry_rich(rng, spec)
+    if spec.carry_rich_share > 0 or spec.inner_nines_share > 0:
+        kind = rng.random()
+        if kind < spec.carry_rich_share:
+            return _carry_rich(rng, spec)
+        if kind < spec.carry_rich_share + spec.inner_nines_share:
+            return _inner_nines(rng, spec)
     return _plain(rng, rng.randint(spec.min_digits, spec.max_digits))
 
 

@@ -32,11 +32,13 @@ from core.card import (
     Recipe,
 )
 from core.certify import DEFAULT_LIMIT, certify_onnx
-from core.weights import RnnWeights, weights_from_onnx
+from core.weights import GruWeights, LstmWeights, Weights, recurrent_weights_from_onnx
 from training import evaluate
 from training.carry_scan import CarryEngine, OnnxCarryEngine, scan_carries
 from training.data import DataSpec, Split
+from training.model import Cell as CellName
 from training.model import Counter, ModelConfig, Probabilities, TorchCarryEngine, parameter_count
+from training.proof import onnx_rows
 from training.train import Optimizer, RecipeName, Trained
 from training.train import Recipe as TrainRecipe
 
@@ -90,23 +92,34 @@ def export_module(module: nn.Module, path: Path) -> None:
 
 
 def counter_from_onnx(model: str | Path | onnx.ModelProto) -> Counter:
-    """The torch Counter an exported tanh RNN graph holds (eval mode): export_onnx undone.
+    """The torch Counter an exported RNN, GRU or LSTM graph holds (eval mode): export_onnx
+    undone.
 
-    Reads the weights with core.weights.weights_from_onnx, so only the graph export_onnx
-    writes is accepted (UnsupportedModelError otherwise).
+    Reads the weights with core.weights.recurrent_weights_from_onnx, so only the graph
+    export_onnx writes is accepted (UnsupportedModelError otherwise).
     """
-    return counter_from_weights(weights_from_onnx(model))
+    return counter_from_weights(recurrent_weights_from_onnx(model))
 
 
-def counter_from_weights(weights: RnnWeights) -> Counter:
-    """A tanh RNN Counter (eval mode) holding the given weights, rounded to float32."""
-    counter = Counter(ModelConfig(hidden_size=weights.hidden_size)).eval()
+def counter_from_weights(weights: Weights) -> Counter:
+    """A Counter (eval mode) holding the given tanh RNN, GRU or LSTM weights, rounded to
+    float32; gate blocks go back from ONNX's order to PyTorch's (training.proof.model_weights
+    undone)."""
+    cell: CellName = (
+        "gru"
+        if isinstance(weights, GruWeights)
+        else "lstm"
+        if isinstance(weights, LstmWeights)
+        else "rnn"
+    )
+    counter = Counter(ModelConfig(cell=cell, hidden_size=weights.hidden_size)).eval()
+    order = np.argsort(onnx_rows(cell, weights.hidden_size))  # ONNX's gate order -> PyTorch's
     with torch.no_grad():
         for name, value in [
-            ("cell.weight_ih_l0", weights.w_ih),
-            ("cell.weight_hh_l0", weights.w_hh),
-            ("cell.bias_ih_l0", weights.b_ih),
-            ("cell.bias_hh_l0", weights.b_hh),
+            ("cell.weight_ih_l0", weights.w_ih[order]),
+            ("cell.weight_hh_l0", weights.w_hh[order]),
+            ("cell.bias_ih_l0", weights.b_ih[order]),
+            ("cell.bias_hh_l0", weights.b_hh[order]),
             ("readout.weight", weights.w_out),
             ("readout.bias", weights.b_out),
         ]:
@@ -151,6 +164,7 @@ def recipe_record(trained: Trained) -> Recipe:
         max_digits=data.max_digits,
         carry_rich_share=data.carry_rich_share,
         max_carry_run=data.max_carry_run,
+        inner_nines_share=data.inner_nines_share,
         optimizer=recipe.optimizer,
         learning_rate=recipe.learning_rate,
         batch_size=recipe.batch_size,
@@ -159,6 +173,8 @@ def recipe_record(trained: Trained) -> Recipe:
         max_epochs=recipe.max_epochs,
         epochs_run=trained.epochs_run,
         hidden_noise_std=recipe.model.hidden_noise_std,
+        state_noise_std=recipe.model.state_noise_std,
+        cell_state_penalty=recipe.model.cell_state_penalty,
         seed=recipe.seed,
         kernels=trained.kernels,
         wall_seconds=round(trained.wall_seconds, 2),
@@ -361,12 +377,15 @@ def recipe_from_card(card: ModelCard) -> TrainRecipe:
             max_digits=record.max_digits,
             carry_rich_share=record.carry_rich_share,
             max_carry_run=record.max_carry_run,
+            inner_nines_share=record.inner_nines_share,
         ),
         model=ModelConfig(
             cell=arch.cell,
             hidden_size=arch.hidden_size,
             nonlinearity=arch.nonlinearity or "tanh",
             hidden_noise_std=record.hidden_noise_std,
+            state_noise_std=record.state_noise_std,
+            cell_state_penalty=record.cell_state_penalty,
         ),
         optimizer=cast(Optimizer, record.optimizer),
         learning_rate=record.learning_rate,

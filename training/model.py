@@ -2,8 +2,9 @@
 
 Reads top to bottom: the config, then the model. The cell is PyTorch's own `nn.RNN` (the post's
 tanh cell), `nn.LSTM` or `nn.GRU`, so the exported ONNX graph holds the native recurrent op.
-Training noise on the hidden pre-activations (the robust recipe) runs a manual loop over the
-same `nn.RNN` parameters; evaluation always takes the native path.
+Training noise on the pre-activations (the robust recipe) runs a manual loop over the cell's own
+parameters (`nn.RNN`'s, `nn.GRU`'s or `nn.LSTM`'s), noise on every gate; evaluation always
+takes the native path.
 """
 
 from dataclasses import dataclass
@@ -26,8 +27,16 @@ class ModelConfig:
     cell: Cell = "rnn"
     hidden_size: int = 16
     nonlinearity: Literal["tanh", "relu"] = "tanh"
-    # Std of Gaussian noise added to the RNN's hidden pre-activations, in training mode only.
+    # Std of Gaussian noise added to the cell's pre-activations (every gate of a GRU or LSTM),
+    # in training mode only.
     hidden_noise_std: float = 0.0
+    # Std of Gaussian noise added to the state after every step (h, and an LSTM's c), which
+    # the readout and the next step then read, in training mode only.
+    state_noise_std: float = 0.0
+    # LSTM only: weight of the mean square of the cell state c over every step, added to the
+    # loss while training. Without it an LSTM lets c count up for ever (only tanh(c) is read),
+    # and no box of cell states holds its own image.
+    cell_state_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         if self.cell not in ("rnn", "lstm", "gru"):
@@ -36,8 +45,17 @@ class ModelConfig:
             raise ValueError(f"hidden_size must be >= 1, got {self.hidden_size}")
         if self.hidden_noise_std < 0:
             raise ValueError(f"hidden_noise_std must be >= 0, got {self.hidden_noise_std}")
-        if self.hidden_noise_std > 0 and self.cell != "rnn":
-            raise ValueError("hidden noise is implemented for the plain RNN cell only")
+        if self.state_noise_std < 0:
+            raise ValueError(f"state_noise_std must be >= 0, got {self.state_noise_std}")
+        if self.cell_state_penalty < 0:
+            raise ValueError(f"cell_state_penalty must be >= 0, got {self.cell_state_penalty}")
+        if self.cell_state_penalty > 0 and self.cell != "lstm":
+            raise ValueError("cell_state_penalty is for the LSTM's cell state only")
+
+    @property
+    def noisy(self) -> bool:
+        """Whether training runs the manual loop (noise, or the LSTM's cell-state penalty)."""
+        return self.hidden_noise_std > 0 or self.state_noise_std > 0 or self.cell_state_penalty > 0
 
 
 class Counter(nn.Module):
@@ -59,11 +77,14 @@ class Counter(nn.Module):
         else:
             self.cell = nn.GRU(DIGITS, size, batch_first=True)
         self.readout = nn.Linear(size, DIGITS)
+        # The cell-state penalty of the last training forward pass (see take_penalty).
+        self._penalty: torch.Tensor | None = None
 
     def hidden_states(self, digits: torch.Tensor) -> torch.Tensor:
         """int64 [B, T] -> the cell's outputs, float32 [B, T, H]."""
-        if self.training and self.config.hidden_noise_std > 0:
-            return self._noisy_rnn(digits)
+        if self.training and self.config.noisy:
+            noisy = {"rnn": self._noisy_rnn, "gru": self._noisy_gru, "lstm": self._noisy_lstm}
+            return noisy[self.config.cell](digits)
         onehot = functional.one_hot(digits, DIGITS).to(torch.float32)  # (B, T, 10)
         states: torch.Tensor = self.cell(onehot)[0]  # (B, T, H)
         return states
@@ -72,6 +93,12 @@ class Counter(nn.Module):
         """int64 [B, T] -> logits float32 [B, T, 10]."""
         logits: torch.Tensor = self.readout(self.hidden_states(digits))
         return logits
+
+    def take_penalty(self) -> torch.Tensor | float:
+        """The weighted cell-state penalty of the last training forward pass (0.0 if none),
+        for the loss; taken once."""
+        penalty, self._penalty = self._penalty, None
+        return 0.0 if penalty is None else self.config.cell_state_penalty * penalty
 
     def _noisy_rnn(self, digits: torch.Tensor) -> torch.Tensor:
         """The RNN step by step with noise on its pre-activations, on nn.RNN's own weights."""
@@ -84,8 +111,62 @@ class Counter(nn.Module):
         h = drive.new_zeros(digits.shape[0], self.config.hidden_size)  # (B, H)
         states = []
         for t in range(digits.shape[1]):
-            h = act(drive[:, t] + h @ recurrent)
+            h = self._perturbed(act(drive[:, t] + h @ recurrent))
             states.append(h)
+        return torch.stack(states, dim=1)  # (B, T, H)
+
+    def _perturbed(self, state: torch.Tensor) -> torch.Tensor:
+        """The state with the training noise on it (none drawn when its std is 0)."""
+        std = self.config.state_noise_std
+        return state + std * torch.randn_like(state) if std > 0 else state
+
+    def _drive(self, digits: torch.Tensor) -> torch.Tensor:
+        """The input half of every gate's pre-activation, noise included: (B, T, G H).
+
+        One-hot times W_ih is a column lookup; the input bias is folded in. The noise is drawn
+        for every step at once, from torch's seeded generator, as in _noisy_rnn.
+        """
+        weight = self.cell.get_parameter
+        drive = weight("weight_ih_l0").t()[digits] + weight("bias_ih_l0")
+        return drive + self.config.hidden_noise_std * torch.randn_like(drive)
+
+    def _noisy_gru(self, digits: torch.Tensor) -> torch.Tensor:
+        """nn.GRU step by step with noise on its pre-activations, on its own weights.
+
+        PyTorch's gates r, z, n: n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), so the noise on
+        n's pre-activation comes with its input half.
+        """
+        weight = self.cell.get_parameter
+        drive = self._drive(digits)  # (B, T, 3H)
+        recurrent, bias = weight("weight_hh_l0").t(), weight("bias_hh_l0")  # (H, 3H), (3H,)
+        size = self.config.hidden_size
+        h = drive.new_zeros(digits.shape[0], size)  # (B, H)
+        states = []
+        for t in range(digits.shape[1]):
+            x_r, x_z, x_n = torch.chunk(drive[:, t], 3, dim=1)
+            h_r, h_z, h_n = torch.chunk(h @ recurrent + bias, 3, dim=1)
+            r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+            h = self._perturbed((1 - z) * torch.tanh(x_n + r * h_n) + z * h)
+            states.append(h)
+        return torch.stack(states, dim=1)  # (B, T, H)
+
+    def _noisy_lstm(self, digits: torch.Tensor) -> torch.Tensor:
+        """nn.LSTM step by step with noise on its pre-activations, on its own weights."""
+        weight = self.cell.get_parameter
+        drive = self._drive(digits)  # (B, T, 4H): PyTorch's gates i, f, g, o
+        recurrent, bias = weight("weight_hh_l0").t(), weight("bias_hh_l0")  # (H, 4H), (4H,)
+        size = self.config.hidden_size
+        h = drive.new_zeros(digits.shape[0], size)  # (B, H)
+        c = torch.zeros_like(h)
+        states, cells = [], []
+        for t in range(digits.shape[1]):
+            i, f, g, o = torch.chunk(drive[:, t] + h @ recurrent + bias, 4, dim=1)
+            c = self._perturbed(torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g))
+            h = self._perturbed(torch.sigmoid(o) * torch.tanh(c))
+            states.append(h)
+            cells.append(c)
+        if self.config.cell_state_penalty > 0:
+            self._penalty = torch.stack(cells).pow(2).mean()
         return torch.stack(states, dim=1)  # (B, T, H)
 
 

@@ -6,34 +6,63 @@ epochs only the unbounded proof matters (it decides when to stop), so the search
 K stops early; the card's proof (training.export) searches to core.certify.DEFAULT_LIMIT.
 """
 
-from core.cells import Cell, RnnCell
-from core.certify import DEFAULT_TANH_ERROR, CarryProof, prove_carry
-from core.weights import RnnWeights
+import numpy as np
+import numpy.typing as npt
+
+from core.cells import Cell
+from core.certify import DEFAULT_TANH_ERROR, CarryProof, cell_of, prove_carry
+from core.interval import Array
+from core.weights import GruWeights, LstmWeights, RnnWeights, Weights
+from training.model import Cell as CellName
 from training.model import Counter
 
 # Closures are tried at every run of up to 64 nines, then at powers of two: 256 covers them.
 IN_LOOP_LIMIT = 256
+# Where each of ONNX's gate blocks sits in PyTorch's parameters: the exporter reorders them.
+# GRU: PyTorch r, z, n -> ONNX z, r, h. LSTM: PyTorch i, f, g, o -> ONNX i, o, f, c.
+ONNX_GATE_ORDER = {"rnn": [0], "gru": [1, 0, 2], "lstm": [0, 3, 1, 2]}
+
+
+def onnx_rows(cell: CellName, size: int) -> npt.NDArray[np.int64]:
+    """Rows that put PyTorch's gate blocks in ONNX's order: onnx_weight = torch_weight[rows]
+    (np.argsort(rows) goes back)."""
+    return np.concatenate([np.arange(size) + block * size for block in ONNX_GATE_ORDER[cell]])
+
+
+def _params(counter: Counter) -> dict[str, Array]:
+    return {name: p.detach().double().numpy() for name, p in counter.state_dict().items()}
 
 
 def rnn_weights(counter: Counter) -> RnnWeights:
     """The torch model's weights in the certifier's layout (float64)."""
-    params = {name: p.detach().double().numpy() for name, p in counter.state_dict().items()}
-    return RnnWeights(
-        w_ih=params["cell.weight_ih_l0"],
-        w_hh=params["cell.weight_hh_l0"],
-        b_ih=params["cell.bias_ih_l0"],
-        b_hh=params["cell.bias_hh_l0"],
+    weights = model_weights(counter)
+    if not isinstance(weights, RnnWeights):
+        raise ValueError(f"expected an RNN, got a {counter.config.cell}")
+    return weights
+
+
+def model_weights(counter: Counter) -> Weights:
+    """The torch model's weights in the certifier's layout (float64), gates in ONNX's order."""
+    params, cell = _params(counter), counter.config.cell
+    order = onnx_rows(cell, counter.config.hidden_size)
+    kinds: dict[str, type[Weights]] = {"rnn": RnnWeights, "gru": GruWeights, "lstm": LstmWeights}
+    kind = kinds[cell]
+    return kind(
+        w_ih=params["cell.weight_ih_l0"][order],
+        w_hh=params["cell.weight_hh_l0"][order],
+        b_ih=params["cell.bias_ih_l0"][order],
+        b_hh=params["cell.bias_hh_l0"][order],
         w_out=params["readout.weight"],
         b_out=params["readout.bias"],
     )
 
 
 def model_cell(counter: Counter, tanh_error: float = DEFAULT_TANH_ERROR) -> Cell | None:
-    """The certificate's view of the model, or None for a cell it does not cover."""
+    """The certificate's view of the model, or None for a cell it does not cover (relu RNN)."""
     config = counter.config
-    if config.cell == "rnn" and config.nonlinearity == "tanh":
-        return RnnCell(rnn_weights(counter), tanh_error)
-    return None
+    if config.cell == "rnn" and config.nonlinearity != "tanh":
+        return None
+    return cell_of(model_weights(counter), tanh_error)
 
 
 def prove_model(counter: Counter, limit: int = IN_LOOP_LIMIT) -> CarryProof | None:

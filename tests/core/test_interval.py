@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from core import interval
 from core.activation import TanhProbe
 from core.cells import RnnCell
+from core.interval import Array
 from core.weights import RnnWeights
 
 getcontext().prec = 50
@@ -95,3 +96,49 @@ def test_an_rnn_cell_image_holds_onnxruntime_float32_steps(seed: int) -> None:
         after = probe.tanh(pre.astype(np.float32)).astype(np.float64)
         assert np.all(image_lo[0, digit] <= after), digit
         assert np.all(after <= image_hi[0, digit]), digit
+
+
+def _box_of(rng: np.random.Generator, size: int, low: float, high: float) -> tuple[Array, Array]:
+    ends = np.sort(rng.uniform(low, high, size=(2, size)), axis=0)
+    return ends[0], ends[1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(SEEDS)
+def test_mix_bounds_hold_the_exact_value_everywhere_in_the_boxes(seed: int) -> None:
+    """(1 - z) a + z b in exact rationals, at corners and inside: within mix's bounds, which
+    are no wider than the corners' hull plus rounding (z's two uses are not decoupled)."""
+    rng = np.random.default_rng(seed)
+    z, a, b = _box_of(rng, 6, -0.01, 1.01), _box_of(rng, 6, -1, 1), _box_of(rng, 6, -1, 1)
+    low, high = interval.mix(*z, *a, *b)
+    for _ in range(12):
+        pick = [np.where(rng.integers(0, 2, 6) == 1, box[1], box[0]) for box in (z, a, b)]
+        inside = [rng.uniform(box[0], box[1]) for box in (z, a, b)]
+        for zz, aa, bb in (pick, inside):
+            for unit in range(6):
+                exact = (1 - Fraction(zz[unit])) * Fraction(aa[unit]) + Fraction(
+                    zz[unit]
+                ) * Fraction(bb[unit])
+                assert Fraction(low[unit]) <= exact <= Fraction(high[unit])
+    independent = interval.add(
+        *interval.product(*interval.add(np.ones(6), np.ones(6), -z[1], -z[0]), *a),
+        *interval.product(*z, *b),
+    )
+    assert np.all(high - low <= independent[1] - independent[0] + 1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(SEEDS)
+def test_mix_bounds_hold_float32_arithmetic_on_single_points(seed: int) -> None:
+    """Point boxes leave only the rounding: float32's (1 - z) a + z b, as onnxruntime's GRU
+    computes it (either sum order), is inside."""
+    rng = np.random.default_rng(seed)
+    z, a, b = (rng.uniform(lo, 1, size=256).astype(np.float32) for lo in (0, -1, -1))
+    low, high = interval.mix(*(v.astype(np.float64) for v in (z, z, a, a, b, b)))
+    one = np.float32(1)
+    for deployed in (
+        (one - z) * a + z * b,
+        z * b + (one - z) * a,
+    ):
+        value = deployed.astype(np.float64)
+        assert np.all((low <= value) & (value <= high))

@@ -20,7 +20,7 @@ import numpy.typing as npt
 from torch import nn
 
 from core.codec import decode, encode_batch
-from core.weights import RnnWeights
+from core.weights import GruWeights, LstmWeights, RnnWeights, Weights
 from training.export import counter_from_weights, export_module
 from training.export import export_onnx as training_export_onnx
 
@@ -191,6 +191,46 @@ def export_onnx(module: nn.Module, path: str) -> None:
     export_module(module, Path(path))
 
 
-def export_weights(weights: RnnWeights, path: str) -> None:
+def export_weights(weights: Weights, path: str) -> None:
     """The hand-built weights exported as training exports a model (float32, like a trained one)."""
     training_export_onnx(counter_from_weights(weights), Path(path))
+
+
+# Gates far into saturation: every sigmoid kernel returns exactly 0 or 1 beyond +-18.
+SHUT = 30.0
+
+
+def hand_gru(rnn: RnnWeights | None = None) -> GruWeights:
+    """A GRU that runs an RNN counter (hand_counter() by default): the update gate shut
+    (z = 0: h' = n), the reset gate open (r = 1), so n = tanh(W x + b + R h) is the RNN's step.
+    Gate blocks in ONNX's order z, r, h."""
+    rnn = hand_counter() if rnn is None else rnn
+    size = rnn.hidden_size
+    empty_in, empty_hh, zero = np.zeros((size, 10)), np.zeros((size, size)), np.zeros(size)
+    return GruWeights(
+        w_ih=np.concatenate([empty_in, empty_in, rnn.w_ih]),
+        w_hh=np.concatenate([empty_hh, empty_hh, rnn.w_hh]),
+        b_ih=np.concatenate([np.full(size, -SHUT), np.full(size, SHUT), rnn.b_ih]),
+        b_hh=np.concatenate([zero, zero, rnn.b_hh]),
+        w_out=rnn.w_out,
+        b_out=rnn.b_out,
+    )
+
+
+def hand_lstm(rnn: RnnWeights | None = None) -> LstmWeights:
+    """An LSTM that runs an RNN counter (hand_counter() by default): input and output gates
+    open, forget gate shut, so c' = g = tanh(W x + b + R h / tanh(1)) and h' = tanh(c'): the
+    saturated units read +-tanh(1) where the RNN's read +-1, hence the rescaled R and readout.
+    Gate blocks in ONNX's order i, o, f, c."""
+    rnn = hand_counter() if rnn is None else rnn
+    size, scale = rnn.hidden_size, 1 / np.tanh(1.0)
+    empty_in, empty_hh, zero = np.zeros((size, 10)), np.zeros((size, size)), np.zeros(size)
+    on, off = np.full(size, SHUT), np.full(size, -SHUT)
+    return LstmWeights(
+        w_ih=np.concatenate([empty_in, empty_in, empty_in, rnn.w_ih]),
+        w_hh=np.concatenate([empty_hh, empty_hh, empty_hh, rnn.w_hh * scale]),
+        b_ih=np.concatenate([on, on, off, rnn.b_ih]),
+        b_hh=np.concatenate([zero, zero, zero, rnn.b_hh]),
+        w_out=rnn.w_out * scale,
+        b_out=rnn.b_out,
+    )

@@ -6,6 +6,7 @@ import pytest
 
 from core.codec import carry_run, encode, target_digits
 from training.data import (
+    GATED_DATA,
     POST_DATA,
     ROBUST_DATA,
     DataSpec,
@@ -28,8 +29,9 @@ def test_no_duplicates_and_no_number_in_both_train_and_validation() -> None:
     assert len(set(everything)) == len(everything)
 
 
-def test_numbers_are_canonical_decimals() -> None:
-    split = make_split(ROBUST_DATA, seed=0)
+@pytest.mark.parametrize("spec", [ROBUST_DATA, GATED_DATA], ids=["robust", "gated"])
+def test_numbers_are_canonical_decimals(spec: DataSpec) -> None:
+    split = make_split(spec, seed=0)
     for number in split.train + split.val:
         assert number.isascii()
         assert number.isdigit()
@@ -49,6 +51,28 @@ def test_carry_rich_share_and_longest_run() -> None:
     long_share = sum(run >= 5 for run in runs) / len(runs)
     assert long_share == pytest.approx(ROBUST_DATA.carry_rich_share * 36 / 40, abs=0.03)
     assert max(runs) == ROBUST_DATA.max_carry_run
+
+
+def _inner_run(number: str) -> int:
+    """The longest run of nines followed by another digit (copied, not carried)."""
+    longest, current = 0, 0
+    for digit in number.rstrip("9"):
+        current = current + 1 if digit == "9" else 0
+        longest = max(longest, current)
+    return longest
+
+
+def test_gated_data_adds_inner_runs_of_nines_and_keeps_the_carry_rich_share() -> None:
+    split = make_split(GATED_DATA, seed=0)
+    inner = [_inner_run(n) for n in split.train]
+    # inner runs are uniform in 1..40: 36/40 of the inner fifth have >= 5; plain numbers rarely
+    long_share = sum(run >= 5 for run in inner) / len(inner)
+    assert long_share == pytest.approx(GATED_DATA.inner_nines_share * 36 / 40, abs=0.03)
+    assert max(inner) == GATED_DATA.max_carry_run
+    trailing = sum(carry_run(n) >= 5 for n in split.train) / len(split.train)
+    assert trailing == pytest.approx(GATED_DATA.carry_rich_share * 36 / 40, abs=0.03)
+    robust = make_split(ROBUST_DATA, seed=0).train
+    assert sum(_inner_run(n) >= 5 for n in robust) / len(robust) < 0.01
 
 
 def test_post_data_has_no_carry_rich_examples() -> None:
@@ -81,6 +105,9 @@ def test_batches_cover_every_number_once() -> None:
         {"min_digits": 5, "max_digits": 4},
         {"carry_rich_share": 1.5},
         {"carry_rich_share": 0.5, "max_carry_run": 0},
+        {"inner_nines_share": 0.5, "max_carry_run": 0},
+        {"carry_rich_share": 0.6, "inner_nines_share": 0.5, "max_carry_run": 3},
+        {"inner_nines_share": -0.1},
         {"train_size": 0},
     ],
 )

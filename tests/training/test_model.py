@@ -20,28 +20,91 @@ def test_h16_tanh_rnn_has_the_expected_parameter_count() -> None:
     assert parameter_count(Counter(ModelConfig())) == 160 + 256 + 32 + 170
 
 
-def test_noisy_loop_without_noise_is_the_native_rnn() -> None:
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_noisy_loop_without_noise_is_the_native_cell(cell: str) -> None:
     torch.manual_seed(0)
-    model = Counter(ModelConfig(hidden_noise_std=0.0))
+    model = Counter(ModelConfig(cell=cell, hidden_noise_std=0.0))  # type: ignore[arg-type]
     digits = torch.randint(0, 10, (4, 12))
     native = model.hidden_states(digits)
-    assert torch.allclose(model._noisy_rnn(digits), native, atol=1e-6)
+    loop = {"rnn": model._noisy_rnn, "gru": model._noisy_gru, "lstm": model._noisy_lstm}[cell]
+    assert torch.allclose(loop(digits), native, atol=1e-6)
 
 
-def test_noise_only_while_training() -> None:
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_noise_only_while_training(cell: str) -> None:
     torch.manual_seed(0)
-    model = Counter(ModelConfig(hidden_noise_std=1.0))
+    model = Counter(ModelConfig(cell=cell, hidden_noise_std=1.0))  # type: ignore[arg-type]
     digits = torch.randint(0, 10, (2, 5))
     model.train()
     assert not torch.equal(model(digits), model(digits))
     model.eval()
     assert torch.equal(model(digits), model(digits))
+    assert torch.equal(model.hidden_states(digits), model.cell(_onehot(digits))[0])
 
 
-def test_noise_gradients_reach_the_native_rnn_parameters() -> None:
-    model = Counter(ModelConfig(hidden_noise_std=1.0)).train()
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_noise_is_seeded_by_torchs_generator(cell: str) -> None:
+    model = Counter(ModelConfig(cell=cell, hidden_noise_std=1.0)).train()  # type: ignore[arg-type]
+    digits = torch.randint(0, 10, (2, 5))
+    torch.manual_seed(7)
+    first = model(digits)
+    torch.manual_seed(7)
+    assert torch.equal(model(digits), first)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_noise_gradients_reach_the_native_cells_parameters(cell: str) -> None:
+    model = Counter(ModelConfig(cell=cell, hidden_noise_std=1.0)).train()  # type: ignore[arg-type]
     model(torch.randint(0, 10, (2, 5))).sum().backward()
+    for name, parameter in model.cell.named_parameters():
+        assert parameter.grad is not None, name
+        assert parameter.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_state_noise_alone_runs_the_noisy_loop_while_training(cell: str) -> None:
+    torch.manual_seed(0)
+    model = Counter(ModelConfig(cell=cell, state_noise_std=0.3))  # type: ignore[arg-type]
+    digits = torch.randint(0, 10, (2, 6))
+    model.train()
+    assert not torch.equal(model(digits), model(digits))
+    model.eval()
+    assert torch.equal(model.hidden_states(digits), model.cell(_onehot(digits))[0])
+
+
+def test_the_cell_state_penalty_is_the_mean_square_of_the_lstms_cell_states() -> None:
+    torch.manual_seed(0)
+    model = Counter(ModelConfig(cell="lstm", hidden_size=4, cell_state_penalty=0.5)).train()
+    digits = torch.randint(0, 10, (3, 7))
+    model(digits)
+    state = None
+    squares = []
+    with torch.no_grad():
+        for t in range(7):  # the native cell, one step at a time, for its c
+            _, state = model.cell(_onehot(digits[:, t : t + 1]), state)
+            squares.append(state[1].pow(2).mean())
+    penalty = model.take_penalty()
+    assert isinstance(penalty, torch.Tensor)
+    assert torch.allclose(penalty, 0.5 * torch.stack(squares).mean(), atol=1e-6)
+    assert model.take_penalty() == 0.0  # taken once
+    model.eval()
+    model(digits)
+    assert model.take_penalty() == 0.0  # none outside training
+
+
+def test_the_cell_state_penalty_reaches_the_loss_gradient() -> None:
+    torch.manual_seed(0)
+    model = Counter(ModelConfig(cell="lstm", hidden_size=4, cell_state_penalty=1.0)).train()
+    model(torch.randint(0, 10, (2, 5)))
+    penalty = model.take_penalty()
+    assert isinstance(penalty, torch.Tensor)
+    penalty.backward()  # type: ignore[no-untyped-call]
     assert model.cell.weight_hh_l0.grad is not None
+    assert model.readout.weight.grad is None  # it is about c alone
+
+
+def _onehot(digits: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.one_hot(digits, 10).to(torch.float32)
 
 
 @pytest.mark.parametrize(
@@ -50,7 +113,9 @@ def test_noise_gradients_reach_the_native_rnn_parameters() -> None:
         {"cell": "transformer"},
         {"hidden_size": 0},
         {"hidden_noise_std": -1.0},
-        {"cell": "lstm", "hidden_noise_std": 1.0},
+        {"state_noise_std": -0.1},
+        {"cell_state_penalty": -1.0},
+        {"cell": "gru", "cell_state_penalty": 0.01},
     ],
 )
 def test_bad_configs_are_refused(kwargs: dict[str, object]) -> None:

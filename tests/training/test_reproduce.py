@@ -60,7 +60,8 @@ def test_a_sweep_writes_its_table_and_reuses_its_results(
     out = tmp_path / "reproduction.md"
     text = run(1, ["post-gru"], 200, out)
     assert out.read_text() == text
-    assert "| post-gru | portable DEFAULT | 1 |" in text
+    line = next(line for line in text.splitlines() if line.startswith("| post-gru | portable"))
+    assert "n/a" not in line  # the certificate covers GRUs: proved and certified are filled
     assert "--rows post-gru" in text
 
     # A rerun with the same scan bound trains nothing: every seed comes from the .jsonl.
@@ -69,3 +70,11 @@ def test_a_sweep_writes_its_table_and_reuses_its_results(
 
     monkeypatch.setattr(reproduce, "run_seed", no_training)
     assert run(1, ["post-gru"], 200, out) == text
+
+
+def test_every_row_has_a_claim_and_its_recipe() -> None:
+    assert set(reproduce.CLAIMS) == set(reproduce.ROWS)
+    for row in reproduce.ROWS:
+        recipe = reproduce.recipe_for(row, seed=4)
+        name, _, cell = row.partition("-")
+        assert (recipe.name, recipe.model.cell, recipe.seed) == (name, cell, 4)
