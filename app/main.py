@@ -38,6 +38,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.service = service
     # Everything alive now (framework, models) lives as long as the process: keep it out of
     # the garbage collector's full passes, which otherwise stall requests for milliseconds.
+    # The start-up's own garbage (probe sessions, schema builders) goes first.
+    gc.collect()
     gc.freeze()
     memory.release()  # the checks' arrays (tanh grid, warm-up, proof) go back to the OS
     service.ready = True

@@ -32,10 +32,8 @@ sigmoid kernels). Pure numpy, no torch.
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import onnx
 
 from core.card import Certificate
 from core.cells import Cell, GruCell, Ints, LstmCell, RnnCell
@@ -43,6 +41,7 @@ from core.interval import Array
 from core.weights import (
     GruWeights,
     LstmWeights,
+    ModelSource,
     RnnWeights,
     UnsupportedModelError,
     Weights,
@@ -447,9 +446,7 @@ def cell_of(weights: Weights, tanh_error: float = DEFAULT_TANH_ERROR) -> Cell:
     raise TypeError(f"no cell for {type(weights).__name__}")
 
 
-def cell_from_onnx(
-    model: str | Path | bytes | onnx.ModelProto, tanh_error: float = DEFAULT_TANH_ERROR
-) -> Cell:
+def cell_from_onnx(model: ModelSource, tanh_error: float = DEFAULT_TANH_ERROR) -> Cell:
     """The cell of an exported RNN, GRU or LSTM graph, as the proof reads it
     (UnsupportedModelError for any other graph); tanh_error is the allowance of every deployed
     tanh and sigmoid."""
@@ -472,7 +469,7 @@ def certify(
 
 
 def certify_onnx(
-    model: str | Path | bytes | onnx.ModelProto,
+    model: ModelSource,
     *,
     limit: int = DEFAULT_LIMIT,
     tanh_error: float = DEFAULT_TANH_ERROR,

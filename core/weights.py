@@ -4,17 +4,17 @@ Only the graph that training exports is read: a one-layer forward recurrent op (
 GRU or an LSTM, with ONNX's default activations) over one-hot digits from a zero state, then a
 linear readout and a softmax, wired exactly so (see _check_wiring). Any other graph raises
 UnsupportedModelError naming what differs, so the certificate never vouches for weights it did
-not see in the place it assumes. Pure numpy and onnx, no torch.
+not see in the place it assumes. Pure numpy, read with core.onnx_reader: no torch, no onnx.
 """
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import numpy as np
 import numpy.typing as npt
-import onnx
-from onnx import helper, numpy_helper
+
+from core.onnx_reader import FLOAT, Graph, Model, Node, Tensor, read_model
 
 Array = npt.NDArray[np.float64]
 
@@ -125,14 +125,16 @@ def _gated_shapes(
     }
 
 
-def _constants(graph: onnx.GraphProto) -> dict[str, npt.NDArray[np.float64]]:
+def _constants(graph: Graph) -> dict[str, npt.NDArray[np.float64]]:
     """Every initializer and Constant output of the graph, by name."""
-    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    values = {t.name: t.array() for t in graph.initializer}
     for node in graph.node:
         if node.op_type == "Constant":
             for attribute in node.attribute:
                 if attribute.name == "value":
-                    values[node.output[0]] = numpy_helper.to_array(attribute.t)
+                    if attribute.t is None or not node.output:
+                        raise UnsupportedModelError(f"Constant {node.name!r} has no tensor value")
+                    values[node.output[0]] = attribute.t.array()
     return {name: np.asarray(value, dtype=np.float64) for name, value in values.items()}
 
 
@@ -162,9 +164,7 @@ EXPORTED_OPS = frozenset(
 _TIME_MAJOR = [1, 0, 2]  # (B, T, .) <-> (T, B, .)
 
 
-def _check_wiring(
-    graph: onnx.GraphProto, values: dict[str, Array], rnn: onnx.NodeProto
-) -> tuple[onnx.NodeProto, onnx.NodeProto]:
+def _check_wiring(graph: Graph, values: dict[str, Array], rnn: Node) -> tuple[Node, Node]:
     """Check the one value path digits -> probabilities around the recurrent op (RNN, GRU or
     LSTM); return its readout's MatMul and Add.
 
@@ -183,9 +183,9 @@ def _check_wiring(
         raise UnsupportedModelError(
             f"expected input ['digits'] and output ['probabilities'], got {inputs} and {outputs}"
         )
-    producer: dict[str, onnx.NodeProto] = {out: n for n in graph.node for out in n.output if out}
+    producer: dict[str, Node] = {out: n for n in graph.node for out in n.output if out}
 
-    def source(name: str, op: str) -> onnx.NodeProto:
+    def source(name: str, op: str) -> Node:
         node = producer.get(name)
         if node is None or node.op_type != op:
             found = "an input or initializer" if node is None else f"a {node.op_type}"
@@ -195,15 +195,15 @@ def _check_wiring(
             )
         return node
 
-    def attribute(node: onnx.NodeProto, name: str, default: object = None) -> object:
-        found = [helper.get_attribute_value(a) for a in node.attribute if a.name == name]
+    def attribute(node: Node, name: str, default: object = None) -> object:
+        found = [a.value() for a in node.attribute if a.name == name]
         return found[0] if found else default
 
     def constant(name: str, want: list[float]) -> None:
         if name not in values or values[name].ravel().tolist() != want:
             raise UnsupportedModelError(f"expected {name!r} to be the constant {want}")
 
-    def layout(node: onnx.NodeProto) -> None:
+    def layout(node: Node) -> None:
         if attribute(node, "perm") != _TIME_MAJOR:
             raise UnsupportedModelError(f"expected {node.name or 'a Transpose'} to swap B and T")
 
@@ -227,7 +227,7 @@ def _check_wiring(
     before = source(rnn.input[0], "Transpose")
     layout(before)
     cast = source(before.input[0], "Cast")
-    if attribute(cast, "to") != onnx.TensorProto.FLOAT:
+    if attribute(cast, "to") != FLOAT:
         raise UnsupportedModelError("expected the one-hot digits cast to float32")
     onehot = source(cast.input[0], "OneHot")
     if onehot.input[0] != "digits" or attribute(onehot, "axis", -1) != -1:
@@ -242,20 +242,29 @@ def _check_wiring(
     for index, state in [(5, "h0"), (6, "c0")][: 2 if op == "LSTM" else 1]:
         if len(rnn.input) > index and rnn.input[index]:
             fill = attribute(source(rnn.input[index], "ConstantOfShape"), "value")  # None: 0
-            if isinstance(fill, onnx.TensorProto) and np.any(numpy_helper.to_array(fill)):
+            if isinstance(fill, Tensor) and np.any(fill.array()):
                 raise UnsupportedModelError(f"expected the {op} to start from {state} = 0")
     if op == "LSTM" and len(rnn.input) > 7 and rnn.input[7]:
         raise UnsupportedModelError("expected no peephole weights P on the LSTM")
     return matmul, add
 
 
-def load_graph(model: str | Path | bytes | onnx.ModelProto) -> onnx.ModelProto:
-    """An ONNX model from a path, the bytes of a file, or as it is."""
-    if isinstance(model, onnx.ModelProto):
-        return model
+class Serializable(Protocol):
+    """An in-memory model that can give its file's bytes (onnx.ModelProto, in training)."""
+
+    def SerializeToString(self) -> bytes: ...  # noqa: N802 (protobuf's name)
+
+
+ModelSource = str | Path | bytes | Serializable
+
+
+def load_graph(model: ModelSource) -> Model:
+    """The graph of an ONNX model given as a path, the bytes of a file, or an in-memory model."""
     if isinstance(model, bytes):
-        return onnx.load_model_from_string(model)
-    return onnx.load(str(model))
+        return read_model(model)
+    if isinstance(model, str | Path):
+        return read_model(Path(model).read_bytes())
+    return read_model(model.SerializeToString())
 
 
 # The attributes each op may have, with the only values the boxes cover (None: any value).
@@ -282,10 +291,10 @@ _DEFAULTS = {"direction": b"forward", "layout": 0, "linear_before_reset": 0, "in
 _GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
 
 
-def _check_attributes(node: onnx.NodeProto) -> None:
+def _check_attributes(node: Node) -> None:
     """The op's attributes are the ones the cell's image computes (see _COVERED)."""
     covered = _COVERED[node.op_type]
-    attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    attributes = {a.name: a.value() for a in node.attribute}
     for name, value in attributes.items():
         if name not in covered:
             raise UnsupportedModelError(
@@ -303,7 +312,7 @@ def _check_attributes(node: onnx.NodeProto) -> None:
             )
 
 
-def recurrent_weights_from_onnx(model: str | Path | bytes | onnx.ModelProto) -> Weights:
+def recurrent_weights_from_onnx(model: ModelSource) -> Weights:
     """The RNN, GRU or LSTM op's W, R, B and the MatMul/Add readout of an exported model.
 
     Only the graph training exports is read (see _check_wiring and _COVERED): anything else
@@ -322,7 +331,7 @@ def recurrent_weights_from_onnx(model: str | Path | bytes | onnx.ModelProto) -> 
     matmul, add = _check_wiring(graph, values, node)
     w_ih, w_hh = values[node.input[1]][0], values[node.input[2]][0]  # (G H, 10), (G H, H)
     gates = _GATES[node.op_type] * w_hh.shape[1]
-    declared = [helper.get_attribute_value(a) for a in node.attribute if a.name == "hidden_size"]
+    declared = [a.value() for a in node.attribute if a.name == "hidden_size"]
     if declared and declared[0] != w_hh.shape[1]:
         raise UnsupportedModelError(f"hidden_size {declared[0]} but R has {w_hh.shape[1]} columns")
     has_bias = len(node.input) > 3 and node.input[3]
@@ -343,7 +352,7 @@ def recurrent_weights_from_onnx(model: str | Path | bytes | onnx.ModelProto) -> 
         raise UnsupportedModelError(f"the {node.op_type}'s weights do not fit: {error}") from None
 
 
-def weights_from_onnx(path: str | Path | bytes | onnx.ModelProto) -> RnnWeights:
+def weights_from_onnx(path: ModelSource) -> RnnWeights:
     """Read a tanh RNN's weights (recurrent_weights_from_onnx for any cell); a graph with
     another cell raises UnsupportedModelError."""
     weights = recurrent_weights_from_onnx(path)
