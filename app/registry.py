@@ -35,7 +35,7 @@ from app.metrics import DIGITS_PROCESSED, MODEL_RUN_SECONDS, MODELS_LOADED
 from core.activation import measured_tanh_error
 from core.card import ModelCard
 from core.certify import cell_from_onnx, prove_carry
-from core.codec import Digits, add_one, carry_run, decode, encode_batch
+from core.codec import Digits, add_one, add_one_digits, carry_run, decode, encode_batch
 from core.session import open_session
 from core.weights import UnsupportedModelError
 
@@ -254,12 +254,14 @@ def _warm_up(card: ModelCard, onnx_path: Path, session: Any) -> int:
     for number in numbers:  # one run per length: no padding
         by_length.setdefault(len(number), []).append(number)
     for chunk in by_length.values():
-        (probs,) = session.run([card.output_name], {card.input_name: encode_batch(chunk)})
+        digits = encode_batch(chunk)
+        (probs,) = session.run([card.output_name], {card.input_name: digits})
         chosen = np.asarray(probs).argmax(axis=-1)
-        for row, number in enumerate(chunk):
-            got = decode(chosen[row, : len(number) + 1])
-            if got != add_one(number) and _claimed_right(card, number):
-                wrong.append((number, got))
+        # the answer is right iff every digit is (encode leaves the top step room for a carry)
+        for row in np.flatnonzero((chosen != add_one_digits(digits)).any(axis=1)):
+            number = chunk[row]
+            if _claimed_right(card, number):
+                wrong.append((number, decode(chosen[row])))
     if wrong:
         number, got = wrong[0]
         raise ModelLoadError(

@@ -41,9 +41,14 @@ def encode_batch(numbers: Sequence[str], width: int | None = None) -> Digits:
     if width < longest:
         raise ValueError(f"width {width} is shorter than the longest number ({longest} digits)")
     out = np.zeros((len(numbers), width), dtype=np.int64)
-    for row, number in enumerate(numbers):
+    for number in numbers:
         if not is_ascii_digits(number):
             raise ValueError(f"not a string of ASCII digits: {number[:20]!r}")
+    if all(len(n) == longest for n in numbers):  # one conversion for the whole block
+        block = np.frombuffer("".join(numbers).encode("ascii"), dtype=np.uint8)
+        out[:, :longest] = block.reshape(len(numbers), longest)[:, ::-1] - _ZERO
+        return out
+    for row, number in enumerate(numbers):
         raw = np.frombuffer(number.encode("ascii"), dtype=np.uint8)
         out[row, : len(number)] = raw[::-1] - _ZERO
     return out
@@ -74,6 +79,15 @@ def add_one(number: str) -> str:
         return "1" + "0" * nines
     head = (stripped[:-1] + chr(ord(stripped[-1]) + 1)).lstrip("0")
     return head + "0" * nines
+
+
+def add_one_digits(digits: Digits) -> Digits:
+    """[batch, width] least significant first -> the digits of each row + 1, same layout: the
+    carry reaches position i when every digit below it is 9 (the top one must have room)."""
+    carried = np.ones(digits.shape, dtype=bool)
+    carried[:, 1:] = np.cumprod(digits[:, :-1] == 9, axis=1).astype(bool)
+    result: Digits = np.where(carried, (digits + 1) % 10, digits)
+    return result
 
 
 def target_digits(number: str) -> Digits:

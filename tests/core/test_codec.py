@@ -5,7 +5,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.codec import add_one, decode, encode, encode_batch, is_ascii_digits, target_digits
+from core.codec import (
+    add_one,
+    add_one_digits,
+    decode,
+    encode,
+    encode_batch,
+    is_ascii_digits,
+    target_digits,
+)
 
 
 def test_encode_is_least_significant_first_with_one_extra_zero() -> None:
@@ -50,3 +58,26 @@ def test_round_trip_and_exact_increment(n: int) -> None:
     assert decode(encode(text)) == text
     assert add_one(text) == str(n + 1)
     assert decode(target_digits(text)) == str(n + 1)
+
+
+@given(st.lists(st.text("0123456789", min_size=1, max_size=30), min_size=1, max_size=20))
+def test_a_batch_encodes_row_by_row_and_adds_one_to_every_row(numbers: list[str]) -> None:
+    batch = encode_batch(numbers)
+    for row, number in enumerate(numbers):
+        assert batch[row].tolist() == encode_batch([number], batch.shape[1])[0].tolist()
+    width = max(len(n) for n in numbers) + 1
+    want = [target_digits(n).tolist() + [0] * (width - len(n) - 1) for n in numbers]
+    assert add_one_digits(batch).tolist() == want
+
+
+def test_same_length_numbers_encode_as_one_block() -> None:
+    assert encode_batch(["129", "999", "007"]).tolist() == [
+        [9, 2, 1, 0],
+        [9, 9, 9, 0],
+        [7, 0, 0, 0],
+    ]
+    assert add_one_digits(encode_batch(["129", "999", "007"])).tolist() == [
+        [0, 3, 1, 0],
+        [0, 0, 0, 1],
+        [8, 0, 0, 0],
+    ]
