@@ -134,9 +134,8 @@ def increment(running: Running, number: str, model: str | None = None) -> dict[s
 def test_answers_increment_with_the_exact_check(running: Running) -> None:
     number = "1476233999"
     answer = increment(running, number)
-    assert answer["check"]["expected"] == add_one(number)
     assert answer["output"] == add_one(number)
-    assert answer["check"]["correct"] is True
+    assert answer["check"] == {"correct": True, "expected": None}  # expected: only when wrong
 
 
 def test_flags_a_carry_run_beyond_what_the_card_measured(running: Running) -> None:
