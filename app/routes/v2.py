@@ -96,19 +96,14 @@ async def ready(request: Request) -> Response:
     openapi_extra=docs.path_parameters("name"),
     responses=docs.v2_errors(404, 503),
 )
-async def metadata(request: Request) -> Response:
-    """The model's name, versions, platform, inputs and outputs."""
-    return json_reply(model_metadata(_model(request, *_path(request))))
-
-
 @router.get(
     "/models/{name}/versions/{version}",
     summary="Model metadata (a version)",
     openapi_extra=docs.path_parameters("name", "version"),
     responses=docs.v2_errors(404, 503),
 )
-async def metadata_version(request: Request) -> Response:
-    """The model's metadata, if it has this version."""
+async def metadata(request: Request) -> Response:
+    """The model's name, versions, platform, inputs and outputs (404 for another version)."""
     return json_reply(model_metadata(_model(request, *_path(request))))
 
 
@@ -118,20 +113,14 @@ async def metadata_version(request: Request) -> Response:
     openapi_extra=docs.path_parameters("name"),
     responses=docs.v2_errors(404, 503),
 )
-async def model_ready(request: Request) -> Response:
-    """The model is loaded, re-proved and warm."""
-    model = _model(request, *_path(request))
-    return json_reply({"name": model.card.name, "ready": True})
-
-
 @router.get(
     "/models/{name}/versions/{version}/ready",
     summary="Model ready (a version)",
     openapi_extra=docs.path_parameters("name", "version"),
     responses=docs.v2_errors(404, 503),
 )
-async def model_version_ready(request: Request) -> Response:
-    """The model has this version and is ready."""
+async def model_ready(request: Request) -> Response:
+    """The model (of this version, if one is named) is loaded, re-proved and warm."""
     model = _model(request, *_path(request))
     return json_reply({"name": model.card.name, "ready": True})
 
@@ -320,18 +309,13 @@ _INFER_DOC = {
     openapi_extra={**_INFER_DOC, **docs.path_parameters("name")},
     responses=docs.v2_errors(400, 404, 413, 422, 503),
 )
-async def infer(request: Request) -> Response:
-    """Run the model on `digits` (the raw ONNX contract) or `number` (the counter's answers);
-    JSON or binary tensors (Inference-Header-Content-Length)."""
-    return await _infer(request, *_path(request))
-
-
 @router.post(
     "/models/{name}/versions/{version}/infer",
     summary="Inference (a version)",
     openapi_extra={**_INFER_DOC, **docs.path_parameters("name", "version")},
     responses=docs.v2_errors(400, 404, 413, 422, 503),
 )
-async def infer_version(request: Request) -> Response:
-    """Inference on a model that has this version."""
+async def infer(request: Request) -> Response:
+    """Run the model (of this version, if one is named) on `digits` (the raw ONNX contract) or
+    `number` (the counter's answers); JSON or binary tensors (Inference-Header-Content-Length)."""
     return await _infer(request, *_path(request))
