@@ -32,12 +32,12 @@ from pydantic import ValidationError
 
 from app.files import UnreadableFileError, read_capped
 from app.metrics import DIGITS_PROCESSED, MODEL_RUN_SECONDS, MODELS_LOADED
-from core.activation import measured_tanh_error
+from core.activation import measured_error
 from core.card import ModelCard
-from core.certify import cell_from_onnx, prove_carry
+from core.certify import cell_of, prove_carry
 from core.codec import Digits, add_one, add_one_digits, carry_run, decode, encode_batch
 from core.session import open_session
-from core.weights import UnsupportedModelError
+from core.weights import UnsupportedModelError, recurrent_weights_from_onnx
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,9 @@ class ServingCheck:
     """What the service verified itself at load: shown beside the card by GET /models/{name}."""
 
     onnxruntime: str  # the version running here (the card records the one it was measured on)
-    tanh_error_measured: float  # of that onnxruntime's RNN kernel, over a dense grid
+    # the largest tanh or sigmoid error of that onnxruntime's kernels for this model's op, over
+    # a dense grid; None when the card claims no proof (nothing relies on it)
+    activation_error_measured: float | None
     proved_carry_length: int | str  # what the re-run proof established on the loaded weights
     proof_margin: float | None
     proof_seconds: float
@@ -178,10 +180,34 @@ def _check_contract(card: ModelCard, onnx_path: Path, session: Any) -> None:
         raise ModelLoadError(onnx_path, "breaks the model contract: outputs are not probabilities")
 
 
+class ActivationErrors:
+    """Each recurrent op's largest activation error on the onnxruntime here: measured through
+    that op's own kernels (core.activation) the first time a model of it claims a proof."""
+
+    def __init__(self) -> None:
+        self._by_op: dict[str, float] = {}
+
+    def of(self, op: str) -> float:
+        if op not in self._by_op:
+            self._by_op[op] = measured_error(op)
+        return self._by_op[op]
+
+
+@dataclass(frozen=True)
+class ProofCheck:
+    """The card's proof, re-run on the loaded weights."""
+
+    proved: int | str  # the reliable carry length reached: at least the card's claim
+    margin: float | None
+    seconds: float
+    activation_error: float | None  # measured here; None when nothing is claimed
+
+
 def _recheck_proof(
-    card: ModelCard, onnx_path: Path, blob: bytes, tanh_error: float
-) -> tuple[int | str, float | None, float]:
-    """Re-run the card's proof on the loaded weights: (proved K, margin, seconds)."""
+    card: ModelCard, onnx_path: Path, blob: bytes, errors: ActivationErrors
+) -> ProofCheck:
+    """Re-run the card's proof on the loaded weights, after checking that the tanh and sigmoid
+    error it allows covers this onnxruntime's kernels for the model's op."""
     claimed = card.metrics.reliable_carry_length
     certificate = card.metrics.certificate
     if claimed != certificate.proved_carry_length:
@@ -191,18 +217,21 @@ def _recheck_proof(
             f"({certificate.proved_carry_length})",
         )
     if claimed == -1:
-        return -1, None, 0.0  # nothing claimed, nothing to confirm
-    if tanh_error > certificate.tanh_error_bound:
-        raise ModelLoadError(
-            onnx_path,
-            f"the proof allows a tanh error of {certificate.tanh_error_bound:g}, but this "
-            f"onnxruntime's ({ort.__version__}) is {tanh_error:.3g}: the proof does not hold here",
-        )
+        return ProofCheck(-1, None, 0.0, None)  # nothing claimed, nothing to confirm
     start = perf_counter()
     try:
-        cell = cell_from_onnx(blob, certificate.tanh_error_bound)
+        weights = recurrent_weights_from_onnx(blob)
     except UnsupportedModelError as exc:
         raise ModelLoadError(onnx_path, f"the card claims a proof, but {exc}") from None
+    error = errors.of(weights.OP)
+    if error > certificate.tanh_error_bound:
+        raise ModelLoadError(
+            onnx_path,
+            f"the proof allows each tanh and sigmoid an error of "
+            f"{certificate.tanh_error_bound:g}, but this onnxruntime's ({ort.__version__}) "
+            f"{weights.OP} kernels are off by {error:.3g}: the proof does not hold here",
+        )
+    cell = cell_of(weights, certificate.tanh_error_bound)
     limit = certificate.search_limit if claimed == "unbounded" else int(claimed)
     proof = prove_carry(
         cell,
@@ -218,7 +247,7 @@ def _recheck_proof(
             f"the card claims a proved reliable carry length of {claimed}, but the proof re-run "
             f"on these weights reaches only {proved}: {proof.reason[:160]}",
         )
-    return proved, proof.margin, perf_counter() - start
+    return ProofCheck(proved, proof.margin, perf_counter() - start, error)
 
 
 def _claimed_right(card: ModelCard, number: str) -> bool:
@@ -272,25 +301,27 @@ def _warm_up(card: ModelCard, onnx_path: Path, session: Any) -> int:
     return len(numbers)
 
 
-def load_model(card_path: Path, max_model_bytes: int, tanh_error: float) -> LoadedModel:
+def load_model(
+    card_path: Path, max_model_bytes: int, errors: ActivationErrors | None = None
+) -> LoadedModel:
     """Read, verify, open, re-prove and warm up one model; ModelLoadError says what is wrong."""
-    return _serve(_read_card(card_path), card_path, max_model_bytes, tanh_error)
+    return _serve(_read_card(card_path), card_path, max_model_bytes, errors or ActivationErrors())
 
 
 def _serve(
-    card: ModelCard, card_path: Path, max_model_bytes: int, tanh_error: float
+    card: ModelCard, card_path: Path, max_model_bytes: int, errors: ActivationErrors
 ) -> LoadedModel:
     onnx_path = card_path.parent / card.onnx_file
     blob, session = _open(card, onnx_path, max_model_bytes)
     _check_contract(card, onnx_path, session)
-    proved, margin, seconds = _recheck_proof(card, onnx_path, blob, tanh_error)
+    proof = _recheck_proof(card, onnx_path, blob, errors)
     answers = _warm_up(card, onnx_path, session)
     check = ServingCheck(
         onnxruntime=ort.__version__,
-        tanh_error_measured=tanh_error,
-        proved_carry_length=proved,
-        proof_margin=margin,
-        proof_seconds=round(seconds, 4),
+        activation_error_measured=proof.activation_error,
+        proved_carry_length=proof.proved,
+        proof_margin=proof.margin,
+        proof_seconds=round(proof.seconds, 4),
         warm_up_answers=answers,
     )
     return LoadedModel(
@@ -310,7 +341,7 @@ def load_registry(models_dir: Path, default: str, max_model_bytes: int = 64 << 2
     if not card_paths:
         what = "has no model cards (*.json)" if models_dir.is_dir() else "is not a folder"
         raise ModelLoadError(models_dir, f"{what}; set COUNTER_MODELS_DIR to the models folder")
-    tanh_error = measured_tanh_error()
+    errors = ActivationErrors()
     models: dict[str, LoadedModel] = {}
     skipped: list[ModelLoadError] = []
     for card_path in card_paths:
@@ -320,7 +351,7 @@ def load_registry(models_dir: Path, default: str, max_model_bytes: int = 64 << 2
             name = card.name
             if name in models:
                 raise ModelLoadError(card_path, f"a second model named {name!r}")
-            model = _serve(card, card_path, max_model_bytes, tanh_error)
+            model = _serve(card, card_path, max_model_bytes, errors)
         except ModelLoadError as exc:
             # The default is looked up by card name; a file named after it counts too.
             if default in (card_path.stem, name):
@@ -336,13 +367,12 @@ def load_registry(models_dir: Path, default: str, max_model_bytes: int = 64 << 2
         )
     MODELS_LOADED.set(len(models))
     log.info(
-        "loaded %d model(s) from %s in %.0f ms: %s (default %s; onnxruntime %s, tanh error %.3g)",
+        "loaded %d model(s) from %s in %.0f ms: %s (default %s; onnxruntime %s)",
         len(models),
         models_dir,
         (perf_counter() - start) * 1000,
         ", ".join(sorted(models)),
         default,
         ort.__version__,
-        tanh_error,
     )
     return Registry(models, default, skipped)

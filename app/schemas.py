@@ -20,9 +20,10 @@ class ServingCheck(_Strict):
     """What this service verified itself when it loaded the model, beside what the card says."""
 
     onnxruntime: str = Field(description="the onnxruntime running here (the card has its own)")
-    tanh_error_measured: float = Field(
-        description="this onnxruntime's tanh error (RNN kernel, dense grid); the proof allows "
-        "the card's certificate.tanh_error_bound"
+    activation_error_measured: float | None = Field(
+        description="the largest tanh or sigmoid error of this onnxruntime's kernels for the "
+        "model's op (RNN, GRU or LSTM), measured through the op itself on a dense grid; the "
+        "proof allows the card's certificate.tanh_error_bound; null when the card claims no proof"
     )
     proved_carry_length: int | Literal["unbounded"] = Field(
         description="the proof re-run on the loaded weights: at least the card's claim"

@@ -22,7 +22,6 @@ import torch
 from app.engine import EngineOptions, answer
 from app.registry import load_model
 from app.settings import DEFAULT_MODELS_DIR
-from core.activation import measured_tanh_error
 from core.codec import encode_batch
 from training.export import counter_from_onnx
 from training.model import Probabilities
@@ -66,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)  # the service runs onnxruntime on one thread
 
-    model = load_model(args.models_dir / f"{args.model}.json", 64 << 20, measured_tanh_error())
+    model = load_model(args.models_dir / f"{args.model}.json", 64 << 20)
     twin = Probabilities(counter_from_onnx(model.path)).eval()
     rng = np.random.default_rng(0)
 

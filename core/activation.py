@@ -138,8 +138,18 @@ def _largest(function: Function, points: int) -> float:
     )
 
 
+def measured_error(op: str, points: int = GRID) -> float:
+    """The start-up check: the largest error of every tanh and sigmoid kernel that the
+    recurrent op `op` (RNN, GRU or LSTM) runs, over a dense grid."""
+    kernels = [kernel for kernel in KERNELS if kernel.split()[0] == op]
+    if not kernels:
+        raise ValueError(f"no probes for the op {op!r}; there are for RNN, GRU and LSTM")
+    values = grid(points)
+    return max(KernelProbe(kernel).max_error(values) for kernel in kernels)
+
+
 def measured_tanh_error(points: int = GRID) -> float:
-    """The start-up check: the largest tanh error of any recurrent op's kernel, over a grid."""
+    """The largest tanh error of any recurrent op's kernel, over a grid."""
     return _largest("tanh", points)
 
 

@@ -45,6 +45,8 @@ class RnnWeights:
     w_out: Array  # (10, H)
     b_out: Array  # (10,)
 
+    OP: ClassVar[str] = "RNN"  # the ONNX op
+
     def __post_init__(self) -> None:
         _check_shapes("RnnWeights", _gated_shapes(self, 1))
 
@@ -71,6 +73,7 @@ class GruWeights:
     b_out: Array  # (10,)
 
     GATES: ClassVar[tuple[str, ...]] = ("z", "r", "h")
+    OP: ClassVar[str] = "GRU"
 
     def __post_init__(self) -> None:
         _check_shapes("GruWeights", _gated_shapes(self, len(self.GATES)))
@@ -98,6 +101,7 @@ class LstmWeights:
     b_out: Array  # (10,)
 
     GATES: ClassVar[tuple[str, ...]] = ("i", "o", "f", "c")
+    OP: ClassVar[str] = "LSTM"
 
     def __post_init__(self) -> None:
         _check_shapes("LstmWeights", _gated_shapes(self, len(self.GATES)))
@@ -337,8 +341,7 @@ def recurrent_weights_from_onnx(model: ModelSource) -> Weights:
     has_bias = len(node.input) > 3 and node.input[3]
     bias = values[node.input[3]][0] if has_bias else np.zeros(2 * gates)  # Wb then Rb
     b_out = next(values[name] for name in add.input if name in values)
-    kinds: dict[str, type[Weights]] = {"RNN": RnnWeights, "GRU": GruWeights, "LSTM": LstmWeights}
-    kind = kinds[node.op_type]
+    kind = next(k for k in (RnnWeights, GruWeights, LstmWeights) if node.op_type == k.OP)
     try:
         return kind(
             w_ih=w_ih,

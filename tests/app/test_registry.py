@@ -141,6 +141,40 @@ def test_the_other_models_weights_under_the_default_card_are_refused(models_copy
         load_registry(models_copy, "counter")
 
 
+def test_a_proof_whose_allowance_this_onnxruntime_exceeds_is_refused(
+    models_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An onnxruntime whose RNN tanh is off by more than the card's proof allows (as another
+    build might be): the proof does not hold for the arithmetic that would serve."""
+    measured: list[str] = []
+
+    def too_large(op: str) -> float:
+        measured.append(op)
+        return 1e-3
+
+    monkeypatch.setattr("app.registry.measured_error", too_large)
+    with pytest.raises(ModelLoadError, match=r"RNN kernels are off by 0\.001") as raised:
+        load_registry(models_copy, "counter")
+    assert "allows each tanh and sigmoid an error of 1e-05" in raised.value.reason
+    assert measured == ["RNN"]
+
+
+def test_the_kernels_are_measured_once_per_op_and_only_for_a_claimed_proof(
+    models_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    measured: list[str] = []
+
+    def recorded(op: str) -> float:
+        measured.append(op)
+        return 1e-7
+
+    monkeypatch.setattr("app.registry.measured_error", recorded)
+    registry = load_registry(models_copy, "counter")
+    assert measured == ["RNN"]  # counter-post claims no proof: nothing measured for it
+    assert registry.models["counter"].check.activation_error_measured == 1e-7
+    assert registry.models["counter-post"].check.activation_error_measured is None
+
+
 def test_a_model_file_past_the_size_cap_is_refused(models_copy: Path) -> None:
     huge_onnx(models_copy, "counter-post")
     registry = load_registry(models_copy, "counter", max_model_bytes=8192)

@@ -12,6 +12,7 @@ from core.activation import (
     TanhProbe,
     exact,
     grid,
+    measured_error,
     measured_errors,
     measured_sigmoid_error,
     measured_tanh_error,
@@ -69,3 +70,12 @@ def test_each_function_reports_its_worst_kernel() -> None:
     for function, measured in (("tanh", measured_tanh_error), ("sigmoid", measured_sigmoid_error)):
         worst = max(e for k, e in errors.items() if KernelProbe(k).function == function)
         assert measured(1 << 14) == worst
+
+
+def test_each_op_is_checked_by_its_own_kernels() -> None:
+    errors = measured_errors(1 << 14)
+    for op in ("RNN", "GRU", "LSTM"):
+        own = [error for kernel, error in errors.items() if kernel.startswith(op + " ")]
+        assert measured_error(op, 1 << 14) == max(own)
+    with pytest.raises(ValueError, match="no probes for the op 'Elman'"):
+        measured_error("Elman")
