@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp
 
 from app import docs, memory
 from app.edge import Edge, error_body
@@ -79,6 +80,20 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return _shape(request, ServiceError(Kind.INVALID_REQUEST, message))
 
 
+async def _service_error(request: Request, exc: Exception) -> Response:
+    """A refusal raised by a FastAPI route (the lean ones are answered by the Edge itself)."""
+    assert isinstance(exc, ServiceError)
+    return _shape(request, exc)
+
+
+async def _internal(request: Request, exc: Exception) -> Response:
+    """An unexpected exception in a FastAPI route: logged by the framework, answered in our
+    shape (Starlette's default is a plain-text 500)."""
+    return _shape(
+        request, ServiceError(Kind.INTERNAL, "the service failed on this request; it is logged")
+    )
+
+
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
     """The service; a preloaded registry (from `python -m app`) skips loading in the lifespan."""
     settings = settings or Settings()
@@ -112,12 +127,22 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         # Hot paths first: an exact path is one lookup, patterns are tried in this order.
         return [r for router in routers for r in router.routes if isinstance(r, LeanRoute)]
 
-    app.add_middleware(
-        Edge,
-        max_body_bytes=settings.max_body_bytes,
-        access_log=settings.access_log,
-        draining=draining,
-        lean=lean,
-    )
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(Exception, _internal)
+    build = app.build_middleware_stack
+
+    def fronted() -> ASGIApp:
+        # The Edge goes in front of FastAPI's own middlewares (body limit, errors, telemetry;
+        # each a few microseconds a request), not inside them as add_middleware would put it:
+        # a lean route is answered from the Edge without passing them.
+        return Edge(
+            build(),
+            max_body_bytes=settings.max_body_bytes,
+            access_log=settings.access_log,
+            draining=draining,
+            lean=lean,
+        )
+
+    app.build_middleware_stack = fronted  # type: ignore[method-assign]
     app.openapi = partial(docs.openapi, app)  # type: ignore[method-assign]
     return app

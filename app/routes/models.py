@@ -32,7 +32,7 @@ async def list_models(service: ServiceDep) -> ModelList:
 @router.get("/models/{name}", response_model=ServedModel, responses=docs.operator_errors(404, 503))
 async def get_model(name: str, service: ServiceDep) -> ServedModel:
     """One model's card (provenance, recipe, accuracy by length, proof, carry scan) and the
-    service's own checks: the onnxruntime it runs, its tanh error, the proof re-run."""
+    service's own checks: the onnxruntime it runs, its activation error, the proof re-run."""
     model = service.registry.find(name)
     if model is None:
         raise unknown_model(name, service.registry.names)

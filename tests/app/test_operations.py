@@ -210,6 +210,31 @@ def test_a_failing_model_run_is_a_logged_json_500_and_nobody_hangs(
     assert "onnxruntime fell over" in caplog.text
 
 
+def test_a_failing_framework_route_is_a_json_500_too(
+    shipped: object, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """GET /models is a FastAPI route (not a lean one the Edge answers itself): its failures
+    and refusals have the same shape."""
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("the card would not serialise")
+
+    monkeypatch.setattr("app.routes.models.model_list", broken)
+    with TestClient(create_app(Settings()), raise_server_exceptions=False) as client:
+        response = client.get("/models")
+        missing = client.get("/models/nope")
+    assert response.status_code == 500
+    assert _without_id(response.json()) == {
+        "error": "internal",
+        "message": "the service failed on this request; it is logged",
+    }
+    assert response.json()["request_id"] == response.headers["x-request-id"]
+    assert "the card would not serialise" in caplog.text
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "unknown_model"
+    assert missing.json()["request_id"] == missing.headers["x-request-id"]
+
+
 def test_a_failing_request_is_timed_as_a_500(
     shipped: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
