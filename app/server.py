@@ -10,6 +10,9 @@ uvicorn stays the server (and httptools its parser); this adds, in as small a la
   response, and disarms it on the first byte);
 - a cap on the request line and headers (COUNTER_MAX_HEADER_BYTES): past it, 431 and close;
   httptools would otherwise buffer an unterminated header without end;
+- one write per response: uvicorn writes a response's status line and headers, then its body,
+  in two sends; the transport here holds the head until the body's first write, so a small
+  answer leaves in one send (one system call, one TCP segment);
 - draining on SIGTERM: /readyz turns 503 at once, new connections are refused, and every
   response on the open ones says Connection: close; once they are gone, or after
   COUNTER_DRAIN_SECONDS, uvicorn's own graceful shutdown closes what is idle and lets in-flight
@@ -22,7 +25,7 @@ import resource
 import signal
 import time
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import uvicorn
@@ -36,6 +39,7 @@ log = logging.getLogger(__name__)
 
 RESERVED_FILES = 64  # descriptors kept for models, logs and the listener itself
 LOG_EVERY_SECONDS = 10.0
+COALESCE_BYTES = 64 * 1024  # a body up to this size is sent with its head in one write
 
 
 def connection_cap(wanted: int) -> int:
@@ -75,6 +79,43 @@ def _raw_reply(status: int, reason: str, kind: Kind, message: str, retry: bool =
     return ("\r\n".join(head) + "\r\n\r\n").encode("ascii") + body
 
 
+class _OneWrite:
+    """A connection's transport that holds a response's head (uvicorn writes it whole, in one
+    write) and sends it with the next write, its body's first part. Bytes are never reordered:
+    whatever is held goes out ahead of the next write, at the end of the response, or on close.
+    Everything else is the transport's own."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._held = b""
+        self.hold = False  # set when a request's headers are complete: its head comes next
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._held and len(data) <= COALESCE_BYTES:
+            data, self._held = self._held + bytes(data), b""
+        elif self._held:
+            self.flush()  # a large body: two sends rather than a copy of it
+        elif self.hold and bytes(data[:13]) != b"HTTP/1.1 100 ":  # 100 Continue: at once
+            self.hold, self._held = False, bytes(data)
+            return
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        if self._held:
+            self._transport.write(self._held)
+            self._held = b""
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class GuardedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the connection cap, header deadline and header cap."""
 
@@ -104,7 +145,7 @@ class GuardedProtocol(HttpToolsProtocol):
             transport.close()
             self.transport = transport
             return
-        super().connection_made(transport)
+        super().connection_made(cast(asyncio.Transport, _OneWrite(transport)))
         self._arm_header_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -176,6 +217,7 @@ class GuardedProtocol(HttpToolsProtocol):
             self._refused = True
             self._refuse_headers()
             return
+        cast(_OneWrite, self.transport).hold = True
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -187,6 +229,7 @@ class GuardedProtocol(HttpToolsProtocol):
             super().on_message_complete()
 
     def on_response_complete(self) -> None:
+        cast(_OneWrite, self.transport).flush()  # a head with no body write (HEAD requests)
         super().on_response_complete()
         if not self.transport.is_closing():
             self._headers_done = False

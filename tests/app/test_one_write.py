@@ -1,0 +1,147 @@
+"""One send per response: the transport holds a response's head for its body's first write,
+and never loses, reorders or withholds a byte."""
+
+import json
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.server import COALESCE_BYTES, _OneWrite
+from core.codec import add_one
+from tests.app.server import start_server, stop_server
+from tests.app.test_hostile import connect, read_response
+
+HEAD = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
+
+
+class Recorder:
+    """A transport that records what is written."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str) -> str:
+        return f"info {name}"
+
+
+def one_write() -> tuple[_OneWrite, Recorder]:
+    recorder = Recorder()
+    return _OneWrite(cast(Any, recorder)), recorder
+
+
+def test_a_small_answer_leaves_in_one_write() -> None:
+    transport, sent = one_write()
+    transport.hold = True
+    transport.write(HEAD)
+    assert sent.writes == []
+    transport.write(b"{}")
+    assert sent.writes == [HEAD + b"{}"]
+
+
+def test_100_continue_is_never_held() -> None:
+    transport, sent = one_write()
+    transport.hold = True
+    transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    assert sent.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]
+    transport.write(HEAD)  # the real head is still held for its body
+    transport.write(b"{}")
+    assert sent.writes[1:] == [HEAD + b"{}"]
+
+
+def test_a_large_body_is_not_copied_onto_its_head() -> None:
+    transport, sent = one_write()
+    transport.hold = True
+    transport.write(HEAD)
+    body = b"7" * (COALESCE_BYTES + 1)
+    transport.write(body)
+    assert sent.writes == [HEAD, body]
+
+
+def test_a_head_without_a_body_write_goes_at_the_end_or_on_close() -> None:
+    transport, sent = one_write()
+    transport.hold = True
+    transport.write(HEAD)
+    transport.flush()  # what the protocol does when the response completes (HEAD requests)
+    assert sent.writes == [HEAD]
+    transport.hold = True
+    transport.write(HEAD)
+    transport.close()
+    assert sent.writes == [HEAD, HEAD]
+    assert sent.closed
+    assert transport.is_closing()
+    assert transport.get_extra_info("peername") == "info peername"
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.just("hold"),
+            st.just("flush"),
+            st.binary(min_size=1, max_size=40),
+            st.just(b"HTTP/1.1 100 Continue\r\n\r\n"),
+        ),
+        max_size=30,
+    )
+)
+def test_bytes_go_out_in_order_and_nothing_stays_after_a_flush(ops: list[str | bytes]) -> None:
+    """Any interleaving of heads held, writes and flushes (pipelined requests included)."""
+    transport, sent = one_write()
+    written = b""
+    for op in ops:
+        if op == "hold":
+            transport.hold = True
+        elif op == "flush":
+            transport.flush()
+        else:
+            assert isinstance(op, bytes)
+            transport.write(op)
+            written += op
+        assert written.startswith(b"".join(sent.writes))
+    transport.flush()
+    assert b"".join(sent.writes) == written
+
+
+@pytest.mark.server
+def test_pipelined_and_expect_continue_requests_get_every_answer(
+    shipped: Path, tmp_path: Path
+) -> None:
+    server, base = start_server(shipped, tmp_path / "server.log")
+    try:
+        body = json.dumps({"number": "1299", "detail": "none"}).encode()
+        post = (
+            b"POST /increment HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        get = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+        with connect(base) as sock:
+            sock.sendall(post + get + post)  # three requests in one send
+            answers = [read_response(sock) for _ in range(3)]
+        assert [status for status, _, _ in answers] == [200, 200, 200]
+        assert json.loads(answers[0][2])["output"] == add_one("1299")
+        assert json.loads(answers[1][2]) == {"status": "ok"}
+        assert json.loads(answers[2][2])["output"] == add_one("1299")
+
+        with connect(base) as sock:
+            head, _, rest = post.partition(b"\r\n\r\n")
+            sock.sendall(head + b"\r\nExpect: 100-continue\r\n\r\n")
+            sock.settimeout(5)
+            assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue"), "not sent at once"
+            sock.sendall(rest)
+            status, _, answer = read_response(sock)
+        assert status == 200
+        assert json.loads(answer)["output"] == add_one("1299")
+    finally:
+        stop_server(server)
