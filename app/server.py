@@ -289,6 +289,9 @@ def run(app: Any, settings: Settings) -> None:
         log_level=settings.log_level,
         access_log=False,  # app.edge writes one JSON line per request instead
         server_header=False,
+        # Nothing here reads the client's address or scheme (no URL is built from them, the
+        # access log has none): uvicorn's X-Forwarded-* middleware would cost every request.
+        proxy_headers=False,
         timeout_keep_alive=int(max(1, settings.idle_timeout_seconds)),
         timeout_graceful_shutdown=int(max(1, settings.max_run_seconds + 1)),
         backlog=256,
