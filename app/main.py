@@ -13,7 +13,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
-from app import docs, memory
+from app import docs, memory, server
 from app.edge import Edge, error_body
 from app.errors import Kind, ServiceError
 from app.metrics import ERRORS
@@ -35,7 +35,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         registry = load_registry(
             settings.models_dir, settings.default_model, settings.max_model_bytes
         )
-    service = CounterService(registry, settings)
+    service = CounterService(registry, settings, server.requests_in_progress)
     app.state.service = service
     # Everything alive now (framework, models) lives as long as the process: keep it out of
     # the garbage collector's full passes, which otherwise stall requests for milliseconds.

@@ -37,3 +37,8 @@ REFUSED_CONNECTIONS = Counter(
     "counter_refused_connections",
     "Connections refused at once because COUNTER_MAX_CONNECTIONS were open.",
 )
+REQUESTS_IN_PROGRESS = Gauge(
+    "counter_requests_in_progress",
+    "Requests read and not yet answered, over every connection (what decides whether a small "
+    "request waits a loop turn for company in a batch).",
+)

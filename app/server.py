@@ -32,7 +32,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.errors import Kind
-from app.metrics import ERRORS, REFUSED_CONNECTIONS
+from app.metrics import ERRORS, REFUSED_CONNECTIONS, REQUESTS_IN_PROGRESS
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -117,8 +117,10 @@ class _OneWrite:
 
 
 class GuardedProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with the connection cap, header deadline and header cap."""
+    """uvicorn's httptools protocol with the connection cap, header deadline and header cap,
+    and a count of the requests read and not yet answered, over every connection."""
 
+    in_progress = 0  # requests whose headers are complete and whose response is not
     max_connections = 512
     max_header_bytes = 32 * 1024
     header_timeout = 10.0
@@ -131,6 +133,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._headers_done = False
         self._refused = False
         self._header_deadline: asyncio.TimerHandle | None = None
+        self._open = 0  # this connection's share of in_progress (pipelining: more than 1)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if len(self.connections) >= self.max_connections:
@@ -149,6 +152,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._arm_header_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        GuardedProtocol.in_progress -= self._open
+        self._open = 0
         self._disarm_header_deadline()
         super().connection_lost(exc)
 
@@ -218,6 +223,8 @@ class GuardedProtocol(HttpToolsProtocol):
             self._refuse_headers()
             return
         cast(_OneWrite, self.transport).hold = True
+        GuardedProtocol.in_progress += 1
+        self._open += 1
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -230,6 +237,9 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         cast(_OneWrite, self.transport).flush()  # a head with no body write (HEAD requests)
+        if self._open:
+            GuardedProtocol.in_progress -= 1
+            self._open -= 1
         super().on_response_complete()
         if not self.transport.is_closing():
             self._headers_done = False
@@ -276,8 +286,14 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+def requests_in_progress() -> int:
+    """Requests read and not yet answered, over every connection (0 outside this server)."""
+    return GuardedProtocol.in_progress
+
+
 def run(app: Any, settings: Settings) -> None:
     """Serve the app with uvicorn and the protections above, until SIGTERM or Ctrl-C."""
+    REQUESTS_IN_PROGRESS.set_function(requests_in_progress)
     GuardedProtocol.max_connections = connection_cap(settings.max_connections)
     GuardedProtocol.max_header_bytes = settings.max_header_bytes
     GuardedProtocol.header_timeout = settings.header_timeout_seconds

@@ -4,6 +4,8 @@ It holds the models, the limits and the decision of where each run happens, so a
 translates HTTP into one call. Work is placed by its cost, rows x padded length in digit steps:
 
 - small (<= BATCHED_STEPS): joins the loop turn's batch (app.batcher), one run for many;
+  unless the server says this is the only request in progress, when it runs inline at once
+  (a batch of one would only wait a loop turn for nobody);
 - medium (<= INLINE_STEPS): runs inline on the event loop, about a millisecond at most;
 - large: a worker thread (onnxruntime releases the GIL), at most COUNTER_WORKER_THREADS at
   once. Admission control counts the digit steps admitted and not finished: past
@@ -57,8 +59,16 @@ def count_line(index: int, result: Answer) -> CountLine:
 class CounterService:
     """The models, the limits and where each run happens; built once per running app."""
 
-    def __init__(self, registry: Registry, settings: Settings) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        settings: Settings,
+        in_progress: Callable[[], int] = lambda: 0,
+    ) -> None:
+        """in_progress: how many requests the server has read and not yet answered (0 when it
+        cannot tell, as under a test client): with 1, nobody can share this one's batch."""
         self.registry = registry
+        self.in_progress = in_progress
         self.settings = settings
         self.options = EngineOptions(
             settings.low_confidence, settings.summary_steps, settings.echo_digits
@@ -123,7 +133,7 @@ class CounterService:
             detail_asked, sum(map(len, numbers)), self.settings.max_detail_digits
         )
         cost = len(numbers) * (max(map(len, numbers)) + 1)
-        if cost <= BATCHED_STEPS:
+        if cost <= BATCHED_STEPS and self.in_progress() != 1:
             return await self.batchers[model.card.name].answer(numbers, detail)
         if cost <= INLINE_STEPS:
             return answer(model, numbers, detail, self.options)
@@ -156,7 +166,7 @@ class CounterService:
         """The raw model: int64 digits [batch, time] -> float32 probabilities [batch, time, 10]."""
         model = self.model(model_name)
         cost = int(digits.size)
-        if cost <= BATCHED_STEPS:
+        if cost <= BATCHED_STEPS and self.in_progress() != 1:
             return await self.raw_batchers[model.card.name].run(digits)
         if cost <= INLINE_STEPS:
             return model.run(digits)

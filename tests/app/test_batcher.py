@@ -85,3 +85,34 @@ def test_concurrent_raw_tensors_share_a_run_and_each_gets_its_own(shipped: objec
 
     shapes = [p.shape for p in asyncio.run(run())]
     assert shapes == [(*t.shape, 10) for t in tensors]
+
+
+def test_a_request_alone_in_the_server_runs_at_once_without_a_batch(shipped: object) -> None:
+    """With one request in progress nobody can join its batch: it runs inline (the batcher is
+    never asked), with the same answer; with company it joins the batch."""
+    body = {"number": "1299", "detail": "full"}
+    used: list[int] = []
+
+    async def run(in_progress: int) -> httpx.Response:
+        app = create_app(Settings())
+        async with lifespan(app):
+            service = app.state.service
+            service.in_progress = lambda: in_progress
+            batcher = service.batchers["counter"]
+            original = batcher.answer
+
+            async def recorded(*args: Any) -> Any:
+                used.append(in_progress)
+                return await original(*args)
+
+            batcher.answer = recorded
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                return await client.post("/increment", json=body)
+
+    alone = asyncio.run(run(1))
+    batched = asyncio.run(run(2))
+    unknown = asyncio.run(run(0))  # a test client: cannot tell, so batch
+    assert used == [2, 0]
+    assert alone.json() == batched.json() == unknown.json()
+    assert alone.json()["output"] == "1300"

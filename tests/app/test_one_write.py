@@ -2,6 +2,7 @@
 and never loses, reorders or withholds a byte."""
 
 import json
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -115,7 +116,7 @@ def test_bytes_go_out_in_order_and_nothing_stays_after_a_flush(ops: list[str | b
 
 
 @pytest.mark.server
-def test_pipelined_and_expect_continue_requests_get_every_answer(
+def test_pipelined_and_expect_continue_requests_get_every_answer_and_are_counted(
     shipped: Path, tmp_path: Path
 ) -> None:
     server, base = start_server(shipped, tmp_path / "server.log")
@@ -143,5 +144,21 @@ def test_pipelined_and_expect_continue_requests_get_every_answer(
             status, _, answer = read_response(sock)
         assert status == 200
         assert json.loads(answer)["output"] == add_one("1299")
+
+        with connect(base) as sock:  # a client that leaves with its request unanswered
+            sock.sendall(post[:-3])
+        # every request above was answered or its connection lost: only /metrics is in
+        # progress (once the server has seen the last connection go)
+        seen = []
+        for _ in range(50):
+            with connect(base) as sock:
+                sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+                _, _, metrics = read_response(sock)
+            [line] = [x for x in metrics.split(b"\n") if x.startswith(b"counter_requests_in_")]
+            seen.append(line)
+            if line == b"counter_requests_in_progress 1.0":
+                break
+            time.sleep(0.02)
+        assert seen[-1] == b"counter_requests_in_progress 1.0", seen
     finally:
         stop_server(server)
