@@ -15,11 +15,12 @@ import numpy as np
 from app.answers import Answer, Check, Detail, Flags, Step
 from app.registry import LoadedModel
 from core.card import ModelCard
-from core.codec import add_one, carry_run, decode, encode_batch
+from core.codec import add_one, add_one_digits, carry_run, encode_batch
 
 # Positions listed under flags.low_confidence_steps at most (the count is always exact).
 LOW_CONFIDENCE_LISTED = 20
 _NONE = np.zeros(0, dtype=np.int64)
+_ZERO_CHAR = np.uint8(ord("0"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,20 +66,47 @@ def answer_with_probabilities(
     numbers = [number for asked, _ in requests for number in asked]
     digits = encode_batch(numbers)  # [b, longest + 1], least significant first
     probs = model.run(digits, run_options)  # [b, longest + 1, 10] float32
-    chosen = probs.argmax(axis=-1).astype(np.uint8)  # [b, longest + 1], as decode takes it
-    chosen_p = probs.max(axis=-1)  # [b, longest + 1] float32: the chosen digit's probability
     model.count_digits(sum(map(len, numbers)))
+    rows = _Rows(numbers, digits, probs, options.low_confidence)
     results: list[list[Answer]] = []
     row = 0
     for asked, detail in requests:
         results.append(
             [
-                _answer(model.card, n, digits[i], chosen[i], chosen_p[i], probs[i], detail, options)
+                _answer(model.card, n, digits[i], rows, i, probs[i], detail, options)
                 for i, n in enumerate(asked, start=row)
             ]
         )
         row += len(asked)
     return results, probs
+
+
+class _Rows:
+    """What every answer needs of the run, computed for the whole batch at once (numpy), so
+    each answer only reads its row: the chosen digits and their probabilities, the output
+    text, the least confident step and how many steps are below the threshold."""
+
+    def __init__(self, numbers: list[str], digits: Any, probs: Any, low_confidence: float) -> None:
+        width = probs.shape[1]
+        self.width = width
+        self.steps = [len(n) + 1 for n in numbers]  # each row's own steps, the extra one too
+        self.chosen = probs.argmax(axis=-1).astype(np.uint8)  # [b, width]
+        self.chosen_p = probs.max(axis=-1)  # [b, width] float32: the chosen digit's probability
+        # Row i's output is the last steps[i] characters of its stretch: most significant first.
+        self._text = (self.chosen[:, ::-1] + _ZERO_CHAR).tobytes()
+        own = np.arange(width) < np.array(self.steps)[:, None]  # [b, width]: not padding
+        masked = np.where(own, self.chosen_p, np.inf)
+        self.weakest = masked.argmin(axis=1).tolist()
+        self.low_counts = (masked < low_confidence).sum(axis=1).tolist()
+        # right when every own step is (the padding is read as leading zeros: not compared)
+        wrong = (self.chosen != add_one_digits(digits)) & own
+        self.correct = (~wrong.any(axis=1)).tolist()
+
+    def output(self, row: int) -> str:
+        """The model's answer for the row, as a canonical decimal."""
+        end = (row + 1) * self.width
+        text = self._text[end - self.steps[row] : end].lstrip(b"0")
+        return text.decode("ascii") if text else "0"
 
 
 def _steps(
@@ -127,16 +155,34 @@ def preview(number: str, keep: int = 12) -> str:
     return f"{number[:keep]}...{number[-keep:]} ({len(number)} digits)"
 
 
-def flags_for(card: ModelCard, number: str) -> tuple[bool, Flags, list[str]]:
-    """What the card says of an input before any answer: proved, the flags, their warnings.
+def flags_for(card: ModelCard, number: str, run: int) -> tuple[bool, Flags, list[str]]:
+    """What the card says of an input ending in `run` nines before any answer: proved, the
+    flags, their warnings (fresh copies: the caller fills in the low-confidence fields)."""
+    if len(number) > card.metrics.tested_length:  # rare: the warning names the length
+        return _card_says(card, run, len(number))
+    key = (id(card), run)
+    said = _SAID.get(key)
+    if said is None or said[0] is not card:
+        if len(_SAID) >= _SAID_MAX:
+            _SAID.clear()
+        said = _SAID[key] = (card, *_card_says(card, run, None))
+    _, proved, flags, warnings = said
+    return proved, {**flags, "low_confidence_steps": []}, list(warnings)
 
-    The low-confidence fields are filled in from the answer by the caller.
-    """
-    run = carry_run(number)
+
+# What a card says by carry run, for inputs within its tested length: the same for every such
+# input, so worked out once (a few microseconds an answer in a batch of 1024). Keyed by the
+# card object itself (held in the value, so its id is not reused while cached).
+_SAID: dict[tuple[int, int], tuple[ModelCard, bool, Flags, list[str]]] = {}
+_SAID_MAX = 4096
+
+
+def _card_says(card: ModelCard, run: int, length: int | None) -> tuple[bool, Flags, list[str]]:
+    """flags_for's answer for a carry run of `run`; `length` if past the tested length."""
     proved = card.proves(run)
     scan = card.metrics.carry_scan
     known_failing = any(first <= run <= last for first, last in scan.failing_runs)
-    beyond_length = len(number) > card.metrics.tested_length
+    beyond_length = length is not None
     warnings: list[str] = []
     reliable = card.metrics.reliable_carry_length
     if not proved:
@@ -156,7 +202,7 @@ def flags_for(card: ModelCard, number: str) -> tuple[bool, Flags, list[str]]:
         )
     if beyond_length and not proved:
         warnings.append(
-            f"The input has {len(number)} digits, longer than any length this model was tested "
+            f"The input has {length} digits, longer than any length this model was tested "
             f"on without error ({card.metrics.tested_length})."
         )
     flags: Flags = {
@@ -174,24 +220,21 @@ def _answer(
     card: ModelCard,
     number: str,
     digits: Any,
-    chosen: Any,
-    chosen_p: Any,
+    rows: _Rows,
+    row: int,
     probs: Any,
     detail: Detail,
     options: EngineOptions,
 ) -> Answer:
     steps = len(number) + 1  # the row's own steps: its digits plus the extra zero step
-    outputs = chosen[:steps]  # [steps] uint8
-    confidence = chosen_p[:steps]  # [steps] float32
-    output = decode(outputs)
-    expected = add_one(number)
-    proved, flags, warnings = flags_for(card, number)
+    confidence = rows.chosen_p[row, :steps]  # [steps] float32
+    output = rows.output(row)
+    run = carry_run(number)
+    proved, flags, warnings = flags_for(card, number, run)
 
-    weakest = int(confidence.argmin())
-    if confidence[weakest] < options.low_confidence:
-        low = np.flatnonzero(confidence < options.low_confidence)  # positions, ascending
-    else:
-        low = _NONE  # the common case, without a scan
+    weakest = rows.weakest[row]
+    # positions below the threshold, ascending; the common case needs no scan
+    low = np.flatnonzero(confidence < options.low_confidence) if rows.low_counts[row] else _NONE
     if low.size:
         flags["low_confidence"] = True
         flags["low_confidence_count"] = int(low.size)
@@ -206,18 +249,21 @@ def _answer(
     if detail == "summary":
         k = min(options.summary_steps, steps)
         which = np.sort(np.argpartition(confidence, k - 1)[:k])
-    elif detail == "none":
-        which = slice(0, 0)
-    step_list = _steps(
-        which, digits, outputs, confidence, probs, steps - 1, listed=detail != "digits"
+    listed = detail != "digits"  # the 10 probabilities of each step
+    chosen = rows.chosen[row, :steps]
+    step_list = (
+        []
+        if detail == "none"
+        else _steps(which, digits, chosen, confidence, probs, steps - 1, listed)
     )
 
-    correct = output == expected
-    if not correct:
+    correct: bool = rows.correct[row]
+    expected = None if correct else add_one(number)
+    if expected is not None:
         warnings.append(
             f"The model's answer is wrong: {preview(number)} + 1 = {preview(expected)}."
         )
-    check: Check = {"correct": correct, "expected": None if correct else expected}
+    check: Check = {"correct": correct, "expected": expected}
     return {
         "input": number if len(number) <= options.echo_digits else preview(number),
         "input_digits": len(number),
@@ -226,7 +272,7 @@ def _answer(
         "steps": step_list,
         "min_probability": confidence[weakest],
         "min_probability_position": weakest,
-        "carry_run": carry_run(number),
+        "carry_run": run,
         "reliable_carry_length": card.metrics.reliable_carry_length,
         "proved": proved,
         "tested_length": card.metrics.tested_length,

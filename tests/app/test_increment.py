@@ -3,7 +3,7 @@
 from typing import Any
 
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from core.codec import add_one
@@ -145,3 +145,30 @@ def test_default_model_answers_n_plus_one(client: TestClient, number: str) -> No
     result = increment(client, {"number": number, "detail": "none"})
     assert result["output"] == add_one(number)
     assert result["check"]["correct"] is True
+
+
+carry_heavy = st.builds(
+    lambda head, nines: head + "9" * nines,
+    st.text("0123456789", min_size=0, max_size=12),
+    st.integers(min_value=0, max_value=14),
+).filter(bool)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(carry_heavy, min_size=1, max_size=12))
+@example(["99999", "1299", "00999999", "7"])  # 99999 + 1 gives 0 (the card's first failure)
+def test_a_batchs_checks_say_exactly_which_answers_are_wrong(
+    client: TestClient, numbers: list[str]
+) -> None:
+    """counter-post gets carries wrong: in a batch of mixed lengths (padding, leading zeros),
+    each answer's check agrees with exact arithmetic and with the number asked alone."""
+    body = {"numbers": numbers, "model": "counter-post", "detail": "none"}
+    results = post(client, "/increment/batch", body).json()["results"]
+    for number, result in zip(numbers, results, strict=True):
+        right = result["output"] == add_one(number)
+        assert result["check"] == {"correct": right, "expected": None if right else add_one(number)}
+        alone = increment(client, {"number": number, "model": "counter-post", "detail": "none"})
+        assert alone["output"] == result["output"]
+        assert alone["check"] == result["check"]
