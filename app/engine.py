@@ -96,7 +96,9 @@ class _Rows:
         self._text = (self.chosen[:, ::-1] + _ZERO_CHAR).tobytes()
         own = np.arange(width) < np.array(self.steps)[:, None]  # [b, width]: not padding
         masked = np.where(own, self.chosen_p, np.inf)
-        self.weakest = masked.argmin(axis=1).tolist()
+        weakest = masked.argmin(axis=1)
+        self.weakest = weakest.tolist()
+        self.weakest_p = masked[np.arange(len(numbers)), weakest]  # float32, as orjson writes it
         self.low_counts = (masked < low_confidence).sum(axis=1).tolist()
         # right when every own step is (the padding is read as leading zeros: not compared)
         wrong = (self.chosen != add_one_digits(digits)) & own
@@ -227,14 +229,16 @@ def _answer(
     options: EngineOptions,
 ) -> Answer:
     steps = len(number) + 1  # the row's own steps: its digits plus the extra zero step
-    confidence = rows.chosen_p[row, :steps]  # [steps] float32
     output = rows.output(row)
     run = carry_run(number)
     proved, flags, warnings = flags_for(card, number, run)
 
     weakest = rows.weakest[row]
-    # positions below the threshold, ascending; the common case needs no scan
-    low = np.flatnonzero(confidence < options.low_confidence) if rows.low_counts[row] else _NONE
+    confidence: Any = None  # [steps] float32, sliced only when steps or their scan need it
+    low = _NONE  # positions below the threshold, ascending; the common case needs no scan
+    if rows.low_counts[row]:
+        confidence = rows.chosen_p[row, :steps]
+        low = np.flatnonzero(confidence < options.low_confidence)
     if low.size:
         flags["low_confidence"] = True
         flags["low_confidence_count"] = int(low.size)
@@ -245,6 +249,8 @@ def _answer(
             f"at position(s) {shown} (position 0 is the units digit)."
         )
 
+    if detail != "none" and confidence is None:
+        confidence = rows.chosen_p[row, :steps]
     which: slice | Any = slice(0, steps)  # full and digits list every step
     if detail == "summary":
         k = min(options.summary_steps, steps)
@@ -270,7 +276,7 @@ def _answer(
         "output": output,
         "detail": detail,
         "steps": step_list,
-        "min_probability": confidence[weakest],
+        "min_probability": rows.weakest_p[row],
         "min_probability_position": weakest,
         "carry_run": run,
         "reliable_carry_length": card.metrics.reliable_carry_length,
