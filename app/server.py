@@ -302,6 +302,11 @@ def run(app: Any, settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         http=GuardedProtocol,
+        # asyncio's own loop, whether or not uvloop is installed (a dev install pulls it in):
+        # measured side by side it gave no more requests per second here, and 2 MB more
+        # memory; the service serves no WebSockets.
+        loop="asyncio",
+        ws="none",
         log_level=settings.log_level,
         access_log=False,  # app.edge writes one JSON line per request instead
         server_header=False,
