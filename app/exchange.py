@@ -27,6 +27,15 @@ def service_of(request: Request) -> CounterService:
     return service
 
 
+def log_fields(request: Request, service: CounterService, model: str | None, digits: int) -> None:
+    """What the access line says of a request beyond HTTP: the model asked (the default for
+    None; an unknown name cut short) and how many digits it asked about."""
+    name = service.registry.default if model is None else model
+    state = request.scope.setdefault("state", {})
+    state["model"] = name if len(name) <= 64 else name[:64] + "..."
+    state["digits"] = digits
+
+
 def _media_type(request: Request) -> str:
     for name, value in request.scope["headers"]:
         if name == b"content-type":

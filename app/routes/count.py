@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from app import docs
-from app.exchange import declared_length, read_body, require_json, service_of
+from app.exchange import declared_length, log_fields, read_body, require_json, service_of
 from app.inputs import parse_count
 from app.routes.lean import LeanRoute
 
@@ -35,6 +35,7 @@ async def count(request: Request) -> Response:
     settings = service.settings
     async with service.admitted(declared_length(request)):
         asked = parse_count(await read_body(request), settings.max_digits, settings.max_count)
+    log_fields(request, service, asked.model, len(asked.start))
     service.model(asked.model)  # 404 or 503 now, before the stream starts
 
     async def lines() -> AsyncIterator[bytes]:

@@ -13,6 +13,7 @@ from app.exchange import (
     client_watch,
     declared_length,
     json_reply,
+    log_fields,
     read_body,
     require_json,
     service_of,
@@ -36,6 +37,7 @@ async def increment(request: Request) -> Response:
     require_json(request)
     async with service.admitted(declared_length(request)):
         asked = parse_increment(await read_body(request), service.settings.max_digits)
+        log_fields(request, service, asked.model, len(asked.numbers[0]))
         async with client_watch(request) as gone:
             results = await service.increment(asked.numbers, asked.model, asked.detail, gone)
         return json_reply(results[0])
@@ -59,6 +61,7 @@ async def increment_batch(request: Request) -> Response:
             settings.max_batch_items,
             settings.max_batch_digits,
         )
+        log_fields(request, service, asked.model, sum(map(len, asked.numbers)))
         async with client_watch(request) as gone:
             results = await service.increment(asked.numbers, asked.model, asked.detail, gone)
         return json_reply({"results": results})

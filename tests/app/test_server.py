@@ -1,8 +1,10 @@
 """The real server: `python -m app` on a free loopback port, asked, then stopped with SIGTERM."""
 
 import json
+import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,3 +31,61 @@ def test_serves_then_exits_cleanly_on_sigterm(shipped: Path, tmp_path: Path) -> 
     text = log.read_text()
     assert "Application shutdown complete" in text
     assert "Traceback" not in text
+
+
+def _post(
+    base: str, path: str, body: bytes, request_id: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    headers = {"Content-Type": "application/json"}
+    if request_id is not None:
+        headers["X-Request-ID"] = request_id
+    request = urllib.request.Request(f"{base}{path}", data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, {"id": response.headers["X-Request-ID"]}
+    except urllib.error.HTTPError as refused:
+        return refused.code, {"id": refused.headers["X-Request-ID"], **json.loads(refused.read())}
+
+
+@pytest.mark.server
+def test_each_request_is_one_json_access_line_with_its_id_model_and_digits(
+    shipped: Path, tmp_path: Path
+) -> None:
+    """The access log is what a log pipeline reads: one JSON object per line, carrying the
+    request id the client sent (or a made one, echoed), the model and the digits asked."""
+    log = tmp_path / "server.log"
+    server, base = start_server(shipped, log)
+    try:
+        sent = [
+            _post(base, "/increment", b'{"number": "1999"}', "trace-42"),
+            _post(base, "/increment/batch", b'{"numbers": ["12", "999"], "model": "counter-post"}'),
+            _post(base, "/increment", b'{"number": "5", "model": "nope"}', "bad id\twith tab"),
+            _post(base, "/increment", b'{"number": "5"}', "x" * 300),
+        ]
+    finally:
+        stop_server(server)
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    by_id = {line["request_id"]: line for line in lines if line["path"].startswith("/increment")}
+    assert [status for status, _ in sent] == [200, 200, 404, 200]
+    assert sent[0][1]["id"] == "trace-42"
+    # An id that is not short and plain is replaced, not echoed or logged.
+    for _, reply in sent[2:]:
+        assert reply["id"] != "bad id\twith tab"
+        assert len(reply["id"]) <= 64
+    assert sent[2][1]["request_id"] == sent[2][1]["id"]  # error bodies carry it too
+    assert set(by_id) == {reply["id"] for _, reply in sent}
+    first = by_id["trace-42"]
+    assert first["method"] == "POST"
+    assert first["status"] == 200
+    assert first["model"] == "counter"
+    assert first["digits"] == 4
+    assert isinstance(first["duration_ms"], float)
+    assert isinstance(first["time"], float)
+    batch = by_id[sent[1][1]["id"]]
+    assert (batch["path"], batch["model"], batch["digits"]) == (
+        "/increment/batch",
+        "counter-post",
+        5,
+    )
+    unknown = by_id[sent[2][1]["id"]]
+    assert (unknown["status"], unknown["model"], unknown["digits"]) == (404, "nope", 1)
