@@ -13,9 +13,7 @@ numbers = st.lists(st.text("0123456789", min_size=1, max_size=30), min_size=1, m
 
 @settings(max_examples=80, deadline=None)
 @given(numbers, st.integers(0, 2**32 - 1), st.sampled_from([0.5, 0.9, 0.99]))
-def test_small_and_large_runs_read_the_same(
-    asked: list[str], seed: int, threshold: float
-) -> None:
+def test_small_and_large_runs_read_the_same(asked: list[str], seed: int, threshold: float) -> None:
     digits = encode_batch(asked)
     rng = np.random.default_rng(seed)
     # Probabilities that are often right (the exact n + 1 digit gets a boost) and sometimes
