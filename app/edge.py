@@ -81,15 +81,18 @@ class Edge:
         self.draining = draining
         self._lean = lean
         self._exact: dict[tuple[str, str], LeanRoute] | None = None
-        self._patterns: list[LeanRoute] = []
+        # (methods, path regex, route): a cheap filter before the route's own matching
+        self._patterns: list[tuple[set[str], Any, LeanRoute]] = []
 
-    def _routes(self) -> tuple[dict[tuple[str, str], LeanRoute], list[LeanRoute]]:
+    def _routes(
+        self,
+    ) -> tuple[dict[tuple[str, str], LeanRoute], list[tuple[set[str], Any, LeanRoute]]]:
         """The lean routes by (method, path), and those with path parameters, found once."""
         if self._exact is None:
             self._exact = {}
             for route in self._lean():
                 if route.param_convertors:
-                    self._patterns.append(route)
+                    self._patterns.append((route.methods or set(), route.path_regex, route))
                 else:
                     for method in route.methods or ():
                         self._exact[(method, route.path)] = route
@@ -100,7 +103,10 @@ class Edge:
         exact, patterns = self._routes()
         route = exact.get((scope["method"], scope["path"]))
         if route is None:
-            for candidate in patterns:
+            method, path = scope["method"], scope["path"]
+            for methods, regex, candidate in patterns:
+                if method not in methods or regex.match(path) is None:
+                    continue  # one regex instead of the route's whole matching
                 match, child = candidate.matches(scope)
                 if match is Match.FULL:
                     scope.update(child)
