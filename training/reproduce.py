@@ -93,6 +93,7 @@ class SeedResult:
     scanned_up_to: int
     proved: int | str | None  # K, "unbounded", or None when no certificate covers the cell
     wall_seconds: float  # training, until it stopped
+    reason: str = ""  # the certificate's own words when it did not certify ("" when it did)
 
     @property
     def certified(self) -> bool | None:
@@ -132,6 +133,7 @@ def run_seed(row: str, seed: int, scan_up_to: int, mode: kernels.Mode) -> SeedRe
         scanned_up_to=scan.scanned_up_to,
         proved=proved,
         wall_seconds=round(trained.wall_seconds, 1),
+        reason="" if proof is None or proof.reliable is None else proof.reason,
     )
 
 
@@ -238,6 +240,14 @@ def table(results: Sequence[SeedResult], seeds: int, scan_up_to: int, out: str) 
             f"| {_run_length(r.longest_exact_run, r.scanned_up_to)} "
             f"| {'n/a' if r.proved is None else r.proved} | {r.wall_seconds} |"
         )
+    refused = [r for r in results if r.row.startswith("robust") and r.certified is False]
+    if refused:
+        lines += ["", "Robust seeds the certificate did not certify, and what it said:", ""]
+        lines += [
+            f"- {r.row}, {r.kernels}, seed {r.seed}: "
+            f"{r.reason or '(not recorded by the run that trained it)'}"
+            for r in sorted(refused, key=lambda r: (ROWS.index(r.row), r.kernels, r.seed))
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -78,3 +78,22 @@ def test_every_row_has_a_claim_and_its_recipe() -> None:
         recipe = reproduce.recipe_for(row, seed=4)
         name, _, cell = row.partition("-")
         assert (recipe.name, recipe.model.cell, recipe.seed) == (name, cell, 4)
+
+
+def test_a_robust_seed_left_uncertified_is_listed_with_the_certificates_words() -> None:
+    said = "a run of 0 nines is not proved: the steady copying boxes escaped"
+    refused = _result("robust-gru", 3, 1000, 11)
+    refused = SeedResult(**{**refused.__dict__, "proved": -1, "reason": said})
+    unrecorded = SeedResult(**{**_result("robust-gru", 4, 1000, 9).__dict__, "proved": -1})
+    results = [
+        _result("robust-gru", 0, 1000, 10),
+        refused,
+        unrecorded,
+        _result("post-rnn", 0, 3, 1),
+    ]
+    text = table(results, seeds=5, scan_up_to=1000, out="docs/reproduction.md")
+    assert f"- robust-gru, portable DEFAULT, seed 3: {said}" in text
+    assert (
+        "- robust-gru, portable DEFAULT, seed 4: (not recorded by the run that trained it)" in text
+    )
+    assert "seed 0:" not in text  # certified seeds and post rows are not listed
