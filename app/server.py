@@ -23,6 +23,7 @@ import asyncio
 import logging
 import resource
 import signal
+import sys
 import time
 from types import FrameType
 from typing import Any, cast
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 RESERVED_FILES = 64  # descriptors kept for models, logs and the listener itself
 LOG_EVERY_SECONDS = 10.0
 COALESCE_BYTES = 64 * 1024  # a body up to this size is sent with its head in one write
+SWITCH_INTERVAL_S = 0.001  # the GIL switch interval: how long the loop may wait for a worker
 
 
 def connection_cap(wanted: int) -> int:
@@ -131,6 +133,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._header_bytes = 0  # raw bytes received while headers are incomplete
         self._header_size = 0
         self._headers_done = False
+        self._message_done = True  # the current request's body has been received whole
+        self._next_after_body = False  # answered early: the next headers come after the body
         self._refused = False
         self._header_deadline: asyncio.TimerHandle | None = None
         self._open = 0  # this connection's share of in_progress (pipelining: more than 1)
@@ -203,6 +207,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._headers_done = False
+        self._message_done = False
         self._header_size = 0  # the request line and headers, as parsed
         self._refused = False
 
@@ -232,6 +237,9 @@ class GuardedProtocol(HttpToolsProtocol):
             super().on_body(body)
 
     def on_message_complete(self) -> None:
+        self._message_done = True
+        if self._next_after_body:
+            self._expect_headers()
         if not self._refused:
             super().on_message_complete()
 
@@ -241,9 +249,20 @@ class GuardedProtocol(HttpToolsProtocol):
             GuardedProtocol.in_progress -= 1
             self._open -= 1
         super().on_response_complete()
-        if not self.transport.is_closing():
-            self._headers_done = False
-            self._arm_header_deadline()
+        if self.transport.is_closing():
+            return
+        if self._message_done:
+            self._expect_headers()
+        else:
+            # Answered before its body arrived (a refusal that reads no body): the rest of the
+            # body is still to come, and uvicorn discards it. Counting it as the next request's
+            # headers would answer that request 431.
+            self._next_after_body = True
+
+    def _expect_headers(self) -> None:
+        self._next_after_body = False
+        self._headers_done = False
+        self._arm_header_deadline()
 
 
 class DrainingServer(uvicorn.Server):
@@ -317,4 +336,7 @@ def run(app: Any, settings: Settings) -> None:
         timeout_graceful_shutdown=int(max(1, settings.max_run_seconds + 1)),
         backlog=256,
     )
+    # A worker thread building a large batch's answers holds the GIL; the event loop waits for
+    # it at most this long each time (Python's default is 5 ms).
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     DrainingServer(config, settings.drain_seconds, app).run()

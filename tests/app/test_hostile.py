@@ -148,6 +148,29 @@ def test_a_complete_header_past_the_cap_is_431(shipped: Path, tmp_path: Path) ->
         assert request(base, "GET", "/healthz", headers={"X-Ok": "a" * 4000})[0] == 200
 
 
+def test_a_request_answered_before_its_body_leaves_the_connection_usable(
+    shipped: Path, tmp_path: Path
+) -> None:
+    """A refusal that reads no body (here 415, for a 200 KB body that is not JSON) keeps the
+    connection: the rest of the body is discarded, and the next request on it is answered as
+    itself, not counted as an oversized header (431)."""
+    body = b"x" * 200_000
+    settings = {"COUNTER_MAX_HEADER_BYTES": "8192"}
+    with serving(shipped, tmp_path, **settings) as (_, base, _), connect(base) as sock:
+        head = "POST /increment HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\n"
+        sock.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode())
+        status, headers, _ = read_response(sock)
+        assert status == 415
+        assert headers.get("connection") != "close"
+        sock.sendall(body)
+        good = json.dumps({"number": "1299"}).encode()
+        next_head = "POST /increment HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        sock.sendall(f"{next_head}Content-Length: {len(good)}\r\n\r\n".encode() + good)
+        status, _, answer = read_response(sock)
+        assert status == 200, answer[:300]
+        assert json.loads(answer)["output"] == "1300"
+
+
 def test_unterminated_headers_are_cut_off_and_memory_stays_flat(
     shipped: Path, tmp_path: Path
 ) -> None:
