@@ -114,6 +114,17 @@ class CounterService:
                 "(COUNTER_MAX_LARGE_REQUESTS); retry shortly",
                 {"retry-after": "1"},
             )
+        queued, steps = self.pending_steps, self.settings.max_pending_steps
+        if declared_length is not None and queued and queued + declared_length > steps:
+            # Its digits are about its bytes: a body this large would be read and parsed (a
+            # 2 MB batch holds the event loop about 3 ms) only to be refused below.
+            raise ServiceError(
+                Kind.OVERLOADED,
+                f"the service is busy: {queued} digit steps are queued or running, and a body "
+                f"of {declared_length} bytes would pass the limit of {steps} "
+                "(COUNTER_MAX_PENDING_STEPS); retry shortly",
+                {"retry-after": "1"},
+            )
         self.large_requests += 1
         try:
             yield

@@ -116,3 +116,34 @@ def test_a_request_alone_in_the_server_runs_at_once_without_a_batch(shipped: obj
     assert used == [2, 0]
     assert alone.json() == batched.json() == unknown.json()
     assert alone.json()["output"] == "1300"
+
+
+def test_a_large_body_the_queue_cannot_take_is_refused_before_it_is_read(shipped: object) -> None:
+    """With work queued, a body whose bytes (about its digits) would pass the pending-steps
+    bound gets 503 with Retry-After before it is read; a small body, or any body on an idle
+    service, is read as usual."""
+    numbers = ["7" * 1952] * 1024  # 2 MB of digits, about 2 million steps
+    settings = Settings(max_pending_steps=3_000_000)
+
+    async def run(queued: int) -> list[httpx.Response]:
+        app = create_app(settings)
+        async with lifespan(app):
+            service = app.state.service
+            service.pending_steps = queued  # as if other runs were queued or running
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                large = await client.post(
+                    "/increment/batch", json={"numbers": numbers, "detail": "none"}
+                )
+                small = await client.post("/increment", json={"number": "41"})
+                return [large, small]
+
+    busy_large, busy_small = asyncio.run(run(1_500_000))
+    assert busy_large.status_code == 503
+    assert busy_large.headers["retry-after"] == "1"
+    assert "COUNTER_MAX_PENDING_STEPS" in busy_large.json()["message"]
+    assert "bytes" in busy_large.json()["message"]  # refused on its size, not after parsing
+    assert busy_small.status_code == 200
+    idle_large, _ = asyncio.run(run(0))
+    assert idle_large.status_code == 200
+    assert [r["output"] for r in idle_large.json()["results"]] == [add_one(numbers[0])] * 1024
