@@ -58,6 +58,12 @@ def free_port() -> int:
         return port
 
 
+def reset_peak(pid: int) -> None:
+    """Start the process's VmHWM afresh (Linux: 5 > clear_refs), so each scenario's peak is its
+    own, not an earlier scenario's."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
 def proc(pid: int, key: str) -> float:
     """A /proc/<pid>/status figure in MB (VmRSS, VmHWM)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -93,8 +99,11 @@ async def client(
     bodies: list[tuple[str, bytes, list[str]]],
     tally: Tally,
     stop: asyncio.Event | None = None,
+    deferred: list[tuple[bytes, list[str]]] | None = None,
 ) -> None:
-    """Send each (path, body, numbers) in turn on one connection; check every answer."""
+    """Send each (path, body, numbers) in turn on one connection; check every answer, or keep
+    it in `deferred` to be checked after the phase (a big answer decoded here would hold up
+    the other clients on this event loop, and their latencies would be the load generator's)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         for path, body, numbers in bodies:
@@ -109,16 +118,22 @@ async def client(
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 continue
             tally.add(status, time.perf_counter() - began)
-            if status == 200:
-                decoded = json.loads(answer)
-                results = decoded.get("results", [decoded])
-                outputs = [r["output"] for r in results]
-                tally.wrong += sum(o != add_one(n) for o, n in zip(outputs, numbers, strict=True))
+            if status == 200 and deferred is not None:
+                deferred.append((answer, numbers))
+            elif status == 200:
+                tally.wrong += wrong_answers(answer, numbers)
             if headers.get("connection") == "close":
                 writer.close()
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
     finally:
         writer.close()
+
+
+def wrong_answers(answer: bytes, numbers: list[str]) -> int:
+    """How many of an answer's outputs are not the exact n + 1."""
+    decoded = json.loads(answer)
+    outputs = [r["output"] for r in decoded.get("results", [decoded])]
+    return sum(o != add_one(n) for o, n in zip(outputs, numbers, strict=True))
 
 
 def single(number: str) -> tuple[str, bytes, list[str]]:
@@ -133,7 +148,9 @@ def steady(port: int, requests: int, clients: int, rng: random.Random) -> Tally:
         length = rng.randint(1, 30)
         return str(rng.randint(10 ** (length - 1), 10**length - 1))
 
-    per_client = [[single(number()) for _ in range(requests // clients)] for _ in range(clients)]
+    # requests spread over the clients, the first ones taking one more when it does not divide
+    counts = [requests // clients + (i < requests % clients) for i in range(clients)]
+    per_client = [[single(number()) for _ in range(count)] for count in counts]
 
     async def run() -> None:
         await asyncio.gather(*(client(port, bodies, tally) for bodies in per_client))
@@ -146,6 +163,7 @@ def batches(port: int, seconds: float, rng: random.Random) -> tuple[Tally, Tally
     """Small requests alone, then beside 4 batch clients: (alone, beside, the batches)."""
     small = [single(str(rng.randint(0, 10**10))) for _ in range(100_000)]
     alone, beside, heavy = Tally(), Tally(), Tally()
+    answered: list[tuple[bytes, list[str]]] = []  # the batches' answers, checked after
 
     def batch(length: int) -> tuple[str, bytes, list[str]]:
         numbers = [str(rng.randint(10 ** (length - 1), 10**length - 1)) for _ in range(1024)]
@@ -158,7 +176,7 @@ def batches(port: int, seconds: float, rng: random.Random) -> tuple[Tally, Tally
         stop = asyncio.Event()
         tasks = [client(port, small[i::8], tally, stop) for i in range(8)]
         if with_batches:
-            tasks += [client(port, [wide[i % 2]] * 10_000, heavy, stop) for i in range(4)]
+            tasks += [client(port, [wide[i % 2]] * 10_000, heavy, stop, answered) for i in range(4)]
         running = [asyncio.ensure_future(t) for t in tasks]
         await asyncio.sleep(seconds)
         stop.set()
@@ -166,6 +184,7 @@ def batches(port: int, seconds: float, rng: random.Random) -> tuple[Tally, Tally
 
     asyncio.run(run(False, alone))
     asyncio.run(run(True, beside))
+    heavy.wrong += sum(wrong_answers(answer, numbers) for answer, numbers in answered)
     return alone, beside, heavy
 
 
@@ -223,6 +242,7 @@ def main() -> None:
                 f"{tally.wrong}; resident memory {before:.0f} -> {after:.0f} MB"
             )
         if "batches" in args.scenarios:
+            reset_peak(server.pid)
             alone, beside, heavy = batches(port, args.seconds, rng)
             print(
                 f"batches: small requests alone p50 {alone.percentile(0.5):.2f} ms, p99 "
@@ -230,9 +250,11 @@ def main() -> None:
                 f"1024 x 1952-digit batches p50 {beside.percentile(0.5):.2f} ms, p99 "
                 f"{beside.percentile(0.99):.2f} ms (goal <= 20); batches answered "
                 f"{heavy.statuses}, median {statistics.median(heavy.latencies or [0]):.2f} s; "
-                f"wrong answers {alone.wrong + beside.wrong + heavy.wrong}"
+                f"wrong answers {alone.wrong + beside.wrong + heavy.wrong}; peak resident "
+                f"memory {proc(server.pid, 'VmHWM'):.0f} MB"
             )
         if "long" in args.scenarios:
+            reset_peak(server.pid)
             tally = long_numbers(port, args.clients)
             print(
                 f"long: {args.clients} clients at once with a 10^6-digit number: statuses "
