@@ -75,23 +75,24 @@ def _plain(rng: random.Random, length: int) -> str:
     return head + "".join(str(rng.randint(0, 9)) for _ in range(length - 1))
 
 
-def _carry_rich(rng: random.Random, spec: DataSpec) -> str:
+def _prefix_and_run(rng: random.Random, spec: DataSpec) -> tuple[str, int]:
+    """A run length of nines and the digits before it, whose last digit stops the run (anything
+    but 9), so the run is exactly that long; a lone prefix digit stays non-zero."""
     run = rng.randint(1, spec.max_carry_run)
     prefix = _plain(rng, rng.randint(0, spec.max_digits - 1))
     if prefix:
-        # The digit before the run stops it: anything but 9 (and a lone prefix stays non-zero).
         low = 1 if len(prefix) == 1 else 0
         prefix = prefix[:-1] + str(rng.randint(low, 8))
+    return prefix, run
+
+
+def _carry_rich(rng: random.Random, spec: DataSpec) -> str:
+    prefix, run = _prefix_and_run(rng, spec)
     return prefix + "9" * run
 
 
 def _inner_nines(rng: random.Random, spec: DataSpec) -> str:
-    run = rng.randint(1, spec.max_carry_run)
-    prefix = _plain(rng, rng.randint(0, spec.max_digits - 1))
-    if prefix:
-        # As in _carry_rich: the run is exactly `run` long, and a lone prefix stays non-zero.
-        low = 1 if len(prefix) == 1 else 0
-        prefix = prefix[:-1] + str(rng.randint(low, 8))
+    prefix, run = _prefix_and_run(rng, spec)
     after = str(rng.randint(0, 8))  # the run ends here, read with no carry left
     tail = "".join(str(rng.randint(0, 9)) for _ in range(rng.randint(0, spec.max_digits - 1)))
     return prefix + "9" * run + after + tail
