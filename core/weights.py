@@ -24,39 +24,53 @@ class UnsupportedModelError(ValueError):
     apply."""
 
 
-def _check_shapes(kind: str, shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]) -> None:
-    """Each field's shape (got, expected), or ValueError naming the first that differs."""
-    for name, (got, want) in shapes.items():
-        if got != want:
-            raise ValueError(f"{kind}.{name} has shape {got}, expected {want}")
+@dataclass(frozen=True)
+class _CellWeights:
+    """What every cell has: input, recurrent and bias weights with one block of H rows per gate
+    (GATES, in ONNX's order), and the linear readout; shapes checked on construction."""
+
+    w_ih: Array  # (gates x H, 10)
+    w_hh: Array  # (gates x H, H)
+    b_ih: Array  # (gates x H,)
+    b_hh: Array  # (gates x H,)
+    w_out: Array  # (10, H)
+    b_out: Array  # (10,)
+
+    GATES: ClassVar[tuple[str, ...]]
+    OP: ClassVar[str]  # the ONNX op
+
+    def __post_init__(self) -> None:
+        gates, size = len(self.GATES), self.w_hh.shape[-1]
+        shapes = {
+            "w_ih": (self.w_ih.shape, (gates * size, 10)),
+            "w_hh": (self.w_hh.shape, (gates * size, size)),
+            "b_ih": (self.b_ih.shape, (gates * size,)),
+            "b_hh": (self.b_hh.shape, (gates * size,)),
+            "w_out": (self.w_out.shape, (10, size)),
+            "b_out": (self.b_out.shape, (10,)),
+        }
+        for name, (got, want) in shapes.items():
+            if got != want:
+                raise ValueError(f"{type(self).__name__}.{name} has shape {got}, expected {want}")
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.w_hh.shape[1])
 
 
 @dataclass(frozen=True)
-class RnnWeights:
+class RnnWeights(_CellWeights):
     """One-layer tanh RNN + linear readout.
 
     h' = tanh(w_ih[:, d] + b_ih + w_hh @ h + b_hh); logits = w_out @ h' + b_out.
     """
 
-    w_ih: Array  # (H, 10)
-    w_hh: Array  # (H, H)
-    b_ih: Array  # (H,)
-    b_hh: Array  # (H,)
-    w_out: Array  # (10, H)
-    b_out: Array  # (10,)
-
-    OP: ClassVar[str] = "RNN"  # the ONNX op
-
-    def __post_init__(self) -> None:
-        _check_shapes("RnnWeights", _gated_shapes(self, 1))
-
-    @property
-    def hidden_size(self) -> int:
-        return int(self.w_hh.shape[0])
+    GATES: ClassVar[tuple[str, ...]] = ("h",)
+    OP: ClassVar[str] = "RNN"
 
 
 @dataclass(frozen=True)
-class GruWeights:
+class GruWeights(_CellWeights):
     """One-layer GRU as ONNX's GRU op computes it with linear_before_reset = 1 (PyTorch's GRU)
     + linear readout. Gate blocks are in ONNX's order z, r, h (PyTorch stores r, z, n):
 
@@ -65,26 +79,12 @@ class GruWeights:
     logits = w_out @ h' + b_out.
     """
 
-    w_ih: Array  # (3H, 10)
-    w_hh: Array  # (3H, H)
-    b_ih: Array  # (3H,)
-    b_hh: Array  # (3H,)
-    w_out: Array  # (10, H)
-    b_out: Array  # (10,)
-
     GATES: ClassVar[tuple[str, ...]] = ("z", "r", "h")
     OP: ClassVar[str] = "GRU"
 
-    def __post_init__(self) -> None:
-        _check_shapes("GruWeights", _gated_shapes(self, len(self.GATES)))
-
-    @property
-    def hidden_size(self) -> int:
-        return int(self.w_hh.shape[1])
-
 
 @dataclass(frozen=True)
-class LstmWeights:
+class LstmWeights(_CellWeights):
     """One-layer LSTM as ONNX's LSTM op computes it (no peepholes, no clip, no coupled input
     and forget gates) + linear readout. Gate blocks are in ONNX's order i, o, f, c (PyTorch
     stores i, f, g, o):
@@ -93,40 +93,11 @@ class LstmWeights:
     the c block), c' = f * c + i * g, h' = o * tanh(c'); logits = w_out @ h' + b_out.
     """
 
-    w_ih: Array  # (4H, 10)
-    w_hh: Array  # (4H, H)
-    b_ih: Array  # (4H,)
-    b_hh: Array  # (4H,)
-    w_out: Array  # (10, H)
-    b_out: Array  # (10,)
-
     GATES: ClassVar[tuple[str, ...]] = ("i", "o", "f", "c")
     OP: ClassVar[str] = "LSTM"
 
-    def __post_init__(self) -> None:
-        _check_shapes("LstmWeights", _gated_shapes(self, len(self.GATES)))
-
-    @property
-    def hidden_size(self) -> int:
-        return int(self.w_hh.shape[1])
-
 
 Weights = RnnWeights | GruWeights | LstmWeights
-
-
-def _gated_shapes(
-    weights: RnnWeights | GruWeights | LstmWeights, gates: int
-) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
-    """Every field's (shape, expected shape), H taken from w_hh's columns."""
-    size = weights.w_hh.shape[-1]
-    return {
-        "w_ih": (weights.w_ih.shape, (gates * size, 10)),
-        "w_hh": (weights.w_hh.shape, (gates * size, size)),
-        "b_ih": (weights.b_ih.shape, (gates * size,)),
-        "b_hh": (weights.b_hh.shape, (gates * size,)),
-        "w_out": (weights.w_out.shape, (10, size)),
-        "b_out": (weights.b_out.shape, (10,)),
-    }
 
 
 def _constants(graph: Graph) -> dict[str, npt.NDArray[np.float64]]:
@@ -292,7 +263,7 @@ _COVERED: dict[str, dict[str, object]] = {
     },
 }
 _DEFAULTS = {"direction": b"forward", "layout": 0, "linear_before_reset": 0, "input_forget": 0}
-_GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
+_GATES = {cell.OP: len(cell.GATES) for cell in (RnnWeights, GruWeights, LstmWeights)}
 
 
 def _check_attributes(node: Node) -> None:
