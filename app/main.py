@@ -23,7 +23,6 @@ from app.routes.lean import LeanRoute
 from app.service import CounterService
 from app.settings import Settings
 
-GC_YOUNG_OBJECTS = 10_000  # the collector's first threshold while serving (Python's is 700)
 _KIND_BY_STATUS = {404: Kind.NOT_FOUND, 405: Kind.METHOD_NOT_ALLOWED}
 
 
@@ -43,13 +42,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # The start-up's own garbage (probe sessions, schema builders) goes first.
     gc.collect()
     gc.freeze()
-    # A request makes no cyclic garbage (what it allocates is freed by reference counting),
-    # but the objects of the requests in flight passed the default 700 new objects often:
-    # at 64 connections the collector then ran about 260 times a second, scanning answers about to
-    # be freed anyway, about 5% of the CPU and pauses of up to 2 ms (measured with
-    # gc.callbacks). At 10 000 it did not run in 5 s of that load; real cycles, if any,
-    # still start a collection once 10 000 objects are outstanding.
-    gc.set_threshold(GC_YOUNG_OBJECTS, 10, 10)
     memory.release()  # the checks' arrays (tanh grid, warm-up, proof) go back to the OS
     service.ready = True
     try:
