@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from app import docs
 from app.answers import Answer, BatchAnswer
 from app.exchange import (
-    client_watch,
+    ClientGone,
     declared_length,
     json_reply,
     log_fields,
@@ -38,7 +38,7 @@ async def increment(request: Request) -> Response:
     async with service.admitted(declared_length(request)):
         asked = parse_increment(await read_body(request), service.settings.max_digits)
         log_fields(request, service, asked.model, len(asked.numbers[0]))
-        async with client_watch(request) as gone:
+        async with ClientGone(request) as gone:
             results = await service.increment(asked.numbers, asked.model, asked.detail, gone)
         return json_reply(results[0])
 
@@ -62,6 +62,6 @@ async def increment_batch(request: Request) -> Response:
             settings.max_batch_digits,
         )
         log_fields(request, service, asked.model, sum(map(len, asked.numbers)))
-        async with client_watch(request) as gone:
+        async with ClientGone(request) as gone:
             results = await service.increment(asked.numbers, asked.model, asked.detail, gone)
         return json_reply({"results": results})

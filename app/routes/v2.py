@@ -16,7 +16,7 @@ from fastapi.responses import Response
 
 from app import docs
 from app.errors import Kind, ServiceError, preview
-from app.exchange import client_watch, declared_length, json_reply, read_body, service_of
+from app.exchange import ClientGone, declared_length, json_reply, read_body, service_of
 from app.inputs import parse_number
 from app.registry import LoadedModel
 from app.routes.lean import LeanRoute
@@ -220,7 +220,7 @@ async def _answer(
     infer = parse_request(await read_body(request), header)
     tensor = _single_input(infer.inputs)
     outputs: list[OutputTensor] = []
-    async with client_watch(request) as gone:
+    async with ClientGone(request) as gone:
         if tensor.name == "digits":
             digits = _digits(tensor, service)
             request.state.digits = int(digits.size)
