@@ -7,6 +7,9 @@
   figure is the median over rounds with its spread (min-max).
 - /increment asks 10 digits with every step and its probabilities (about 3 KB of answer), the
   access log on (JSON lines to a file, as in production to stdout).
+- Beside throughput, each server's CPU time per request (from /proc, over each run): on a
+  shared host, time stolen from this machine moves req/s far more than it moves CPU per
+  request, so the cost ratio says what changed when throughput is noisy.
 - Then the batch path (1024 x 20 digits, detail none: digits per second end to end), process
   start to /readyz 200, and resident memory when ready, after the load and after one
   10^6-digit request.
@@ -39,12 +42,14 @@ wrk.headers["Content-Type"] = "application/json"
 
 @dataclass(frozen=True)
 class Run:
-    """One wrk run: throughput and latency percentiles (milliseconds)."""
+    """One wrk run: throughput, latency percentiles (milliseconds) and the server's CPU time
+    per request (microseconds: its user + system time over the run / requests answered)."""
 
     rps: float
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_us: float
 
 
 def find_wrk() -> str:
@@ -123,13 +128,28 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
+def cpu_seconds(pid: int) -> float:
+    """A process's user + system CPU time so far (/proc/PID/stat, fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wrk(
-    binary: str, pin: list[str], url: str, script: Path | None, seconds: int, connections: int
+    binary: str,
+    pin: list[str],
+    url: str,
+    script: Path | None,
+    seconds: int,
+    connections: int,
+    server_pid: int,
 ) -> Run:
     args = [*pin, binary, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
     if script is not None:
         args[len(pin) + 1 : len(pin) + 1] = ["-s", str(script)]
+    cpu_before = cpu_seconds(server_pid)
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(server_pid) - cpu_before
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
@@ -138,7 +158,7 @@ def wrk(
     errors = int(bad.group(1)) if bad else 0
     if socket_errors:
         errors += sum(int(n) for n in socket_errors.groups())
-    return Run(rps, p50, p99, errors)
+    return Run(rps, p50, p99, errors, cpu / max(requests, 1) * 1e6)
 
 
 def post(port: int, body: bytes, timeout: float = 60) -> bytes:
@@ -210,13 +230,17 @@ def main() -> None:
             ours = f"http://127.0.0.1:{counter_port}/increment"
             theirs = f"http://127.0.0.1:{hello_port}/hello"
             for connections in (int(c) for c in args.connections.split(",")):
-                wrk(binary, load_pin, theirs, None, 1, connections)  # warm both
-                wrk(binary, load_pin, ours, script, 1, connections)
+                wrk(binary, load_pin, theirs, None, 1, connections, hello.pid)  # warm both
+                wrk(binary, load_pin, ours, script, 1, connections, counter.pid)
                 baseline: list[Run] = []
                 measured: list[Run] = []
                 for _ in range(args.rounds):
-                    baseline.append(wrk(binary, load_pin, theirs, None, args.seconds, connections))
-                    measured.append(wrk(binary, load_pin, ours, script, args.seconds, connections))
+                    baseline.append(
+                        wrk(binary, load_pin, theirs, None, args.seconds, connections, hello.pid)
+                    )
+                    measured.append(
+                        wrk(binary, load_pin, ours, script, args.seconds, connections, counter.pid)
+                    )
                 tables[connections] = (baseline, measured)
             rss_loaded = rss_mb(counter.pid)
             batch = batch_rate(counter_port, args.rounds)
@@ -232,19 +256,28 @@ def main() -> None:
     print(f"its probabilities ({len(answer)} bytes), access log on. Baseline: a FastAPI hello.\n")
     print(
         "| connections | hello req/s | /increment req/s | ratio | /increment p50 ms | p99 ms "
-        "| errors |"
+        "| errors | server CPU per request, hello / /increment (us) | CPU ratio |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for connections, (baseline, measured) in tables.items():
         ratios = [m.rps / b.rps for m, b in zip(measured, baseline, strict=True)]
+        cpu_ratios = [b.cpu_us / m.cpu_us for m, b in zip(measured, baseline, strict=True)]
         errors = sum(r.errors for r in measured + baseline)
         print(
             f"| {connections} | {spread([r.rps for r in baseline], '{:.0f}')} "
             f"| {spread([r.rps for r in measured], '{:.0f}')} "
             f"| {spread(ratios, '{:.2f}')}x "
             f"| {spread([r.p50_ms for r in measured], '{:.2f}')} "
-            f"| {spread([r.p99_ms for r in measured], '{:.2f}')} | {errors} |"
+            f"| {spread([r.p99_ms for r in measured], '{:.2f}')} | {errors} "
+            f"| {statistics.median(r.cpu_us for r in baseline):.0f} / "
+            f"{statistics.median(r.cpu_us for r in measured):.0f} "
+            f"| {spread(cpu_ratios, '{:.2f}')}x |"
         )
+    print(
+        "\nratio: /increment req/s over the hello's, round by round (the goal is 0.8x). CPU ratio:"
+        "\nthe hello's server CPU per request over /increment's, the same comparison by cost,"
+        "\nwhich a busy host (CPU stolen from the guest) disturbs less than throughput."
+    )
     rate, low, high = batch
     print(
         f"\n/increment/batch 1024 x 20 digits, detail none, end to end: {rate / 1e6:.2f} M "
