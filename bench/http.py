@@ -33,6 +33,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.host import Steal
+
 NUMBER = "1476233999"  # 10 digits, a carry of 3
 POST_SCRIPT = """wrk.method = "POST"
 wrk.body = '%s'
@@ -223,6 +225,7 @@ def main() -> None:
         counter, _ = start("app", counter_port, log, server_pin, "/readyz")
         hello, _ = start("bench.hello", hello_port, log, server_pin, "/hello")
         tables: dict[int, tuple[list[Run], list[Run]]] = {}
+        steal = Steal.start()
         try:
             rss_ready = rss_mb(counter.pid)
             answer = post(counter_port, json.dumps({"number": NUMBER}).encode())
@@ -242,6 +245,7 @@ def main() -> None:
                         wrk(binary, load_pin, ours, script, args.seconds, connections, counter.pid)
                     )
                 tables[connections] = (baseline, measured)
+            stolen = steal.sentence()
             rss_loaded = rss_mb(counter.pid)
             batch = batch_rate(counter_port, args.rounds)
             post(counter_port, b'{"number": "' + b"7" * 1_000_000 + b'", "detail": "none"}')
@@ -253,7 +257,8 @@ def main() -> None:
 
     print(f"\n`{command}`: {placement}; wrk -t1, {args.rounds} alternating rounds of ")
     print(f"{args.seconds} s each; medians (min-max). POST /increment: 10 digits, every step with")
-    print(f"its probabilities ({len(answer)} bytes), access log on. Baseline: a FastAPI hello.\n")
+    print(f"its probabilities ({len(answer)} bytes), access log on. Baseline: a FastAPI hello.")
+    print(f"{stolen}.\n")
     print(
         "| connections | hello req/s | /increment req/s | ratio | /increment p50 ms | p99 ms "
         "| errors | server CPU per request, hello / /increment (us) | CPU ratio |"

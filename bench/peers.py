@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from bench.host import Steal
 from bench.http import find_wrk, free_port
 from core.session import open_session
 
@@ -539,6 +540,7 @@ def main(argv: list[str] | None = None) -> None:
         for server in servers:
             check(server, reference)
 
+        steal = Steal.start()
         for connections in args.connection_list:
             for server in servers:
                 wrk(binary, args.load_core, script, server, args.warmup, connections)
@@ -554,12 +556,14 @@ def main(argv: list[str] | None = None) -> None:
                         f"socket errors {run.socket_errors}",
                         flush=True,
                     )
+        stolen = steal.sentence()
         for server in servers:
             assert server.process is not None
             server.rss_mb = rss_mb(server.process.pid)
 
     print()
     print(report(servers, args, command, wrk_version))
+    print(f"\n{stolen}.")
 
 
 if __name__ == "__main__":
