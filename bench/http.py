@@ -90,14 +90,17 @@ def free_port() -> int:
 
 
 def start(
-    module: str, port: int, log: Path, pin: list[str], ready_path: str
+    module: str, port: int, log: Path, pin: list[str], ready_path: str, tree: Path | None = None
 ) -> tuple[subprocess.Popen[bytes], float]:
-    """Start `python -m module`; return it and the seconds from spawn to ready_path 200."""
+    """Start `python -m module` (from source tree `tree`, by default this one); return it and
+    the seconds from spawn to ready_path 200."""
     env = {**os.environ, "COUNTER_PORT": str(port)}
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
     began = time.perf_counter()
     with log.open("ab") as out:
         server = subprocess.Popen(
-            [*pin, sys.executable, "-m", module], env=env, stdout=out, stderr=out
+            [*pin, sys.executable, "-m", module], env=env, stdout=out, stderr=out, cwd=tree
         )
     url = f"http://127.0.0.1:{port}{ready_path}"
     while time.perf_counter() - began < 60:
