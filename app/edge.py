@@ -81,10 +81,12 @@ class Edge:
         access_log: bool,
         draining: Callable[[], bool],
         lean: Callable[[], list[LeanRoute]],
+        in_progress: Callable[[], int] = lambda: 0,
     ) -> None:
         self.app = app
         self.limit = max_body_bytes
         self.access_log = access_log
+        self.in_progress = in_progress  # requests read and not yet answered, server-wide
         self.draining = draining
         self._lean = lean
         self._exact: dict[tuple[str, str], LeanRoute] | None = None
@@ -201,7 +203,10 @@ class Edge:
             template = getattr(route, "path", "unmatched")
             _timer(template, scope["method"], status).observe(elapsed)
             if self.access_log:
-                _access_line(scope, status, elapsed, request_id, state)
+                # Alone, its line goes out at once: holding it would cost a loop turn and
+                # gather no other line to share the write with.
+                alone = self.in_progress() == 0
+                _access_line(scope, status, elapsed, request_id, state, alone)
 
 
 # The latency histogram's children by (route template, method, status): a few dozen at most
@@ -243,8 +248,12 @@ class _Lines:
         self._held: list[bytes] = []
         self._due: asyncio.AbstractEventLoop | None = None  # the loop a flush is due on
 
-    def add(self, line: bytes) -> None:
+    def add(self, line: bytes, now: bool = False) -> None:
+        """Hold the line for this loop turn's write, or (now) write it and any held at once."""
         self._held.append(line)
+        if now:
+            self.flush()
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop running (called directly): write now
@@ -270,7 +279,12 @@ atexit.register(_LINES.flush)
 
 
 def _access_line(
-    scope: Scope, status: int, elapsed: float, request_id: str, state: dict[str, Any]
+    scope: Scope,
+    status: int,
+    elapsed: float,
+    request_id: str,
+    state: dict[str, Any],
+    now: bool,
 ) -> None:
     _LINES.add(
         orjson.dumps(
@@ -285,5 +299,6 @@ def _access_line(
                 "digits": state.get("digits"),
             },
             option=orjson.OPT_APPEND_NEWLINE,
-        )
+        ),
+        now,
     )

@@ -141,6 +141,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             access_log=settings.access_log,
             draining=draining,
             lean=lean,
+            in_progress=server.requests_in_progress,
         )
 
     app.build_middleware_stack = fronted  # type: ignore[method-assign]

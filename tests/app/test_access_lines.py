@@ -79,3 +79,22 @@ def test_without_a_running_loop_a_line_is_written_at_once(
     lines.add(b"now\n")
     assert pipe.writes == 1
     assert pipe.text() == b"now\n"
+
+
+def test_a_line_written_now_takes_the_held_ones_with_it_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A request answered alone writes at once (no loop turn's wait), after what is held."""
+    pipe = Pipe(monkeypatch)
+    lines = _Lines(pipe.write_end)
+
+    async def two_then_one_alone() -> None:
+        lines.add(b"held 1\n")
+        lines.add(b"held 2\n")
+        lines.add(b"alone\n", now=True)
+        assert pipe.writes == 1  # before the loop turns
+        await asyncio.sleep(0)  # the turn's due write finds nothing left
+
+    asyncio.run(two_then_one_alone())
+    assert pipe.writes == 1
+    assert pipe.text() == b"held 1\nheld 2\nalone\n"
