@@ -17,7 +17,7 @@ translates HTTP into one call. Work is placed by its cost, rows x padded length 
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext, suppress
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -40,17 +40,7 @@ INLINE_STEPS = 4096  # beyond this, a worker thread: about a millisecond on the 
 T = TypeVar("T")
 
 
-class _Nothing:
-    """An async context manager that holds nothing."""
-
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *_: object) -> None:
-        return None
-
-
-_SMALL_BODY = _Nothing()
+_SMALL_BODY = nullcontext()  # what admission holds for a small body: nothing
 
 
 def count_line(index: int, result: Answer) -> CountLine:
