@@ -8,7 +8,7 @@ side in one run.
   (min-max) and the round-by-round ratios change / base. On a busy host (the stolen CPU is
   printed) the CPU ratio moves less than throughput.
 
-    python -m bench.ab [--base HEAD~1] [--route increment|v2] [--connections 64]
+    python -m bench.ab [--base HEAD~1] [--route increment|v2|batch] [--connections 64]
                        [--rounds 6] [--seconds 3]
 """
 
@@ -19,7 +19,19 @@ import tempfile
 from pathlib import Path
 
 from bench.host import Steal
-from bench.http import NUMBER, POST_SCRIPT, Run, cores, find_wrk, free_port, spread, start, stop
+from bench.http import (
+    BATCH,
+    BATCH_DIGITS,
+    NUMBER,
+    POST_SCRIPT,
+    Run,
+    cores,
+    find_wrk,
+    free_port,
+    spread,
+    start,
+    stop,
+)
 from bench.http import wrk as run_wrk
 from bench.peers import BODY, INFER
 
@@ -27,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 ROUTES = {
     "increment": ("/increment", json.dumps({"number": NUMBER})),
     "v2": (INFER, BODY),
+    "batch": ("/increment/batch", BATCH),  # 1024 x 20 digits, detail none
 }
 
 
@@ -94,6 +107,10 @@ def main() -> None:
             f"| {spread([r.p99_ms for r in measured], '{:.2f}')} "
             f"| {spread([r.cpu_us for r in measured], '{:.0f}')} |"
         )
+    if args.route == "batch":
+        for name, measured in runs.items():
+            rates = [r.rps * BATCH_DIGITS / 1e6 for r in measured]
+            print(f"{name}: {spread(rates, '{:.2f}')} M digits/s")
     pairs = list(zip(base, change, strict=True))
     rps = spread([c.rps / b.rps for b, c in pairs], "{:.2f}")
     cpu = spread([c.cpu_us / b.cpu_us for b, c in pairs], "{:.2f}")
