@@ -24,7 +24,6 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from app import memory
 from app.answers import Answer, CountEnd, CountLine, Detail
 from app.batcher import Batcher, RawBatcher
 from app.engine import EngineOptions, answer, answer_with_probabilities
@@ -217,8 +216,6 @@ class CounterService:
         finally:
             self.pending_steps -= cost
             PENDING_STEPS.set(self.pending_steps)
-            if cost > INLINE_STEPS * 64:  # a long run's arrays go back to the OS
-                memory.release()
 
     async def _wait(
         self,
