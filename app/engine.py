@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from app.answers import Answer, Check, Detail, Flags, Step
+from app.answers import Answer, Check, Detail, Flags, ModelRef, Step
 from app.registry import LoadedModel
 from core.card import ModelCard
 from core.codec import add_one, add_one_digits, carry_run, encode_batch
@@ -69,18 +69,32 @@ def answer_with_probabilities(
     digits = encode_batch(numbers)  # [b, longest + 1], least significant first
     probs = model.run(digits, run_options)  # [b, longest + 1, 10] float32
     model.count_digits(sum(map(len, numbers)))
-    rows = _Rows(numbers, digits, probs, options.low_confidence)
+    run = _Run(
+        model.card, options, _Rows(numbers, digits, probs, options.low_confidence), digits, probs
+    )
     results: list[list[Answer]] = []
     row = 0
     for asked, detail in requests:
-        results.append(
-            [
-                _answer(model.card, n, digits, rows, i, probs, detail, options)
-                for i, n in enumerate(asked, start=row)
-            ]
-        )
+        results.append([_answer(run, n, i, detail) for i, n in enumerate(asked, start=row)])
         row += len(asked)
     return results, probs
+
+
+class _Run:
+    """What every answer of one model run shares: the card and its figures, the options, the
+    run's rows, its digits [b, width] and probabilities [b, width, 10] (read at a row only
+    for the steps), and one model reference for all (orjson writes it; nobody changes it)."""
+
+    __slots__ = ("card", "digits", "model", "options", "probs", "reliable", "rows", "tested")
+
+    def __init__(
+        self, card: ModelCard, options: EngineOptions, rows: "_Rows", digits: Any, probs: Any
+    ) -> None:
+        self.card, self.options, self.rows = card, options, rows
+        self.digits, self.probs = digits, probs
+        self.model: ModelRef = {"name": card.name, "version": card.version}
+        self.reliable = card.metrics.reliable_carry_length
+        self.tested = card.metrics.tested_length
 
 
 class _Rows:
@@ -257,22 +271,12 @@ def _card_says(card: ModelCard, run: int, length: int | None) -> tuple[bool, Fla
     return proved, flags, warnings
 
 
-def _answer(
-    card: ModelCard,
-    number: str,
-    digits: Any,
-    rows: _Rows,
-    row: int,
-    probs: Any,
-    detail: Detail,
-    options: EngineOptions,
-) -> Answer:
-    """The answer for row `row` of the run: digits [b, width] and probs [b, width, 10] are the
-    whole batch's, read at the row only for the steps (detail none reads neither)."""
+def _answer(run: _Run, number: str, row: int, detail: Detail) -> Answer:
+    """The answer for row `row` of the run."""
+    rows, options = run.rows, run.options
     steps = len(number) + 1  # the row's own steps: its digits plus the extra zero step
-    output = rows.output(row)
-    run = carry_run(number)
-    proved, flags, warnings = flags_for(card, number, run)
+    carry = carry_run(number)
+    proved, flags, warnings = flags_for(run.card, number, carry)
 
     weakest = rows.weakest[row]
     confidence: Any = None  # [steps] float32, sliced only when steps or their scan need it
@@ -304,7 +308,9 @@ def _answer(
             which = np.sort(np.argpartition(confidence, k - 1)[:k])
         listed = detail != "digits"  # the 10 probabilities of each step
         chosen = rows.chosen[row, :steps]
-        step_list = _steps(which, digits[row], chosen, confidence, probs[row], steps - 1, listed)
+        step_list = _steps(
+            which, run.digits[row], chosen, confidence, run.probs[row], steps - 1, listed
+        )
 
     correct: bool = rows.correct[row]
     expected = None if correct else add_one(number)
@@ -317,17 +323,17 @@ def _answer(
     return {
         "input": number if len(number) <= options.echo_digits else preview(number),
         "input_digits": len(number),
-        "output": output,
+        "output": rows.output(row),
         "detail": detail,
         "steps": step_list,
         "min_probability": rows.weakest_p[row],
         "min_probability_position": weakest,
-        "carry_run": run,
-        "reliable_carry_length": card.metrics.reliable_carry_length,
+        "carry_run": carry,
+        "reliable_carry_length": run.reliable,
         "proved": proved,
-        "tested_length": card.metrics.tested_length,
+        "tested_length": run.tested,
         "flags": flags,
         "warnings": warnings,
         "check": check,
-        "model": {"name": card.name, "version": card.version},
+        "model": run.model,
     }
