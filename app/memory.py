@@ -7,7 +7,7 @@ allocates, so the process would keep that memory resident for good. `tune` fixes
 at 2 MB, so every larger array is its own mapping, returned to the OS when freed, and caps the
 heaps at two. It also lets a heap keep 4 MB free at its top (glibc's default is 128 KB once the
 threshold is fixed): a 1024 x 20-digit batch's arrays (1.4 MB at most) then reuse the pages the
-last batch freed, where they faulted in about 1 400 fresh pages each time, a quarter of the
+last batch freed, where they faulted in about 1 400 fresh pages each time, a sixth of the
 batch's CPU (measured). `release` (malloc_trim) hands back what the heaps still hold: the
 service calls it once a request of more than LARGE_DIGITS digits is answered. No-ops off glibc.
 """

@@ -2,6 +2,7 @@
 and a 10^6-digit request's memory goes back to the OS once it is answered (app.memory)."""
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ def page_faults(pid: int) -> int:
 
 def test_batches_reuse_the_memory_the_last_one_freed(shipped: Path, tmp_path: Path) -> None:
     """A 1024 x 20-digit batch needs a few MB of arrays; with glibc's default trim threshold
-    each one faulted in about 1 400 fresh pages (5.6 MB), a quarter of its CPU."""
+    each one faulted in 1 400-1 700 fresh pages (about 6 MB), a sixth of its CPU."""
     with serving(shipped, tmp_path) as (pid, base, _):
         for _ in range(3):  # the heap grows to what a batch needs
             assert request(base, "POST", "/increment/batch", BATCH, JSON)[0] == 200
@@ -32,7 +33,9 @@ def test_batches_reuse_the_memory_the_last_one_freed(shipped: Path, tmp_path: Pa
         for _ in range(10):
             assert request(base, "POST", "/increment/batch", BATCH, JSON)[0] == 200
         per_batch = (page_faults(pid) - before) / 10
-        assert per_batch < 200, f"{per_batch:.0f} pages faulted in per batch"
+        # Measured: 1 600-1 700 with glibc's 128 KB trim threshold; 110-215 now, the rest being
+        # Python's own small-object arenas, which it maps and unmaps itself.
+        assert per_batch < 400, f"{per_batch:.0f} pages faulted in per batch"
 
 
 def test_a_long_numbers_memory_goes_back_once_answered(shipped: Path, tmp_path: Path) -> None:
@@ -44,5 +47,9 @@ def test_a_long_numbers_memory_goes_back_once_answered(shipped: Path, tmp_path: 
         status, _, answer = request(base, "POST", "/increment", body, JSON)
         assert status == 200, answer[:300]
         assert json.loads(answer)["output"] == "7" * 999_999 + "8"
-        # The heaps are trimmed once it is answered: what the batch left is handed back too.
+        # The heaps are trimmed once it is answered (just after its last byte is sent, so the
+        # client may look first): what the batch left is handed back too.
+        deadline = time.monotonic() + 5
+        while rss_mb(pid) >= ready + 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert rss_mb(pid) < ready + 1, f"{ready:.1f} -> {rss_mb(pid):.1f} MB"
