@@ -104,7 +104,6 @@ class _Rows:
 
     def __init__(self, numbers: list[str], digits: Any, probs: Any, low_confidence: float) -> None:
         width = probs.shape[1]
-        self.width = width
         self.steps = [len(n) + 1 for n in numbers]  # each row's own steps, the extra one too
         best = probs.argmax(axis=-1)  # [b, width]
         self.chosen = best.astype(np.uint8)

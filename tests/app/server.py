@@ -1,5 +1,6 @@
 """The real server for tests: `python -m app` on a free loopback port, started until /readyz
-says 200, and stopped with SIGTERM as an orchestrator would."""
+says 200, and stopped with SIGTERM as an orchestrator would; and a raw HTTP/1.1 client for it
+(one request per connection, or a connection to write on as a hostile client would)."""
 
 import os
 import signal
@@ -9,6 +10,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 READY_WITHIN_S = 30
@@ -59,3 +62,60 @@ def stop_server(server: subprocess.Popen[bytes]) -> int:
     """SIGTERM, then the exit status once the server has shut down."""
     server.send_signal(signal.SIGTERM)
     return server.wait(timeout=20)
+
+
+@contextmanager
+def serving(shipped: Path, tmp_path: Path, **settings: str) -> Iterator[tuple[int, str, Path]]:
+    """A server with these COUNTER_* settings: (pid, base URL, log file)."""
+    log = tmp_path / "server.log"
+    server, base = start_server(shipped, log, **settings)
+    try:
+        yield server.pid, base, log
+    finally:
+        stop_server(server)
+
+
+def _port(base: str) -> int:
+    return int(base.rsplit(":", 1)[1])
+
+
+def connect(base: str, timeout: float = 5.0) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", _port(base)), timeout=timeout)
+    return sock
+
+
+def request(
+    base: str, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 request on a new connection: status, headers (lower-case), body."""
+    with connect(base, 30) as sock:
+        lines = [f"{method} {path} HTTP/1.1", "Host: test", f"Content-Length: {len(body)}"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        return read_response(sock)
+
+
+def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed without a complete response: {data[:200]!r}")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, v in (h.split(":", 1) for h in header_lines)}
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            break
+        body += chunk
+    return int(status_line.split()[1]), headers, body
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")

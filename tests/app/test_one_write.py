@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 
 from app.server import COALESCE_BYTES, _OneWrite
 from core.codec import add_one
-from tests.app.server import start_server, stop_server
-from tests.app.test_hostile import connect, read_response
+from tests.app.server import connect, read_response, start_server, stop_server
 
 HEAD = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
 
