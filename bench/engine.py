@@ -5,7 +5,9 @@ The torch model is training's own `Counter`, with the weights read back out of t
 function on the same inputs. Each case alternates the two engines for several rounds and
 prints medians and the ratio; one thread each, as the service runs. The long-number case
 also times the service's whole answer (model run, steps summary, flags, exact check) and
-checks that time grows linearly with length.
+checks that time grows linearly with length. Last, one 10-digit number's whole answer as
+POST /increment sends it (every step, JSON): warm, and after the core has idled 200 us, as a
+server's core does between the requests of one client.
 
     python -m bench.engine [--model counter] [--rounds 5]
 """
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import orjson
 import torch
 
 from app.engine import EngineOptions, answer
@@ -25,6 +28,8 @@ from app.settings import DEFAULT_MODELS_DIR
 from core.codec import encode_batch
 from training.export import counter_from_onnx
 from training.model import Probabilities
+
+IDLE_NS = 200_000  # about the gap between one client's requests at c = 1 (bench.http)
 
 
 def median_seconds(fn: Callable[[], object], repeat: int) -> float:
@@ -45,6 +50,38 @@ def side_by_side(
         torch_times.append(median_seconds(eager, repeat))
     o, t = statistics.median(ort_times), statistics.median(torch_times)
     print(f"{label:<30}{_fmt(o):>12}{_fmt(t):>12}{t / o:>9.1f}x")
+
+
+def after_gap(fn: Callable[[], object], repeat: int, idle: bool) -> float:
+    """Median seconds of fn, each call after IDLE_NS of sleep (the core idles: a virtual CPU
+    halts) or of spinning (the core stays busy, its caches warm)."""
+    times = []
+    for _ in range(repeat):
+        if idle:
+            time.sleep(IDLE_NS / 1e9)
+        else:
+            until = time.perf_counter_ns() + IDLE_NS
+            while time.perf_counter_ns() < until:
+                pass
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def warm_and_cold(name: str, fn: Callable[[], object], rounds: int) -> None:
+    """fn back to back, after a spin, after an idle: alternating rounds, medians."""
+    cases: dict[str, list[float]] = {
+        "back to back": [],
+        "after 200 us spinning": [],
+        "after 200 us idle": [],
+    }
+    for _ in range(rounds):
+        cases["back to back"].append(median_seconds(fn, 2000))
+        cases["after 200 us spinning"].append(after_gap(fn, 2000, idle=False))
+        cases["after 200 us idle"].append(after_gap(fn, 2000, idle=True))
+    figures = ", ".join(f"{case} {_fmt(statistics.median(t))}" for case, t in cases.items())
+    print(f"  {name}: {figures}")
 
 
 def _fmt(seconds: float) -> str:
@@ -110,6 +147,20 @@ def main() -> None:
         print(f"  {length:>9,} digits: {_fmt(seconds):>9}  ({ns:.0f} ns per digit)")
     growth = per_digit[1_000_000] / per_digit[10_000]
     print(f"  time per digit at 10^6 / at 10^4 = {growth:.2f} (1.00 is exactly linear)")
+
+    print(
+        "\none 10-digit number, as POST /increment answers it at c = 1 (a core that idles between"
+    )
+    print("requests goes cold: a virtual CPU halts, and its caches are refilled on waking):")
+    one = ["1476233999"]
+    digits = encode_batch(one)
+    warm_and_cold("onnxruntime's run", lambda: model.run(digits), args.rounds)
+
+    def whole_answer() -> bytes:
+        result = answer(model, one, "full", options)[0]
+        return orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    warm_and_cold("whole answer and its JSON", whole_answer, args.rounds)
 
 
 if __name__ == "__main__":
