@@ -34,7 +34,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.host import Steal
+from bench.host import Steal, resident
 
 NUMBER = "1476233999"  # 10 digits, a carry of 3
 # The batch measured: 1024 numbers of 20 digits, detail none.
@@ -125,35 +125,6 @@ def start(
 def stop(server: subprocess.Popen[bytes]) -> None:
     server.send_signal(signal.SIGINT)  # no drain: nobody else is waiting
     server.wait(timeout=30)
-
-
-@dataclass(frozen=True)
-class Resident:
-    """A process's resident memory, MB, and its two parts: anonymous (what the process
-    allocated itself) and file-backed (pages of its libraries mapped from the page cache). The
-    file-backed part moves with how the kernel cached those files, not with the code: on Linux
-    6.18 the same server read 108 MB ready just after `make test` had installed onnxruntime, and
-    100 MB once `echo 3 > /proc/sys/vm/drop_caches` had emptied the page cache (measured); its
-    anonymous part was 54 MB both times.
-    """
-
-    total: float
-    anonymous: float
-    file: float
-
-    def __str__(self) -> str:
-        return f"{self.total:.0f} MB ({self.anonymous:.0f} anonymous + {self.file:.0f} file)"
-
-
-def resident(pid: int) -> Resident:
-    fields = {
-        name: int(value.split()[0]) / 1024
-        for name, value in (
-            line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-        )
-        if name in ("VmRSS", "RssAnon", "RssFile")
-    }
-    return Resident(fields["VmRSS"], fields["RssAnon"], fields["RssFile"])
 
 
 def _ms(text: str) -> float:
@@ -335,7 +306,7 @@ def main() -> None:
     print(
         f"resident memory: {rss_ready} ready, {rss_loaded} after the load (goal <= 100 MB), "
         f"{rss_long} after one 10^6-digit request (goal < 110 MB); the file-backed part is "
-        "library pages, which the kernel's page cache state moves (see Resident)"
+        "library pages, which the kernel's page cache state moves (see bench.host.Resident)"
     )
 
 

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from bench.host import Steal
+from bench.host import Steal, resident
 from bench.http import find_wrk, free_port
 from core.session import open_session
 
@@ -345,14 +345,13 @@ def _tree(pid: int) -> list[int]:
 
 def rss_mb(pid: int) -> float:
     """Resident memory of the process tree, MB."""
-    total = 0
+    total = 0.0
     for member in _tree(pid):
         try:
-            lines = Path(f"/proc/{member}/status").read_text().splitlines()
-        except OSError:
+            total += resident(member).total
+        except (OSError, KeyError):  # ended since the tree was read (a zombie has no VmRSS)
             continue
-        total += sum(int(line.split()[1]) for line in lines if line.startswith("VmRSS:"))
-    return total / 1024
+    return total
 
 
 def spread(values: list[float], digits: int) -> str:

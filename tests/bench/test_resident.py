@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from bench.http import resident
+from bench.host import resident
 
 
 def test_memory_a_process_writes_is_counted_as_anonymous_not_file() -> None:
