@@ -29,7 +29,7 @@ from core.codec import encode_batch
 from training.export import counter_from_onnx
 from training.model import Probabilities
 
-IDLE_NS = 200_000  # about the gap between one client's requests at c = 1 (bench.http)
+GAP_NS = 200_000  # about the gap between one client's requests at c = 1 (bench.http)
 
 
 def median_seconds(fn: Callable[[], object], repeat: int) -> float:
@@ -53,14 +53,14 @@ def side_by_side(
 
 
 def after_gap(fn: Callable[[], object], repeat: int, idle: bool) -> float:
-    """Median seconds of fn, each call after IDLE_NS of sleep (the core idles: a virtual CPU
+    """Median seconds of fn, each call after GAP_NS of sleep (the core idles: a virtual CPU
     halts) or of spinning (the core stays busy, its caches warm)."""
     times = []
     for _ in range(repeat):
         if idle:
-            time.sleep(IDLE_NS / 1e9)
+            time.sleep(GAP_NS / 1e9)
         else:
-            until = time.perf_counter_ns() + IDLE_NS
+            until = time.perf_counter_ns() + GAP_NS
             while time.perf_counter_ns() < until:
                 pass
         start = time.perf_counter()

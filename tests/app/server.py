@@ -14,8 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.host import resident
-
 READY_WITHIN_S = 30
 
 
@@ -114,8 +112,3 @@ def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
             break
         body += chunk
     return int(status_line.split()[1]), headers, body
-
-
-def rss_mb(pid: int) -> float:
-    """The server's resident memory, MB (bench.http reads it the same way)."""
-    return resident(pid).total

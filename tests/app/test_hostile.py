@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from bench.host import resident
 from core.codec import add_one
 from tests.app.server import (
     connect,
     read_response,
     request,
-    rss_mb,
     serving,
     start_server,
 )
@@ -125,7 +125,7 @@ def test_unterminated_headers_are_cut_off_and_memory_stays_flat(
     """8 connections each streaming an endless header: each is answered 431 and closed after
     about the cap, and the server does not buffer what they send."""
     with serving(shipped, tmp_path, COUNTER_MAX_HEADER_BYTES="16384") as (pid, base, _):
-        before = rss_mb(pid)
+        before = resident(pid).total
 
         def attack() -> int:
             with connect(base, 10) as sock:
@@ -142,7 +142,7 @@ def test_unterminated_headers_are_cut_off_and_memory_stays_flat(
         with ThreadPoolExecutor(8) as pool:
             sent = list(pool.map(lambda _: attack(), range(8)))
         assert max(sent) < 64 << 20  # the server hung up long before
-        assert rss_mb(pid) - before < 30
+        assert resident(pid).total - before < 30
         assert increment(base, "41")[0] == 200
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bench import http
-from tests.app.server import request, rss_mb, serving
+from bench.host import resident
+from tests.app.server import request, serving
 
 BATCH = http.BATCH.encode()  # what bench.http measures: 1024 numbers of 20 digits, detail none
 JSON = {"Content-Type": "application/json"}
@@ -42,13 +43,13 @@ def test_a_long_numbers_memory_goes_back_once_answered(shipped: Path, tmp_path: 
     body = json.dumps({"number": "7" * 1_000_000, "detail": "none"}).encode()
     with serving(shipped, tmp_path) as (pid, base, _):
         assert request(base, "POST", "/increment/batch", BATCH, JSON)[0] == 200
-        ready = rss_mb(pid)
+        ready = resident(pid).total
         status, _, answer = request(base, "POST", "/increment", body, JSON)
         assert status == 200, answer[:300]
         assert json.loads(answer)["output"] == "7" * 999_999 + "8"
         # The heaps are trimmed once it is answered (just after its last byte is sent, so the
         # client may look first): what the batch left is handed back too.
         deadline = time.monotonic() + 5
-        while rss_mb(pid) >= ready + 1 and time.monotonic() < deadline:
+        while resident(pid).total >= ready + 1 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert rss_mb(pid) < ready + 1, f"{ready:.1f} -> {rss_mb(pid):.1f} MB"
+        assert resident(pid).total < ready + 1, f"{ready:.1f} -> {resident(pid).total:.1f} MB"

@@ -27,7 +27,7 @@ def test_memory_a_process_writes_is_counted_as_anonymous_not_file() -> None:
     finally:
         child.kill()
         child.wait()
-    before = resident(os.getpid())  # this interpreter, which never wrote 64 MB of its own
+    before = resident(os.getpid())  # this interpreter: its code is mapped from files
     assert reading.anonymous >= 64
     assert reading.file < reading.anonymous
     assert reading.total >= reading.anonymous + reading.file - 1  # plus shared memory, if any
