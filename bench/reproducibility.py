@@ -1,13 +1,12 @@
-"""What reproduces where: train the same recipe under every kernel choice, compare the bytes.
+"""What reproduces where: train under every emulated CPU, with portable and native kernels.
 
-Each cell trains the robust recipe (seed 0, a few epochs) in a fresh process, under one
-ATEN_CPU_CAPABILITY (torch's vectorised kernels: default, avx2, avx512, as far as this CPU
-has them), one MKL_CBWR (MKL's code path: unset = MKL's own dispatch, COMPATIBLE), one thread
-count, and the training CLI's --kernels mode, then hashes the trained weights. Cells with the
-same hash trained the same bytes. Emulating another CPU this way is what the project can do on
-one machine: ATen's capability is what differs between AVX2 and AVX-512 processors, and MKL's
-dispatch is what differs between Intel and AMD ones (MKL_CBWR=COMPATIBLE is Intel's documented
-way to make it the same everywhere).
+Each cell trains one model (the robust recipe's RNN for a few epochs, and its LSTM for one:
+the LSTM is the one cell torch runs through oneDNN) in a fresh process, with one knob of
+training.kernels.EMULATED_CPUS set alone: ATen's capability, MKL's code path or its
+instruction cap, oneDNN's ISA cap, numpy's SIMD dispatch. That is how one machine can stand in
+for another CPU. Cells with the same letter trained bit-identical weights. A real second CPU
+says more (shared/tools/kernel_fingerprint.py compares kernels line by line); this sweep is
+what the project can re-run alone.
 
     python -m bench.reproducibility [--epochs 3] [--out docs/reproducibility.md]
 """
@@ -17,30 +16,31 @@ import os
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from training.kernels import EMULATED_CPUS
 
 # Runs in the child: pins (or not) as the CLI would, trains, prints the weights' hash.
 CHILD = """
 import hashlib, sys, time
 from dataclasses import replace
 from training import kernels
-mode, threads, epochs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+mode, name, cell, epochs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 kernels.pin(mode)
-from training.train import robust_recipe, train
-recipe = replace(robust_recipe(seed=0), threads=threads, kernels=mode, max_epochs=epochs,
+from training.train import RECIPES, train
+recipe = replace(RECIPES[name](cell=cell, seed=0), kernels=mode, max_epochs=epochs,
                  min_epochs=epochs)
 began = time.perf_counter()
 trained = train(recipe, progress=False)
 digest = hashlib.sha256()
 for value in trained.model.state_dict().values():
     digest.update(value.numpy().tobytes())
-used = trained.kernels
-print(digest.hexdigest()[:16], used.aten_capability, used.blas, time.perf_counter() - began)
+print(digest.hexdigest()[:16], time.perf_counter() - began)
 """
+MODELS = {"rnn": 1, "lstm": 1 / 3}  # epochs per run, as a share of --epochs (at least 1)
 
 
 @dataclass(frozen=True)
@@ -48,72 +48,55 @@ class Cell:
     """One training run's settings and outcome."""
 
     mode: str
-    capability: str  # as asked (ATEN_CPU_CAPABILITY), "" = torch's own choice
-    cbwr: str  # as asked (MKL_CBWR), "" = unset
-    threads: int
+    cell: str
+    knob: str
     digest: str
-    used: str  # what torch reported using
     seconds: float
 
 
-def capabilities() -> list[str]:
-    """The ATEN_CPU_CAPABILITY values this CPU can run (avx512 only where it has it)."""
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    found = ["default"]
-    if " avx2 " in flags:
-        found.append("avx2")
-    if " avx512f " in flags and " avx512bw " in flags:
-        found.append("avx512")
-    return found
-
-
-def run(mode: str, capability: str, cbwr: str, threads: int, epochs: int) -> Cell:
-    env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR")}
-    if capability:
-        env["ATEN_CPU_CAPABILITY"] = capability
-    if cbwr:
-        env["MKL_CBWR"] = cbwr
+def run(mode: str, cell: str, knob: str, epochs: int, recipe: str = "robust") -> Cell:
+    """Train `recipe` with `cell` for `epochs` in a fresh process with one knob set."""
+    env = {k: v for k, v in os.environ.items() if all(k not in e for e in EMULATED_CPUS.values())}
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, mode, str(threads), str(epochs)],
-        env=env,
+        [sys.executable, "-c", CHILD, mode, recipe, cell, str(epochs)],
+        env={**env, **EMULATED_CPUS[knob]},
         capture_output=True,
         text=True,
         check=True,
     )
-    digest, aten, blas_name, blas_path, seconds = done.stdout.split()
-    used = f"ATen {aten}, {blas_name} {blas_path}"
-    return Cell(mode, capability, cbwr, threads, digest, used, float(seconds))
+    digest, seconds = done.stdout.split()
+    return Cell(mode, cell, knob, digest, float(seconds))
 
 
 def table(cells: list[Cell], command: str) -> str:
-    groups: dict[str, list[Cell]] = defaultdict(list)
-    for cell in cells:
-        groups[cell.digest].append(cell)
-    names = {digest: chr(ord("A") + i) for i, digest in enumerate(groups)}
+    columns = sorted({(c.mode, c.cell) for c in cells}, key=lambda m: (m[0] != "portable", m[1]))
+    letters: dict[str, str] = {}
+    for each in cells:
+        letters.setdefault(each.digest, chr(ord("A") + len(letters)))
+    by = {(c.mode, c.cell, c.knob): c for c in cells}
     lines = [
         "# What reproduces where",
         "",
-        f"Measured by `{command}` on {torch.__version__}, {os.cpu_count()} cores "
-        f"({_cpu()}). Each row trains the robust recipe (seed 0) in a fresh process; rows "
-        "with the same letter trained bit-identical weights.",
+        f"Measured by `{command}` with torch {torch.__version__} on {_cpu()}. Each cell trains "
+        "the robust recipe (seed 0) in a fresh process with one knob set; cells with the same "
+        "letter trained bit-identical weights (seconds in brackets).",
         "",
-        "| --kernels | ATEN_CPU_CAPABILITY | MKL_CBWR | threads | torch used | weights | seconds |",
-        "|---|---|---|---|---|---|---|",
+        "| knob | " + " | ".join(f"{mode} {model}" for mode, model in columns) + " |",
+        "|---|" + "---|" * len(columns),
     ]
-    for cell in cells:
+    for knob, env in EMULATED_CPUS.items():
+        setting = ", ".join(f"`{k}={v}`" for k, v in env.items()) or "(none)"
+        row = [f"{knob}: {setting}"]
+        for mode, model in columns:
+            found = by[(mode, model, knob)]
+            row.append(f"**{letters[found.digest]}** ({found.seconds:.1f})")
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    for mode, cell in columns:
+        digests = {c.digest for c in cells if (c.mode, c.cell) == (mode, cell)}
         lines.append(
-            f"| {cell.mode} | {cell.capability or '(unset)'} | {cell.cbwr or '(unset)'} "
-            f"| {cell.threads} | {cell.used} | **{names[cell.digest]}** `{cell.digest}` "
-            f"| {cell.seconds:.1f} |"
+            f"- {mode} {cell}: {len(digests)} distinct result(s) over {len(EMULATED_CPUS)} knobs."
         )
-    portable = {c.digest for c in cells if c.mode == "portable"}
-    native = {c.digest for c in cells if c.mode == "native"}
-    lines += [
-        "",
-        f"Portable kernels: {len(portable)} distinct result(s) over "
-        f"{sum(c.mode == 'portable' for c in cells)} runs. Native kernels: {len(native)} "
-        f"distinct results over {sum(c.mode == 'native' for c in cells)} runs.",
-    ]
     return "\n".join(lines) + "\n"
 
 
@@ -121,26 +104,25 @@ def _cpu() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
-    return "unknown CPU"
+    return "an unknown CPU"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per run (default: 3)")
+    parser.add_argument("--epochs", type=int, default=3, help="RNN epochs per run (default: 3)")
     parser.add_argument("--out", type=Path, default=None, help="write the Markdown table here")
     args = parser.parse_args()
     command = " ".join(["python -m bench.reproducibility", *sys.argv[1:]])
     cells: list[Cell] = []
     began = time.perf_counter()
-    for mode in ("native", "portable"):
-        for capability in capabilities():
-            for cbwr in ("", "COMPATIBLE"):
-                for threads in (1, 2):
-                    cell = run(mode, capability, cbwr, threads, args.epochs)
-                    print(cell, file=sys.stderr, flush=True)
-                    cells.append(cell)
+    for mode in ("portable", "native"):
+        for cell, share in MODELS.items():
+            for knob in EMULATED_CPUS:
+                found = run(mode, cell, knob, max(1, round(args.epochs * share)))
+                print(found, file=sys.stderr, flush=True)
+                cells.append(found)
     text = table(cells, command)
     text += f"\nThe whole sweep took {time.perf_counter() - began:.0f} s.\n"
     if args.out:

@@ -22,6 +22,7 @@ class Frameworks(_Card):
     onnx: str
     onnxruntime: str
     opset: int
+    numpy: str = Field(default="", description="the proof's float64 arithmetic; empty on old cards")
 
 
 class Architecture(_Card):
@@ -44,6 +45,22 @@ class Kernels(_Card):
     blas: str = Field(description="the BLAS under matmul, and its code path")
     machine: str = Field(description="the processor architecture, e.g. x86_64")
     threads: int
+    onednn: str = Field(
+        default="",
+        description="oneDNN (torch's LSTM and some matmuls): 'off' in portable mode, else its "
+        "ISA cap; empty on cards written before it was recorded",
+    )
+    optimizer_step: str = Field(
+        default="",
+        description="the optimizer's kernel: 'fused' (ATen's one-pass kernel, plain IEEE "
+        "arithmetic) or 'foreach' (square roots from MKL's vector math, which rounds "
+        "differently on Intel and AMD); empty on cards written before it was recorded",
+    )
+    numpy_simd: str = Field(
+        default="",
+        description="numpy's SIMD dispatch (the CPU and NPY_DISABLE_CPU_FEATURES choose it): "
+        "it moves the proof's float64 bounds in their last bits",
+    )
 
 
 class Recipe(_Card):

@@ -24,10 +24,10 @@ from training import evaluate, export, kernels
 from training.carry_scan import OnnxCarryEngine
 from training.data import make_split
 from training.reproduce import ROWS, run
-from training.train import RECIPES, train
+from training.train import POST_SEED, RECIPES, train
 
 # Importing torch fixes no kernels; its first operation does, so main() pins them first.
-DEFAULT_SEEDS = {"post": 1, "robust": 0}
+DEFAULT_SEEDS = {"post": POST_SEED, "robust": 0}
 
 
 def _count(minimum: int) -> Callable[[str], int]:
@@ -138,6 +138,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     retrain.add_argument("model", type=Path, help="model path without suffix, e.g. models/counter")
     _kernels_option(retrain, None)
+    retrain.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="keep the retrained model here (path without suffix, e.g. build/models/counter); "
+        "default: compare only, keep nothing",
+    )
 
     reproduce = commands.add_parser(
         "reproduce",
@@ -279,8 +286,9 @@ def compare(model: Path) -> tuple[bool, str]:
     return ok, text + "\n" + ("all figures match the card" if ok else "some figures differ")
 
 
-def retrain(model: Path, mode: kernels.Mode | None) -> tuple[bool, str]:
-    """Retrain from the card and report 'same bytes', 'same figures' or 'differs'."""
+def retrain(model: Path, mode: kernels.Mode | None, out: Path | None = None) -> tuple[bool, str]:
+    """Retrain from the card (into `out`, if given) and report 'same bytes', 'same figures' or
+    'differs'."""
     card = _read_card(model)
     mode = mode or card.recipe.kernels.mode
     kernels.pin(mode)  # before torch runs anything
@@ -289,7 +297,7 @@ def retrain(model: Path, mode: kernels.Mode | None) -> tuple[bool, str]:
     with tempfile.TemporaryDirectory() as folder:
         new = export.export(
             trained,
-            Path(folder) / card.name,
+            out or Path(folder) / card.name,
             scan_up_to=card.metrics.carry_scan.scanned_up_to,
             proof_limit=card.metrics.certificate.search_limit,
         )
@@ -301,7 +309,7 @@ def retrain(model: Path, mode: kernels.Mode | None) -> tuple[bool, str]:
         f"{now.threads} thread(s); {new.recipe.epochs_run} epochs, {new.recipe.wall_seconds} s",
     ]
     if new.sha256 == card.sha256:
-        return True, "\n".join([*lines, "same bytes: the retrained .onnx is identical"])
+        return True, "\n".join([*lines, f"{card.name}: same bytes as {model}.onnx"])
     rows = [("epochs run", card.recipe.epochs_run, new.recipe.epochs_run)]
     same, text = _table([*rows, *_rows(card.metrics, new.metrics)], "card", "retrained")
     if same:
@@ -319,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(text)
         return 0 if ok else 1
     if args.command == "retrain":
-        ok, text = retrain(args.model, args.kernels)
+        ok, text = retrain(args.model, args.kernels, args.out)
         print(text)
         return 0 if ok else 1
     kernels.pin(args.kernels)  # before torch runs anything

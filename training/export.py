@@ -140,6 +140,7 @@ def frameworks() -> Frameworks:
         onnx=onnx.__version__,
         onnxruntime=ort.__version__,
         opset=OPSET,
+        numpy=np.__version__,
     )
 
 
@@ -333,6 +334,7 @@ def export(
 ) -> ModelCard:
     """Write <out>.onnx, <out>.png and <out>.json; return the card."""
     onnx_path, png_path, card_path = (out.with_suffix(s) for s in (".onnx", ".png", ".json"))
+    out.parent.mkdir(parents=True, exist_ok=True)
     export_onnx(trained.model, onnx_path)
     graph = onnx.load(str(onnx_path))  # loaded once, for every measurement below
     predict = evaluate.ort_predictor(graph)

@@ -8,6 +8,8 @@ import pytest
 
 from core.card import ModelCard
 from training.__main__ import compare
+from training.export import export, recipe_from_card
+from training.train import POST_SEED, train
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
@@ -75,3 +77,23 @@ def test_post_model_card_states_its_recipe_and_what_it_cannot_do() -> None:
     assert scan.first_failure is not None
     assert all(first > proved for first, _ in scan.failing_runs)
     assert scan.longest_exact_run == scan.first_failure.nines - 1
+
+
+@pytest.mark.slow
+def test_a_retrain_of_the_shipped_post_model_fails_where_its_card_says(tmp_path: Path) -> None:
+    """The post's failure is part of the product: retrained from its card (recipe, seed,
+    portable kernels) on this machine, counter-post loses the carry at the same run of nines,
+    the same way, and its card says why that seed."""
+    card = _card("counter-post")
+    assert card.recipe.seed == POST_SEED
+    assert f"seed {POST_SEED}" in card.notes
+    shipped = card.metrics.carry_scan
+    assert shipped.first_failure is not None
+    assert shipped.first_failure.got == "0"  # the carry lost on a run of nines, as in the post
+    trained = train(recipe_from_card(card), progress=False)
+    again = export(trained, tmp_path / "counter-post", scan_up_to=shipped.scanned_up_to)
+    assert again.metrics.carry_scan.first_failure == shipped.first_failure
+    assert again.metrics.carry_scan.failing_runs == shipped.failing_runs
+    print(
+        f"retrained counter-post: {'same bytes' if again.sha256 == card.sha256 else 'other bytes'}"
+    )

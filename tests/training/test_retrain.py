@@ -7,7 +7,6 @@ model retrained under other kernels (ATEN_CPU_CAPABILITY emulates other processo
 own process) still has what its recipe promises: every carry proved.
 """
 
-import hashlib
 import json
 import os
 import subprocess
@@ -19,8 +18,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench import reproducibility
 from core.card import ModelCard
 from training.export import export
+from training.kernels import EMULATED_CPUS
 from training.train import post_recipe, robust_recipe, train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     """`python -m training ...` in a fresh process with this environment."""
-    clean = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR")}
+    clean = {k: v for k, v in os.environ.items() if k not in ENV_KNOBS}
     return subprocess.run(
         [sys.executable, "-m", "training", *args],
         env={**clean, "PYTHONPATH": str(ROOT), **env},
@@ -59,25 +60,24 @@ def test_a_noisy_epoch_is_deterministic_too() -> None:
     assert all(torch.equal(first[name], second[name]) for name in first)
 
 
-@pytest.mark.slow
-def test_portable_kernels_give_the_same_bytes_whatever_cpu_torch_is_told_it_has(
-    tmp_path: Path,
-) -> None:
-    """Two processes told of different CPUs (AVX2 with MKL's own dispatch, AVX-512 with MKL's
-    AVX-512 path asked for) train the same bytes with portable kernels."""
-    cpus = {"avx2": {"ATEN_CPU_CAPABILITY": "avx2"}, "avx512": {"MKL_CBWR": "AVX512"}}
-    args = ["train", "--recipe", "robust", "--epochs", "2", "--scan-up-to", "5", "--quiet"]
+ENV_KNOBS = {name for env in EMULATED_CPUS.values() for name in env}
 
-    def run(name: str) -> subprocess.CompletedProcess[str]:
-        return _cli([*args, "--out", str(tmp_path / name)], cpus[name], ROOT)
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("recipe", "cell", "epochs"), [("robust", "rnn", 2), ("post", "rnn", 1), ("robust", "lstm", 1)]
+)
+def test_portable_kernels_train_the_same_weights_under_every_library_knob(
+    recipe: str, cell: str, epochs: int
+) -> None:
+    """Each knob of training.kernels.EMULATED_CPUS set alone, each in a process of its own."""
+
+    def run(knob: str) -> str:
+        return reproducibility.run("portable", cell, knob, epochs, recipe).digest
 
     with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(run, cpus))
-    for result in results:
-        assert result.returncode == 0, result.stderr[-2000:]
-    digests = {hashlib.sha256((tmp_path / f"{n}.onnx").read_bytes()).hexdigest() for n in cpus}
-    assert len(digests) == 1
-    assert {_card(tmp_path / n).recipe.kernels.aten_capability for n in cpus} == {"DEFAULT"}
+        digests = dict(zip(EMULATED_CPUS, pool.map(run, EMULATED_CPUS), strict=True))
+    assert len(set(digests.values())) == 1, digests
 
 
 @pytest.mark.slow
