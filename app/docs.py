@@ -30,8 +30,8 @@ _REF = "#/components/schemas/"
 INCREMENT_REQUESTS: dict[str, Any] = {
     "a string of digits": {"number": "1299"},
     "a JSON integer": {"number": 1299},
-    "the post's model, past its proof, no steps": {
-        "number": "1099999999",
+    "the post's model, past its carry, no steps": {
+        "number": "999999999999999999",
         "model": "counter-post",
         "detail": "none",
     },
@@ -39,7 +39,7 @@ INCREMENT_REQUESTS: dict[str, Any] = {
 BATCH_REQUESTS: dict[str, Any] = {"two numbers": {"numbers": ["1299", 41], "detail": "none"}}
 COUNT_REQUESTS: dict[str, Any] = {
     "watch the post's model break": {
-        "start": "99999990",
+        "start": "999999999999999990",
         "count": 20,
         "model": "counter-post",
         "stop_on_error": True,
@@ -288,16 +288,16 @@ def _live_examples(schema: dict[str, Any], service: CounterService) -> None:
     proved = real(["1299"], None, "full")
     if proved:
         _example(ok, "a carry the model gets right, proved", proved[0])
-    flagged = real(["1099999999"], "counter-post", "none")
+    flagged = real(["999999999999999999"], "counter-post", "none")
     if flagged:
-        _example(ok, "the post's model, past its proof", flagged[0])
+        _example(ok, "the post's model, past its carry", flagged[0])
     batch = real(["1299", "41"], None, "none")
     if batch:
         content = paths["/increment/batch"]["post"]["responses"]["200"]["content"][JSON]
         _example(content, "two numbers", {"results": batch})
     count_ok = paths["/count"]["post"]["responses"]["200"]["content"][NDJSON]
     lines = []
-    number = "99999990"
+    number = "999999999999999990"
     post_model = service.registry.find("counter-post")
     for index in range(1, 13):
         if post_model is None:
