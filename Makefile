@@ -2,7 +2,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PORT ?= 8000
+# COUNTER_PORT, the service's own setting, is honoured; PORT=... is the short form.
+PORT ?= $(or $(COUNTER_PORT),8000)
+# onnxruntime reports usage telemetry (a device id and a database under ~/.cache/Microsoft/)
+# unless this is set: off for everything make starts, as in the image and the manifests.
+export ORT_DISABLE_TELEMETRY := 1
 
 .PHONY: serve test lint train bench peers peers-env clean
 
