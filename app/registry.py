@@ -3,6 +3,9 @@
 For each card the service checks, on the bytes it actually loaded:
 - the files: regular files under a size cap (app.files), the .onnx named by the card beside it;
 - the sha256 of the .onnx against the card;
+- that the file is, node for node, the graph training exports (core.canonical), so the graph
+  that runs is the one whose weights the proof reads, and that the card's architecture,
+  parameter count and opset are the file's (a card figure out of range fails its validation);
 - that onnxruntime loads it and it keeps the model contract (int64 [b, t] -> float32 [b, t, 10]);
 - the card's proof: the certificate (core.certify) is re-run on the loaded weights, with the
   card's settings, and must prove at least the reliable carry length the card claims; the
@@ -15,7 +18,8 @@ For each card the service checks, on the bytes it actually loaded:
 Fault policy: a fault in the default model (the one whose card name, or whose card's file name,
 is COUNTER_DEFAULT_MODEL), a folder with no card, or no default model: loading raises
 ModelLoadError naming the file and the reason, and `python -m app` exits with that one line and
-status 2. A fault in any other model skips it with a warning; GET /models lists it.
+status 2. A fault in any other model, foreseen or not, skips it with a one-line warning;
+GET /models lists it.
 """
 
 import hashlib
@@ -33,6 +37,7 @@ from pydantic import ValidationError
 from app.files import UnreadableFileError, read_capped
 from app.metrics import DIGITS_PROCESSED, MODEL_RUN_SECONDS, MODELS_LOADED
 from core.activation import measured_error
+from core.canonical import NotCanonicalError, check_canonical
 from core.card import ModelCard
 from core.certify import cell_of, prove_carry
 from core.codec import Digits, add_one, add_one_digits, carry_run, decode, encode_batch
@@ -141,8 +146,9 @@ def _read_card(path: Path) -> ModelCard:
         return ModelCard.model_validate_json(blob)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "card"
-        raise ModelLoadError(path, f"not a valid model card: {where}: {first['msg']}") from None
+        where = ".".join(str(p) for p in first["loc"])  # none: a check of the whole card
+        detail = f"{where}: {first['msg']}" if where else first["msg"]
+        raise ModelLoadError(path, f"not a valid model card: {detail}") from None
 
 
 def _open(card: ModelCard, onnx_path: Path, cap: int) -> tuple[bytes, Any]:
@@ -156,10 +162,35 @@ def _open(card: ModelCard, onnx_path: Path, cap: int) -> tuple[bytes, Any]:
             f"sha256 is {digest[:12]}..., the card says {card.sha256[:12]}...: "
             "the file changed after export",
         )
+    _check_graph(card, onnx_path, blob)  # before onnxruntime sees the bytes
     try:
         return blob, open_session(blob)
     except Exception as exc:  # onnxruntime raises its own untyped errors
         raise ModelLoadError(onnx_path, f"onnxruntime cannot load it: {_first_line(exc)}") from None
+
+
+def _check_graph(card: ModelCard, onnx_path: Path, blob: bytes) -> None:
+    """Serve only the graph the proof reads: the exporter's, node for node (core.canonical),
+    and a card whose architecture, parameter count, opset and tensor names are the file's."""
+    try:
+        facts = check_canonical(blob)
+    except NotCanonicalError as exc:
+        raise ModelLoadError(onnx_path, f"not the graph training exports: {exc}") from None
+    architecture = card.architecture
+    for field_name, claimed, found in [
+        ("architecture.cell", architecture.cell, facts.cell),
+        ("architecture.nonlinearity", architecture.nonlinearity, facts.nonlinearity),
+        ("architecture.hidden_size", architecture.hidden_size, facts.hidden_size),
+        ("architecture.layers", architecture.layers, facts.layers),
+        ("architecture.parameters", architecture.parameters, facts.parameters),
+        ("frameworks.opset", card.frameworks.opset, facts.opset),
+        ("input_name", card.input_name, "digits"),
+        ("output_name", card.output_name, "probabilities"),
+    ]:
+        if claimed != found:
+            raise ModelLoadError(
+                onnx_path, f"the card's {field_name} is {claimed!r}, but the file's is {found!r}"
+            )
 
 
 def _check_contract(card: ModelCard, onnx_path: Path, session: Any) -> None:
@@ -333,6 +364,20 @@ def _serve(
     )
 
 
+def _serve_checked(
+    card: ModelCard, card_path: Path, max_model_bytes: int, errors: ActivationErrors
+) -> LoadedModel:
+    """_serve, with any fault it did not foresee (a card figure the proof cannot use) made a
+    ModelLoadError: one line, so a bad non-default model is skipped, not a crash at start."""
+    try:
+        return _serve(card, card_path, max_model_bytes, errors)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # a fault of this model, not of the service
+        what = f"{type(exc).__name__}: {_first_line(exc)}"
+        raise ModelLoadError(card_path, f"cannot be checked: {what}") from None
+
+
 def load_registry(models_dir: Path, default: str, max_model_bytes: int = 64 << 20) -> Registry:
     """Load every model in models_dir under the fault policy in this module's docstring."""
     start = perf_counter()
@@ -350,7 +395,7 @@ def load_registry(models_dir: Path, default: str, max_model_bytes: int = 64 << 2
             name = card.name
             if name in models:
                 raise ModelLoadError(card_path, f"a second model named {name!r}")
-            model = _serve(card, card_path, max_model_bytes, errors)
+            model = _serve_checked(card, card_path, max_model_bytes, errors)
         except ModelLoadError as exc:
             # The default is looked up by card name; a file named after it counts too.
             if default in (card_path.stem, name):

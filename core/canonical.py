@@ -133,7 +133,8 @@ Message = dict[str, Any]  # field name -> value, or list of values for a repeate
 
 def _decode(data: bytes, kind: str) -> Message:
     """One message of the schema above; NotCanonicalError on any field outside it."""
-    schema, message = _SCHEMA[kind], {}
+    schema = _SCHEMA[kind]
+    message: Message = {}
     for number, wire, value in _fields(data):
         if number not in schema:
             name = REFUSED.get(kind, {}).get(number, f"field {number}")
@@ -256,9 +257,10 @@ def render(model: Message) -> list[str]:
     per node with every value renamed by where it comes from (%k: the k-th node output, wK:
     the K-th initializer), so that two exports of one architecture render the same."""
     graph: Message = model.get("graph", {})
-    opsets = [f"{o.get('domain', '') or 'ai.onnx'} {o.get('version', 0)}" for o in model.get(
-        "opset_import", []
-    )]
+    opsets = [
+        f"{o.get('domain', '') or 'ai.onnx'} {o.get('version', 0)}"
+        for o in model.get("opset_import", [])
+    ]
     lines = [f"ir_version {model.get('ir_version', 0)}", f"opset_import {', '.join(opsets)}"]
     inputs = [v.get("name", "") for v in graph.get("input", [])]
     names: dict[str, str] = {name: name for name in inputs}
@@ -372,7 +374,8 @@ def _recurrent(graph: Message) -> Message:
     if len(found) != 1:
         ops = [n.get("op_type") for n in found] or "none"
         raise NotCanonicalError(f"the exporter writes one RNN, GRU or LSTM node; it has {ops}")
-    return found[0]
+    node: Message = found[0]
+    return node
 
 
 def check_canonical(data: bytes) -> GraphFacts:
@@ -391,9 +394,10 @@ def check_canonical(data: bytes) -> GraphFacts:
         raise NotCanonicalError(f"the {op} node has no positive hidden_size")
     activation = "['Tanh']"
     if op == "RNN":
-        names = [s.decode("utf-8", "replace") for s in attributes.get("activations", {}).get(
-            "strings", []
-        )]
+        names = [
+            s.decode("utf-8", "replace")
+            for s in attributes.get("activations", {}).get("strings", [])
+        ]
         activation = str(names)
         if activation not in _NONLINEARITY:
             raise NotCanonicalError(f"the RNN's activations are {names}, not Tanh or Relu")
