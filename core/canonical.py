@@ -209,8 +209,14 @@ def _tensor_values(tensor: Message) -> list[Any]:
 
 
 def _tensor_type(tensor: Message) -> str:
+    """Element type and dims; the exporter keeps every tensor's values in raw_data alone, so a
+    tensor holding them elsewhere (which one wins is the reader's choice) renders otherwise."""
     element = tensor.get("data_type", 0)
-    return f"{_ELEMENT.get(element, f'type{element}')}{tensor.get('dims', [])}"
+    shown = f"{_ELEMENT.get(element, f'type{element}')}{tensor.get('dims', [])}"
+    elsewhere = sorted(set(tensor) - {"name", "dims", "data_type", "raw_data"})
+    if elsewhere or "raw_data" not in tensor:
+        shown += f"<values in {', '.join(elsewhere) or 'no field'}>"
+    return shown
 
 
 def _attribute(attribute: Message) -> str:

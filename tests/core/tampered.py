@@ -114,6 +114,13 @@ def a_changed_constant(model: onnx.ModelProto) -> None:
     fill.t.CopyFrom(numpy_helper.from_array(np.array([0.01], np.float32)))
 
 
+def weights_in_two_fields(model: onnx.ModelProto) -> None:
+    """The readout bias given twice, in raw_data and in float_data: which one a reader takes
+    is its own choice, so the proof and onnxruntime could read different weights."""
+    bias = next(t for t in model.graph.initializer if t.name == "counter.readout.bias")
+    bias.float_data.extend(np.zeros(10, np.float32).tolist())
+
+
 def metadata(model: onnx.ModelProto) -> None:
     helper.set_model_props(model, {"note": "harmless, or so it says"})
 
@@ -148,6 +155,7 @@ TAMPERINGS: list[tuple[Tampering, str]] = [
     (a_changed_attribute, "axis=2"),
     (an_added_attribute, "clip=1000.0"),
     (a_changed_constant, "value=float32[1][0.009999"),
+    (weights_in_two_fields, "float32[10]<values in float_data>"),
     (metadata, "ModelProto.metadata_props"),
     (a_graph_doc_string, "GraphProto.doc_string"),
     (value_info, "GraphProto.value_info"),
