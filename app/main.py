@@ -37,6 +37,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
     service = CounterService(registry, settings, server.requests_in_progress)
     app.state.service = service
+    grpc_server = None
+    if settings.grpc_port is not None:  # imported only when on: grpc costs memory and start time
+        from app.grpc import server as grpc_v2
+
+        grpc_server = await grpc_v2.start(service, settings, app.version)
     # Everything alive now (framework, models) lives as long as the process: keep it out of
     # the garbage collector's full passes, which otherwise stall requests for milliseconds.
     # The start-up's own garbage (probe sessions, schema builders) goes first.
@@ -48,6 +53,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         service.ready = False
+        if grpc_server is not None:
+            await grpc_server.stop()
         service.close()
 
 

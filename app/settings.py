@@ -87,6 +87,19 @@ class Settings(BaseSettings):
     drain_seconds: float = Field(
         default=5.0, ge=0, description="on SIGTERM: serve on, saying Connection: close, this long"
     )
+    # The Open Inference Protocol over gRPC (app.grpc): off unless a port is set.
+    grpc_port: int | None = Field(
+        default=None, ge=1, le=65535, description="gRPC port (V2 protocol); unset: no gRPC"
+    )
+    grpc_max_message_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=64, description="a gRPC request message's size"
+    )
+    grpc_max_streams: int = Field(
+        default=64, ge=1, description="concurrent calls on one gRPC connection (HTTP/2 streams)"
+    )
+    grpc_max_calls: int = Field(
+        default=512, ge=1, description="gRPC calls in progress at once, over every connection"
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: LogLevel = "info"
