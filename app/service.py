@@ -3,7 +3,8 @@
 It holds the models, the limits and the decision of where each run happens, so a route only
 translates HTTP into one call. Work is placed by its cost, rows x padded length in digit steps:
 
-- small (<= BATCHED_STEPS): joins the loop turn's batch (app.batcher), one run for many;
+- small (<= BATCHED_STEPS): joins the loop turn's batch (app.batcher), one run for many
+  (the counter's JSON and the V2 `number` input alike);
   unless the server says this is the only request in progress, when it runs inline at once
   (a batch of one would only wait a loop turn for nobody);
 - medium (<= INLINE_STEPS): runs inline on the event loop, about a millisecond at most;
@@ -172,6 +173,8 @@ class CounterService:
             return results[0], probs
 
         cost = len(numbers) * (max(map(len, numbers)) + 1)
+        if cost <= BATCHED_STEPS and self.in_progress() != 1:  # placed as increment's are
+            return await self.batchers[model.card.name].answer_with_probabilities(numbers)
         if cost <= INLINE_STEPS:
             return work(None)
         return await self.off_loop(cost, work, stop)
