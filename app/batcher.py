@@ -32,6 +32,10 @@ class Batcher:
         self.options = options
         self._pending: list[_Pending] = []
 
+    def busy(self) -> bool:
+        """Requests are waiting for this batcher's next run."""
+        return bool(self._pending)
+
     async def answer(self, numbers: list[str], detail: Detail) -> list[Answer]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Answer]] = loop.create_future()
@@ -98,6 +102,9 @@ class RawBatcher:
     def __init__(self, model: LoadedModel) -> None:
         self.model = model
         self._pending: list[_RawPending] = []
+
+    def busy(self) -> bool:
+        return bool(self._pending)
 
     async def run(self, digits: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         loop = asyncio.get_running_loop()

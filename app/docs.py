@@ -187,7 +187,9 @@ V2_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"t
 def v2_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """Refusals in the protocol's error shape."""
     words = {
-        400: "a malformed request or tensor",
+        400: "a malformed request or tensor, or a model refused by its checks",
+        401: "load/unload without the operator's bearer token (COUNTER_ADMIN_TOKEN)",
+        403: "repository changes are off (no COUNTER_ADMIN_TOKEN, or COUNTER_MODEL_CONTROL)",
         404: "no such model or version",
         413: "body too large",
         422: "a number or tensor past the input rules",

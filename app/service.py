@@ -30,7 +30,7 @@ from app.batcher import Batcher, RawBatcher
 from app.engine import EngineOptions, answer, answer_with_probabilities
 from app.errors import Kind, ServiceError, not_ready, unknown_model
 from app.inputs import resolve_detail
-from app.metrics import PENDING_STEPS
+from app.metrics import MODELS_LOADED, PENDING_STEPS
 from app.registry import LoadedModel, Registry
 from app.settings import Settings
 
@@ -84,6 +84,24 @@ class CounterService:
         self.large_requests = 0  # requests with large bodies held now (reading to answering)
         self.ready = False  # every model loaded and warm, and not stopping
         self.draining = False  # SIGTERM received: finish in-flight work, take no more
+
+    def install(self, model: LoadedModel) -> None:
+        """Serve this model (a new one, or a new version in place of the old), in one step:
+        a request finds the old model and its batchers or the new ones, never a mix."""
+        name = model.card.name
+        self.batchers[name] = Batcher(model, self.options)
+        self.raw_batchers[name] = RawBatcher(model)
+        self.registry.models[name] = model
+        self.registry.skipped[:] = [s for s in self.registry.skipped if s.path.stem != name]
+        MODELS_LOADED.set(len(self.registry.models))
+
+    def remove(self, name: str) -> list[Batcher | RawBatcher]:
+        """Stop serving a model (404 from now on); its batchers, to wait for their last run."""
+        if name not in self.registry.models:
+            raise unknown_model(name, self.registry.names)
+        del self.registry.models[name]
+        MODELS_LOADED.set(len(self.registry.models))
+        return [self.batchers.pop(name), self.raw_batchers.pop(name)]
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

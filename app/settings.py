@@ -7,7 +7,7 @@ with limits a small pod (one core, 256 MB) holds.
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The repository's models/ folder, next to the app package.
@@ -99,6 +99,19 @@ class Settings(BaseSettings):
     )
     grpc_max_calls: int = Field(
         default=512, ge=1, description="gRPC calls in progress at once, over every connection"
+    )
+    # The model repository (app.repository), as Triton's model control modes.
+    model_control: Literal["none", "explicit", "poll"] = Field(
+        default="none",
+        description="none: the models of the start; explicit: load/unload on request; "
+        "poll: the models folder is watched",
+    )
+    model_poll_seconds: float = Field(
+        default=5.0, gt=0, le=3600, description="poll: how often the models folder is read"
+    )
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="the bearer token repository load/unload need; unset: they are off (403)",
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
