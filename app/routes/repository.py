@@ -29,6 +29,31 @@ class Changed(BaseModel):
     state: Literal["READY", "UNAVAILABLE"]
 
 
+_INDEX_EXAMPLE = [
+    {"name": "counter", "version": "2.0.0", "state": "READY", "reason": ""},
+    {"name": "counter-post", "version": "2.0.0", "state": "READY", "reason": ""},
+]
+
+
+def _ok(example: object) -> dict[int | str, dict[str, object]]:
+    return {200: {"content": {"application/json": {"example": example}}}}
+
+
+# Load and unload read no body (Triton's optional "parameters" are not used): {} is the example.
+_NO_BODY = {
+    "requestBody": {
+        "required": False,
+        "content": {
+            "application/json": {
+                "schema": {"type": "object"},
+                "examples": {"no parameters": {"value": {}}},
+            }
+        },
+    }
+}
+_CHANGE_ERRORS = (400, 401, 403, 404, 413, 422, 503)
+
+
 def _repository(request: Request) -> Repository:
     repository: Repository | None = getattr(request.app.state, "repository", None)
     if repository is None:
@@ -42,9 +67,17 @@ def _operator(request: Request) -> Repository:
     return _repository(request)
 
 
-@router.post("/index", summary="Repository index", responses=docs.v2_errors(503))
+@router.post(
+    "/index",
+    summary="Repository index",
+    responses={**docs.v2_errors(400, 404, 413, 422, 503), **_ok(_INDEX_EXAMPLE)},
+)
 async def index(
-    request: Request, asked: Annotated[IndexRequest | None, Body()] = None
+    request: Request,
+    asked: Annotated[
+        IndexRequest | None,
+        Body(openapi_examples={"only the ready models": {"value": {"ready": True}}}),
+    ] = None,
 ) -> list[IndexEntry]:
     """Every model served (READY) and every card in the models folder not served
     (UNAVAILABLE, with the reason when a check refused it)."""
@@ -60,7 +93,11 @@ async def index(
 @router.post(
     "/models/{name}/load",
     summary="Load or reload a model (operator)",
-    responses=docs.v2_errors(400, 401, 403, 404, 503),
+    responses={
+        **docs.v2_errors(*_CHANGE_ERRORS),
+        **_ok({"name": "counter-post", "state": "READY"}),
+    },
+    openapi_extra=_NO_BODY,
 )
 async def load(request: Request, name: str) -> Changed:
     """Read the model's card and graph, run every check the start runs, and swap it in; on a
@@ -73,7 +110,11 @@ async def load(request: Request, name: str) -> Changed:
 @router.post(
     "/models/{name}/unload",
     summary="Unload a model (operator)",
-    responses=docs.v2_errors(401, 403, 404, 503),
+    responses={
+        **docs.v2_errors(*_CHANGE_ERRORS),
+        **_ok({"name": "counter-post", "state": "UNAVAILABLE"}),
+    },
+    openapi_extra=_NO_BODY,
 )
 async def unload(request: Request, name: str) -> Changed:
     """Stop serving the model (404 from then on) once its waiting requests are answered.
