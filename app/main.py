@@ -44,7 +44,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if settings.grpc_port is not None:  # imported only when on: grpc costs memory and start time
         from app.grpc import server as grpc_v2
 
-        grpc_server = await grpc_v2.start(service, settings, app.version)
+        grpc_server = await grpc_v2.start(service, app.state.repository, settings, app.version)
     # Everything alive now (framework, models) lives as long as the process: keep it out of
     # the garbage collector's full passes, which otherwise stall requests for milliseconds.
     # The start-up's own garbage (probe sessions, schema builders) goes first.

@@ -28,6 +28,7 @@ from pathlib import Path
 from app.errors import Kind, ServiceError, preview
 from app.registry import LoadedModel, ModelLoadError, load_model
 from app.service import CounterService
+from app.settings import Settings
 from core.card import ModelCard
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,10 @@ class Entry:
     reason: str
 
 
-def authorize(header: str | None, token: str | None) -> None:
+def authorize(header: str | None, settings: Settings) -> None:
     """An operator's call: 403 when no token is set, 401 unless the bearer token is right."""
+    secret = settings.admin_token
+    token = None if secret is None else secret.get_secret_value()
     if token is None:
         raise ServiceError(
             Kind.FORBIDDEN,

@@ -5,7 +5,9 @@ same CounterService, so both protocols share the models, the batchers and admiss
 and give the same answers. Each call reads its request's bytes itself rather than through a
 generated servicer: a message that is not a valid protobuf is INVALID_ARGUMENT (grpc's own
 deserializer would answer INTERNAL), and a message past COUNTER_GRPC_MAX_MESSAGE_BYTES is
-refused naming that setting. Against hostile clients:
+refused naming that setting. Triton's repository calls (RepositoryIndex, RepositoryModelLoad,
+RepositoryModelUnload) are served too, over app.repository as REST's, the operator's token in
+the call's `authorization` metadata. Against hostile clients:
 - a size cap per message (above) and, a little above it, grpc's own transport cap as a backstop;
 - a cap on streams per connection (COUNTER_GRPC_MAX_STREAMS, the HTTP/2 setting) and on calls
   in progress over all (COUNTER_GRPC_MAX_CALLS; past it RESOURCE_EXHAUSTED at once);
@@ -30,8 +32,10 @@ from grpc import aio
 from app.errors import Kind, ServiceError
 from app.grpc import tensors
 from app.grpc.v2 import grpc_predict_v2_pb2 as pb
+from app.grpc.v2 import model_repository_pb2 as repo_pb
 from app.inference import Inference, find_model
 from app.metrics import ERRORS
+from app.repository import Repository, authorize
 from app.service import CounterService
 from app.settings import Settings
 from app.tensors import SERVER, model_metadata
@@ -73,8 +77,11 @@ Handler = Callable[[Any, aio.ServicerContext], Awaitable[Message | bytes]]
 class Calls:
     """The six calls, each from request bytes to response bytes, over one CounterService."""
 
-    def __init__(self, service: CounterService, settings: Settings, version: str) -> None:
+    def __init__(
+        self, service: CounterService, repository: Repository, settings: Settings, version: str
+    ) -> None:
         self.service = service
+        self.repository = repository
         self.settings = settings
         self.version = version
         self.in_progress = 0
@@ -87,6 +94,12 @@ class Calls:
             "ServerMetadata": (pb.ServerMetadataRequest, self.server_metadata),
             "ModelMetadata": (pb.ModelMetadataRequest, self.model_metadata),
             "ModelInfer": (pb.ModelInferRequest, self.model_infer),
+            "RepositoryIndex": (repo_pb.RepositoryIndexRequest, self.repository_index),
+            "RepositoryModelLoad": (repo_pb.RepositoryModelLoadRequest, self.repository_load),
+            "RepositoryModelUnload": (
+                repo_pb.RepositoryModelUnloadRequest,
+                self.repository_unload,
+            ),
         }
         return {
             name: grpc.unary_unary_rpc_method_handler(self._guarded(kind, handler))
@@ -189,6 +202,31 @@ class Calls:
                 timer.cancel()
         return tensors.write_response(model.card.name, model.card.version, infer.id, outputs)
 
+    async def repository_index(self, request: Any, _: aio.ServicerContext) -> Message:
+        index = repo_pb.RepositoryIndexResponse.ModelIndex
+        return repo_pb.RepositoryIndexResponse(
+            models=[
+                index(name=e.name, version=e.version, state=e.state, reason=e.reason)
+                for e in self.repository.index()
+                if not request.ready or e.state == "READY"
+            ]
+        )
+
+    def _operator(self, context: aio.ServicerContext) -> None:
+        """The bearer token in the call's metadata, as REST's Authorization header."""
+        header = dict(context.invocation_metadata() or ()).get("authorization")
+        authorize(header, self.settings)
+
+    async def repository_load(self, request: Any, context: aio.ServicerContext) -> Message:
+        self._operator(context)
+        await self.repository.load(request.model_name)
+        return repo_pb.RepositoryModelLoadResponse()
+
+    async def repository_unload(self, request: Any, context: aio.ServicerContext) -> Message:
+        self._operator(context)
+        await self.repository.unload(request.model_name)
+        return repo_pb.RepositoryModelUnloadResponse()
+
 
 class GrpcServer:
     """The running gRPC server: started with the service, stopped (draining) with it."""
@@ -214,7 +252,9 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-async def start(service: CounterService, settings: Settings, version: str) -> GrpcServer:
+async def start(
+    service: CounterService, repository: Repository, settings: Settings, version: str
+) -> GrpcServer:
     """Listen on COUNTER_GRPC_PORT and serve until stopped."""
     assert settings.grpc_port is not None
     options = [
@@ -225,7 +265,7 @@ async def start(service: CounterService, settings: Settings, version: str) -> Gr
     ]
     server = aio.server(options=options)
     handler = grpc.method_handlers_generic_handler(
-        SERVICE_NAME, Calls(service, settings, version).handlers()
+        SERVICE_NAME, Calls(service, repository, settings, version).handlers()
     )
     server.add_generic_rpc_handlers((handler,))
     server.add_insecure_port(_address(settings.host, settings.grpc_port))

@@ -62,8 +62,7 @@ def _repository(request: Request) -> Repository:
 
 
 def _operator(request: Request) -> Repository:
-    token = request.app.state.settings.admin_token
-    authorize(request.headers.get("authorization"), token and token.get_secret_value())
+    authorize(request.headers.get("authorization"), request.app.state.settings)
     return _repository(request)
 
 

@@ -142,12 +142,38 @@ async def kserve_grpc(address: str, job: dict[str, Any]) -> dict[str, Any]:
         await client.close()
 
 
+def triton_repository(address: str, job: dict[str, Any]) -> dict[str, Any]:
+    """The repository calls: unload and load `model` with each of job["tokens"] (None: no
+    header), and the index after each; what each call gave (OK or the status code)."""
+    import tritonclient.grpc as triton
+    from tritonclient.utils import InferenceServerException
+
+    client = triton.InferenceServerClient(address)
+    steps = []
+    for action in job["actions"]:
+        token = action.get("token")
+        headers = {"authorization": f"Bearer {token}"} if token else None
+        try:
+            if action["call"] == "load":
+                client.load_model(job["model"], headers=headers)
+            else:
+                client.unload_model(job["model"], headers=headers)
+            outcome = "OK"
+        except InferenceServerException as exc:
+            outcome = f"{exc.status()}: {exc.message()}"
+        index = client.get_model_repository_index(as_json=True)["models"]
+        steps.append({"outcome": outcome, "index": {m["name"]: m["state"] for m in index}})
+    return {"steps": steps}
+
+
 def main() -> None:
     client, address = sys.argv[1], sys.argv[2]
     job = json.loads(sys.stdin.read())
     try:
         if client == "triton":
             answer = triton_sync(address, job)
+        elif client == "triton-repository":
+            answer = triton_repository(address, job)
         elif client == "triton-aio":
             answer = asyncio.run(triton_aio(address, job))
         else:

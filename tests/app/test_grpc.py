@@ -388,3 +388,41 @@ def test_calls_past_the_cap_are_refused_and_sigterm_lets_calls_finish(
     finally:
         if server.poll() is None:
             stop_server(server)
+
+
+def test_tritonclient_loads_and_unloads_with_the_operator_token_only(
+    models_copy: Path, tmp_path: Path
+) -> None:
+    port = free_port()
+    server, _ = start_server(
+        models_copy,
+        tmp_path / "server.log",
+        COUNTER_GRPC_PORT=str(port),
+        COUNTER_MODEL_CONTROL="explicit",
+        COUNTER_ADMIN_TOKEN="an-operator-token",
+    )
+    try:
+        job = {
+            "model": "counter-post",
+            "actions": [
+                {"call": "unload"},
+                {"call": "unload", "token": "a-guess"},
+                {"call": "unload", "token": "an-operator-token"},
+                {"call": "load", "token": "a-guess"},
+                {"call": "load", "token": "an-operator-token"},
+            ],
+        }
+        steps = run_client("triton-repository", f"127.0.0.1:{port}", job)["steps"]
+    finally:
+        stop_server(server)
+    outcomes = [step["outcome"].split(":")[0] for step in steps]
+    assert outcomes == [
+        "StatusCode.UNAUTHENTICATED",
+        "StatusCode.UNAUTHENTICATED",
+        "OK",
+        "StatusCode.UNAUTHENTICATED",
+        "OK",
+    ]
+    assert "Authorization: Bearer <COUNTER_ADMIN_TOKEN>" in steps[0]["outcome"]
+    states = [step["index"]["counter-post"] for step in steps]
+    assert states == ["READY", "READY", "UNAVAILABLE", "UNAVAILABLE", "READY"]
