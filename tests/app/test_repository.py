@@ -7,6 +7,7 @@ on a copy of the shipped models, with clients posting all along."""
 import http.client
 import json
 import threading
+import time
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -167,3 +168,45 @@ def test_load_reload_and_unload_under_load_fail_nothing_on_the_others(
     assert set(answered) == {200}, answered  # not one failed request to the other model
     assert other.wrong == 0
     assert answered[200] > 100
+
+
+def _served_version(base: str) -> str | None:
+    port = int(base.rsplit(":", 1)[1])
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request("GET", "/v2/models/counter-post")
+    reply = connection.getresponse()
+    body = json.loads(reply.read())
+    return body["versions"][0] if reply.status == 200 else None
+
+
+def _until(condition: Any, within: float = 60) -> bool:
+    """Poll a condition until it holds (the service polls its folder on its own clock)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_poll_mode_follows_the_models_folder(models_copy: Path, tmp_path: Path) -> None:
+    card = models_copy / "counter-post.json"
+    original = card.read_text()
+    settings = {
+        "COUNTER_MODEL_CONTROL": "poll",
+        "COUNTER_MODEL_POLL_SECONDS": "0.2",
+        "COUNTER_ADMIN_TOKEN": TOKEN,
+    }
+    with serving(models_copy, tmp_path, **settings) as (_, base, log):
+        assert _served_version(base) == "2.0.0"
+        card.unlink()
+        assert _until(lambda: _served_version(base) is None)  # a removed card: unloaded
+        card.write_text(json.dumps({**json.loads(original), "version": "2.0.1"}))
+        assert _until(lambda: _served_version(base) == "2.0.1")  # a new card: loaded
+        card.write_text(json.dumps({**json.loads(original), "sha256": "0" * 64}))
+        assert _until(lambda: "sha256" in log.read_text())  # refused, and logged
+        assert _served_version(base) == "2.0.1"  # the version before serves on
+        # The operator's calls are not the way in this mode.
+        status, refused = _post(base, UNLOAD)
+        assert status == 403
+        assert "COUNTER_MODEL_CONTROL is 'poll'" in refused["error"]
