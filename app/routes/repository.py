@@ -4,7 +4,7 @@ operator's, with the bearer token). What each does, and when it is allowed: app.
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, StrictBool
 
 from app import docs
 from app.errors import Kind, ServiceError
@@ -14,7 +14,7 @@ router = APIRouter(prefix="/v2/repository", tags=["Model repository (Triton's ex
 
 
 class IndexRequest(BaseModel):
-    ready: bool = False  # true: only the models ready to serve
+    ready: StrictBool = False  # true: only the models ready to serve (0 or "yes" is refused)
 
 
 class IndexEntry(BaseModel):
