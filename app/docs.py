@@ -20,7 +20,14 @@ from app.inputs import DETAILS, parse_increment
 from app.schemas import model_list
 from app.service import CounterService, count_line
 from app.settings import Settings
-from app.tensors import SERVER, InferRequest, OutputTensor, model_metadata, write_response
+from app.tensors import (
+    SERVER,
+    InferRequest,
+    OutputTensor,
+    model_config,
+    model_metadata,
+    write_response,
+)
 from core.codec import encode_batch
 
 JSON = "application/json"
@@ -351,6 +358,7 @@ def _v2_examples(paths: dict[str, Any], service: CounterService) -> None:
         "/v2/models/{name}/versions/{version}": model_metadata(model),
         "/v2/models/{name}/ready": ready,
         "/v2/models/{name}/versions/{version}/ready": ready,
+        "/v2/models/{name}/config": model_config(model),
     }
     for path, value in examples.items():
         paths[path]["get"]["responses"]["200"].setdefault("content", {})[JSON] = {"example": value}

@@ -232,6 +232,38 @@ def write_response(
     return body + b"".join(tails), headers
 
 
+# Triton's model configuration names for the datatypes above (BYTES is TYPE_STRING there).
+TRITON_TYPES = {
+    "BYTES": "TYPE_STRING",
+    "INT64": "TYPE_INT64",
+    "FP32": "TYPE_FP32",
+    "BOOL": "TYPE_BOOL",
+}
+
+
+def model_config(model: LoadedModel) -> dict[str, Any]:
+    """A minimal Triton model configuration (GET /v2/models/{name}/config), as Triton's
+    perf_analyzer reads it before any inference: it sends every input declared, so only the
+    counter's own `number` is (the raw `digits` is in the metadata)."""
+    described = model_metadata(model)
+
+    def entry(tensor: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "name": tensor["name"],
+            "data_type": TRITON_TYPES[tensor["datatype"]],
+            "dims": tensor["shape"],
+        }
+
+    return {
+        "name": model.card.name,
+        "platform": PLATFORM,
+        "backend": "onnxruntime",
+        "max_batch_size": 0,
+        "input": [entry(t) for t in described["inputs"] if t["name"] == "number"],
+        "output": [entry(t) for t in described["outputs"]],
+    }
+
+
 def _metadata_tensor(name: str, datatype: str, shape: list[int]) -> dict[str, Any]:
     return {"name": name, "datatype": datatype, "shape": shape}
 

@@ -23,6 +23,7 @@ from app.service import CounterService
 from app.tensors import (
     HEADER_LENGTH,
     SERVER,
+    model_config,
     model_metadata,
     parse_request,
     write_response,
@@ -86,6 +87,18 @@ async def ready(request: Request) -> Response:
 async def metadata(request: Request) -> Response:
     """The model's name, versions, platform, inputs and outputs (404 for another version)."""
     return json_reply(model_metadata(_model(request, *_path(request))))
+
+
+@router.get(
+    "/models/{name}/config",
+    summary="Model configuration (Triton's, minimal)",
+    openapi_extra=docs.path_parameters("name"),
+    responses=docs.v2_errors(404, 503),
+)
+async def config(request: Request) -> Response:
+    """Triton's model configuration, minimal: what Triton's perf_analyzer asks first (the
+    `number` input, the outputs, their types and dims)."""
+    return json_reply(model_config(_model(request, *_path(request))))
 
 
 @router.get(
