@@ -268,7 +268,14 @@ async def start(
         SERVICE_NAME, Calls(service, repository, settings, version).handlers()
     )
     server.add_generic_rpc_handlers((handler,))
-    server.add_insecure_port(_address(settings.host, settings.grpc_port))
+    address = _address(settings.host, settings.grpc_port)
+    try:
+        server.add_insecure_port(address)
+    except RuntimeError:
+        raise RuntimeError(
+            f"cannot listen for gRPC on {address} (COUNTER_GRPC_PORT): the port is in use "
+            "or not allowed"
+        ) from None
     await server.start()
     log.info("gRPC: serving the V2 protocol on port %d", settings.grpc_port)
     return GrpcServer(server, service, settings.max_run_seconds)
