@@ -152,20 +152,20 @@ class Inference:
         columns: dict[str, OutputTensor] = {
             "output": OutputTensor("output", "BYTES", count, [a["output"] for a in answers]),
             "probabilities": OutputTensor("probabilities", "FP32", list(probs.shape), probs),
+            # Plain lists, not arrays: orjson and app.tensors.tensor_bytes write both alike, and
+            # a list of one is made for less.
             "carry_run": OutputTensor(
-                "carry_run", "INT64", count, np.array([a["carry_run"] for a in answers])
+                "carry_run", "INT64", count, [a["carry_run"] for a in answers]
             ),
             "beyond_reliable_carry": OutputTensor(
                 "beyond_reliable_carry",
                 "BOOL",
                 count,
-                np.array([a["flags"]["beyond_reliable_carry"] for a in answers]),
+                [a["flags"]["beyond_reliable_carry"] for a in answers],
             ),
-            "proved": OutputTensor(
-                "proved", "BOOL", count, np.array([a["proved"] for a in answers])
-            ),
+            "proved": OutputTensor("proved", "BOOL", count, [a["proved"] for a in answers]),
             "correct": OutputTensor(
-                "correct", "BOOL", count, np.array([a["check"]["correct"] for a in answers])
+                "correct", "BOOL", count, [a["check"]["correct"] for a in answers]
             ),
         }
         return [columns[n] for n in self.names]

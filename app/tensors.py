@@ -219,6 +219,8 @@ def write_response(
             tails.append(raw)
         elif tensor.datatype == "BYTES":
             entry["data"] = list(tensor.values)
+        elif isinstance(tensor.values, list):
+            entry["data"] = tensor.values  # flat already
         else:
             entry["data"] = np.ravel(tensor.values)
         described.append(entry)
