@@ -95,7 +95,7 @@ class Settings(BaseSettings):
         default=4 * 1024 * 1024, ge=64, description="a gRPC request message's size"
     )
     grpc_max_streams: int = Field(
-        default=64, ge=1, description="concurrent calls on one gRPC connection (HTTP/2 streams)"
+        default=256, ge=1, description="concurrent calls on one gRPC connection (HTTP/2 streams)"
     )
     grpc_max_calls: int = Field(
         default=512, ge=1, description="gRPC calls in progress at once, over every connection"
