@@ -13,6 +13,9 @@ class Kind(Enum):
 
     MALFORMED_JSON = (400, "malformed_json")
     MALFORMED_TENSOR = (400, "malformed_tensor")
+    MODEL_REFUSED = (400, "model_refused")
+    UNAUTHORIZED = (401, "unauthorized")
+    FORBIDDEN = (403, "forbidden")
     UNKNOWN_MODEL = (404, "unknown_model")
     NOT_FOUND = (404, "not_found")
     METHOD_NOT_ALLOWED = (405, "method_not_allowed")

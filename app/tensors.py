@@ -58,7 +58,7 @@ def _shape(value: Any, name: str) -> list[int]:
     return value
 
 
-def _count(shape: list[int]) -> int:
+def element_count(shape: list[int]) -> int:
     count = 1
     for dim in shape:
         count *= dim
@@ -95,7 +95,7 @@ def _from_json(name: str, datatype: str, data: Any, count: int) -> Any:
     raise _bad(f"input {name!r}: datatype {preview(datatype, 12)} is not read by this service")
 
 
-def _from_binary(name: str, datatype: str, raw: bytes, count: int) -> Any:
+def from_binary(name: str, datatype: str, raw: bytes, count: int) -> Any:
     if datatype == "BYTES":
         values, at = [], 0
         while at < len(raw):
@@ -147,12 +147,12 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
         datatype, shape = item.get("datatype"), _shape(item.get("shape"), name)
         if not isinstance(datatype, str):
             raise _bad(f"input {preview(name, 20)}: datatype must be a string such as INT64")
-        count = _count(shape)
+        count = element_count(shape)
         size = (item.get("parameters") or {}).get("binary_data_size")
         if size is not None:
             if type(size) is not int or size < 0 or at + size > len(binary):
                 raise _bad(f"input {preview(name, 20)}: binary_data_size runs past the body")
-            values = _from_binary(name, datatype, binary[at : at + size], count)
+            values = from_binary(name, datatype, binary[at : at + size], count)
             at += size
         elif "data" in item:
             values = _from_json(name, datatype, item["data"], count)
@@ -190,7 +190,7 @@ class OutputTensor:
     values: Any
 
 
-def _binary(tensor: OutputTensor) -> bytes:
+def tensor_bytes(tensor: OutputTensor) -> bytes:
     if tensor.datatype == "BYTES":
         parts = []
         for value in tensor.values:
@@ -214,11 +214,13 @@ def write_response(
             "shape": tensor.shape,
         }
         if request.binary.get(tensor.name, request.binary_all):
-            raw = _binary(tensor)
+            raw = tensor_bytes(tensor)
             entry["parameters"] = {"binary_data_size": len(raw)}
             tails.append(raw)
         elif tensor.datatype == "BYTES":
             entry["data"] = list(tensor.values)
+        elif isinstance(tensor.values, list):
+            entry["data"] = tensor.values  # flat already
         else:
             entry["data"] = np.ravel(tensor.values)
         described.append(entry)
@@ -230,6 +232,38 @@ def write_response(
         return body, {"content-type": "application/json"}
     headers = {"content-type": "application/octet-stream", HEADER_LENGTH: str(len(body))}
     return body + b"".join(tails), headers
+
+
+# Triton's model configuration names for the datatypes above (BYTES is TYPE_STRING there).
+TRITON_TYPES = {
+    "BYTES": "TYPE_STRING",
+    "INT64": "TYPE_INT64",
+    "FP32": "TYPE_FP32",
+    "BOOL": "TYPE_BOOL",
+}
+
+
+def model_config(model: LoadedModel) -> dict[str, Any]:
+    """A minimal Triton model configuration (GET /v2/models/{name}/config), as Triton's
+    perf_analyzer reads it before any inference: it sends every input declared, so only the
+    counter's own `number` is (the raw `digits` is in the metadata)."""
+    described = model_metadata(model)
+
+    def entry(tensor: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "name": tensor["name"],
+            "data_type": TRITON_TYPES[tensor["datatype"]],
+            "dims": tensor["shape"],
+        }
+
+    return {
+        "name": model.card.name,
+        "platform": PLATFORM,
+        "backend": "onnxruntime",
+        "max_batch_size": 0,
+        "input": [entry(t) for t in described["inputs"] if t["name"] == "number"],
+        "output": [entry(t) for t in described["outputs"]],
+    }
 
 
 def _metadata_tensor(name: str, datatype: str, shape: list[int]) -> dict[str, Any]:
