@@ -1,0 +1,199 @@
+"""The search behind core.decide's certificate: find the largest K whose invariant checks, and a
+served input of run K + 1 that is answered wrong.
+
+The copying sets are fitted from simulated reachable states (float64 trajectories from the
+first copying states through random digits, grouped by key): each key's set is a box in the
+principal axes of its states, then every set is grown where the checker's own bounds say an
+image or an entry pokes out, until nothing does (a fixed point) or a set grows past tanh's
+range (no certificate). Only core.decide.check decides: the search may be wrong, never the
+certificate.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from time import perf_counter
+
+import numpy as np
+
+from core import decide
+from core.cells import RnnCell
+from core.certify import DEFAULT_TANH_ERROR
+from core.decide import CertificateError, Checked, Invariant
+from core.interval import Array
+from core.weights import RnnWeights
+
+STEPS = 12  # simulated copying steps from each first copying state
+TRAJECTORIES = 4000  # random digit strings in all (per fit)
+ROUNDS = 60  # growth rounds before giving up
+GROWTH = 1.02  # a set grows past what is needed by this factor, so the growth ends
+FLOOR = 1e-5  # the least half-width of a set along any axis (keeps shapes invertible)
+WIDEST = 2.0  # a set wider than this along an axis proves nothing: give up
+CARRY_LIMIT = 1000  # the longest run of nines tried
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the search found: the proved K with its certificate, and the refuting input."""
+
+    proved: int  # -1: nothing proved
+    invariant: Invariant | None
+    checked: Checked | None
+    refutation: str | None  # an input of run proved + 1 answered wrong, if one was found
+    refuted_answer: str | None  # what the model answered for it
+    seconds: float
+    reason: str  # why the proof stops where it does
+
+
+def _points_hold(cell: RnnCell, proved: int, key_digits: int) -> bool:
+    try:
+        decide.entries(cell, proved, key_digits)
+    except CertificateError:
+        return False
+    return True
+
+
+def longest_points(cell: RnnCell, key_digits: int, limit: int = CARRY_LIMIT) -> int:
+    """The largest K <= limit whose carrying and absorbed states all read right (-1: none).
+    The check is a prefix check in K, so a binary search finds it."""
+    if not _points_hold(cell, 0, key_digits):
+        return -1
+    low, high = 0, limit  # low holds; find the largest that holds
+    if _points_hold(cell, high, key_digits):
+        return high
+    while high - low > 1:
+        middle = (low + high) // 2
+        if _points_hold(cell, middle, key_digits):
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def _samples(
+    weights: RnnWeights, starts: Array, start_keys: Array, key_digits: int, seed: int
+) -> list[Array]:
+    """Float64 copying states reached from the first copying states, by key."""
+    rng = np.random.default_rng(seed)
+    keys = 10**key_digits
+    shift = weights.w_ih.T + weights.b_ih + weights.b_hh  # (10, H)
+    picks = rng.integers(0, len(starts), TRAJECTORIES)
+    states, history = starts[picks], start_keys[picks].astype(np.int64)
+    found: list[list[Array]] = [[] for _ in range(keys)]
+    for _ in range(STEPS):
+        digits = rng.integers(0, 10, TRAJECTORIES)
+        states = np.tanh(states @ weights.w_hh.T + shift[digits])
+        history = (history * 10 + digits) % keys
+        order = np.argsort(history, kind="stable")
+        bounds = np.searchsorted(history[order], np.arange(keys + 1))
+        for key in range(keys):
+            if bounds[key] < bounds[key + 1]:
+                found[key].append(states[order[bounds[key] : bounds[key + 1]]])
+    for key, state in zip(start_keys, starts, strict=True):
+        found[int(key)].append(state[None])
+    size = starts.shape[1]
+    return [np.concatenate(f) if f else np.zeros((0, size)) for f in found]
+
+
+def _initial(samples: list[Array], size: int) -> tuple[Array, Array, Array]:
+    """Per key: centre, orthonormal axes (principal axes of its states), half-widths."""
+    count = len(samples)
+    centres, axes, widths = np.zeros((count, size)), np.tile(np.eye(size), (count, 1, 1)), np.zeros(
+        (count, size)
+    )
+    for key, states in enumerate(samples):
+        if len(states) == 0:
+            continue
+        centres[key] = (states.max(axis=0) + states.min(axis=0)) / 2
+        if len(states) > 1:
+            _, _, vt = np.linalg.svd(states - states.mean(axis=0), full_matrices=False)
+            if vt.shape[0] == size:
+                axes[key] = vt.T
+        widths[key] = np.abs((states - centres[key]) @ axes[key]).max(axis=0)
+    return centres, axes, np.maximum(widths * GROWTH, FLOOR)
+
+
+def fit(
+    weights: RnnWeights,
+    proved: int,
+    key_digits: int,
+    tanh_error: float = DEFAULT_TANH_ERROR,
+    seed: int = 0,
+) -> tuple[Invariant, Checked] | str:
+    """A checked certificate of K = proved, or why none was found."""
+    cell = RnnCell(weights, tanh_error)
+    try:
+        entry_lo, entry_hi, entry_keys, _ = decide.entries(cell, proved, key_digits)
+    except CertificateError as exc:
+        return str(exc)
+    starts = (entry_lo + entry_hi) / 2
+    samples = _samples(weights, starts, entry_keys, key_digits, seed)
+    centres, axes, widths = _initial(samples, cell.state_size)
+    after = decide.successors(len(centres))
+    for _ in range(ROUNDS):
+        invariant = Invariant(proved, key_digits, centres, axes * widths[:, None, :])
+        try:
+            return invariant, decide.check(weights, invariant, tanh_error)
+        except CertificateError as exc:
+            failure = str(exc)
+        sets = decide.sets_of(invariant)
+        need = widths.copy()
+        # |M (x - c)| per axis is in units of the set's half-widths: scale back to lengths
+        entry = decide.coordinates(sets, entry_keys, entry_lo, entry_hi) * widths[entry_keys]
+        np.maximum.at(need, entry_keys, entry * GROWTH)
+        step = decide.step_coordinates(cell, sets) * widths[after]  # (S, 10, H)
+        np.maximum.at(need, after.ravel(), step.reshape(-1, cell.state_size) * GROWTH)
+        if need.max() > WIDEST:
+            return f"the sets grow past tanh's range ({failure})"
+        if np.array_equal(need, widths):  # the readout failed, not containment
+            return failure
+        widths = need
+    return f"no fixed point in {ROUNDS} rounds ({failure})"
+
+
+def decide_carry(
+    weights: RnnWeights,
+    answer: Callable[[str], str],
+    key_digits: int = 2,
+    tanh_error: float = DEFAULT_TANH_ERROR,
+    limit: int = CARRY_LIMIT,
+) -> Decision:
+    """The largest K the certificate proves (up to `limit`), and an input of run K + 1 that
+    `answer` (the served graph) gets wrong, when one is found."""
+    start = perf_counter()
+    cell = RnnCell(weights, tanh_error)
+    top = longest_points(cell, key_digits, limit)
+    proved, invariant, checked, reason = -1, None, None, "no run of nines is proved"
+    tried: dict[int, tuple[Invariant, Checked] | str] = {}
+
+    def attempt(k: int) -> bool:
+        tried[k] = fit(weights, k, key_digits, tanh_error)
+        return not isinstance(tried[k], str)
+
+    if top >= 0:
+        if attempt(top):
+            proved = top
+        elif attempt(0):
+            low, high = 0, top
+            while high - low > 1:
+                middle = (low + high) // 2
+                low, high = (middle, high) if attempt(middle) else (low, middle)
+            proved = low
+        found = tried.get(proved) if proved >= 0 else None
+        if isinstance(found, tuple):
+            invariant, checked = found
+        failed = tried.get(proved + 1, tried.get(top if proved < top else -2))
+        reason = failed if isinstance(failed, str) else (
+            f"the carrying or absorbed states of a run of {proved + 1} nines read wrong"
+        )
+    refuted, got = _refute(answer, proved + 1)
+    return Decision(proved, invariant, checked, refuted, got, perf_counter() - start, reason)
+
+
+def _refute(answer: Callable[[str], str], run: int) -> tuple[str | None, str | None]:
+    """An input with exactly `run` trailing nines that the served model answers wrong."""
+    for head in ["", *map(str, range(1, 9)), *(f"{t:02d}{d}" for t in range(100) for d in range(9))]:
+        number = head + "9" * run
+        got = decide.refutation(answer, number)
+        if got is not None:
+            return number, got
+    return None, None
