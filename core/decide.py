@@ -90,10 +90,15 @@ class Invariant:
         if not 1 <= key_digits <= 4 or proved < 0:
             raise CertificateError(f"out of range: key_digits {key_digits}, proved {proved}")
         keys = 10**key_digits
-        if centres.ndim != 2 or centres.shape[0] != keys or shapes.shape != (
-            keys,
-            centres.shape[1],
-            centres.shape[1],
+        if (
+            centres.ndim != 2
+            or centres.shape[0] != keys
+            or shapes.shape
+            != (
+                keys,
+                centres.shape[1],
+                centres.shape[1],
+            )
         ):
             raise CertificateError(
                 f"shapes {centres.shape} and {shapes.shape} do not fit {keys} keys"
@@ -126,7 +131,7 @@ def sets_of(invariant: Invariant) -> Sets:
     shapes = invariant.shapes
     size = shapes.shape[-1]
     try:
-        inverses = np.linalg.inv(shapes)
+        inverses: Array = np.asarray(np.linalg.inv(shapes), dtype=np.float64)
     except np.linalg.LinAlgError:
         raise CertificateError("a set is flat (its shape matrix is singular)") from None
     residual = np.eye(size) - inverses @ shapes
@@ -181,7 +186,9 @@ def _relax(lo: Array, hi: Array, error: float) -> tuple[Array, Array, Array]:
     slack = interval.TRANSCENDENTAL * (np.abs(t_lo) + np.abs(t_hi)) + 2.0**-1000
     low = t_lo - slope * lo
     high = t_hi - slope * hi
-    slack = slack + 4 * interval.U64 * (np.abs(t_lo) + np.abs(t_hi) + slope * (np.abs(lo) + np.abs(hi)))
+    slack = slack + 4 * interval.U64 * (
+        np.abs(t_lo) + np.abs(t_hi) + slope * (np.abs(lo) + np.abs(hi))
+    )
     low, high = low - slack, high + slack
     offset = (low + high) / 2
     width = interval.up(interval.up((high - low) / 2) + interval.U64 * np.abs(offset) + error)
@@ -336,10 +343,10 @@ def check(weights: RnnWeights, invariant: Invariant, tanh_error: float) -> Check
         )
     slack, gap = _readout(cell, sets)
     if slack.min() <= 0:
-        key = int(slack.argmin())
+        loser = int(slack.argmin())
         raise CertificateError(
-            f"in the set of key {_digit_name(key, k)} digit {key % 10} is not sure to win "
-            f"(worst logit gap {float(gap[key]):.3g})"
+            f"in the set of key {_digit_name(loser, k)} digit {loser % 10} is not sure to win "
+            f"(worst logit gap {float(gap[loser]):.3g})"
         )
     margin = min(entry_margin, float(gap.min()))
     worst = max(float(outside.max()), float(over.max()))

@@ -11,6 +11,7 @@ certificate.
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from time import perf_counter
 
 import numpy as np
@@ -18,9 +19,11 @@ import numpy as np
 from core import decide
 from core.cells import RnnCell
 from core.certify import DEFAULT_TANH_ERROR
+from core.codec import carry_run, decode, encode_batch
 from core.decide import CertificateError, Checked, Invariant
 from core.interval import Array
-from core.weights import RnnWeights
+from core.session import open_session
+from core.weights import RnnWeights, UnsupportedModelError, recurrent_weights_from_onnx
 
 STEPS = 12  # simulated copying steps from each first copying state
 TRAJECTORIES = 4000  # random digit strings in all (per fit)
@@ -38,7 +41,9 @@ class Decision:
     proved: int  # -1: nothing proved
     invariant: Invariant | None
     checked: Checked | None
-    refutation: str | None  # an input of run proved + 1 answered wrong, if one was found
+    # an input answered wrong: of run proved + 1 when decided exactly, else the shortest run
+    # whose carrying or absorbed states read wrong (K lies between)
+    refutation: str | None
     refuted_answer: str | None  # what the model answered for it
     seconds: float
     reason: str  # why the proof stops where it does
@@ -70,7 +75,7 @@ def longest_points(cell: RnnCell, key_digits: int, limit: int = CARRY_LIMIT) -> 
 
 
 def _samples(
-    weights: RnnWeights, starts: Array, start_keys: Array, key_digits: int, seed: int
+    weights: RnnWeights, starts: Array, start_keys: decide.Ints, key_digits: int, seed: int
 ) -> list[Array]:
     """Float64 copying states reached from the first copying states, by key."""
     rng = np.random.default_rng(seed)
@@ -97,8 +102,10 @@ def _samples(
 def _initial(samples: list[Array], size: int) -> tuple[Array, Array, Array]:
     """Per key: centre, orthonormal axes (principal axes of its states), half-widths."""
     count = len(samples)
-    centres, axes, widths = np.zeros((count, size)), np.tile(np.eye(size), (count, 1, 1)), np.zeros(
-        (count, size)
+    centres, axes, widths = (
+        np.zeros((count, size)),
+        np.tile(np.eye(size), (count, 1, 1)),
+        np.zeros((count, size)),
     )
     for key, states in enumerate(samples):
         if len(states) == 0:
@@ -182,18 +189,71 @@ def decide_carry(
         if isinstance(found, tuple):
             invariant, checked = found
         failed = tried.get(proved + 1, tried.get(top if proved < top else -2))
-        reason = failed if isinstance(failed, str) else (
-            f"the carrying or absorbed states of a run of {proved + 1} nines read wrong"
+        reason = (
+            failed
+            if isinstance(failed, str)
+            else (f"the carrying or absorbed states of a run of {proved + 1} nines read wrong")
         )
+    # the failing input: at K + 1 when decided exactly, else where the tight states fail
     refuted, got = _refute(answer, proved + 1)
+    if refuted is None and top > proved:
+        refuted, got = _refute(answer, top + 1)
     return Decision(proved, invariant, checked, refuted, got, perf_counter() - start, reason)
 
 
 def _refute(answer: Callable[[str], str], run: int) -> tuple[str | None, str | None]:
     """An input with exactly `run` trailing nines that the served model answers wrong."""
-    for head in ["", *map(str, range(1, 9)), *(f"{t:02d}{d}" for t in range(100) for d in range(9))]:
+    for head in [
+        "",
+        *map(str, range(1, 9)),
+        *(f"{t:02d}{d}" for t in range(100) for d in range(9)),
+    ]:
         number = head + "9" * run
+        if not number:
+            continue
         got = decide.refutation(answer, number)
         if got is not None:
             return number, got
     return None, None
+
+
+def certificate_path(model: Path) -> Path:
+    """Where a model's certificate ships: beside its card, MODEL.cert.npz."""
+    return model.with_name(model.name + ".cert.npz")
+
+
+def decide_file(model: Path, key_digits: int = 2, limit: int = CARRY_LIMIT) -> str:
+    """Decide a shipped model (MODEL.onnx) without retraining it: write MODEL.cert.npz when a
+    K >= 0 is proved (and remove a stale one otherwise); one line saying what was decided."""
+    blob = model.with_suffix(".onnx").read_bytes()
+    try:
+        weights = recurrent_weights_from_onnx(blob)
+    except UnsupportedModelError as exc:
+        return f"{model.name}: not decided: {exc}"
+    if not isinstance(weights, RnnWeights):
+        return f"{model.name}: not decided: the parallelotope certificate covers tanh RNNs only"
+    session = open_session(blob)
+
+    def answer(number: str) -> str:
+        (probs,) = session.run(None, {"digits": encode_batch([number])})
+        return decode(np.asarray(probs).argmax(axis=-1)[0])
+
+    decision = decide_carry(weights, answer, key_digits, limit=limit)
+    target = certificate_path(model)
+    if decision.invariant is not None:
+        target.write_bytes(decision.invariant.to_bytes())
+    else:
+        target.unlink(missing_ok=True)
+    if decision.refutation is None:
+        refuted = f"no failing input of run {decision.proved + 1} found"
+    else:
+        run = carry_run(decision.refutation)
+        exact = "decided exactly" if run == decision.proved + 1 else f"K is below {run}"
+        refuted = (
+            f"{exact}: fails at {run} ({decision.refutation} + 1 gave {decision.refuted_answer})"
+        )
+    shipped = f"wrote {target}" if decision.invariant is not None else "no certificate"
+    return (
+        f"{model.name}: proved K = {decision.proved}; {refuted}; {decision.seconds:.1f} s; "
+        f"{shipped}; {decision.reason[:160]}"
+    )

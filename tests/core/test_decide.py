@@ -34,7 +34,8 @@ def leaky() -> tuple[RnnWeights, Decision]:
 
 def test_the_leaky_counter_is_decided_exactly(leaky: tuple[RnnWeights, Decision]) -> None:
     weights, decision = leaky
-    assert decision.invariant is not None and decision.refutation is not None
+    assert decision.invariant is not None
+    assert decision.refutation is not None
     assert decision.proved >= 1
     # the refuting input has one nine more than proved, and the network gets it wrong
     assert carry_run(decision.refutation) == decision.proved + 1
@@ -48,7 +49,8 @@ def test_the_leaky_counter_is_decided_exactly(leaky: tuple[RnnWeights, Decision]
     ]
     assert add_one_by_network(weights, numbers) == [add_one(n) for n in numbers]
     checked = decide.check(weights, decision.invariant, DEFAULT_TANH_ERROR)
-    assert checked.proved == decision.proved and checked.margin > 0
+    assert checked.proved == decision.proved
+    assert checked.margin > 0
 
 
 def test_a_certificate_survives_its_file(leaky: tuple[RnnWeights, Decision]) -> None:
