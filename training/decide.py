@@ -9,6 +9,7 @@ range (no certificate). Only core.decide.check decides: the search may be wrong,
 certificate.
 """
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +17,12 @@ from time import perf_counter
 
 import numpy as np
 
+from core import card as card_schema
 from core import decide
+from core.card import ModelCard
 from core.cells import RnnCell
 from core.certify import DEFAULT_TANH_ERROR
-from core.codec import carry_run, decode, encode_batch
+from core.codec import add_one, carry_run, decode, encode_batch
 from core.decide import CertificateError, Checked, Invariant
 from core.interval import Array
 from core.session import open_session
@@ -223,9 +226,12 @@ def certificate_path(model: Path) -> Path:
 
 
 def decide_file(model: Path, key_digits: int = 2, limit: int = CARRY_LIMIT) -> str:
-    """Decide a shipped model (MODEL.onnx) without retraining it: write MODEL.cert.npz when a
-    K >= 0 is proved (and remove a stale one otherwise); one line saying what was decided."""
-    blob = model.with_suffix(".onnx").read_bytes()
+    """Decide a shipped model (MODEL.onnx, MODEL.json) without retraining it: write
+    MODEL.cert.npz when a K >= 0 is proved (and remove a stale one otherwise) and the decision
+    on the card; one line saying what was decided."""
+    card_path = model.with_suffix(".json")
+    card = ModelCard.model_validate_json(card_path.read_text())
+    blob = (card_path.parent / card.onnx_file).read_bytes()
     try:
         weights = recurrent_weights_from_onnx(blob)
     except UnsupportedModelError as exc:
@@ -235,7 +241,7 @@ def decide_file(model: Path, key_digits: int = 2, limit: int = CARRY_LIMIT) -> s
     session = open_session(blob)
 
     def answer(number: str) -> str:
-        (probs,) = session.run(None, {"digits": encode_batch([number])})
+        (probs,) = session.run(None, {card.input_name: encode_batch([number])})
         return decode(np.asarray(probs).argmax(axis=-1)[0])
 
     decision = decide_carry(weights, answer, key_digits, limit=limit)
@@ -244,16 +250,50 @@ def decide_file(model: Path, key_digits: int = 2, limit: int = CARRY_LIMIT) -> s
         target.write_bytes(decision.invariant.to_bytes())
     else:
         target.unlink(missing_ok=True)
-    if decision.refutation is None:
-        refuted = f"no failing input of run {decision.proved + 1} found"
-    else:
-        run = carry_run(decision.refutation)
-        exact = "decided exactly" if run == decision.proved + 1 else f"K is below {run}"
-        refuted = (
-            f"{exact}: fails at {run} ({decision.refutation} + 1 gave {decision.refuted_answer})"
+    recorded = on_card(decision, target, key_digits)
+    metrics = card.metrics.model_copy(update={"decision": recorded})
+    card = card.model_copy(update={"metrics": metrics})
+    card_path.write_text(card.model_dump_json(indent=2) + "\n")
+    return f"{model.name}: {words(recorded)}; {decision.seconds:.1f} s"
+
+
+def on_card(decision: Decision, target: Path, key_digits: int) -> card_schema.Decision:
+    """The card's record of a decision whose certificate (if any) was written to target."""
+    refutation = None
+    if decision.refutation is not None and decision.refuted_answer is not None:
+        refutation = card_schema.Refutation(
+            nines=carry_run(decision.refutation),
+            example=decision.refutation,
+            expected=add_one(decision.refutation),
+            got=decision.refuted_answer,
         )
-    shipped = f"wrote {target}" if decision.invariant is not None else "no certificate"
-    return (
-        f"{model.name}: proved K = {decision.proved}; {refuted}; {decision.seconds:.1f} s; "
-        f"{shipped}; {decision.reason[:160]}"
+    shipped = decision.invariant is not None
+    return card_schema.Decision(
+        method=decide.METHOD,
+        proved_carry_length=decision.proved,
+        refutation=refutation,
+        certificate_file=target.name if shipped else None,
+        certificate_sha256=hashlib.sha256(target.read_bytes()).hexdigest() if shipped else None,
+        key_digits=key_digits,
+        tanh_error_bound=DEFAULT_TANH_ERROR,
+        margin=decision.checked.margin if decision.checked else None,
+        search_seconds=round(decision.seconds, 1),
+        reason=decision.reason[:300],
     )
+
+
+def words(decision: card_schema.Decision) -> str:
+    """A decision in one line: 'proved K = 4; decided exactly: fails at 5 (99999 + 1 gave 0)'."""
+    proved = decision.proved_carry_length
+    if decision.refutation is None:
+        refuted = f"no failing input of run {proved + 1} found"
+    else:
+        failure = decision.refutation
+        exact = (
+            "decided exactly"
+            if decision.exact
+            else f"K is between {proved} and {failure.nines - 1}"
+        )
+        refuted = f"{exact}: fails at {failure.nines} ({failure.example} + 1 gave {failure.got})"
+    shipped = decision.certificate_file or "no certificate"
+    return f"proved K = {proved}; {refuted}; {shipped}"
