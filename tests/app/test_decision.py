@@ -12,11 +12,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from playwright.sync_api import sync_playwright
 
 from app.registry import ModelLoadError, load_model
 from core.card import ModelCard
 from core.decide import Invariant
 from tests.app.server import serving
+from tests.app.test_docs_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.training.hand_counter import export_weights, leaky_counter
 from training.decide import certificate_path, decide_file
 
@@ -83,6 +85,12 @@ def test_models_show_the_checked_decision(base: str) -> None:
     assert check["refutation"].endswith(f"gave {leaky['metrics']['decision']['refutation']['got']}")
     post = _get(base, "/models/counter-post")["serving"]["decision"]
     assert post["refutation"] == "99999 + 1 gave 0"
+    # the v2 model metadata says the same
+    metadata = _get(base, f"/v2/models/{LEAKY}")["parameters"]
+    assert metadata["decision_check"] == "checked"
+    assert metadata["decided_carry_length"] == check["proved_carry_length"]
+    assert metadata["reliable_carry_length"] == check["proved_carry_length"]
+    assert metadata["decision_check_seconds"] == check["seconds"]
 
 
 def test_answers_within_the_decided_run_are_proved(base: str) -> None:
@@ -151,3 +159,30 @@ def test_a_refutation_the_graph_answers_right_is_refused(decided: Path, tmp_path
     card_path.write_text(json.dumps(raw))
     with pytest.raises(ModelLoadError, match="does not refute"):
         load_model(card_path, 64 << 20)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing")
+def test_the_explorer_card_shows_the_decided_k_and_the_failing_input(base: str) -> None:
+    decision = _get(base, f"/models/{LEAKY}")["metrics"]["decision"]
+    k, failure = decision["proved_carry_length"], decision["refutation"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = browser.new_page()
+            page.goto(f"{base}/")
+            page.wait_for_selector("body[data-ready]")
+            page.check(f"#model-{LEAKY}")
+            card = page.locator("#card")
+            card.get_by_text("Decided carry length").wait_for()
+            text = card.inner_text()
+            assert f"Proved K = {k}" in text
+            assert f"decided exactly: the model fails at {k + 1}" in text
+            assert f"{failure['example']} + 1 gave {failure['got']}" in text
+            card.get_by_role("button", name=f"Try {failure['example']}").click()
+            page.wait_for_selector(f'#verdict[data-number="{failure["example"]}"]')
+            assert "Wrong" in page.locator("#verdict").inner_text()
+        finally:
+            browser.close()
