@@ -21,7 +21,7 @@ from pathlib import Path
 import onnx
 
 from core.card import CarryFailure, Metrics, ModelCard
-from training import evaluate, export, kernels
+from training import decided_seeds, evaluate, export, kernels
 from training.carry_scan import OnnxCarryEngine
 from training.data import make_split
 from training.decide import decide_file
@@ -165,6 +165,15 @@ def _parser() -> argparse.ArgumentParser:
     decide.add_argument(
         "--limit", type=_count(0), default=1000, help="the longest run of nines tried"
     )
+
+    seeds = commands.add_parser(
+        "decide-seeds",
+        help="train the post recipe's RNN for seeds 0..SEEDS-1, decide each, write the rows",
+        description="Train, export and decide (like `decide`) the post recipe's RNN for each "
+        "seed, and put one row per seed into the page (between markers `reproduce` keeps).",
+    )
+    seeds.add_argument("--seeds", type=_count(1), default=10, help="seeds (default: 10)")
+    seeds.add_argument("--out", type=Path, default=Path("docs/reproduction.md"))
 
     reproduce = commands.add_parser(
         "reproduce",
@@ -353,6 +362,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "decide":
         for model in args.models:
             print(decide_file(model, args.key_digits, args.limit), flush=True)
+        return 0
+    if args.command == "decide-seeds":
+        kernels.pin("portable")  # before torch runs anything
+        command = f"python -m training decide-seeds --seeds {args.seeds} --out {args.out}"
+        decided_seeds.write(args.out, decided_seeds.section(args.seeds, command))
         return 0
     kernels.pin(args.kernels)  # before torch runs anything
     if args.command == "train":

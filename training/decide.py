@@ -11,7 +11,7 @@ certificate.
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from time import perf_counter
 
@@ -245,6 +245,7 @@ def decide_file(model: Path, key_digits: int = 2, limit: int = CARRY_LIMIT) -> s
         return decode(np.asarray(probs).argmax(axis=-1)[0])
 
     decision = decide_carry(weights, answer, key_digits, limit=limit)
+    decision = _scans_failure(decision, card, answer)
     target = certificate_path(model)
     if decision.invariant is not None:
         target.write_bytes(decision.invariant.to_bytes())
@@ -255,6 +256,21 @@ def decide_file(model: Path, key_digits: int = 2, limit: int = CARRY_LIMIT) -> s
     card = card.model_copy(update={"metrics": metrics})
     card_path.write_text(card.model_dump_json(indent=2) + "\n")
     return f"{model.name}: {words(recorded)}; {decision.seconds:.1f} s"
+
+
+def _scans_failure(decision: Decision, card: ModelCard, answer: Callable[[str], str]) -> Decision:
+    """The card's carry scan finds the shortest failing run among its inputs (any 3-digit
+    tail): when that is shorter than the refutation found, and the graph answers it wrong
+    here too, it is the refutation."""
+    scanned = card.metrics.carry_scan.first_failure
+    if scanned is None:
+        return decision
+    if decision.refutation is not None and carry_run(decision.refutation) <= scanned.nines:
+        return decision
+    got = decide.refutation(answer, scanned.example)
+    if got is None:
+        return decision
+    return replace(decision, refutation=scanned.example, refuted_answer=got)
 
 
 def on_card(decision: Decision, target: Path, key_digits: int) -> card_schema.Decision:
