@@ -19,14 +19,16 @@ SCAN = 50  # the exported card's carry scan: the failing input is searched by th
 def _row(seed: int, card: ModelCard) -> str:
     decision = card.metrics.decision
     scan = card.metrics.carry_scan
+    exact_run = scan.longest_exact_run
+    shown = f"≥{exact_run}" if exact_run == scan.scanned_up_to else str(exact_run)
     if decision is None:
-        return f"| {seed} | not decided | | | {scan.longest_exact_run} | |"
+        return f"| {seed} | not decided | | | {shown} | |"
     failure = decision.refutation
     failing = f"{failure.example} + 1 gave {failure.got}" if failure else "none found"
     exact = "yes" if decision.exact else "no"
     return (
         f"| {seed} | {decision.proved_carry_length} | {failing} | {exact} | "
-        f"{scan.longest_exact_run} | {decision.search_seconds} |"
+        f"{shown} | {decision.search_seconds} |"
     )
 
 
