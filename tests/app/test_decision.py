@@ -83,8 +83,10 @@ def test_models_show_the_checked_decision(base: str) -> None:
     assert check["proved_carry_length"] >= 1
     assert leaky["metrics"]["reliable_carry_length"] == check["proved_carry_length"]
     assert check["refutation"].endswith(f"gave {leaky['metrics']['decision']['refutation']['got']}")
-    post = _get(base, "/models/counter-post")["serving"]["decision"]
-    assert post["refutation"] == "99999 + 1 gave 0"
+    post = _get(base, "/models/counter-post")
+    failure = post["metrics"]["carry_scan"]["first_failure"]
+    refuted = f"{failure['example']} + 1 gave {failure['got']}"
+    assert post["serving"]["decision"]["refutation"] == refuted
     # the v2 model metadata says the same
     metadata = _get(base, f"/v2/models/{LEAKY}")["parameters"]
     assert metadata["decision_check"] == "checked"
@@ -112,8 +114,13 @@ def test_answers_past_it_name_the_failing_input(base: str) -> None:
         f"(e.g. {failure['example']} + 1 gave {failure['got']})"
     )
     assert any(w.startswith(said) for w in result["warnings"]), result["warnings"]
-    post = _increment(base, "99999", "counter-post")
-    assert any("the model fails at 5 (e.g. 99999 + 1 gave 0)" in w for w in post["warnings"])
+    failure = _get(base, "/models/counter-post")["metrics"]["carry_scan"]["first_failure"]
+    said = (
+        f"the model fails at {failure['nines']} (e.g. {failure['example']} + 1 gave "
+        f"{failure['got']})"
+    )
+    post = _increment(base, failure["example"], "counter-post")
+    assert any(said in w for w in post["warnings"]), post["warnings"]
 
 
 def _card_path(decided: Path, tmp_path: Path) -> Path:

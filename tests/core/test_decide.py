@@ -11,6 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core import decide
+from core.card import CarryFailure, ModelCard
+from core.cells import RnnCell
 from core.certify import DEFAULT_TANH_ERROR
 from core.codec import add_one, carry_run, decode, encode_batch
 from core.decide import CertificateError, Invariant
@@ -117,25 +119,35 @@ def test_tampered_weights_are_refused(leaky: tuple[RnnWeights, Decision]) -> Non
         decide.check(replace(weights, w_out=w_out), decision.invariant, DEFAULT_TANH_ERROR)
 
 
+def _post_failure() -> CarryFailure:
+    card = ModelCard.model_validate_json((MODELS / "counter-post.json").read_text())
+    failure = card.metrics.carry_scan.first_failure
+    assert failure is not None, "counter-post is expected to fail somewhere in its scan"
+    return failure
+
+
 def test_the_post_models_refutation_fails_through_onnxruntime() -> None:
-    """counter-post's scan finds 99999 wrong; the refutation check sees it on the served graph,
-    and sees 9999 (a run the scan found right) as right."""
+    """counter-post's scan finds an input wrong; the refutation check sees it on the served
+    graph, and sees the same input with one nine fewer (a run the scan found right) as right."""
     session = open_session((MODELS / "counter-post.onnx").read_bytes())
 
     def answer(number: str) -> str:
         (probs,) = session.run(None, {"digits": encode_batch([number])})
         return decode(np.asarray(probs).argmax(axis=-1)[0])
 
-    assert decide.refutation(answer, "99999") not in (None, "100000")
-    assert decide.refutation(answer, "9999") is None
+    failure = _post_failure()
+    assert decide.refutation(answer, failure.example) == failure.got
+    shorter = failure.example[: -failure.nines] + "9" * (failure.nines - 1)
+    assert decide.refutation(answer, shorter) is None
 
 
-def test_the_post_models_carrying_states_hold_up_to_its_scan() -> None:
-    """The tight carrying and absorbed states of counter-post read right for runs of up to 4
-    nines (its scan's figure) and not for 5."""
-    from core.cells import RnnCell
-
+def test_the_post_models_carrying_states_fail_where_its_scan_does() -> None:
+    """The tight carrying and absorbed states of counter-post read right without a carry, and
+    the check refuses the run its scan found wrong."""
     cell = RnnCell(weights_from_onnx(MODELS / "counter-post.onnx"), DEFAULT_TANH_ERROR)
-    decide.entries(cell, 4, 2)
-    with pytest.raises(CertificateError, match="after 5 nines"):
-        decide.entries(cell, 5, 2)
+    decide.entries(cell, 0, 2)
+    failure = _post_failure()
+    if failure.next_digit is None or failure.example != "9" * failure.nines:
+        pytest.skip("the scan's first failure is not at a carrying or absorbed state")
+    with pytest.raises(CertificateError, match="nines"):
+        decide.entries(cell, failure.nines, 2)
