@@ -82,7 +82,8 @@ export function renderCard(root, model, onTry) {
   if (m.decision) {
     const failure = m.decision.refutation;
     const dd = el("dd", { class: "decision" }, decisionText(m.decision, model.serving.decision), " ");
-    if (failure) {
+    // One "Try" button per input: the scan's first failure may be this same input.
+    if (failure && failure.example !== m.carry_scan.first_failure?.example) {
       const tryIt = el("button", { type: "button", class: "try", "data-try": failure.example, text: `Try ${failure.example}` });
       tryIt.addEventListener("click", () => onTry(failure.example));
       dd.append(tryIt);
