@@ -11,6 +11,9 @@ For each card the service checks, on the bytes it actually loaded:
   card's settings, and must prove at least the reliable carry length the card claims; the
   tanh error it allows must cover the error of the onnxruntime running here (measured once
   at start through the RNN kernel, core.activation);
+- the card's decided carry length, if it has one: its certificate file is checked on the
+  loaded weights (core.decide, one pass, no search) and its refuting input must come out wrong
+  on the loaded graph; the served card's reliable carry length is the larger proved K;
 - answers (the warm-up): every number "t d 9..9" with up to 12 nines (a 2-digit tail t, any
   d in 0-8) and long runs of nines up to the proved length. Every one the card claims right
   (proved, or a run of nines its scan found no failure for) must come out right.
@@ -41,8 +44,10 @@ from core.canonical import NotCanonicalError, check_canonical
 from core.card import ModelCard
 from core.certify import cell_of, prove_carry
 from core.codec import Digits, add_one, add_one_digits, carry_run, decode, encode_batch
+from core.decide import CertificateError, Invariant
+from core.decide import check as check_certificate
 from core.session import open_session
-from core.weights import UnsupportedModelError, recurrent_weights_from_onnx
+from core.weights import RnnWeights, UnsupportedModelError, recurrent_weights_from_onnx
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +79,8 @@ class ServingCheck:
     proof_margin: float | None
     proof_seconds: float
     warm_up_answers: int  # answers checked against exact arithmetic before serving
+    # the card's decided carry length (core.decide), checked here: None when the card has none
+    decision: "DecisionCheck | None" = None
 
 
 @dataclass(frozen=True)
@@ -281,6 +288,89 @@ def _recheck_proof(
     return ProofCheck(proved, proof.margin, perf_counter() - start, error)
 
 
+@dataclass(frozen=True)
+class DecisionCheck:
+    """The card's decided carry length, checked on the loaded weights and graph."""
+
+    result: str  # "checked": the certificate holds and the refuting input fails here
+    proved_carry_length: int  # K, re-derived by the check (-1: the card proves nothing)
+    seconds: float  # the certificate's check
+    refutation: str | None  # e.g. "99999 + 1 gave 0", as this service's graph answered
+
+
+CERTIFICATE_BYTES = 64 << 20  # a certificate is a few hundred KB
+
+
+def _check_decision(
+    card: ModelCard, onnx_path: Path, blob: bytes, session: Any, errors: ActivationErrors
+) -> DecisionCheck | None:
+    """Check the card's decision: its certificate file (sha256, then core.decide's one-pass
+    check on the loaded weights, under an activation error this onnxruntime keeps), and its
+    refuting input, run on the loaded graph, must come out wrong."""
+    decision = card.metrics.decision
+    if decision is None:
+        return None
+    proved, seconds = -1, 0.0
+    if decision.certificate_file is not None:
+        name = decision.certificate_file
+        where = onnx_path.parent / name
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise ModelLoadError(where, "the card's certificate_file must be a file name beside it")
+        blob_cert = _read(where, CERTIFICATE_BYTES, "a certificate's size", "the card names it")
+        if hashlib.sha256(blob_cert).hexdigest() != decision.certificate_sha256:
+            raise ModelLoadError(where, "sha256 differs from the card's: the certificate changed")
+        start = perf_counter()
+        try:
+            invariant = Invariant.from_bytes(blob_cert)
+            weights = recurrent_weights_from_onnx(blob)
+            if not isinstance(weights, RnnWeights):
+                raise CertificateError(f"it covers tanh RNNs; this graph is a {weights.OP}")
+            error = errors.of(weights.OP)
+            if error > decision.tanh_error_bound:
+                raise CertificateError(
+                    f"it allows each tanh an error of {decision.tanh_error_bound:g}; this "
+                    f"onnxruntime's ({ort.__version__}) is off by {error:.3g}"
+                )
+            proved = check_certificate(weights, invariant, decision.tanh_error_bound).proved
+        except (CertificateError, UnsupportedModelError) as exc:
+            raise ModelLoadError(where, f"the certificate does not check: {exc}") from None
+        seconds = perf_counter() - start
+    if proved != decision.proved_carry_length:
+        raise ModelLoadError(
+            onnx_path,
+            f"the card's decided carry length is {decision.proved_carry_length}, its "
+            f"certificate proves {proved}",
+        )
+    refuted = None
+    failure = decision.refutation
+    if failure is not None:
+        (probs,) = session.run(
+            [card.output_name], {card.input_name: encode_batch([failure.example])}
+        )
+        got = decode(np.asarray(probs).argmax(axis=-1)[0])
+        if got == add_one(failure.example) or carry_run(failure.example) <= proved:
+            raise ModelLoadError(
+                onnx_path,
+                f"the card's refuting input {failure.example} (run "
+                f"{carry_run(failure.example)}) does not refute: this graph answers {got}, "
+                f"the card says {failure.got}",
+            )
+        refuted = f"{failure.example} + 1 gave {got}"
+    return DecisionCheck("checked", proved, round(seconds, 4), refuted)
+
+
+def served_card(card: ModelCard, decision: DecisionCheck | None) -> ModelCard:
+    """The card as served: its reliable carry length raised to the decided K when the checked
+    certificate proves more than the card's box proof."""
+    claimed = card.metrics.reliable_carry_length
+    if decision is None or claimed == "unbounded" or decision.proved_carry_length <= claimed:
+        return card
+    metrics = card.metrics.model_copy(
+        update={"reliable_carry_length": decision.proved_carry_length}
+    )
+    return card.model_copy(update={"metrics": metrics})
+
+
 def _claimed_right(card: ModelCard, number: str) -> bool:
     """Whether the card says this answer is right: proved, or (for "t d 9..9" with a tail of
     at most the scan's digits) a run its scan checked and found no failure for."""
@@ -345,6 +435,8 @@ def _serve(
     blob, session = _open(card, onnx_path, max_model_bytes)
     _check_contract(card, onnx_path, session)
     proof = _recheck_proof(card, onnx_path, blob, errors)
+    decision = _check_decision(card, onnx_path, blob, session, errors)
+    card = served_card(card, decision)
     answers = _warm_up(card, onnx_path, session)
     check = ServingCheck(
         onnxruntime=ort.__version__,
@@ -353,6 +445,7 @@ def _serve(
         proof_margin=proof.margin,
         proof_seconds=round(proof.seconds, 4),
         warm_up_answers=answers,
+        decision=decision,
     )
     return LoadedModel(
         card,

@@ -288,4 +288,18 @@ def model_metadata(model: LoadedModel) -> dict[str, Any]:
             _metadata_tensor("proved", "BOOL", [-1]),
             _metadata_tensor("correct", "BOOL", [-1]),
         ],
+        "parameters": _proof_parameters(model),
     }
+
+
+def _proof_parameters(model: LoadedModel) -> dict[str, Any]:
+    """What the service proved of the model at load (the v2 protocol's free-form parameters):
+    the reliable carry length it serves and, when the card has one, the decision's check."""
+    check = model.check
+    found: dict[str, Any] = {"reliable_carry_length": model.card.metrics.reliable_carry_length}
+    if check.decision is not None:
+        found["decision_check"] = check.decision.result
+        found["decision_check_seconds"] = check.decision.seconds
+        found["decided_carry_length"] = check.decision.proved_carry_length
+        found["refutation"] = check.decision.refutation
+    return found

@@ -167,6 +167,43 @@ class Certificate(_Card):
     reason: str = Field(description="why it passed, or the box where it failed")
 
 
+class Refutation(_Card):
+    """An input the served model answers wrong: the other half of a decided K."""
+
+    nines: int = Field(description="its trailing run of nines")
+    example: str
+    expected: str
+    got: str
+
+
+class Decision(_Card):
+    """The decided reliable carry length (core.decide, found by training.decide): a proof of
+    K in a certificate file beside the card, which the service checks at load, and an input of
+    a longer run that the model answers wrong, which the service runs at load."""
+
+    method: str
+    proved_carry_length: int = Field(
+        description="every input whose trailing run of nines is at most this is proved right "
+        "at every length; -1: nothing proved"
+    )
+    refutation: Refutation | None = Field(
+        description="an input answered wrong: of run proved + 1 when K is decided exactly, "
+        "else of the shortest run found failing (K lies between)"
+    )
+    certificate_file: str | None = Field(description="the certificate beside the card")
+    certificate_sha256: str | None
+    key_digits: int = Field(description="copying sets are keyed by this many last digits")
+    tanh_error_bound: float = Field(description="each deployed tanh's error the proof allows")
+    margin: float | None = Field(description="least lower bound of the right digit's logit gap")
+    search_seconds: float
+    reason: str = Field(description="why the proof stops where it does")
+
+    @property
+    def exact(self) -> bool:
+        """Whether K is decided: proved, and refuted one nine later."""
+        return self.refutation is not None and self.refutation.nines == self.proved_carry_length + 1
+
+
 class Metrics(_Card):
     """What the evaluation measured on the exported ONNX model."""
 
@@ -183,6 +220,9 @@ class Metrics(_Card):
     )
     certificate: Certificate
     carry_scan: CarryScan
+    decision: Decision | None = Field(
+        default=None, description="the decided carry length (absent on older cards)"
+    )
 
 
 SCHEMA_VERSION: Literal[2] = 2
