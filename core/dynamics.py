@@ -49,7 +49,8 @@ def step_function(weights: Weights) -> StepFn:
     if isinstance(w, RnnWeights):
 
         def rnn(states: Array, digit: int) -> Array:
-            return np.tanh(states @ w.w_hh.T + shift[digit])
+            next_states: Array = np.tanh(states @ w.w_hh.T + shift[digit])
+            return next_states
 
         return rnn
     if isinstance(w, GruWeights):
@@ -86,13 +87,16 @@ def logits(weights: Weights, states: Array) -> Array:
     return states[:, : weights.hidden_size] @ weights.w_out.T + weights.b_out
 
 
-def margins(weights: Weights, states: Array, right: npt.NDArray[np.int64]) -> tuple[Array, Array]:
+Ints = npt.NDArray[np.int64]
+
+
+def margins(weights: Weights, states: Array, right: Ints) -> tuple[Array, Ints]:
     """The right digit's logit minus the best rival's, and that rival, per state."""
     scores = logits(weights, states)
     rows = np.arange(states.shape[0])
     own = scores[rows, right]
     scores[rows, right] = -np.inf
-    rival = scores.argmax(axis=1)
+    rival = scores.argmax(axis=1).astype(np.int64)
     return own - scores[rows, rival], rival
 
 
@@ -110,7 +114,7 @@ class FixedPoint:
 
     digit: int  # the map: the digit read
     state: Array
-    eigenvalues: Array  # of the Jacobian, by modulus, largest first
+    eigenvalues: npt.NDArray[np.complex128]  # of the Jacobian, by modulus, largest first
     readout: int  # argmax of the logits at s
     output_margin: float  # readout's logit minus the best rival's
     spend_margin: float  # 9-map only: min over d in 0-8 of d + 1's margin after reading d
@@ -130,13 +134,13 @@ class FixedPoint:
         return self.readout == 0 and self.output_margin > 0 and self.spend_margin > 0
 
 
-def spend_margin(weights: Weights, step: StepFn, states: Array) -> tuple[Array, Array]:
+def spend_margin(weights: Weights, step: StepFn, states: Array) -> tuple[Array, Ints]:
     """For carrying states (N, S): min over next digits d in 0-8 of the margin of d + 1 after
     reading d, and the digit d where it is least."""
     per_digit = np.stack(
         [margins(weights, step(states, d), np.full(states.shape[0], d + 1))[0] for d in range(9)]
     )  # (9, N)
-    return per_digit.min(axis=0), per_digit.argmin(axis=0)
+    return per_digit.min(axis=0), per_digit.argmin(axis=0).astype(np.int64)
 
 
 def _starts(weights: Weights, step: StepFn, extra: Array, rng: np.random.Generator) -> Array:
@@ -305,7 +309,7 @@ class Dynamics:
 def describe_point(weights: Weights, state: Array, digit: int, hits: int = 0) -> FixedPoint:
     """A fixed point's Jacobian spectrum and readout."""
     step = step_function(weights)
-    eigen = np.linalg.eigvals(jacobian(step, state, digit))
+    eigen = np.linalg.eigvals(jacobian(step, state, digit)).astype(np.complex128)
     eigen = eigen[np.argsort(-np.abs(eigen))]
     scores = logits(weights, state[None])[0]
     readout = int(scores.argmax())

@@ -3,9 +3,8 @@ as text, as JSON, as a figure (the chain's margin by step; the chain and the fix
 the plane of their two main directions), and as the model card's `dynamics` field.
 """
 
-import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import matplotlib
 
@@ -14,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from core.card import CarryDynamics, ModelCard
-from core.dynamics import Dynamics, FixedPoint, analyse
+from core.dynamics import Array, Dynamics, FixedPoint, analyse
 from core.weights import recurrent_weights_from_onnx
 
 SHOWN_STEPS = 100  # chain steps listed in the JSON (the whole chain is analysed)
@@ -43,7 +42,7 @@ def figure_name(model: Path) -> str:
     return f"{model.name}-carry.png"
 
 
-def predicted(dynamics: Dynamics) -> int | str:
+def predicted(dynamics: Dynamics) -> int | Literal["unbounded"]:
     run = dynamics.predicted_exact_run
     return "unbounded" if run is None else run
 
@@ -149,8 +148,9 @@ def plot(path: Path, title: str, dynamics: Dynamics) -> None:
     centre = cloud.mean(axis=0)
     _, _, axes = np.linalg.svd(cloud - centre, full_matrices=False)
 
-    def project(states: np.ndarray) -> np.ndarray:
-        return (states - centre) @ axes[:2].T
+    def project(states: Array) -> Array:
+        flat: Array = (states - centre) @ axes[:2].T
+        return flat
 
     path_2d = project(chain.states[: last + 1])
     right.plot(path_2d[:, 0], path_2d[:, 1], "k.-", lw=0.8, ms=4, label="carry chain")
@@ -162,8 +162,13 @@ def plot(path: Path, title: str, dynamics: Dynamics) -> None:
         face = colour if point.stable else "none"
         right.plot(*xy, "*", ms=16, color=colour, mfc=face)
         kind = "stable" if point.stable else "unstable"
-        right.annotate(f"9-map {kind}, reads {point.readout}", xy, fontsize=8, xytext=(6, 6),
-                       textcoords="offset points")
+        right.annotate(
+            f"9-map {kind}, reads {point.readout}",
+            xy,
+            fontsize=8,
+            xytext=(6, 6),
+            textcoords="offset points",
+        )
     if copies.size:
         flat = project(copies)
         right.plot(flat[:, 0], flat[:, 1], "s", color="C7", ms=5, label="copying maps' points")
@@ -208,4 +213,4 @@ def write_card(model: Path, dynamics: Dynamics, figure: str | None) -> None:
     card = ModelCard.model_validate_json(path.read_text())
     plots = [p for p in card.plots if p != figure] + ([figure] if figure else [])
     card = card.model_copy(update={"dynamics": card_field(dynamics, figure), "plots": plots})
-    path.write_text(json.dumps(card.model_dump(mode="json"), indent=2) + "\n")
+    path.write_text(card.model_dump_json(indent=2) + "\n")

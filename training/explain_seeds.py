@@ -83,7 +83,9 @@ def verdict(model: Path, recipe: str, cell: str, seed: int) -> SeedVerdict:
         scan_failing=list(scan.failing_runs),
         proved=card.metrics.reliable_carry_length,
         margin_at_fail=margin,
-        fail_phase=None if failure is None else _phase(failure.nines, failure.expected, failure.got),
+        fail_phase=None
+        if failure is None
+        else _phase(failure.nines, failure.expected, failure.got),
     )
 
 
