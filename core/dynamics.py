@@ -3,9 +3,10 @@
 The model reads digits least significant first, so an input's trailing nines are read first,
 from the zero state, with the carry on: the carry chain is one trajectory, s_0 = 0 and
 s_{j+1} = F_9(s_j). At each s_j the carry must still be there: the digit just read (a nine)
-must read out 0 (`output_margin`), and whatever digit d in 0-8 comes next must read out d + 1
-(`spend_margin`). The carry margin is the smaller of the two: where it crosses zero the carry
-is lost.
+must read out 0 (`output_margin`), whatever digit d in 0-8 comes next must read out d + 1
+(`spend_margin`), and the digit t after that must be copied, the carry dropped
+(`switch_margin`). The carry margin is the least of the three: where it crosses zero the
+carry is lost.
 
 Whether the chain can last for ever is a property of the map F_9: the carry lasts when F_9 has
 a stable fixed point that reads out the carry (an attractor the chain falls into); without
@@ -118,6 +119,7 @@ class FixedPoint:
     readout: int  # argmax of the logits at s
     output_margin: float  # readout's logit minus the best rival's
     spend_margin: float  # 9-map only: min over d in 0-8 of d + 1's margin after reading d
+    switch_margin: float  # 9-map only: min over d, t of t's margin after reading d then t
     basin_hits: int  # how many of the search's settled starts ended here
 
     @property
@@ -130,8 +132,14 @@ class FixedPoint:
 
     @property
     def carries(self) -> bool:
-        """Reads out the carry: 0 for the nine just read, d + 1 for any next digit d."""
-        return self.readout == 0 and self.output_margin > 0 and self.spend_margin > 0
+        """Reads out the carry: 0 for the nine just read, d + 1 for any next digit d, and
+        then drops it (t for any digit t after that)."""
+        return (
+            self.readout == 0
+            and self.output_margin > 0
+            and self.spend_margin > 0
+            and self.switch_margin > 0
+        )
 
 
 def spend_margin(weights: Weights, step: StepFn, states: Array) -> tuple[Array, Ints]:
@@ -141,6 +149,18 @@ def spend_margin(weights: Weights, step: StepFn, states: Array) -> tuple[Array, 
         [margins(weights, step(states, d), np.full(states.shape[0], d + 1))[0] for d in range(9)]
     )  # (9, N)
     return per_digit.min(axis=0), per_digit.argmin(axis=0).astype(np.int64)
+
+
+def switch_margin(weights: Weights, step: StepFn, states: Array) -> Array:
+    """For carrying states (N, S): min over d in 0-8 and t in 0-9 of t's margin after reading
+    d then t: once spent, the carry must be dropped and the next digit copied."""
+    worst = np.full(states.shape[0], np.inf)
+    for d in range(9):
+        spent = step(states, d)
+        for t in range(10):
+            margin = margins(weights, step(spent, t), np.full(states.shape[0], t))[0]
+            worst = np.minimum(worst, margin)
+    return worst
 
 
 def _starts(weights: Weights, step: StepFn, extra: Array, rng: np.random.Generator) -> Array:
@@ -214,10 +234,12 @@ class Chain:
     output_rival: npt.NDArray[np.int64]
     spend_margin: Array  # (N + 1,): min over d of d + 1's margin after j nines then d
     spend_digit: npt.NDArray[np.int64]  # the next digit d where that is least
+    switch_margin: Array  # (N + 1,): min over d, t of t's margin after j nines, d, then t
 
     @property
     def margin(self) -> Array:
-        return np.minimum(self.output_margin, self.spend_margin)
+        """The carry margin: kept (output), spent (spend) and dropped (switch), the least."""
+        return np.minimum(np.minimum(self.output_margin, self.spend_margin), self.switch_margin)
 
     @property
     def lost_at(self) -> int | None:
@@ -234,7 +256,7 @@ def carry_chain(weights: Weights, steps: int = DEFAULT_STEPS) -> Chain:
     out, rival = margins(weights, states, np.zeros(steps + 1, dtype=np.int64))
     out[0], rival[0] = np.inf, -1  # nothing read yet: no output to get right
     spend, digit = spend_margin(weights, step, states)
-    return Chain(states, out, rival, spend, digit)
+    return Chain(states, out, rival, spend, digit, switch_margin(weights, step, states))
 
 
 @dataclass(frozen=True)
@@ -314,8 +336,11 @@ def describe_point(weights: Weights, state: Array, digit: int, hits: int = 0) ->
     scores = logits(weights, state[None])[0]
     readout = int(scores.argmax())
     margin = float(scores[readout] - np.max(np.delete(scores, readout)))
-    spend = float(spend_margin(weights, step, state[None])[0][0]) if digit == 9 else np.nan
-    return FixedPoint(digit, state, eigen, readout, margin, spend, hits)
+    spend = switch = np.nan
+    if digit == 9:
+        spend = float(spend_margin(weights, step, state[None])[0][0])
+        switch = float(switch_margin(weights, step, state[None])[0])
+    return FixedPoint(digit, state, eigen, readout, margin, spend, switch, hits)
 
 
 def settled_attractor(chain: Chain, nine_points: list[FixedPoint]) -> FixedPoint | None:

@@ -219,7 +219,7 @@ def _parser() -> argparse.ArgumentParser:
         "the verdict in MODEL.json's `dynamics` (listing the figure among its plots).",
     )
     explain.add_argument(
-        "models", type=Path, nargs="+", metavar="MODEL", help="model path without suffix"
+        "model", type=Path, nargs="+", help="model path without suffix, e.g. models/counter"
     )
     explain.add_argument("--json", action="store_true", help="print JSON, one object per model")
     explain.add_argument(
@@ -428,7 +428,7 @@ def retrain(model: Path, mode: kernels.Mode | None, out: Path | None = None) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "explain":
-        return _explain(args.models, args.json, args.write)
+        return _explain(args.model, args.json, args.write)
     if args.command == "explain-seeds":
         return _explain_seeds(args.work, args.seeds, args.rows, args.out)
     if args.command == "evaluate":

@@ -32,6 +32,7 @@ def _point(point: FixedPoint, chain_end: np.ndarray) -> dict[str, Any]:
         "eigenvalues": [[round(e.real, 4), round(e.imag, 4)] for e in point.eigenvalues[:4]],
         "output_margin": round(point.output_margin, 4),
         "spend_margin": _number(point.spend_margin),
+        "switch_margin": _number(point.switch_margin),
         "reads_out_carry": point.carries if point.digit == 9 else None,
         "basin_share": point.basin_hits,
         "distance_from_chain_end": round(float(np.max(np.abs(chain_end - point.state))), 4),
@@ -65,6 +66,7 @@ def report(model: Path, dynamics: Dynamics, figure: str | None) -> dict[str, Any
             "output_rival": chain.output_rival[:shown].tolist(),
             "spend_margin": [_number(m) for m in chain.spend_margin[:shown]],
             "spend_digit": chain.spend_digit[:shown].tolist(),
+            "switch_margin": [_number(m) for m in chain.switch_margin[:shown]],
             "final_margin": _number(float(chain.margin[-1])),
         },
         "nine_map": [_point(p, end) for p in dynamics.nine_points],
@@ -134,6 +136,7 @@ def plot(path: Path, title: str, dynamics: Dynamics) -> None:
     left.plot(steps, chain.margin[: last + 1], "k-", lw=2, label="carry margin (the smaller)")
     left.plot(steps[1:], chain.output_margin[1 : last + 1], "C0--", label="0 over rival, reading 9")
     left.plot(steps, chain.spend_margin[: last + 1], "C1:", label="d+1 over rival, next digit d")
+    left.plot(steps, chain.switch_margin[: last + 1], "C2-.", label="t over rival, the digit after")
     left.axhline(0, color="grey", lw=0.8)
     if lost is not None:
         left.axvline(lost, color="C3", lw=1, label=f"carry lost at {lost} nines")
