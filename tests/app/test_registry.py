@@ -275,7 +275,7 @@ def test_python_m_app_names_a_bad_setting(shipped: Path) -> None:
     assert done.stderr.strip().startswith("error: COUNTER_MAX_DIGITS:")
 
 
-def _edit_card(folder: Path, name: str, edit: Callable[[dict[str, object]], None]) -> None:
+def _edit_card(folder: Path, name: str, edit: Callable[[dict[str, object]], object]) -> None:
     path = folder / f"{name}.json"
     card = json.loads(path.read_text())
     edit(card)
