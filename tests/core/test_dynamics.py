@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 
 from core.card import ModelCard
-from core.dynamics import analyse, carry_attractor, carry_chain, fixed_points, step_function
-from core.weights import RnnWeights, recurrent_weights_from_onnx
+from core.certify import cell_of
+from core.dynamics import (
+    analyse,
+    carry_attractor,
+    carry_chain,
+    fixed_points,
+    state_size,
+    step_function,
+)
+from core.weights import GruWeights, LstmWeights, RnnWeights, recurrent_weights_from_onnx
 from tests.training.hand_counter import CARRY, hand_counter
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -97,3 +105,29 @@ def test_the_service_s_quick_check_agrees_with_the_full_analysis() -> None:
     for name in ("counter", "counter-post"):
         weights = _weights(name)
         assert carry_attractor(weights) == analyse(weights).carry_attractor
+
+
+@pytest.mark.parametrize("kind", [RnnWeights, GruWeights, LstmWeights])
+def test_the_step_is_inside_the_certificate_s_image_of_a_point(
+    kind: type[RnnWeights] | type[GruWeights] | type[LstmWeights],
+) -> None:
+    """The float64 step of each cell agrees with core.cells, which the certificate (and the
+    exported graph's arithmetic) is checked against: a point's image box holds it."""
+    rng = np.random.default_rng(3)
+    size, gates = 6, len(kind.GATES)
+    weights = kind(
+        w_ih=rng.normal(size=(gates * size, 10)),
+        w_hh=rng.normal(size=(gates * size, size)) / 2,
+        b_ih=rng.normal(size=gates * size),
+        b_hh=rng.normal(size=gates * size),
+        w_out=rng.normal(size=(10, size)),
+        b_out=rng.normal(size=10),
+    )
+    states = rng.uniform(-1, 1, (20, state_size(weights)))
+    lo, hi = cell_of(weights, 1e-6).image(states, states)  # (20, 10, S)
+    step = step_function(weights)
+    for digit in range(10):
+        image = step(states, digit)
+        assert np.all(lo[:, digit] <= image + 1e-9)
+        assert np.all(image <= hi[:, digit] + 1e-9)
+        assert np.max(hi[:, digit] - lo[:, digit]) < 1e-3  # and the box is tight
