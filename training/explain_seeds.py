@@ -166,6 +166,14 @@ def table(verdicts: list[SeedVerdict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def kept_section(page: Path) -> str:
+    """The page's marked section, for a writer of the rest of the page to keep."""
+    text = page.read_text() if page.is_file() else ""
+    if BEGIN not in text or END not in text:
+        return ""
+    return "\n" + BEGIN + text.split(BEGIN, 1)[1].split(END, 1)[0] + END + "\n"
+
+
 def write_section(page: Path, section: str) -> None:
     """Replace the marked section of the page (or append it)."""
     text = page.read_text() if page.is_file() else ""
