@@ -5,8 +5,8 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from training.explain_seeds import BEGIN, END, SeedVerdict, table, write_section
 from tests.training.test_reproduce import _result
+from training.explain_seeds import BEGIN, END, SeedVerdict, table, write_section
 from training.reproduce import run
 
 
