@@ -36,7 +36,12 @@ def test_a_transient_agrees_only_where_the_scan_first_fails() -> None:
 
 
 def test_an_attractor_agrees_with_a_clean_scan_and_a_certificate() -> None:
-    clean: dict[str, object] = {"predicted": None, "lost_at": None, "scan_run": 1000, "scan_failing": []}
+    clean: dict[str, object] = {
+        "predicted": None,
+        "lost_at": None,
+        "scan_run": 1000,
+        "scan_failing": [],
+    }
     assert _verdict(attractor=True, **clean).agrees
     assert _verdict(attractor=True, proved="unbounded", **clean).agrees
     # an attractor the scan contradicts, or a certified model without one, disagrees
