@@ -54,7 +54,7 @@ train: $(VENV)/.dev  ## retrain both shipped models into build/models/ and compa
 # $(EXPLAIN_WORK) and reused; delete it to retrain them, e.g. after the optimizer changes).
 EXPLAIN_WORK ?= /tmp/explain-seeds
 explain: $(VENV)/.dev  ## regenerate every figure and table of docs/why-the-carry-fails.md
-	$(BIN)/python -m training explain models/counter models/counter-post --write
+	$(BIN)/python -m training explain models/counter models/counter-post --write --doc docs/why-the-carry-fails.md
 	$(BIN)/python -m training explain-seeds --work $(EXPLAIN_WORK) --out docs/reproduction.md
 
 bench: $(VENV)/.dev  ## every benchmark the README quotes (about 25 minutes; a quiet machine)

@@ -225,6 +225,13 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument(
         "--write", action="store_true", help="draw the figure and update the model card"
     )
+    explain.add_argument(
+        "--doc",
+        type=Path,
+        default=None,
+        help="also write the models' key figures into this page's marked section "
+        "(docs/why-the-carry-fails.md)",
+    )
 
     seeds = commands.add_parser(
         "explain-seeds",
@@ -246,7 +253,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _explain(models: Sequence[Path], as_json: bool, write: bool) -> int:
+def _explain(models: Sequence[Path], as_json: bool, write: bool, doc: Path | None) -> int:
+    reports = []
     for model in models:
         if not model.with_suffix(".onnx").is_file():
             raise SystemExit(f"error: {model.with_suffix('.onnx')} not found")
@@ -254,6 +262,10 @@ def _explain(models: Sequence[Path], as_json: bool, write: bool) -> int:
         if write:
             explain.write_card(model, dynamics, info["figure"])
         print(json.dumps(info) if as_json else explain.text(info))
+        reports.append((info, dynamics))
+    if doc is not None:
+        section = explain.doc_section(reports)
+        explain_seeds.write_section(doc, section, explain.DOC_BEGIN, explain.DOC_END)
     return 0
 
 
@@ -428,7 +440,7 @@ def retrain(model: Path, mode: kernels.Mode | None, out: Path | None = None) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "explain":
-        return _explain(args.model, args.json, args.write)
+        return _explain(args.model, args.json, args.write, args.doc)
     if args.command == "explain-seeds":
         return _explain_seeds(args.work, args.seeds, args.rows, args.out)
     if args.command == "evaluate":

@@ -16,6 +16,8 @@ from core.card import CarryDynamics, ModelCard
 from core.dynamics import Array, Dynamics, FixedPoint, analyse
 from core.weights import recurrent_weights_from_onnx
 
+DOC_BEGIN = "<!-- explain-models: written by python -m training explain --doc; do not edit -->"
+DOC_END = "<!-- /explain-models -->"
 SHOWN_STEPS = 100  # chain steps listed in the JSON (the whole chain is analysed)
 
 
@@ -217,3 +219,34 @@ def write_card(model: Path, dynamics: Dynamics, figure: str | None) -> None:
     plots = [p for p in card.plots if p != figure] + ([figure] if figure else [])
     card = card.model_copy(update={"dynamics": card_field(dynamics, figure), "plots": plots})
     path.write_text(card.model_dump_json(indent=2) + "\n")
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def doc_section(reports: list[tuple[dict[str, Any], Dynamics]]) -> str:
+    """The figures docs/why-the-carry-fails.md quotes, per model, between markers."""
+    lines = [
+        DOC_BEGIN,
+        "| model | carry_attractor | carry margin after j = 0, 1, 2, 3, 4, 5, 6, 8, 10, 20 "
+        "nines | lost at (nines) | after 1000 nines | RMS of h along the chain (min / max) "
+        "| stable fixed points of the 9-map: reads (spectral radius) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for info, dynamics in reports:
+        chain = dynamics.chain
+        margin = [_number(float(chain.margin[j])) for j in (0, 1, 2, 3, 4, 5, 6, 8, 10, 20)]
+        rms = np.sqrt(np.mean(chain.states[1:] ** 2, axis=1))
+        points = ", ".join(
+            f"{p['readout']} ({p['spectral_radius']:.3f})" for p in info["nine_map"] if p["stable"]
+        )
+        lost = info["chain"]["lost_at"]
+        lines.append(
+            f"| {info['model']} | {str(info['carry_attractor']).lower()} "
+            f"| {', '.join(_fmt(m) for m in margin)} | {'never' if lost is None else lost} "
+            f"| {_fmt(info['chain']['final_margin'])} | {rms.min():.2f} / {rms.max():.2f} "
+            f"| {points} |"
+        )
+    lines.append(DOC_END)
+    return "\n".join(lines) + "\n"

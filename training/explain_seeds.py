@@ -174,12 +174,13 @@ def kept_section(page: Path) -> str:
     return "\n" + BEGIN + text.split(BEGIN, 1)[1].split(END, 1)[0] + END + "\n"
 
 
-def write_section(page: Path, section: str) -> None:
-    """Replace the marked section of the page (or append it)."""
+def write_section(page: Path, section: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace the section between the markers on the page (or append it); the section
+    starts with `begin` and ends with `end`."""
     text = page.read_text() if page.is_file() else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
         text = head + section + tail
     else:
         text = text.rstrip("\n") + "\n\n" + section
