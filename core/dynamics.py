@@ -248,15 +248,29 @@ class Chain:
         return int(below[0]) if below.size else None
 
 
+# Once a step moves the chain by less than this (max norm) it has settled: every later state
+# is the same to within it, and so is every margin read from it.
+SETTLED = 1e-13
+
+
 def carry_chain(weights: Weights, steps: int = DEFAULT_STEPS) -> Chain:
     step = step_function(weights)
     states = np.zeros((steps + 1, state_size(weights)))
+    settled = steps
     for j in range(steps):
         states[j + 1] = step(states[j : j + 1], 9)[0]
-    out, rival = margins(weights, states, np.zeros(steps + 1, dtype=np.int64))
+        if np.max(np.abs(states[j + 1] - states[j])) < SETTLED:
+            states[j + 2 :] = states[j + 1]
+            settled = j + 1
+            break
+    # The margins of the states up to the settled one; later states repeat it.
+    distinct = states[: settled + 1]
+    out, rival = margins(weights, distinct, np.zeros(settled + 1, dtype=np.int64))
     out[0], rival[0] = np.inf, -1  # nothing read yet: no output to get right
-    spend, digit = spend_margin(weights, step, states)
-    return Chain(states, out, rival, spend, digit, switch_margin(weights, step, states))
+    spend, digit = spend_margin(weights, step, distinct)
+    switch = switch_margin(weights, step, distinct)
+    rows = np.minimum(np.arange(steps + 1), settled)
+    return Chain(states, out[rows], rival[rows], spend[rows], digit[rows], switch[rows])
 
 
 @dataclass(frozen=True)
