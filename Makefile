@@ -55,7 +55,7 @@ train: $(VENV)/.dev  ## retrain both shipped models into build/models/ and compa
 EXPLAIN_WORK ?= /tmp/explain-seeds
 explain: $(VENV)/.dev  ## regenerate every figure and table of docs/why-the-carry-fails.md
 	$(BIN)/python -m training explain models/counter models/counter-post --write --doc docs/why-the-carry-fails.md
-	$(BIN)/python -m training explain-seeds --work $(EXPLAIN_WORK) --out docs/reproduction.md
+	$(BIN)/python -m training explain-seeds --work $(EXPLAIN_WORK) --seeds 10 --rows post-rnn robust-rnn post-gru:3 --out docs/reproduction.md
 
 bench: $(VENV)/.dev  ## every benchmark the README quotes (about 25 minutes; a quiet machine)
 	$(BIN)/python -m bench.training

@@ -246,8 +246,9 @@ def _parser() -> argparse.ArgumentParser:
         "--rows",
         nargs="+",
         default=["post-rnn", "robust-rnn"],
-        metavar="RECIPE-CELL",
-        help="rows, e.g. post-rnn robust-rnn post-gru (default: post-rnn robust-rnn)",
+        metavar="RECIPE-CELL[:SEEDS]",
+        help="rows, e.g. post-rnn robust-rnn post-gru:3 (a row's own seed count after the "
+        "colon; default: post-rnn robust-rnn)",
     )
     seeds.add_argument("--out", type=Path, default=None, help="Markdown page (default: stdout)")
     return parser
@@ -272,11 +273,16 @@ def _explain(models: Sequence[Path], as_json: bool, write: bool, doc: Path | Non
 def _explain_seeds(work: Path, seeds: int, rows: Sequence[str], out: Path | None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     verdicts = []
-    for row in rows:
+    for spec in rows:
+        row, _, count = spec.partition(":")
         recipe, _, cell = row.partition("-")
-        if recipe not in RECIPES or cell not in ("rnn", "gru", "lstm"):
-            raise SystemExit(f"error: {row!r} is not RECIPE-CELL (recipes {sorted(RECIPES)})")
-        for seed in range(seeds):
+        if recipe not in RECIPES or cell not in ("rnn", "gru", "lstm") or not (
+            count == "" or count.isdigit()
+        ):
+            raise SystemExit(
+                f"error: {spec!r} is not RECIPE-CELL[:SEEDS] (recipes {sorted(RECIPES)})"
+            )
+        for seed in range(int(count) if count else seeds):
             model = explain_seeds.train_seed(work, recipe, cell, seed)
             verdict = explain_seeds.verdict(model, recipe, cell, seed)
             print(
@@ -287,7 +293,9 @@ def _explain_seeds(work: Path, seeds: int, rows: Sequence[str], out: Path | None
                 flush=True,
             )
             verdicts.append(verdict)
-    section = explain_seeds.table(verdicts)
+    command = f"python -m training explain-seeds --work {work} --seeds {seeds} --rows "
+    command += " ".join(rows) + (f" --out {out}" if out else "")
+    section = explain_seeds.table(verdicts, command)
     if out is None:
         print(section)
     else:

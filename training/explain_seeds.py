@@ -121,7 +121,7 @@ def _run(value: int | None, up_to: int) -> str:
     return f"≥{up_to}" if value >= up_to else str(value)
 
 
-def table(verdicts: list[SeedVerdict]) -> str:
+def table(verdicts: list[SeedVerdict], command: str = "") -> str:
     """The Markdown section, between markers so a rerun replaces it in place."""
     by_row: dict[tuple[str, str], list[SeedVerdict]] = {}
     for v in verdicts:
@@ -130,8 +130,8 @@ def table(verdicts: list[SeedVerdict]) -> str:
         BEGIN,
         "## Why the carry fails: the dynamics' prediction against the scan and the certificate",
         "",
-        "Made by `make explain` (`python -m training explain-seeds --work /tmp/explain-seeds "
-        "--out docs/reproduction.md`): each seed trained and exported with `python -m training "
+        f"Made by `make explain` (`{command or 'python -m training explain-seeds'}`): each "
+        "seed trained and exported with `python -m training "
         "train --recipe R --cell C --seed S`; *predicted* comes from the weights alone "
         "(`core/dynamics.py`: the carry chain in float64 and the fixed points of the map 'read "
         "a 9'), *measured* from the seed's card (the carry scan on the ONNX file in "
