@@ -32,6 +32,7 @@ class SeedVerdict:
     scanned_up_to: int
     scan_failing: list[tuple[int, int]]
     proved: int | str
+    trained_at: str  # the commit whose training code made the seed ("?" when not recorded)
     margin_at_fail: float | None  # the chain's carry margin at the scan's first failing run
     fail_phase: str | None  # where the scan's first failure's wrong digit is
 
@@ -60,6 +61,10 @@ def train_seed(work: Path, recipe: str, cell: str, seed: int) -> Path:
         command += ["--seed", str(seed), "--out", str(out), "--quiet"]
         print("$", " ".join(command), file=sys.stderr, flush=True)
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        )
+        out.with_suffix(".trained-at").write_text(head.stdout.strip() or "?")
     return out
 
 
@@ -82,11 +87,17 @@ def verdict(model: Path, recipe: str, cell: str, seed: int) -> SeedVerdict:
         scanned_up_to=scan.scanned_up_to,
         scan_failing=list(scan.failing_runs),
         proved=card.metrics.reliable_carry_length,
+        trained_at=_trained_at(model),
         margin_at_fail=margin,
         fail_phase=None
         if failure is None
         else _phase(failure.nines, failure.expected, failure.got),
     )
+
+
+def _trained_at(model: Path) -> str:
+    mark = model.with_suffix(".trained-at")
+    return mark.read_text().strip() if mark.is_file() else "?"
 
 
 def _phase(nines: int, expected: str, got: str) -> str:
@@ -147,15 +158,15 @@ def table(verdicts: list[SeedVerdict], command: str = "") -> str:
     lines += [
         "",
         "| recipe | cell | seed | carry_attractor | predicted longest exact run | scan: longest "
-        "exact run | scan: failing runs | proved | agrees |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "exact run | scan: failing runs | proved | agrees | trained at |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for v in verdicts:
         failing = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in v.scan_failing) or "none"
         lines.append(
             f"| {v.recipe} | {v.cell} | {v.seed} | {str(v.attractor).lower()} "
             f"| {_run(v.predicted, v.scanned_up_to)} | {_run(v.scan_run, v.scanned_up_to)} "
-            f"| {failing} | {v.proved} | {'yes' if v.agrees else 'NO'} |"
+            f"| {failing} | {v.proved} | {'yes' if v.agrees else 'NO'} | {v.trained_at} |"
         )
     disagreements = [v for v in verdicts if not v.agrees]
     if disagreements:

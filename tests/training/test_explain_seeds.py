@@ -22,6 +22,7 @@ def _verdict(**changes: object) -> SeedVerdict:
         "scanned_up_to": 1000,
         "scan_failing": [(5, 1000)],
         "proved": -1,
+        "trained_at": "3eb74ec",
         "margin_at_fail": -0.46,
         "fail_phase": "spending the carry on the digit after the nines",
     }
@@ -57,7 +58,7 @@ def test_an_attractor_agrees_with_a_clean_scan_and_a_certificate() -> None:
 def test_the_table_counts_agreements_and_explains_each_disagreement() -> None:
     text = table([_verdict(), _verdict(seed=2, predicted=7)])
     assert "post recipe, rnn: 1/2 seeds agree." in text
-    assert "| post | rnn | 2 | false | 7 | 4 | 5-1000 | -1 | NO |" in text
+    assert "| post | rnn | 2 | false | 7 | 4 | 5-1000 | -1 | NO | 3eb74ec |" in text
     assert "post rnn seed 2: the float64 chain loses the carry at 5 nines" in text
     assert text.startswith(BEGIN)
     assert text.rstrip().endswith(END)
