@@ -4,9 +4,9 @@ The model reads digits least significant first, so an input's trailing nines are
 from the zero state, with the carry on: the carry chain is one trajectory, s_0 = 0 and
 s_{j+1} = F_9(s_j). At each s_j the carry must still be there: the digit just read (a nine)
 must read out 0 (`output_margin`), whatever digit d in 0-8 comes next must read out d + 1
-(`spend_margin`), and the digit t after that must be copied, the carry dropped
-(`switch_margin`). The carry margin is the least of the three: where it crosses zero the
-carry is lost.
+(`spend_margin`), and the digits after that must be copied, the carry dropped
+(`switch_margin`, over every tail of TAIL digits, as the carry scan checks). The carry
+margin is the least of the three: where it crosses zero the carry is lost.
 
 Whether the chain can last for ever is a property of the map F_9: the carry lasts when F_9 has
 a stable fixed point that reads out the carry (an attractor the chain falls into); without
@@ -119,7 +119,7 @@ class FixedPoint:
     readout: int  # argmax of the logits at s
     output_margin: float  # readout's logit minus the best rival's
     spend_margin: float  # 9-map only: min over d in 0-8 of d + 1's margin after reading d
-    switch_margin: float  # 9-map only: min over d, t of t's margin after reading d then t
+    switch_margin: float  # 9-map only: the least copied digit's margin after d then a tail
     basin_hits: int  # how many of the search's settled starts ended here
 
     @property
@@ -151,15 +151,31 @@ def spend_margin(weights: Weights, step: StepFn, states: Array) -> tuple[Array, 
     return per_digit.min(axis=0), per_digit.argmin(axis=0).astype(np.int64)
 
 
-def switch_margin(weights: Weights, step: StepFn, states: Array) -> Array:
-    """For carrying states (N, S): min over d in 0-8 and t in 0-9 of t's margin after reading
-    d then t: once spent, the carry must be dropped and the next digit copied."""
+# Tail digits copied after the carry is spent, as the carry scan checks (TAIL_DIGITS there).
+TAIL = 3
+_CHUNK = 8  # carrying states per batch: 8 x 9 x 10^3 rows of the last tail level
+
+
+def switch_margin(weights: Weights, step: StepFn, states: Array, tail: int = TAIL) -> Array:
+    """For carrying states (N, S): the least margin of the copied digit over every d in 0-8
+    read with the carry and every `tail` digits after it: once spent, the carry must be
+    dropped and each next digit copied."""
     worst = np.full(states.shape[0], np.inf)
-    for d in range(9):
-        spent = step(states, d)
-        for t in range(10):
-            margin = margins(weights, step(spent, t), np.full(states.shape[0], t))[0]
-            worst = np.minimum(worst, margin)
+    for start in range(0, states.shape[0], _CHUNK):
+        chunk = states[start : start + _CHUNK]
+        origin = np.arange(chunk.shape[0])
+        level = np.concatenate([step(chunk, d) for d in range(9)])  # (9n, S)
+        origin = np.tile(origin, 9)
+        for _ in range(tail):
+            level = np.concatenate([step(level, t) for t in range(10)])
+            origin = np.tile(origin, 10)
+            digits = np.repeat(np.arange(10), level.shape[0] // 10)
+            margin = margins(weights, level, digits)[0]
+            least = np.full(chunk.shape[0], np.inf)
+            np.minimum.at(least, origin, margin)
+            worst[start : start + chunk.shape[0]] = np.minimum(
+                worst[start : start + chunk.shape[0]], least
+            )
     return worst
 
 
@@ -234,7 +250,7 @@ class Chain:
     output_rival: npt.NDArray[np.int64]
     spend_margin: Array  # (N + 1,): min over d of d + 1's margin after j nines then d
     spend_digit: npt.NDArray[np.int64]  # the next digit d where that is least
-    switch_margin: Array  # (N + 1,): min over d, t of t's margin after j nines, d, then t
+    switch_margin: Array  # (N + 1,): least copied digit's margin after j nines, d, then a tail
 
     @property
     def margin(self) -> Array:
@@ -253,16 +269,21 @@ class Chain:
 SETTLED = 1e-13
 
 
-def carry_chain(weights: Weights, steps: int = DEFAULT_STEPS) -> Chain:
+def chain_states(weights: Weights, steps: int = DEFAULT_STEPS) -> tuple[Array, int]:
+    """The states after j = 0..steps nines, (steps + 1, S), and the j from which they repeat."""
     step = step_function(weights)
     states = np.zeros((steps + 1, state_size(weights)))
-    settled = steps
     for j in range(steps):
         states[j + 1] = step(states[j : j + 1], 9)[0]
         if np.max(np.abs(states[j + 1] - states[j])) < SETTLED:
             states[j + 2 :] = states[j + 1]
-            settled = j + 1
-            break
+            return states, j + 1
+    return states, steps
+
+
+def carry_chain(weights: Weights, steps: int = DEFAULT_STEPS) -> Chain:
+    step = step_function(weights)
+    states, settled = chain_states(weights, steps)
     # The margins of the states up to the settled one; later states repeat it.
     distinct = states[: settled + 1]
     out, rival = margins(weights, distinct, np.zeros(settled + 1, dtype=np.int64))
@@ -331,7 +352,7 @@ class Dynamics:
 
     @property
     def attractor(self) -> FixedPoint | None:
-        return settled_attractor(self.chain, self.nine_points)
+        return settled_attractor(self.chain.states[-1], self.nine_points)
 
     @property
     def predicted_exact_run(self) -> int | None:
@@ -357,12 +378,9 @@ def describe_point(weights: Weights, state: Array, digit: int, hits: int = 0) ->
     return FixedPoint(digit, state, eigen, readout, margin, spend, switch, hits)
 
 
-def settled_attractor(chain: Chain, nine_points: list[FixedPoint]) -> FixedPoint | None:
-    """The stable, carrying fixed point of F_9 the chain ends on, if any, with the carry
-    margin positive at every step of the chain on the way."""
-    if chain.lost_at is not None:
-        return None
-    end = chain.states[-1]
+def settled_attractor(end: Array, nine_points: list[FixedPoint]) -> FixedPoint | None:
+    """The stable fixed point of F_9 that carries (reads 0, spends the carry on the next digit
+    and drops it after) and that the chain, ending at `end`, has settled on; None if none."""
     for point in nine_points:
         if point.stable and point.carries and np.max(np.abs(end - point.state)) < 1e-3:
             return point
@@ -370,13 +388,13 @@ def settled_attractor(chain: Chain, nine_points: list[FixedPoint]) -> FixedPoint
 
 
 def carry_attractor(weights: Weights, steps: int = DEFAULT_STEPS) -> bool:
-    """Cheap re-derivation for the service: follow the chain, polish its end with Newton and
-    check that point is a stable fixed point of F_9 that reads out the carry."""
-    chain = carry_chain(weights, steps)
-    end = _newton(step_function(weights), chain.states[-1], 9)
-    if end is None:
+    """The service's re-derivation, without the search: follow the chain, polish its end with
+    Newton and check that point is a stable fixed point of F_9 that carries."""
+    states, _ = chain_states(weights, steps)
+    point = _newton(step_function(weights), states[-1], 9)
+    if point is None:
         return False
-    return settled_attractor(chain, [describe_point(weights, end, 9)]) is not None
+    return settled_attractor(states[-1], [describe_point(weights, point, 9)]) is not None
 
 
 def analyse(weights: Weights, steps: int = DEFAULT_STEPS) -> Dynamics:
