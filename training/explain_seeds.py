@@ -192,7 +192,7 @@ def write_section(page: Path, section: str, begin: str = BEGIN, end: str = END) 
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
         tail = rest.split(end, 1)[1].lstrip("\n")
-        text = head + section + tail
+        text = head + section + ("\n" + tail if tail else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     page.write_text(text)
