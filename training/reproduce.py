@@ -305,9 +305,7 @@ def run(
         out.parent.mkdir(parents=True, exist_ok=True)
         decided = decided_seeds.kept(out)  # written by `decide-seeds`: keep it
         # and the dynamics' seed table (python -m training explain-seeds) on the same page
-        out.write_text(text + ("
-" + decided + "
-" if decided else "") + kept_section(out))
+        out.write_text(text + ("\n" + decided + "\n" if decided else "") + kept_section(out))
     else:
         print(text)
     return text
