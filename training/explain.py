@@ -218,7 +218,7 @@ def write_card(model: Path, dynamics: Dynamics, figure: str | None) -> None:
     card = ModelCard.model_validate_json(path.read_text())
     plots = [p for p in card.plots if p != figure] + ([figure] if figure else [])
     card = card.model_copy(update={"dynamics": card_field(dynamics, figure), "plots": plots})
-    path.write_text(card.model_dump_json(indent=2) + "\n")
+    path.write_text(card.model_dump_json(indent=2, exclude_unset=True) + "\n")
 
 
 def _fmt(value: float | None) -> str:
