@@ -176,7 +176,12 @@ def _parser() -> argparse.ArgumentParser:
         "seed, and put one row per seed into the page (between markers `reproduce` keeps).",
     )
     seeds.add_argument("--seeds", type=_count(1), default=10, help="seeds (default: 10)")
-    seeds.add_argument("--out", type=Path, default=Path("docs/reproduction.md"))
+    seeds.add_argument(
+        "--out",
+        type=Path,
+        default=Path("docs/reproduction.md"),
+        help="the page to put the rows into (default: docs/reproduction.md)",
+    )
 
     reproduce = commands.add_parser(
         "reproduce",
@@ -233,16 +238,20 @@ def _parser() -> argparse.ArgumentParser:
         "(docs/why-the-carry-fails.md)",
     )
 
-    seeds = commands.add_parser(
+    explain_seeds_command = commands.add_parser(
         "explain-seeds",
         help="test the dynamics' verdict on many seeds against their scans and certificates",
         description="Train (or reuse) seeds 0..SEEDS-1 of each recipe into WORK, predict each "
         "one's carry from its weights (explain) and write the table of predicted against "
         "measured into OUT's marked section.",
     )
-    seeds.add_argument("--work", type=Path, required=True, help="scratch folder for the seeds")
-    seeds.add_argument("--seeds", type=_count(1), default=10, help="seeds per row (default: 10)")
-    seeds.add_argument(
+    explain_seeds_command.add_argument(
+        "--work", type=Path, required=True, help="scratch folder for the seeds"
+    )
+    explain_seeds_command.add_argument(
+        "--seeds", type=_count(1), default=10, help="seeds per row (default: 10)"
+    )
+    explain_seeds_command.add_argument(
         "--rows",
         nargs="+",
         default=["post-rnn", "robust-rnn"],
@@ -250,7 +259,9 @@ def _parser() -> argparse.ArgumentParser:
         help="rows, e.g. post-rnn robust-rnn post-gru:3 (a row's own seed count after the "
         "colon; default: post-rnn robust-rnn)",
     )
-    seeds.add_argument("--out", type=Path, default=None, help="Markdown page (default: stdout)")
+    explain_seeds_command.add_argument(
+        "--out", type=Path, default=None, help="Markdown page (default: stdout)"
+    )
     return parser
 
 
@@ -276,8 +287,10 @@ def _explain_seeds(work: Path, seeds: int, rows: Sequence[str], out: Path | None
     for spec in rows:
         row, _, count = spec.partition(":")
         recipe, _, cell = row.partition("-")
-        if recipe not in RECIPES or cell not in ("rnn", "gru", "lstm") or not (
-            count == "" or count.isdigit()
+        if (
+            recipe not in RECIPES
+            or cell not in ("rnn", "gru", "lstm")
+            or not (count == "" or count.isdigit())
         ):
             raise SystemExit(
                 f"error: {spec!r} is not RECIPE-CELL[:SEEDS] (recipes {sorted(RECIPES)})"

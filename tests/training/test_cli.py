@@ -10,7 +10,16 @@ import pytest
 from training.__main__ import _parser, main
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
-COMMANDS = ("train", "evaluate", "retrain", "reproduce", "explain", "explain-seeds")
+COMMANDS = (
+    "train",
+    "evaluate",
+    "retrain",
+    "reproduce",
+    "decide",
+    "decide-seeds",
+    "explain",
+    "explain-seeds",
+)
 
 
 def _help(capsys: pytest.CaptureFixture[str], *command: str) -> str:
