@@ -11,10 +11,7 @@ from types import FrameType
 
 from pydantic import ValidationError
 
-from app import memory, server, workers
-from app.main import create_app
-from app.metrics import REQUESTS_IN_PROGRESS
-from app.registry import ModelLoadError, load_registry
+from app import memory, workers
 from app.settings import Settings
 
 
@@ -41,6 +38,12 @@ def main() -> None:
         # The supervisor: it loads no model; each worker is this same command, and says why
         # it cannot start (the supervisor then stops with its status).
         raise SystemExit(workers.supervise(settings, count))
+    # Only a worker (or the single process) imports the serving stack: the supervisor stays small.
+    from app import server
+    from app.main import create_app
+    from app.metrics import REQUESTS_IN_PROGRESS
+    from app.registry import ModelLoadError, load_registry
+
     try:
         registry = load_registry(
             settings.models_dir, settings.default_model, settings.max_model_bytes

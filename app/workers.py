@@ -33,10 +33,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-
-from prometheus_client import Gauge
+from typing import TYPE_CHECKING
 
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from prometheus_client import Gauge
 
 log = logging.getLogger("app.workers")
 
@@ -112,7 +114,7 @@ def inherited_socket() -> socket.socket | None:
     return socket.socket(fileno=int(fd)) if fd is not None else None
 
 
-def sample_every_second(gauge: Gauge, read: Callable[[], float]) -> None:
+def sample_every_second(gauge: "Gauge", read: Callable[[], float]) -> None:
     """In a worker, a gauge's function is never read (/metrics reads the workers' files): a
     thread copies the function's value into this worker's file every second."""
 
