@@ -37,7 +37,7 @@ from bench.http import BATCH, NUMBER, POST_SCRIPT, _ms, cores, find_wrk, free_po
 
 READY_WITHIN_S = 60
 # (label, body) of each request size in the capacity table.
-SIZES = [
+SIZES: list[tuple[str, dict[str, object]]] = [
     ("10 digits, every step", {"number": NUMBER}),
     ("100 digits, every step", {"number": NUMBER * 10}),
     ("1 000 digits, every step", {"number": NUMBER * 100}),
@@ -104,11 +104,17 @@ def start(port: int, log: Path, workers: int, pin: list[str]) -> subprocess.Pope
 
 
 def wrk(
-    binary: str, pin: list[str], url: str, script: Path, seconds: int, connections: int, pid: int
+    binary: str,
+    pin: list[str],
+    url: str,
+    script: Path,
+    seconds: int,
+    connections: int,
+    pids: list[int],
 ) -> Run:
+    """One wrk run; the server's CPU is that of every process in `pids`."""
     args = [*pin, binary, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     args += ["-s", str(script), url]
-    pids = tree(pid)
     before, children_before = cpu_seconds(pids), resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.monotonic()
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
@@ -168,12 +174,12 @@ def workers_part(binary: str, args: argparse.Namespace, folder: Path) -> None:
                     post,
                     1,
                     connections,
-                    server.pid,
+                    tree(server.pid),
                 )
             for _ in range(args.rounds):
                 for n, (port, server) in servers.items():
                     url = f"http://127.0.0.1:{port}/increment"
-                    run = wrk(binary, [], url, post, args.seconds, connections, server.pid)
+                    run = wrk(binary, [], url, post, args.seconds, connections, tree(server.pid))
                     runs.setdefault((connections, n), []).append(run)
         memories = {n: [memory(p) for p in tree(s.pid)] for n, (_, s) in servers.items()}
     finally:
@@ -230,21 +236,27 @@ def capacity_part(binary: str, args: argparse.Namespace, folder: Path) -> None:
     try:
         for index, (label, body) in enumerate(SIZES):
             path = script(folder, f"size{index}", body)
-            wrk(binary, load_pin, url, path, 1, args.capacity_connections, server.pid)
+            wrk(binary, load_pin, url, path, 1, args.capacity_connections, tree(server.pid))
             run = wrk(
-                binary, load_pin, url, path, args.seconds, args.capacity_connections, server.pid
+                binary,
+                load_pin,
+                url,
+                path,
+                args.seconds,
+                args.capacity_connections,
+                tree(server.pid),
             )
             sizes.append((label, run))
         batch = script(folder, "batch", BATCH)
         batch_url = f"http://127.0.0.1:{port}/increment/batch"
-        run = wrk(binary, load_pin, batch_url, batch, args.seconds, 2, server.pid)
+        run = wrk(binary, load_pin, batch_url, batch, args.seconds, 2, tree(server.pid))
         sizes.append(("batch 1024 x 20 digits, detail none (wrk -c2)", run))
         small = script(folder, "small", {"number": NUMBER})
         for connections in (1, 4, 16, 64):
             loads.append(
                 (
                     connections,
-                    wrk(binary, load_pin, url, small, args.seconds, connections, server.pid),
+                    wrk(binary, load_pin, url, small, args.seconds, connections, tree(server.pid)),
                 )
             )
     finally:

@@ -9,6 +9,7 @@ node within about a second and a half (health checks every 500 ms, three misses)
 defaults take up to 15 s.
 """
 
+import contextlib
 import os
 import random
 import signal
@@ -99,10 +100,8 @@ class Node:
                 self.process.kill()
                 self.process.wait()
         for pid in self.known:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 @dataclass
@@ -112,14 +111,17 @@ class Cluster:
     folder: Path
     gcs_port: int = field(default_factory=free_port)
     nodes: list[Node] = field(default_factory=list)
+    # This cluster's worker port ranges start here (another cluster may run beside it).
+    worker_ports: int = field(default_factory=lambda: random.randrange(20_000, 30_000, 1000))
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.gcs_port}"
 
     def _ports(self) -> list[str]:
-        """Every port a node opens, free now, and a worker port range of its own."""
-        low = random.randrange(30_000, 40_000, 200)
+        """Every port a node opens, free now, and a worker port range of its own, below the
+        kernel's ephemeral ports (where the free ones above come from)."""
+        low = self.worker_ports + 200 * len(self.nodes)
         named = (
             "--node-manager-port",
             "--object-manager-port",
@@ -153,7 +155,9 @@ class Cluster:
             **FAST_FAILURE_DETECTION,
             "RAY_USAGE_STATS_ENABLED": "0",
             # Replicas import deploy/ray/counter_serve.py by name, as serve.yaml's import_path.
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(DEPLOY_RAY), os.environ.get("PYTHONPATH")])),
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(DEPLOY_RAY), os.environ.get("PYTHONPATH")])
+            ),
         }
         with log.open("wb") as out:
             process = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)

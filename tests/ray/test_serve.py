@@ -8,6 +8,7 @@ failure, which kills and replaces the worker node.
 """
 
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -27,7 +28,12 @@ from tests.ray.cluster import DEPLOY_RAY, Cluster, free_port
 ray = pytest.importorskip("ray", reason="the ray extra (pip install 'rnn-counter[ray]')")
 serve = pytest.importorskip("ray.serve")
 
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.ray,
+    pytest.mark.slow,
+    # serve.yaml sets metrics_interval_s, which Ray 2.60 still reads and warns will move.
+    pytest.mark.filterwarnings("ignore:The `metrics_interval_s` field:DeprecationWarning"),
+]
 
 WITHIN_S = 120.0
 LOAD_THREADS = 4  # the steady load's concurrency: at most this many requests in flight
@@ -96,8 +102,6 @@ def served() -> Iterator[Served]:
     deployed with two replicas; all of it stopped at the end, whatever happened."""
     folder = Path(tempfile.mkdtemp(prefix="rc-", dir="/tmp"))  # short: Ray's socket paths
     cluster = Cluster(folder)
-    # The driver (this process) resolves 127.0.0.1 to itself, not to the machine's address.
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     try:
         cluster.start_node()
         cluster.start_node()
@@ -109,8 +113,6 @@ def served() -> Iterator[Served]:
                 _node_ip_address="127.0.0.1",
                 include_dashboard=False,
             )
-        import sys
-
         sys.path.insert(0, str(DEPLOY_RAY))
         import counter_serve
 
@@ -123,7 +125,6 @@ def served() -> Iterator[Served]:
                 serve.shutdown()
                 ray.shutdown()
         finally:
-            os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
             cluster.stop()
 
 
@@ -169,7 +170,8 @@ class Load:
     wrong: list[str] = field(default_factory=list)
     errors: list[tuple[float, str]] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
-    digits: int = 20
+    digits: int = 20  # at most 4300: Python's int <-> str limit, for the check
+    threads: int = LOAD_THREADS
 
     def client(self, seed: int) -> None:
         n = seed
@@ -179,7 +181,7 @@ class Load:
             body = f'{{"number": "{number}", "detail": "none"}}'.encode()
             try:
                 status, answer = post(self.base, "/increment", body, timeout=30)
-            except OSError as exc:
+            except Exception as exc:  # a failed request, whatever the failure: counted
                 self.errors.append((time.monotonic(), repr(exc)))
                 continue
             if status != 200:
@@ -190,17 +192,17 @@ class Load:
                 self.answered.append(time.monotonic())
 
     def __enter__(self) -> "Load":
-        self.threads = [
+        self.clients = [
             threading.Thread(target=self.client, args=(i * 1_000_003,), daemon=True)
-            for i in range(LOAD_THREADS)
+            for i in range(self.threads)
         ]
-        for thread in self.threads:
+        for thread in self.clients:
             thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         self.stop.set()
-        for thread in self.threads:
+        for thread in self.clients:
             thread.join(timeout=60)
 
 
@@ -210,19 +212,19 @@ def test_autoscaling_goes_from_one_replica_to_two_under_load_and_back(served: Se
     (deployment,) = config["applications"][0]["deployments"]
     autoscaling = deployment["autoscaling_config"]
     options = {k: v for k, v in deployment.items() if k != "name"}
-    # One replica per node: the first application's two hold both CPUs; shrink it to one.
-    serve.run(served.counter_serve.app({"num_replicas": 1}), name="counter", route_prefix="/")
-    wait_for(lambda: running("counter") == 1, "the first application down to one replica")
-    serve.run(served.counter_serve.app(options), name="scaled", route_prefix="/scaled")
+    # The first application's two replicas hold both CPUs: it makes way, and comes back after.
+    serve.delete("counter")
+    serve.run(served.counter_serve.app(options), name="scaled", route_prefix="/")
     wait_for(lambda: running("scaled") == 1, "the autoscaled application up")
-    base = f"{served.base}/scaled"
+    base = served.base
     # Up: more requests in flight per replica than the target, for longer than the delay;
     # it may take the delay, the metrics' look-back and a replica's start.
     up_within = autoscaling["upscale_delay_s"] + autoscaling["look_back_period_s"] + 60
-    load = Load(base, digits=2000)
+    load = Load(base, digits=4000, threads=3 * LOAD_THREADS)
     with load:
         took_up = wait_for(lambda: running("scaled") == 2, "scale up to 2", up_within)
-    assert load.wrong == [] and load.errors == []
+    assert load.wrong == []
+    assert load.errors == []
     # Down: idle for the downscale delay, then one replica stops (after its drain).
     down_within = autoscaling["downscale_delay_s"] + autoscaling["look_back_period_s"] + 60
     took_down = wait_for(lambda: running("scaled") == 1, "scale down to 1", down_within)
@@ -236,7 +238,7 @@ def test_a_dead_node_costs_only_its_in_flight_requests_and_its_replica_comes_bac
     served: Served,
 ) -> None:
     cluster = served.cluster
-    head, worker = cluster.nodes
+    worker = cluster.nodes[1]
     wait_for(lambda: len(worker.replicas("counter")) == 1, "a replica on the worker node")
     with Load(served.base) as load:
         wait_for(lambda: len(load.answered) >= 50, "the load under way")
@@ -250,7 +252,8 @@ def test_a_dead_node_costs_only_its_in_flight_requests_and_its_replica_comes_bac
     assert load.wrong == []
     # Only requests in flight on the dead node fail: at most one per client, at the kill.
     late = [e for t, e in load.errors if t > killed_at + 30]
-    assert late == [] and len(load.errors) <= LOAD_THREADS, load.errors
+    assert late == []
+    assert len(load.errors) <= LOAD_THREADS, load.errors
     print(f"node failure: {len(load.errors)} failed request(s) of the in-flight: {load.errors}")
     # A node comes back: the replica count recovers, on it.
     worker.stop()
