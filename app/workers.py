@@ -171,6 +171,14 @@ def _listeners(host: str, port: int, count: int) -> list[socket.socket]:
     return sockets
 
 
+def _memory_folder() -> str | None:
+    """/dev/shm when it is writable, else the temporary folder. Every request writes the
+    metrics' files through a shared mapping; on a disk's filesystem a write to a page being
+    written back waits for the disk (measured: one worker's req/s halved on ext4, not on tmpfs)."""
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) else None
+
+
 def _die_with_parent() -> None:
     """In the worker, before exec: SIGTERM it if the supervisor dies (even by SIGKILL), so no
     worker outlives it holding the port."""
@@ -198,7 +206,7 @@ class Supervisor:
         # A worker's own stop takes at most its drain, then its longest request, then a second.
         self.stop_within = settings.drain_seconds + settings.max_run_seconds + 5
         self.stop_deadline = 0.0
-        self.folder = Path(tempfile.mkdtemp(prefix="rnn-counter-workers-"))
+        self.folder = Path(tempfile.mkdtemp(prefix="rnn-counter-workers-", dir=_memory_folder()))
         (self.folder / "metrics").mkdir()
         (self.folder / "ready").mkdir()
         sockets = _listeners(settings.host, settings.port, count)

@@ -14,7 +14,8 @@ pinned to core 1, each request size at --capacity-connections, then p50/p99 agai
 (connections 1, 4, 16, 64) for the 10-digit request: the figures docs/scaling.md's model is
 built from.
 
-    python -m bench.workers [--rounds 3] [--seconds 5] [--connections 64] [--capacity]
+    python -m bench.workers [--rounds 3] [--seconds 5] [--connections 16,64] [--attribute]
+                            [--capacity] [--skip-workers]
 """
 
 import argparse
@@ -22,6 +23,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import statistics
 import subprocess
@@ -42,7 +44,7 @@ SIZES: list[tuple[str, dict[str, object]]] = [
     ("100 digits, every step", {"number": NUMBER * 10}),
     ("1 000 digits, every step", {"number": NUMBER * 100}),
     ("1 000 digits, detail none", {"number": NUMBER * 100, "detail": "none"}),
-    ("100 000 digits, detail none", {"number": NUMBER * 10_000, "detail": "none"}),
+    ("50 000 digits, detail none", {"number": NUMBER * 5_000, "detail": "none"}),
 ]
 
 
@@ -83,8 +85,15 @@ def memory(pid: int) -> dict[str, float]:
     return {"rss": fields["Rss"], "pss": fields["Pss"], "uss": uss}
 
 
-def start(port: int, log: Path, workers: int, pin: list[str]) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "COUNTER_PORT": str(port), "COUNTER_WORKERS": str(workers)}
+def start(
+    port: int, log: Path, workers: int, pin: list[str], extra: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "COUNTER_PORT": str(port),
+        "COUNTER_WORKERS": str(workers),
+        **(extra or {}),
+    }
     with log.open("ab") as out:
         server = subprocess.Popen(
             [*pin, sys.executable, "-m", "app"], env=env, stdout=out, stderr=out
@@ -156,49 +165,51 @@ def stop(server: subprocess.Popen[bytes]) -> None:
 def workers_part(binary: str, args: argparse.Namespace, folder: Path) -> None:
     post = script(folder, "post", {"number": NUMBER})
     log = folder / "server.log"
-    servers = {}
-    for n in (1, 2):
+    # On tmpfs, as app.workers puts it (a disk's filesystem makes writes wait for writeback).
+    shared = Path(tempfile.mkdtemp(prefix="bench-metrics-", dir="/dev/shm"))
+    # (label, COUNTER_WORKERS, extra environment): the third splits the cost of two workers
+    # into that of prometheus-client's multiprocess mode and the rest.
+    variants = [
+        ("1", 1, {}),
+        ("2", 2, {}),
+        ("1, multiprocess metrics", 1, {"PROMETHEUS_MULTIPROC_DIR": str(shared)}),
+    ][: 3 if args.attribute else 2]
+    servers: dict[str, tuple[int, subprocess.Popen[bytes]]] = {}
+    for label, n, extra in variants:
         port = free_port()
-        servers[n] = (port, start(port, log, n, []))
-    runs: dict[tuple[int, int], list[Run]] = {}
-    memories: dict[int, list[dict[str, float]]] = {}
+        servers[label] = (port, start(port, log, n, [], extra))
+    runs: dict[tuple[int, str], list[Run]] = {}
     steal = Steal.start()
     try:
-        ready = {n: [memory(p) for p in tree(s.pid)] for n, (_, s) in servers.items()}
+        ready = {k: [memory(p) for p in tree(s.pid)] for k, (_, s) in servers.items()}
         for connections in args.connections:
-            for port, server in servers.values():  # warm both
-                wrk(
-                    binary,
-                    [],
-                    f"http://127.0.0.1:{port}/increment",
-                    post,
-                    1,
-                    connections,
-                    tree(server.pid),
-                )
+            for port, server in servers.values():  # warm each
+                url = f"http://127.0.0.1:{port}/increment"
+                wrk(binary, [], url, post, 1, connections, tree(server.pid))
             for _ in range(args.rounds):
-                for n, (port, server) in servers.items():
+                for label, (port, server) in servers.items():
                     url = f"http://127.0.0.1:{port}/increment"
                     run = wrk(binary, [], url, post, args.seconds, connections, tree(server.pid))
-                    runs.setdefault((connections, n), []).append(run)
-        memories = {n: [memory(p) for p in tree(s.pid)] for n, (_, s) in servers.items()}
+                    runs.setdefault((connections, label), []).append(run)
+        loaded = {k: [memory(p) for p in tree(s.pid)] for k, (_, s) in servers.items()}
     finally:
         for _, server in servers.values():
             stop(server)
+        shutil.rmtree(shared, ignore_errors=True)
     print(
         f"\n`python -m bench.workers {' '.join(sys.argv[1:])}`: unpinned (servers and wrk share "
         f"{len(os.sched_getaffinity(0))} cores), wrk -t1, {args.rounds} alternating rounds of "
         f"{args.seconds} s; medians (min-max). POST /increment, 10 digits, every step. "
-        f"{steal.sentence()}.\n"
+        f"{steal.sentence()}; load average {os.getloadavg()[0]:.1f} at the end.\n"
     )
     print(
         "| connections | workers | req/s | p50 ms | p99 ms | errors | server CPU per request (us) "
         "| wrk's CPU (cores) |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    for (connections, n), measured in runs.items():
+    for (connections, label), measured in runs.items():
         print(
-            f"| {connections} | {n} | {spread([r.rps for r in measured], '{:.0f}')} "
+            f"| {connections} | {label} | {spread([r.rps for r in measured], '{:.0f}')} "
             f"| {spread([r.p50_ms for r in measured], '{:.2f}')} "
             f"| {spread([r.p99_ms for r in measured], '{:.2f}')} "
             f"| {sum(r.errors for r in measured)} "
@@ -206,19 +217,21 @@ def workers_part(binary: str, args: argparse.Namespace, folder: Path) -> None:
             f"| {spread([r.wrk_cpu_share for r in measured], '{:.2f}')} |"
         )
     for connections in args.connections:
-        one, two = runs[(connections, 1)], runs[(connections, 2)]
-        cpu = [b.server_cpu_us / a.server_cpu_us for a, b in zip(one, two, strict=True)]
-        rps = [b.rps / a.rps for a, b in zip(one, two, strict=True)]
-        print(
-            f"\nc = {connections}: 2 workers / 1, round by round: req/s {spread(rps, '{:.2f}')}x, "
-            f"server CPU per request {spread(cpu, '{:.2f}')}x (goal <= 1.1x)"
-        )
-    print("\nmemory, MB (RSS / PSS / USS) of each process, ready -> after the load:")
-    for n in servers:
-        roles = ["the server"] if n == 1 else ["supervisor"] + [f"worker {i}" for i in range(n)]
-        for role, before, after in zip(roles, ready[n], memories[n], strict=True):
+        one = runs[(connections, "1")]
+        for label in list(servers)[1:]:
+            other = runs[(connections, label)]
+            cpu = [b.server_cpu_us / a.server_cpu_us for a, b in zip(one, other, strict=True)]
+            rps = [b.rps / a.rps for a, b in zip(one, other, strict=True)]
             print(
-                f"- COUNTER_WORKERS={n}, {role}: {before['rss']:.0f} / {before['pss']:.0f} / "
+                f"\nc = {connections}: workers {label} / 1, round by round: req/s "
+                f"{spread(rps, '{:.2f}')}x, server CPU per request {spread(cpu, '{:.2f}')}x"
+            )
+    print("\nmemory, MB (RSS / PSS / USS) of each process, ready -> after the load:")
+    for label, n, _ in variants:
+        roles = ["the server"] if n == 1 else ["supervisor"] + [f"worker {i}" for i in range(n)]
+        for role, before, after in zip(roles, ready[label], loaded[label], strict=True):
+            print(
+                f"- workers {label}, {role}: {before['rss']:.0f} / {before['pss']:.0f} / "
                 f"{before['uss']:.0f} -> {after['rss']:.0f} / {after['pss']:.0f} / "
                 f"{after['uss']:.0f}"
             )
@@ -270,7 +283,7 @@ def capacity_part(binary: str, args: argparse.Namespace, folder: Path) -> None:
         "| server CPU per request (us) | errors |"
     )
     print("|---|---|---|---|---|---|---|")
-    digits = [10, 100, 1000, 1000, 100_000, 1024 * 20]
+    digits = [10, 100, 1000, 1000, 50_000, 1024 * 20]
     for (label, run), n in zip(sizes, digits, strict=True):
         print(
             f"| {label} | {run.rps:.0f} | {run.rps * n:,.0f} | {run.p50_ms:.2f} | {run.p99_ms:.2f} "
@@ -292,11 +305,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument(
-        "--connections", type=lambda text: [int(c) for c in text.split(",")], default=[64]
+        "--connections", type=lambda text: [int(c) for c in text.split(",")], default=[16, 64]
     )
     parser.add_argument("--capacity", action="store_true", help="also one core's capacity")
     parser.add_argument("--capacity-connections", type=int, default=16)
     parser.add_argument("--skip-workers", action="store_true", help="only the capacity part")
+    parser.add_argument(
+        "--attribute", action="store_true", help="also one worker with multiprocess metrics"
+    )
     args = parser.parse_args()
     binary = find_wrk()
     with tempfile.TemporaryDirectory() as tmp:
