@@ -173,8 +173,9 @@ def _listeners(host: str, port: int, count: int) -> list[socket.socket]:
 
 def _memory_folder() -> str | None:
     """/dev/shm when it is writable, else the temporary folder. Every request writes the
-    metrics' files through a shared mapping; on a disk's filesystem a write to a page being
-    written back waits for the disk (measured: one worker's req/s halved on ext4, not on tmpfs)."""
+    metrics' files through a shared mapping; on a disk's filesystem the kernel writes those
+    pages back, and a write to a page under writeback waits for it (on ext4 here one worker's
+    req/s fell to 0.5-0.7x; the machine was too busy to say how much of that was this)."""
     shm = Path("/dev/shm")
     return str(shm) if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) else None
 
@@ -260,7 +261,7 @@ class Supervisor:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(pid, str(self.folder / "metrics"))  # type: ignore[no-untyped-call]
-        if self.stopping is None:
+        if self.stopping is None and status != CANNOT_START:
             how = f"signal {-status}" if status < 0 else f"status {status}"
             if time.monotonic() - slot.started >= YOUNG_S:
                 slot.delay = RESTART_DELAY_S  # it had served a while: restart it promptly
