@@ -34,6 +34,15 @@ def main() -> None:
         level=settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s"
     )
     count = workers.wanted(settings)
+    if count > 1 and settings.model_control == "explicit":
+        # A load or unload reaches the one worker that takes the request: the others would go
+        # on serving the old models. Polling the folder keeps every worker the same.
+        print(
+            f"error: COUNTER_MODEL_CONTROL=explicit needs one worker (COUNTER_WORKERS=1), not "
+            f"{count}: a load reaches one worker only; use COUNTER_MODEL_CONTROL=poll",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     if count > 1 and not workers.is_worker():
         # The supervisor: it loads no model; each worker is this same command, and says why
         # it cannot start (the supervisor then stops with its status).

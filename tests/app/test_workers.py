@@ -5,6 +5,7 @@ connection is the socket in /proc/net/tcp whose peer is the client's port, and t
 holds it is the one with that socket among its file descriptors.
 """
 
+import contextlib
 import os
 import re
 import signal
@@ -18,7 +19,14 @@ from pathlib import Path
 import pytest
 
 from app import workers
-from tests.app.server import connect, read_response, request, start_server, stop_server
+from tests.app.server import (
+    connect,
+    free_port,
+    read_response,
+    request,
+    start_server,
+    stop_server,
+)
 
 BODY = b'{"number": "1999"}'
 WITHIN_S = 20.0
@@ -223,3 +231,57 @@ def test_the_default_is_one_worker_per_cpu_allowed_by_affinity_and_cgroup_quota(
     assert workers.available_cpus() == 4
     monkeypatch.setattr(os, "sched_getaffinity", lambda _: {3})
     assert workers.available_cpus() == 1
+
+
+def _listening_on(port: int) -> set[str]:
+    """The socket inodes listening on this TCP port (gRPC listens on IPv6 sockets, mapped)."""
+    found = set()
+    lines = [*Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    lines += Path("/proc/net/tcp6").read_text().splitlines()[1:]
+    for line in lines:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":  # LISTEN
+            found.add(fields[9])
+    return found
+
+
+def _sockets_of(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    return inodes
+
+
+@pytest.mark.server
+def test_every_worker_serves_grpc_on_the_shared_port(shipped: Path, tmp_path: Path) -> None:
+    grpc = pytest.importorskip("grpc")
+    from app.grpc.v2 import grpc_predict_v2_pb2 as pb
+
+    port = free_port()
+    log = tmp_path / "server.log"
+    server, _ = start_server(shipped, log, COUNTER_WORKERS="2", COUNTER_GRPC_PORT=str(port))
+    try:
+        listening = _listening_on(port)
+        for pid in _children(server.pid):
+            assert _sockets_of(pid) & listening, f"worker {pid} does not listen for gRPC"
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            ready = channel.unary_unary(
+                "/inference.GRPCInferenceService/ServerReady",
+                request_serializer=pb.ServerReadyRequest.SerializeToString,
+                response_deserializer=pb.ServerReadyResponse.FromString,
+            )
+            assert ready(pb.ServerReadyRequest(), timeout=10).ready
+    finally:
+        assert stop_server(server) == 0, log.read_text()
+
+
+def test_explicit_model_control_refuses_several_workers(tmp_path: Path) -> None:
+    env = {**os.environ, "COUNTER_WORKERS": "2", "COUNTER_MODEL_CONTROL": "explicit"}
+    done = subprocess.run(
+        [sys.executable, "-m", "app"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2, done.stderr
+    assert "COUNTER_MODEL_CONTROL=explicit needs one worker" in done.stderr
