@@ -8,6 +8,7 @@ failure, which kills and replaces the worker node.
 """
 
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -126,6 +127,7 @@ def served() -> Iterator[Served]:
                 ray.shutdown()
         finally:
             cluster.stop()
+            shutil.rmtree(folder, ignore_errors=True)  # the nodes' logs and sockets
 
 
 @pytest.fixture(scope="module")
