@@ -24,6 +24,10 @@ RAY = str(Path(sys.executable).with_name("ray"))
 DEPLOY_RAY = Path(__file__).resolve().parents[2] / "deploy" / "ray"
 STARTED_WITHIN_S = 90
 STOPPED_WITHIN_S = 15
+# Set in the environment of the pytest run that tests/ray/test_loopback_only.py starts inside a
+# network namespace of its own.
+NETNS = "COUNTER_TEST_LOOPBACK_NETNS"
+
 # GCS settings (RAY_<name> environment variables read by ray's C++ core).
 FAST_FAILURE_DETECTION = {
     "RAY_health_check_initial_delay_ms": "500",

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.ray.cluster import DEPLOY_RAY, Cluster, free_port
+from tests.ray.cluster import DEPLOY_RAY, NETNS, Cluster, free_port
 
 ray = pytest.importorskip("ray", reason="the ray extra (pip install 'rnn-counter[ray]')")
 serve = pytest.importorskip("ray.serve")
@@ -32,6 +32,13 @@ serve = pytest.importorskip("ray.serve")
 pytestmark = [
     pytest.mark.ray,
     pytest.mark.slow,
+    # Ray's processes reach each other through the machine's interface address even when told
+    # 127.0.0.1; these tests run inside tests/ray/test_loopback_only.py's network namespace,
+    # where loopback is the only interface there is.
+    pytest.mark.skipif(
+        os.environ.get(NETNS) != "1",
+        reason="runs inside test_loopback_only.py's network namespace (loopback only)",
+    ),
     # serve.yaml sets metrics_interval_s, which Ray 2.60 still reads and warns will move.
     pytest.mark.filterwarnings("ignore:The `metrics_interval_s` field:DeprecationWarning"),
 ]
