@@ -178,13 +178,6 @@ def sets_of(invariant: Invariant) -> Sets:
     return Sets(invariant.centres, shapes, inverses, limit, keys, after)
 
 
-def key_of(history: list[int], key_digits: int) -> int:
-    """The key of a history (digits as read, least significant first): its last key_digits
-    digits, the most recent last, zeros before the start."""
-    padded = [0] * key_digits + history
-    return int("".join(map(str, padded[-key_digits:])))
-
-
 def find(keys: Ints, codes: Ints) -> Ints:
     """The index of each code among the (increasing) keys, -1 where it is not a key."""
     at = np.minimum(np.searchsorted(keys, codes), len(keys) - 1)
@@ -226,7 +219,9 @@ def suffix_code(keys: Ints) -> Ints:
     # a suffix-free code covers every history exactly when its Kraft sum is 1
     deepest = int(depth.max())
     if int((10 ** (deepest - depth)).sum()) != 10**deepest:
-        raise CertificateError("the keys do not cover every history (the suffix code is incomplete)")
+        raise CertificateError(
+            "the keys do not cover every history (the suffix code is incomplete)"
+        )
     return depth
 
 
@@ -279,7 +274,7 @@ def step_coordinates(cell: RnnCell, sets: Sets) -> Array:
     """For every key s and digit e, the image of P_s under e measured in P_(s e): an upper
     bound of |M (x - c)| over the image per coordinate, (S, 10, H)."""
     w = cell.weights
-    count, size = sets.centres.shape
+    size = sets.centres.shape[1]
     shift = w.w_ih.T + (w.b_ih + w.b_hh)  # (10, H)
     shift_size = np.abs(w.w_ih.T) + np.abs(w.b_ih) + np.abs(w.b_hh)
     weight = w.w_hh

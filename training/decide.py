@@ -165,7 +165,7 @@ def _grow(
 ) -> tuple[Invariant, Checked] | tuple[str, Array]:
     """Grow the fitted sets where the checker's bounds say an image or an entry pokes out,
     until the certificate checks; else why not, and how much each set had to grow."""
-    keys, centres = invariant.codes(), invariant.centres
+    keys = invariant.codes()
     widths = np.linalg.norm(invariant.shapes, axis=1)  # (S, H): the axes are orthonormal
     axes = invariant.shapes / widths[:, None, :]
     first = widths.copy()
@@ -233,7 +233,7 @@ def fit(
         poking = _poking(cell, invariant)
         grown = _grow(weights, cell, invariant, (entry_lo, entry_hi, tails), tanh_error)
         if isinstance(grown[0], Invariant):
-            return grown  # type: ignore[return-value]
+            return grown
         failure, growth = grown
         # deepen where the fitted sets' images poke far out; else where the sets grew most
         far = poking > GROW_FROM
@@ -247,12 +247,6 @@ def fit(
     return f"no certificate after {REFINES} deepenings ({failure})"
 
 
-def _log(line: str) -> None:
-    import sys
-
-    print(line, file=sys.stderr, flush=True)
-
-
 def deepen(keys: decide.Ints, targets: decide.Ints) -> decide.Ints:
     """Split the target keys into the ten keys one digit older, then split every key that
     could lead into a key more than one digit deeper than itself, until none does: the
@@ -263,9 +257,9 @@ def deepen(keys: decide.Ints, targets: decide.Ints) -> decide.Ints:
         codes.discard(key)
         codes.update(f"{a}{key}" for a in range(10))
 
-    for key in map(int, targets):
-        if len(str(key)) - 1 < DEEPEST:
-            split(str(key)[1:])
+    for target in map(int, targets):
+        if len(str(target)) - 1 < DEEPEST:
+            split(str(target)[1:])
     changed = True
     while changed:
         inner = {key[i:] for key in codes for i in range(1, len(key))}
