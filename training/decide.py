@@ -2,11 +2,14 @@
 served input of run K + 1 that is answered wrong.
 
 The copying sets are fitted from simulated reachable states (float64 trajectories from the
-first copying states through random digits, grouped by key): each key's set is a box in the
-principal axes of its states, then every set is grown where the checker's own bounds say an
-image or an entry pokes out, until nothing does (a fixed point) or a set grows past tanh's
-range (no certificate). Only core.decide.check decides: the search may be wrong, never the
-certificate.
+first copying states through random digits, and histories steered into each key, grouped by
+key): each key's set is a box in the principal axes of its states, then every set is grown
+where the checker's own bounds say an image or an entry pokes out, until nothing does (a fixed
+point) or a set grows past tanh's range. When growth fails, the keys whose incoming images
+poke out furthest (or whose sets grew most) are split by one older digit, with every key that
+could lead into them (so successors stay determined), and the sets refitted; the search gives
+up when the keys would pass MAX_KEYS. Only core.decide.check decides: the search may be
+wrong, never the certificate.
 """
 
 import hashlib
