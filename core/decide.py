@@ -9,11 +9,14 @@ trailing run is j <= K nines goes through three phases:
   tight box, one per (j, d);
 - copying: every later digit e (leading zeros and the extra zero step are digit 0) is read
   with carry 0; right digit e. These states are covered by an invariant: one parallelotope
-  P_s = c_s + A_s [-1, 1]^H per key s, the last `key_digits` digits read (zeros before the
-  start). The check proves: each state right after an absorbed one lies in its key's P; the
-  image of every P_s under every digit e lies in P_(s shifted by e); on every P_s digit s % 10
-  wins everywhere. By induction every copying state at any length lies in its key's P, so
-  every output digit of every input with a run of at most K nines is right.
+  P_s = c_s + A_s [-1, 1]^H per key s, a suffix of the digits read (zeros before the start).
+  Keys may differ in depth: the key set is a complete suffix code (every history has exactly
+  one key among its suffixes), and a key read with a digit leads to a key at most one digit
+  deeper, so the key after s and e is determined by s and e alone. The check proves: each
+  state right after an absorbed one lies in its key's P; the image of every P_s under every
+  digit e lies in P_(the key of s e); on every P_s its last digit wins everywhere. By
+  induction every copying state at any length lies in its key's P, so every output digit of
+  every input with a run of at most K nines is right.
 
 The image of P_s is exact in its affine part (W A_s u); each tanh is relaxed over the interval
 hull of its pre-activation by two parallel lines (slope the least derivative on the interval),
@@ -45,6 +48,7 @@ METHOD = (
     "tight boxes while carrying and where the carry is absorbed; copying states in one "
     "parallelotope per key (the last digits read), each mapped into its successor's"
 )
+MAX_DEPTH = 12  # the deepest key a certificate may hold (its code still fits an int64)
 # This proof's own float64 rounding in the copying step, bounded generously: every computed
 # quantity is a chain of at most a few dot products of length H over terms whose magnitudes
 # are summed in `size`; gamma64(8 H + 32) of that covers them all.
@@ -56,14 +60,37 @@ class CertificateError(ValueError):
     """The certificate does not check on these weights: where, and why, in one line."""
 
 
+def uniform_keys(depth: int) -> Ints:
+    """Every key of `depth` digits, as codes in increasing order."""
+    return np.arange(10**depth, 2 * 10**depth, dtype=np.int64)
+
+
+def code(digits: str) -> int:
+    """A key's code: its digits (least recent first) behind a leading 1, so that the
+    depth survives leading zeros ("07" is 107)."""
+    return int("1" + digits)
+
+
+def depths(keys: Ints) -> Ints:
+    """The number of digits of each key code."""
+    powers = 10 ** np.arange(1, MAX_DEPTH + 2, dtype=np.int64)
+    result: Ints = (keys[:, None] >= powers[None]).sum(axis=1)
+    return result
+
+
 @dataclass(frozen=True)
 class Invariant:
     """The checked claim: runs of up to `proved` nines are right; the copying sets by key."""
 
     proved: int  # K
-    key_digits: int
-    centres: Array  # (10^k, H)
-    shapes: Array  # (10^k, H, H): P_s = centres[s] + shapes[s] @ [-1, 1]^H
+    key_digits: int  # the deepest key
+    centres: Array  # (S, H)
+    shapes: Array  # (S, H, H): P_s = centres[s] + shapes[s] @ [-1, 1]^H
+    # the key codes (see `code`), increasing; None: every key of key_digits digits
+    keys: Ints | None = None
+
+    def codes(self) -> Ints:
+        return uniform_keys(self.key_digits) if self.keys is None else self.keys
 
     def to_bytes(self) -> bytes:
         """The .npz file shipped beside the card (exact float64, no pickle)."""
@@ -74,6 +101,7 @@ class Invariant:
             key_digits=np.int64(self.key_digits),
             centres=self.centres,
             shapes=self.shapes,
+            keys=self.codes(),
         )
         return buffer.getvalue()
 
@@ -85,27 +113,27 @@ class Invariant:
                 proved, key_digits = int(data["proved"]), int(data["key_digits"])
                 centres = np.asarray(data["centres"], dtype=np.float64)
                 shapes = np.asarray(data["shapes"], dtype=np.float64)
+                keys = (
+                    np.asarray(data["keys"], dtype=np.int64)
+                    if "keys" in data.files
+                    else uniform_keys(min(max(key_digits, 1), 4))
+                )
         except (OSError, KeyError, ValueError) as exc:
             raise CertificateError(f"not a certificate file: {exc}") from None
-        if not 1 <= key_digits <= 4 or proved < 0:
+        if not 1 <= key_digits <= MAX_DEPTH or proved < 0 or keys.ndim != 1:
             raise CertificateError(f"out of range: key_digits {key_digits}, proved {proved}")
-        keys = 10**key_digits
+        count = len(keys)
         if (
             centres.ndim != 2
-            or centres.shape[0] != keys
-            or shapes.shape
-            != (
-                keys,
-                centres.shape[1],
-                centres.shape[1],
-            )
+            or centres.shape[0] != count
+            or shapes.shape != (count, centres.shape[1], centres.shape[1])
         ):
             raise CertificateError(
-                f"shapes {centres.shape} and {shapes.shape} do not fit {keys} keys"
+                f"shapes {centres.shape} and {shapes.shape} do not fit {count} keys"
             )
         if not (np.isfinite(centres).all() and np.isfinite(shapes).all()):
             raise CertificateError("the sets hold a NaN or an infinity")
-        return Invariant(proved, key_digits, centres, shapes)
+        return Invariant(proved, key_digits, centres, shapes, keys)
 
 
 @dataclass(frozen=True)
@@ -125,9 +153,16 @@ class Sets:
     shapes: Array  # (S, H, H)
     inverses: Array  # (S, H, H): M
     limit: Array  # (S,): 1 - eps, rounded down: |M (x - c)|_inf must stay at or below it
+    keys: Ints  # (S,): the key codes, a complete suffix code
+    after: Ints  # (S, 10): the key after reading each digit
 
 
 def sets_of(invariant: Invariant) -> Sets:
+    keys = invariant.codes()
+    if len(keys) != len(invariant.centres):
+        raise CertificateError(f"{len(keys)} keys for {len(invariant.centres)} sets")
+    suffix_code(keys)
+    after = successors(keys)
     shapes = invariant.shapes
     size = shapes.shape[-1]
     try:
@@ -140,14 +175,54 @@ def sets_of(invariant: Invariant) -> Sets:
     if not np.all(eps < 0.5):
         raise CertificateError("a set's shape matrix is too ill-conditioned to check")
     limit = interval.down(1 - eps)
-    return Sets(invariant.centres, shapes, inverses, limit)
+    return Sets(invariant.centres, shapes, inverses, limit, keys, after)
 
 
-def key_of(history: list[int], key_digits: int) -> int:
-    """The key of a history (digits as read, least significant first): its last key_digits
-    digits, the most recent last, zeros before the start."""
-    padded = [0] * key_digits + history
-    return int("".join(map(str, padded[-key_digits:])))
+def find(keys: Ints, codes: Ints) -> Ints:
+    """The index of each code among the (increasing) keys, -1 where it is not a key."""
+    at = np.minimum(np.searchsorted(keys, codes), len(keys) - 1)
+    found: Ints = np.where(keys[at] == codes, at, -1)
+    return found
+
+
+def key_index(keys: Ints, tails: Ints) -> Ints:
+    """The key of each history, given as the value of its last MAX_DEPTH digits (zeros
+    before the start), (N,): the one key that is a suffix of it."""
+    result = np.full(len(tails), -1, dtype=np.int64)
+    for depth in range(1, MAX_DEPTH + 1):
+        unit = 10**depth
+        hit = find(keys, unit + tails % unit)
+        result = np.where(result < 0, hit, result)
+    return result
+
+
+def suffix_code(keys: Ints) -> Ints:
+    """Check that the key codes are a complete suffix code (increasing, each of 1 to
+    MAX_DEPTH digits, none a suffix of another, and every history has one among its
+    suffixes); their depths. CertificateError when not."""
+    if len(keys) == 0 or keys.min() < 10 or not np.all(np.diff(keys) > 0):
+        raise CertificateError("the key codes are not increasing codes of at least one digit")
+    depth = depths(keys)
+    if depth.max() > MAX_DEPTH or np.any(keys >= 2 * 10**depth):
+        raise CertificateError(f"a key code is not a key of 1 to {MAX_DEPTH} digits")
+    value = keys - 10**depth
+    for shorter in range(1, int(depth.max())):
+        longer = depth > shorter
+        unit = 10**shorter
+        hit = find(keys, unit + value[longer] % unit)
+        if np.any(hit >= 0):
+            inner = int(keys[longer][int(np.argmax(hit >= 0))])
+            raise CertificateError(
+                f"key {_digit_name(inner)} has key {_digit_name(int(keys[hit.max()]))} "
+                "as a suffix: the key of a history is not unique"
+            )
+    # a suffix-free code covers every history exactly when its Kraft sum is 1
+    deepest = int(depth.max())
+    if int((10 ** (deepest - depth)).sum()) != 10**deepest:
+        raise CertificateError(
+            "the keys do not cover every history (the suffix code is incomplete)"
+        )
+    return depth
 
 
 def coordinates(sets: Sets, keys: Ints, lo: Array, hi: Array) -> Array:
@@ -199,7 +274,7 @@ def step_coordinates(cell: RnnCell, sets: Sets) -> Array:
     """For every key s and digit e, the image of P_s under e measured in P_(s e): an upper
     bound of |M (x - c)| over the image per coordinate, (S, 10, H)."""
     w = cell.weights
-    count, size = sets.centres.shape
+    size = sets.centres.shape[1]
     shift = w.w_ih.T + (w.b_ih + w.b_hh)  # (10, H)
     shift_size = np.abs(w.w_ih.T) + np.abs(w.b_ih) + np.abs(w.b_hh)
     weight = w.w_hh
@@ -222,7 +297,7 @@ def step_coordinates(cell: RnnCell, sets: Sets) -> Array:
         interval.down(pre - radius), interval.up(pre + radius), cell.activation_error
     )
     # image: slope * (pre + W A u + n) + offset +- width, |n| <= noise
-    after = successors(count)  # (S, 10)
+    after = sets.after  # (S, 10)
     inverse = sets.inverses[after]  # (S, 10, H, H)
     target = sets.centres[after]  # (S, 10, H)
     centre_image = slope * pre + offset - target
@@ -236,27 +311,43 @@ def step_coordinates(cell: RnnCell, sets: Sets) -> Array:
     return result
 
 
-def successors(count: int) -> Ints:
-    """The key after reading each digit from each key, (S, 10)."""
-    return (np.arange(count)[:, None] * 10 + np.arange(10)) % count
+def successors(keys: Ints) -> Ints:
+    """The key after reading each digit from each key, (S, 10): the key that is a suffix of
+    the key followed by the digit. CertificateError when that key is deeper, so that older
+    digits would decide it (the keys must be a complete suffix code)."""
+    depth = depths(keys)
+    value = (keys - 10**depth)[:, None] * 10 + np.arange(10)  # (S, 10), depth + 1 digits
+    result = np.full(value.shape, -1, dtype=np.int64)
+    for length in range(1, int(depth.max()) + 2):
+        unit = 10**length
+        hit = find(keys, (unit + value % unit).ravel()).reshape(value.shape)
+        result = np.where((result < 0) & (length <= depth[:, None] + 1), hit, result)
+    if np.any(result < 0):
+        key, digit = np.argwhere(result < 0)[0]
+        raise CertificateError(
+            f"key {_digit_name(int(keys[key]))} read with digit {digit} leads to a key more "
+            "than one digit deeper"
+        )
+    return result
 
 
-def _readout(cell: RnnCell, sets: Sets) -> tuple[Array, Array]:
-    """On every P_s, the least (logit gap of digit s % 10 over each rival, minus every
-    rounding bound), (S,), and the least logit gap itself (the margin), (S,)."""
+def _readout(cell: RnnCell, centres: Array, shapes: Array, right: Ints) -> tuple[Array, Array]:
+    """On every set centres[s] + shapes[s] [-1, 1]^m, the least (logit gap of digit right[s]
+    over each rival, minus every rounding bound), (S,), and the least logit gap itself (the
+    margin), (S,)."""
     w_out, b_out = cell.weights.w_out, cell.weights.b_out
-    count, size = sets.centres.shape
-    right = np.arange(count) % 10
+    count, size = centres.shape
+    terms = shapes.shape[-1]
     diff = w_out[right][:, None, :] - w_out[None]  # (S, 10, H), exact
     bias = b_out[right][:, None] - b_out[None]
     gap = (
-        np.einsum("skh,sh->sk", diff, sets.centres)
+        np.einsum("skh,sh->sk", diff, centres)
         + bias
-        - np.abs(np.einsum("skh,shj->skj", diff, sets.shapes)).sum(axis=2)
+        - np.abs(np.einsum("skh,shj->skj", diff, shapes)).sum(axis=2)
     )
-    magnitude = interval.upper(np.abs(sets.centres) + np.abs(sets.shapes).sum(axis=2), size)
+    magnitude = interval.upper(np.abs(centres) + np.abs(shapes).sum(axis=2), terms + 1)
     own = np.einsum("skh,sh->sk", np.abs(diff), magnitude) + np.abs(bias)
-    gap = interval.down(gap - interval.gamma64(_CHAIN * size + 8) * own)
+    gap = interval.down(gap - interval.gamma64(_CHAIN * size + 8 + terms) * own)
     logit_error = interval.upper(
         interval.gamma32(size + 1) * (magnitude @ np.abs(w_out).T + np.abs(b_out)), size + 1
     )  # (S, 10): float32 rounding of each logit
@@ -267,16 +358,17 @@ def _readout(cell: RnnCell, sets: Sets) -> tuple[Array, Array]:
     return slack.min(axis=1), gap.min(axis=1)
 
 
-def _digit_name(key: int, key_digits: int) -> str:
-    return str(key).zfill(key_digits)
+def _digit_name(key_code: int) -> str:
+    return str(key_code)[1:]
 
 
-def entries(cell: RnnCell, proved: int, key_digits: int) -> tuple[Array, Array, Ints, float]:
+def entries(cell: RnnCell, proved: int) -> tuple[Array, Array, Ints, float]:
     """Check the carrying and absorbed states of every run of up to `proved` nines (tight
     boxes) and return the boxes of the first copying states after them, (N, H) each, their
-    keys (N,), ordered by (run, absorbing digit, next digit), and the least logit gap met.
+    histories (N,: the value of the last MAX_DEPTH digits read, see key_index), ordered by
+    (run, absorbing digit, next digit), and the least logit gap met.
     CertificateError when a carrying or absorbed state is not sure to read right."""
-    k = key_digits
+    unit = 10**MAX_DEPTH
     margins: list[float] = []
     # carrying: one tight box per run of nines, reading 0; absorbed: its images under 0-8
     lo = hi = cell.initial()[None]
@@ -308,7 +400,8 @@ def entries(cell: RnnCell, proved: int, key_digits: int) -> tuple[Array, Array, 
         copy_lo, copy_hi = cell.image(absorbed_lo, absorbed_hi)  # (9, 10, H)
         entry_lo.append(copy_lo.reshape(-1, cell.state_size))
         entry_hi.append(copy_hi.reshape(-1, cell.state_size))
-        entry_keys += [key_of([9] * j + [d, e], k) for d in range(9) for e in range(10)]
+        nines = (10 ** min(j, MAX_DEPTH) - 1) * 100 % unit  # j nines, then two digits
+        entry_keys += [(nines + d * 10 + e) % unit for d in range(9) for e in range(10)]
     keys = np.asarray(entry_keys, dtype=np.int64)
     return np.concatenate(entry_lo), np.concatenate(entry_hi), keys, min(margins)
 
@@ -322,30 +415,32 @@ def check(weights: RnnWeights, invariant: Invariant, tanh_error: float) -> Check
             f"the sets have {invariant.centres.shape[1]} units, the model {cell.state_size}"
         )
     sets = sets_of(invariant)
-    k, proved = invariant.key_digits, invariant.proved
-    entry_lo, entry_hi, keys, entry_margin = entries(cell, proved, k)
+    proved = invariant.proved
+    entry_lo, entry_hi, tails, entry_margin = entries(cell, proved)
+    keys = key_index(sets.keys, tails)
     outside = _inside(sets, keys, entry_lo, entry_hi)
     worst_entry = int(outside.argmax())
     if outside[worst_entry] > 0:
         j, rest = divmod(worst_entry, 90)
         raise CertificateError(
             f"the state after {j} nines, {rest // 10} and {rest % 10} is not inside the set "
-            f"of key {_digit_name(int(keys[worst_entry]), k)}"
+            f"of key {_digit_name(int(sets.keys[keys[worst_entry]]))}"
         )
     bounds = step_coordinates(cell, sets)
-    over = bounds.max(axis=2) - sets.limit[successors(len(sets.centres))]  # (S, 10)
+    over = bounds.max(axis=2) - sets.limit[sets.after]  # (S, 10)
     if over.max() > 0:
         key, digit = np.unravel_index(int(over.argmax()), over.shape)
         raise CertificateError(
-            f"the set of key {_digit_name(int(key), k)} read with digit {digit} leaves the set "
-            f"of key {_digit_name((int(key) * 10 + int(digit)) % 10**k, k)} (by "
+            f"the set of key {_digit_name(int(sets.keys[key]))} read with digit {digit} leaves "
+            f"the set of key {_digit_name(int(sets.keys[sets.after[key, digit]]))} (by "
             f"{float(over.max()):.3g} of its size)"
         )
-    slack, gap = _readout(cell, sets)
+    slack, gap = _readout(cell, sets.centres, sets.shapes, sets.keys % 10)
     if slack.min() <= 0:
         loser = int(slack.argmin())
         raise CertificateError(
-            f"in the set of key {_digit_name(loser, k)} digit {loser % 10} is not sure to win "
+            f"in the set of key {_digit_name(int(sets.keys[loser]))} digit "
+            f"{int(sets.keys[loser]) % 10} is not sure to win "
             f"(worst logit gap {float(gap[loser]):.3g})"
         )
     margin = min(entry_margin, float(gap.min()))

@@ -2,11 +2,14 @@
 served input of run K + 1 that is answered wrong.
 
 The copying sets are fitted from simulated reachable states (float64 trajectories from the
-first copying states through random digits, grouped by key): each key's set is a box in the
-principal axes of its states, then every set is grown where the checker's own bounds say an
-image or an entry pokes out, until nothing does (a fixed point) or a set grows past tanh's
-range (no certificate). Only core.decide.check decides: the search may be wrong, never the
-certificate.
+first copying states through random digits, and histories steered into each key, grouped by
+key): each key's set is a box in the principal axes of its states, then every set is grown
+where the checker's own bounds say an image or an entry pokes out, until nothing does (a fixed
+point) or a set grows past tanh's range. When growth fails, the keys whose incoming images
+poke out furthest (or whose sets grew most) are split by one older digit, with every key that
+could lead into them (so successors stay determined), and the sets refitted; the search gives
+up when the keys would pass MAX_KEYS. Only core.decide.check decides: the search may be
+wrong, never the certificate.
 """
 
 import hashlib
@@ -30,10 +33,17 @@ from core.weights import RnnWeights, UnsupportedModelError, recurrent_weights_fr
 
 STEPS = 12  # simulated copying steps from each first copying state
 TRAJECTORIES = 4000  # random digit strings in all (per fit)
-ROUNDS = 60  # growth rounds before giving up
+DIRECTED = 48  # simulated histories ending in each key
+PREFIX = 8  # the most random digits read before a directed history's key
+ROUNDS = 60  # growth rounds before deepening the keys that grew
+REFINES = 8  # deepening rounds before giving up
 GROWTH = 1.02  # a set grows past what is needed by this factor, so the growth ends
 FLOOR = 1e-5  # the least half-width of a set along any axis (keeps shapes invertible)
 WIDEST = 2.0  # a set wider than this along an axis proves nothing: give up
+GROW_FROM = 4.0  # keys the fitted sets' images reach further out of than this are deepened
+MAX_KEYS = 1000  # the most keys a certificate may have (its size: 2 KiB a key at H = 16)
+SPLIT = 2.0  # a key whose set had to grow by more than this factor is deepened
+DEEPEST = 10  # the deepest key the search makes
 CARRY_LIMIT = 1000  # the longest run of nines tried
 
 
@@ -52,54 +62,81 @@ class Decision:
     reason: str  # why the proof stops where it does
 
 
-def _points_hold(cell: RnnCell, proved: int, key_digits: int) -> bool:
+def _points_hold(cell: RnnCell, proved: int) -> bool:
     try:
-        decide.entries(cell, proved, key_digits)
+        decide.entries(cell, proved)
     except CertificateError:
         return False
     return True
 
 
-def longest_points(cell: RnnCell, key_digits: int, limit: int = CARRY_LIMIT) -> int:
+def longest_points(cell: RnnCell, limit: int = CARRY_LIMIT) -> int:
     """The largest K <= limit whose carrying and absorbed states all read right (-1: none).
     The check is a prefix check in K, so a binary search finds it."""
-    if not _points_hold(cell, 0, key_digits):
+    if not _points_hold(cell, 0):
         return -1
     low, high = 0, limit  # low holds; find the largest that holds
-    if _points_hold(cell, high, key_digits):
+    if _points_hold(cell, high):
         return high
     while high - low > 1:
         middle = (low + high) // 2
-        if _points_hold(cell, middle, key_digits):
+        if _points_hold(cell, middle):
             low = middle
         else:
             high = middle
     return low
 
 
-def _samples(
-    weights: RnnWeights, starts: Array, start_keys: decide.Ints, key_digits: int, seed: int
+def _directed(
+    weights: RnnWeights, starts: Array, keys: decide.Ints, rng: np.random.Generator
 ) -> list[Array]:
-    """Float64 copying states reached from the first copying states, by key."""
+    """Float64 copying states whose history ends in each key: from a random first copying
+    state, a few random digits, then the key's digits (DIRECTED per key)."""
+    shift = weights.w_ih.T + weights.b_ih + weights.b_hh  # (10, H)
+    depth = decide.depths(keys)
+    count = len(keys) * DIRECTED
+    owner = np.repeat(np.arange(len(keys)), DIRECTED)
+    prefix = rng.integers(0, PREFIX + 1, count)
+    longest = int(depth.max()) + PREFIX
+    states = starts[rng.integers(0, len(starts), count)]
+    value = keys - 10**depth
+    for step in range(longest):
+        # step counts back from the end: the key's digits last, random ones before
+        back = longest - 1 - step
+        mine = depth[owner]
+        key_digit = (value[owner] // 10 ** np.minimum(back, 18)) % 10
+        digits = np.where(back < mine, key_digit, rng.integers(0, 10, count))
+        active = back < mine + prefix
+        moved = np.tanh(states @ weights.w_hh.T + shift[digits])
+        states = np.where(active[:, None], moved, states)
+    order = np.argsort(owner, kind="stable")
+    return np.split(states[order], len(keys))[: len(keys)] if len(keys) else []
+
+
+def _samples(
+    weights: RnnWeights, starts: Array, tails: decide.Ints, keys: decide.Ints, seed: int
+) -> list[Array]:
+    """Float64 copying states reached from the first copying states, by key: random walks
+    from them, and histories steered into each key."""
     rng = np.random.default_rng(seed)
-    keys = 10**key_digits
+    unit = 10**decide.MAX_DEPTH
     shift = weights.w_ih.T + weights.b_ih + weights.b_hh  # (10, H)
     picks = rng.integers(0, len(starts), TRAJECTORIES)
-    states, history = starts[picks], start_keys[picks].astype(np.int64)
-    found: list[list[Array]] = [[] for _ in range(keys)]
+    states, history = starts[picks], tails[picks]
+    found: list[list[Array]] = [[s] for s in _directed(weights, starts, keys, rng)]
+    chunks_states, chunks_keys = [starts], [decide.key_index(keys, tails)]
     for _ in range(STEPS):
         digits = rng.integers(0, 10, TRAJECTORIES)
         states = np.tanh(states @ weights.w_hh.T + shift[digits])
-        history = (history * 10 + digits) % keys
-        order = np.argsort(history, kind="stable")
-        bounds = np.searchsorted(history[order], np.arange(keys + 1))
-        for key in range(keys):
-            if bounds[key] < bounds[key + 1]:
-                found[key].append(states[order[bounds[key] : bounds[key + 1]]])
-    for key, state in zip(start_keys, starts, strict=True):
-        found[int(key)].append(state[None])
-    size = starts.shape[1]
-    return [np.concatenate(f) if f else np.zeros((0, size)) for f in found]
+        history = (history * 10 + digits) % unit
+        chunks_states.append(states)
+        chunks_keys.append(decide.key_index(keys, history))
+    every, owner = np.concatenate(chunks_states), np.concatenate(chunks_keys)
+    order = np.argsort(owner, kind="stable")
+    bounds = np.searchsorted(owner[order], np.arange(len(keys) + 1))
+    for key in range(len(keys)):
+        found[key].append(every[order[bounds[key] : bounds[key + 1]]])
+    return [np.concatenate(f) for f in found]
 
 
 def _initial(samples: list[Array], size: int) -> tuple[Array, Array, Array]:
@@ -122,25 +159,24 @@ def _initial(samples: list[Array], size: int) -> tuple[Array, Array, Array]:
     return centres, axes, np.maximum(widths * GROWTH, FLOOR)
 
 
-def fit(
+def _grow(
     weights: RnnWeights,
-    proved: int,
-    key_digits: int,
-    tanh_error: float = DEFAULT_TANH_ERROR,
-    seed: int = 0,
-) -> tuple[Invariant, Checked] | str:
-    """A checked certificate of K = proved, or why none was found."""
-    cell = RnnCell(weights, tanh_error)
-    try:
-        entry_lo, entry_hi, entry_keys, _ = decide.entries(cell, proved, key_digits)
-    except CertificateError as exc:
-        return str(exc)
-    starts = (entry_lo + entry_hi) / 2
-    samples = _samples(weights, starts, entry_keys, key_digits, seed)
-    centres, axes, widths = _initial(samples, cell.state_size)
-    after = decide.successors(len(centres))
+    cell: RnnCell,
+    invariant: Invariant,
+    entry: tuple[Array, Array, decide.Ints],
+    tanh_error: float,
+) -> tuple[Invariant, Checked] | tuple[str, Array]:
+    """Grow the fitted sets where the checker's bounds say an image or an entry pokes out,
+    until the certificate checks; else why not, and how much each set had to grow."""
+    keys = invariant.codes()
+    widths = np.linalg.norm(invariant.shapes, axis=1)  # (S, H): the axes are orthonormal
+    axes = invariant.shapes / widths[:, None, :]
+    first = widths.copy()
+    entry_lo, entry_hi, entry_tails = entry
+    entry_keys = decide.key_index(keys, entry_tails)
+    failure = "no round"
     for _ in range(ROUNDS):
-        invariant = Invariant(proved, key_digits, centres, axes * widths[:, None, :])
+        invariant = replace(invariant, shapes=axes * widths[:, None, :])
         try:
             return invariant, decide.check(weights, invariant, tanh_error)
         except CertificateError as exc:
@@ -148,16 +184,94 @@ def fit(
         sets = decide.sets_of(invariant)
         need = widths.copy()
         # |M (x - c)| per axis is in units of the set's half-widths: scale back to lengths
-        entry = decide.coordinates(sets, entry_keys, entry_lo, entry_hi) * widths[entry_keys]
-        np.maximum.at(need, entry_keys, entry * GROWTH)
+        inside = decide.coordinates(sets, entry_keys, entry_lo, entry_hi) * widths[entry_keys]
+        np.maximum.at(need, entry_keys, inside * GROWTH)
+        after = sets.after
         step = decide.step_coordinates(cell, sets) * widths[after]  # (S, 10, H)
         np.maximum.at(need, after.ravel(), step.reshape(-1, cell.state_size) * GROWTH)
         if need.max() > WIDEST:
-            return f"the sets grow past tanh's range ({failure})"
+            failure = f"the sets grow past tanh's range ({failure})"
+            break
         if np.array_equal(need, widths):  # the readout failed, not containment
-            return failure
+            break
         widths = need
-    return f"no fixed point in {ROUNDS} rounds ({failure})"
+    return failure, (widths / first).max(axis=1)
+
+
+def _poking(cell: RnnCell, invariant: Invariant) -> Array:
+    """Per key t, how far the images of the sets that lead into t reach out of P_t, in
+    units of P_t's half-widths (at most 1: inside), (S,)."""
+    sets = decide.sets_of(invariant)
+    reach = decide.step_coordinates(cell, sets).max(axis=2)  # (S, 10)
+    worst = np.zeros(len(sets.keys))
+    np.maximum.at(worst, sets.after.ravel(), reach.ravel())
+    return worst
+
+
+def fit(
+    weights: RnnWeights,
+    proved: int,
+    key_digits: int,
+    tanh_error: float = DEFAULT_TANH_ERROR,
+    seed: int = 0,
+    keys: decide.Ints | None = None,
+) -> tuple[Invariant, Checked] | str:
+    """A checked certificate of K = proved, or why none was found. The keys start at
+    key_digits digits (or as given); the keys that images poke out of are deepened (with
+    the keys that lead into them), and the sets refitted, up to REFINES times while the
+    keys stay within MAX_KEYS."""
+    cell = RnnCell(weights, tanh_error)
+    try:
+        entry_lo, entry_hi, tails, _ = decide.entries(cell, proved)
+    except CertificateError as exc:
+        return str(exc)
+    starts = (entry_lo + entry_hi) / 2
+    keys = decide.uniform_keys(key_digits) if keys is None else keys
+    failure = "no round"
+    for _ in range(REFINES + 1):
+        samples = _samples(weights, starts, tails, keys, seed)
+        centres, axes, widths = _initial(samples, cell.state_size)
+        depth = int(decide.depths(keys).max())
+        invariant = Invariant(proved, depth, centres, axes * widths[:, None, :], keys)
+        poking = _poking(cell, invariant)
+        grown = _grow(weights, cell, invariant, (entry_lo, entry_hi, tails), tanh_error)
+        if isinstance(grown[0], Invariant):
+            return grown
+        failure, growth = grown
+        # deepen where the fitted sets' images poke far out; else where the sets grew most
+        far = poking > GROW_FROM
+        targets = keys[far] if far.any() else keys[growth > SPLIT]
+        if len(targets) == 0:
+            return failure
+        deeper = deepen(keys, targets)
+        if len(deeper) > MAX_KEYS:
+            return f"the keys would pass {MAX_KEYS} ({len(deeper)}): {failure}"
+        keys = deeper
+    return f"no certificate after {REFINES} deepenings ({failure})"
+
+
+def deepen(keys: decide.Ints, targets: decide.Ints) -> decide.Ints:
+    """Split the target keys into the ten keys one digit older, then split every key that
+    could lead into a key more than one digit deeper than itself, until none does: the
+    keys stay a complete suffix code whose successors are determined by key and digit."""
+    codes = {str(key)[1:] for key in map(int, keys)}
+
+    def split(key: str) -> None:
+        codes.discard(key)
+        codes.update(f"{a}{key}" for a in range(10))
+
+    for target in map(int, targets):
+        if len(str(target)) - 1 < DEEPEST:
+            split(str(target)[1:])
+    changed = True
+    while changed:
+        inner = {key[i:] for key in codes for i in range(1, len(key))}
+        changed = False
+        for key in sorted(codes):
+            if any(f"{key}{e}" in inner for e in range(10)):
+                split(key)
+                changed = True
+    return np.asarray(sorted(decide.code(key) for key in codes), dtype=np.int64)
 
 
 def decide_carry(
@@ -171,7 +285,7 @@ def decide_carry(
     `answer` (the served graph) gets wrong, when one is found."""
     start = perf_counter()
     cell = RnnCell(weights, tanh_error)
-    top = longest_points(cell, key_digits, limit)
+    top = longest_points(cell, limit)
     proved, invariant, checked, reason = -1, None, None, "no run of nines is proved"
     tried: dict[int, tuple[Invariant, Checked] | str] = {}
 

@@ -19,7 +19,7 @@ from core.decide import CertificateError, Invariant
 from core.session import open_session
 from core.weights import RnnWeights, weights_from_onnx
 from tests.training.hand_counter import add_one_by_network, leaky_counter
-from training.decide import Decision, decide_carry
+from training.decide import Decision, decide_carry, deepen, fit
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
@@ -70,8 +70,8 @@ def test_a_malformed_file_is_refused() -> None:
 def _reached_keys(decision: Decision) -> list[int]:
     """Keys whose set holds real states: the first copying states' keys and what follows."""
     assert decision.invariant is not None
-    k = decision.invariant.key_digits
-    return sorted({decide.key_of([9, d, e], k) for d in range(9) for e in range(10)})
+    tails = np.asarray([900 + 10 * d + e for d in range(9) for e in range(10)])
+    return sorted(set(decide.key_index(decision.invariant.codes(), tails).tolist()))
 
 
 @settings(max_examples=8, deadline=None)
@@ -145,9 +145,121 @@ def test_the_post_models_carrying_states_fail_where_its_scan_does() -> None:
     """The tight carrying and absorbed states of counter-post read right without a carry, and
     the check refuses the run its scan found wrong."""
     cell = RnnCell(weights_from_onnx(MODELS / "counter-post.onnx"), DEFAULT_TANH_ERROR)
-    decide.entries(cell, 0, 2)
+    decide.entries(cell, 0)
     failure = _post_failure()
     if failure.next_digit is None or failure.example != "9" * failure.nines:
         pytest.skip("the scan's first failure is not at a carrying or absorbed state")
     with pytest.raises(CertificateError, match="nines"):
-        decide.entries(cell, failure.nines, 2)
+        decide.entries(cell, failure.nines)
+
+
+def _codes(*keys: str) -> decide.Ints:
+    return np.asarray([decide.code(key) for key in keys], dtype=np.int64)
+
+
+@pytest.fixture(scope="module")
+def mixed() -> tuple[RnnWeights, Invariant]:
+    """The leaky counter's certificate with keys of one to three digits: 7 split by the digit
+    before it, then 37 by the one before that (which splits 3 too, so that 3 read with 7
+    leads to a key at most one digit deeper)."""
+    weights = leaky_counter()
+    keys = deepen(deepen(decide.uniform_keys(1), _codes("7")), _codes("37"))
+    found = fit(weights, 3, 1, keys=keys)
+    assert not isinstance(found, str), found
+    return weights, found[0]
+
+
+def test_keys_of_mixed_depth_are_checked(mixed: tuple[RnnWeights, Invariant]) -> None:
+    weights, invariant = mixed
+    depths = decide.depths(invariant.codes())
+    assert set(depths.tolist()) == {1, 2, 3}
+    assert decide.code("037") in invariant.codes()
+    assert decide.code("7") not in invariant.codes()
+    again = Invariant.from_bytes(invariant.to_bytes())
+    assert decide.check(weights, again, DEFAULT_TANH_ERROR).proved == 3
+
+
+def test_the_key_after_a_digit_is_the_suffix_key(mixed: tuple[RnnWeights, Invariant]) -> None:
+    keys = mixed[1].codes()
+    after = decide.successors(keys)
+
+    def then(key: str, digit: int) -> str:
+        return str(keys[after[int(np.searchsorted(keys, decide.code(key))), digit]])[1:]
+
+    assert then("13", 7) == "137"
+    assert then("9", 7) == "97"
+    assert then("137", 0) == "0"
+    assert then("137", 3) == "73"
+
+
+@settings(max_examples=6, deadline=None)
+@given(pick=st.integers(0, 10**6))
+def test_a_shrunk_deep_set_is_refused(mixed: tuple[RnnWeights, Invariant], pick: int) -> None:
+    """Every digit string is read in the copying phase, so every three-digit key holds real
+    states: halving its set must leave some out."""
+    weights, invariant = mixed
+    deep = np.flatnonzero(decide.depths(invariant.codes()) == 3)
+    key = int(deep[pick % len(deep)])
+    shapes = invariant.shapes.copy()
+    shapes[key] *= 0.5
+    with pytest.raises(CertificateError):
+        decide.check(weights, replace(invariant, shapes=shapes), DEFAULT_TANH_ERROR)
+
+
+def test_deep_sets_under_swapped_keys_are_refused(mixed: tuple[RnnWeights, Invariant]) -> None:
+    """The sets of 037 (states that read out 7) and 03 (read out 3) trade keys."""
+    weights, invariant = mixed
+    keys = invariant.codes()
+    one, other = np.searchsorted(keys, _codes("037", "03"))
+    order = np.arange(len(keys))
+    order[[one, other]] = order[[other, one]]
+    swapped = replace(invariant, centres=invariant.centres[order], shapes=invariant.shapes[order])
+    with pytest.raises(CertificateError):
+        decide.check(weights, swapped, DEFAULT_TANH_ERROR)
+
+
+def _without(invariant: Invariant, drop: str, add: str | None = None) -> Invariant:
+    """The certificate with one key (and its set) dropped, or replaced by another key."""
+    keys = invariant.codes()
+    at = int(np.searchsorted(keys, decide.code(drop)))
+    keep = np.arange(len(keys)) != at
+    codes, centres, shapes = keys[keep], invariant.centres[keep], invariant.shapes[keep]
+    if add is not None:
+        codes = np.append(codes, decide.code(add))
+        centres = np.concatenate([centres, invariant.centres[at : at + 1]])
+        shapes = np.concatenate([shapes, invariant.shapes[at : at + 1]])
+        order = np.argsort(codes)
+        codes, centres, shapes = codes[order], centres[order], shapes[order]
+    return replace(invariant, keys=codes, centres=centres, shapes=shapes)
+
+
+def test_an_incomplete_key_set_is_refused(mixed: tuple[RnnWeights, Invariant]) -> None:
+    """Without 937, a history ending in 937 has no key: no set covers its states."""
+    weights, invariant = mixed
+    with pytest.raises(CertificateError, match="incomplete"):
+        decide.check(weights, _without(invariant, "937"), DEFAULT_TANH_ERROR)
+
+
+def test_a_key_that_is_a_suffix_of_another_is_refused(mixed: tuple[RnnWeights, Invariant]) -> None:
+    """With 3 in place of 03, a history ending in 13 would have two keys (13 and 3); and a
+    code whose Kraft sum is 1 (6 beside 16, 97 left out) is no suffix code either."""
+    weights, invariant = mixed
+    with pytest.raises(CertificateError, match="as a suffix"):
+        decide.check(weights, _without(invariant, "03", "3"), DEFAULT_TANH_ERROR)
+    codes = [*"01234568", "9", *(f"{a}7" for a in range(9)), "16"]
+    with pytest.raises(CertificateError, match="as a suffix"):
+        decide.suffix_code(np.sort(_codes(*codes)))
+
+
+def test_a_successor_more_than_one_digit_deeper_is_refused() -> None:
+    """Keys 0-9 but 7, the ten 7s split by the digit before, and 37 split again: complete and
+    suffix-free, but 3 read with 7 leads to x37, whose x 3 alone cannot tell."""
+    keys = deepen(decide.uniform_keys(1), _codes("7"))
+    codes = sorted(
+        {str(code)[1:] for code in keys} - {"37"} | {f"{a}37" for a in range(10)},
+        key=decide.code,
+    )
+    split = _codes(*codes)
+    assert len(decide.suffix_code(split)) == len(split)  # a complete suffix code
+    with pytest.raises(CertificateError, match="more than one digit deeper"):
+        decide.successors(split)
