@@ -53,6 +53,24 @@ def require_json(request: Request) -> None:
         )
 
 
+TENSOR_MEDIA = (JSON, "application/octet-stream", "")
+
+
+def require_tensor_media(request: Request) -> None:
+    """415 for an inference request sent as a form or text: the Content-Types a web page may
+    POST from another origin without asking first (a CORS preflight). JSON, the binary
+    extension's application/octet-stream, and none at all (tritonclient sends none) pass."""
+    media = _media_type(request)
+    if media not in TENSOR_MEDIA and not (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        raise ServiceError(
+            Kind.UNSUPPORTED_MEDIA_TYPE,
+            f"an inference request is sent with Content-Type: application/json (or "
+            f"application/octet-stream with binary tensors), not {media[:60]!r}",
+        )
+
+
 def declared_length(request: Request) -> int | None:
     """The request's Content-Length, or None when it sends none (chunked)."""
     for name, value in request.scope["headers"]:

@@ -16,7 +16,14 @@ from fastapi.responses import Response
 
 from app import docs
 from app.errors import Kind, ServiceError, preview
-from app.exchange import ClientGone, declared_length, json_reply, read_body, service_of
+from app.exchange import (
+    ClientGone,
+    declared_length,
+    json_reply,
+    read_body,
+    require_tensor_media,
+    service_of,
+)
 from app.inputs import parse_number
 from app.registry import LoadedModel
 from app.routes.lean import LeanRoute
@@ -203,6 +210,7 @@ def _choose(asked: list[str] | None, available: tuple[str, ...], way: str) -> li
 
 
 async def _infer(request: Request, name: str, version: str | None) -> Response:
+    require_tensor_media(request)
     service = service_of(request)
     model = _model(request, name, version)
     request.state.model = model.card.name
@@ -269,7 +277,7 @@ _INFER_DOC = {
         "required": True,
         "content": {
             "application/json": {
-                "schema": {"type": "object"},
+                "schema": {"$ref": "#/components/schemas/InferenceRequest"},
                 "examples": {
                     "raw digits of 1299 (least significant first, extra zero step)": {
                         "value": {
@@ -307,13 +315,13 @@ _INFER_DOC = {
     "/models/{name}/infer",
     summary="Inference",
     openapi_extra={**_INFER_DOC, **docs.path_parameters("name")},
-    responses=docs.v2_errors(400, 404, 413, 422, 503),
+    responses=docs.v2_errors(400, 404, 413, 415, 422, 503),
 )
 @router.post(
     "/models/{name}/versions/{version}/infer",
     summary="Inference (a version)",
     openapi_extra={**_INFER_DOC, **docs.path_parameters("name", "version")},
-    responses=docs.v2_errors(400, 404, 413, 422, 503),
+    responses=docs.v2_errors(400, 404, 413, 415, 422, 503),
 )
 async def infer(request: Request) -> Response:
     """Run the model (of this version, if one is named) on `digits` (the raw ONNX contract) or
