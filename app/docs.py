@@ -295,7 +295,11 @@ def count_responses() -> dict[int | str, dict[str, Any]]:
         "description": "one JSON object per line: each number the model counted, then the end",
         "content": {NDJSON: {"schema": schema}},
     }
-    return {200: ok, **error_responses()}
+    busy = {
+        "description": "COUNTER_MAX_STREAMS counts are streaming (with Retry-After)",
+        "content": {JSON: {"schema": {"$ref": _REF + "ErrorBody"}}},
+    }
+    return {200: ok, **error_responses(), 429: busy}
 
 
 def _components(schema: dict[str, Any], settings: Settings) -> None:

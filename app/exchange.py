@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.errors import Kind, ServiceError
-from app.service import CounterService
+from app.service import CounterService, large_admission
 
 JSON = "application/json"
 
@@ -81,6 +81,9 @@ def declared_length(request: Request) -> int | None:
 
 async def read_body(request: Request) -> bytes:
     """The whole body, read straight off ASGI (the size limit is app.edge's job)."""
+    admission = large_admission()
+    if admission is not None:
+        admission.reading()
     chunks: list[bytes] = []
     while True:
         message = await request.receive()
@@ -88,6 +91,8 @@ async def read_body(request: Request) -> bytes:
             raise ServiceError(Kind.CLIENT_DISCONNECTED, "the client left before sending the body")
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
+            if admission is not None:
+                admission.arrived()
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 

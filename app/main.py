@@ -13,7 +13,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
-from app import docs, memory, server
+from app import docs, docs_pages, memory, server
 from app.edge import Edge, error_body
 from app.errors import Kind, ServiceError
 from app.metrics import ERRORS
@@ -43,11 +43,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     gc.collect()
     gc.freeze()
     memory.release()  # the checks' arrays (tanh grid, warm-up, proof) go back to the OS
-    service.ready = True
+    service.ready = service.serving = True
     try:
         yield
     finally:
-        service.ready = False
+        service.ready = service.serving = False
         service.close()
 
 
@@ -118,6 +118,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     for router in routers:
         app.include_router(router)
     app.include_router(page.router)  # the explorer page at /, its files and the plots
+    docs_pages.guard(app.routes)  # /docs and /redoc: a content policy, no framing
 
     def draining() -> bool:
         service: CounterService | None = app.state.service
@@ -142,6 +143,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             draining=draining,
             lean=lean,
             in_progress=server.requests_in_progress,
+            allowed_hosts=settings.allowed_hosts,
         )
 
     app.build_middleware_stack = fronted  # type: ignore[method-assign]
