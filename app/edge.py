@@ -44,6 +44,7 @@ from app import memory
 from app.errors import Kind, ServiceError, preview
 from app.metrics import ERRORS, REQUEST_SECONDS
 from app.routes.lean import LeanRoute
+from app.service import finish_admission
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +211,7 @@ class Edge:
                 ServiceError(Kind.INTERNAL, "the service failed on this request; it is logged")
             )
         finally:
+            finish_admission()  # a large request's slot: held until its answer is written
             elapsed = time.perf_counter() - start
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")

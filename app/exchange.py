@@ -10,6 +10,7 @@ from typing import Any, Literal
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from app.errors import Kind, ServiceError
 from app.service import CounterService, large_admission
@@ -130,7 +131,43 @@ class ClientGone(asyncio.Event):
         self.set()
 
 
+ANSWER_CHUNK = 1 << 20  # a larger answer is written a megabyte at a time
+
+
+class LargeAnswer(Response):
+    """An answer written in ANSWER_CHUNK pieces: each waits until the client has taken the
+    last (uvicorn waits on a full write buffer before each send), so the request's large
+    slot is held until its answer is nearly all written, and a client that stops reading is
+    cut off by COUNTER_WRITE_TIMEOUT_SECONDS instead of holding the answer in a buffer."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        view = memoryview(self.body)
+        for at in range(0, len(view), ANSWER_CHUNK):
+            more = at + ANSWER_CHUNK < len(view)
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": view[at : at + ANSWER_CHUNK],
+                    "more_body": more,
+                }
+            )
+
+
+def reply(
+    body: bytes,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    media_type: str | None = JSON,
+) -> Response:
+    """The answer's bytes as a response: written in pieces when it is large."""
+    kind = LargeAnswer if len(body) > ANSWER_CHUNK else Response
+    return kind(body, status_code=status, media_type=media_type, headers=headers)
+
+
 def json_reply(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """orjson's bytes of an answer (numpy arrays and scalars written as JSON numbers)."""
     body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
-    return Response(body, status_code=status, media_type=JSON, headers=headers)
+    return reply(body, status, headers)

@@ -156,6 +156,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._discarded = 0  # body bytes read and dropped after a refusal, before closing
         self._open = 0  # this connection's share of in_progress (pipelining: more than 1)
         self._raw: asyncio.Transport | None = None
+        self._lingering = False  # a refusal was sent: the body is read and dropped, then close
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if len(self.connections) >= self.max_connections:
@@ -208,8 +209,7 @@ class GuardedProtocol(HttpToolsProtocol):
         raw = self._raw
         if self._message_done or not self._headers_done or raw is None or raw.is_closing():
             return False
-        one = cast(_OneWrite, self.transport)
-        one.lingering = True
+        cast(_OneWrite, self.transport).lingering = self._lingering = True
         self._discarded = 0
         if raw.can_write_eof():
             raw.write_eof()
@@ -304,7 +304,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def data_received(self, data: bytes) -> None:
-        if cast(_OneWrite, self.transport).lingering:
+        if self._lingering:
             self._drop(data)
             return
         # Headers still arriving: count raw bytes, so an unterminated header is cut off after
@@ -366,7 +366,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._body_deadline is not None:
             self._body_deadline.cancel()
             self._body_deadline = None
-        if cast(_OneWrite, self.transport).lingering:
+        if self._lingering:
             self._close_now()  # the refused body is all in: close now
             return
         if self._next_after_body:

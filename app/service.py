@@ -74,6 +74,7 @@ class LargeAdmission:
         self.declared_length = declared_length
         self.held = False
         self.read = False
+        self.http = False  # its body was read by app.exchange.read_body: app.edge releases it
         self._token: Token[LargeAdmission | None] | None = None
 
     async def __aenter__(self) -> None:
@@ -107,7 +108,7 @@ class LargeAdmission:
             raise service._busy(f"{service.large_reading} large bodies are being received")
         self._release()
         service.large_reading += 1
-        self.read = True
+        self.read = self.http = True
 
     def arrived(self) -> None:
         """The body is in: take the slot (503 if the others took them meanwhile)."""
@@ -125,18 +126,32 @@ class LargeAdmission:
             self.service.large_requests -= 1
             self.held = False
 
-    async def __aexit__(self, *_: object) -> None:
-        self._release()
+    async def __aexit__(self, failed: type[BaseException] | None, *_: object) -> None:
         if self.read:
             self.service.large_reading -= 1
             self.read = False
+        if failed is None and self.http and self.held:
+            return  # answered: held until app.edge has written it (finish_admission)
+        self.finish()
+
+    def finish(self) -> None:
+        self._release()
         if self._token is not None:
             _ADMISSION.reset(self._token)
+            self._token = None
 
 
 def large_admission() -> LargeAdmission | None:
     """The large request this task holds, if any."""
     return _ADMISSION.get()
+
+
+def finish_admission() -> None:
+    """The request's answer has been written (or it failed): its large-request slot, if it
+    held one, is free. Called by app.edge once per request, after the response is sent."""
+    admission = _ADMISSION.get()
+    if admission is not None:
+        admission.finish()
 
 
 class CounterService:

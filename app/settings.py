@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024, ge=64, description="request body size (413)"
     )
+    max_answer_bytes: int = Field(
+        default=80 << 20,  # the largest batch's probabilities as binary data (2 * 10^6 steps)
+        ge=1024,
+        description="largest V2 answer: probabilities past it are refused before the run (422)",
+    )
     max_detail_digits: int = Field(
         default=10_000, ge=1, description="most digits per request answered with every step listed"
     )

@@ -21,6 +21,7 @@ from app.exchange import (
     declared_length,
     json_reply,
     read_body,
+    reply,
     require_tensor_media,
     service_of,
 )
@@ -32,6 +33,7 @@ from app.tensors import (
     HEADER_LENGTH,
     SERVER,
     InferInput,
+    InferRequest,
     OutputTensor,
     model_metadata,
     parse_request,
@@ -196,6 +198,23 @@ def _numbers(tensor: InferInput, service: CounterService) -> list[str]:
     return numbers
 
 
+def _bounded_answer(infer: InferRequest, names: list[str], steps: int, limit: int) -> None:
+    """Refuse, before the run, a request whose probabilities would pass COUNTER_MAX_ANSWER_BYTES
+    as written: about 16 bytes per float as JSON text, 4 as binary data."""
+    if "probabilities" not in names:
+        return
+    binary = infer.binary.get("probabilities", infer.binary_all)
+    size = steps * 10 * (4 if binary else 16)
+    if size > limit:
+        raise ServiceError(
+            Kind.BATCH_TOO_LARGE,
+            f"the probabilities of {steps} digit steps would take about {size} bytes "
+            f"{'as binary data' if binary else 'as JSON'}, more than the limit of {limit} "
+            "(COUNTER_MAX_ANSWER_BYTES): ask them as binary data (parameters.binary_data), "
+            "leave them out of 'outputs', or send fewer digits",
+        )
+
+
 def _choose(asked: list[str] | None, available: tuple[str, ...], way: str) -> list[str]:
     if asked is None:
         return list(available)
@@ -233,12 +252,15 @@ async def _answer(
             digits = _digits(tensor, service)
             request.state.digits = int(digits.size)
             names = _choose(infer.outputs, RAW_OUTPUTS, "'digits'")
+            _bounded_answer(infer, names, int(digits.size), service.settings.max_answer_bytes)
             probs = await service.probabilities(model.card.name, digits, gone)
             outputs = [OutputTensor("probabilities", "FP32", list(probs.shape), probs)]
         else:
             numbers = _numbers(tensor, service)
             request.state.digits = sum(map(len, numbers))
             names = _choose(infer.outputs, NUMBER_OUTPUTS, "'number'")
+            steps = len(numbers) * (max(map(len, numbers)) + 1)
+            _bounded_answer(infer, names, steps, service.settings.max_answer_bytes)
             answers, probs = await service.numbers(model.card.name, numbers, gone)
             columns: dict[str, OutputTensor] = {
                 "output": OutputTensor(
@@ -269,7 +291,7 @@ async def _answer(
             }
             outputs = [columns[n] for n in names]
     body, headers = write_response(model.card.name, model.card.version, infer, outputs)
-    return Response(body, headers=headers)
+    return reply(body, headers=headers, media_type=None)
 
 
 _INFER_DOC = {

@@ -152,3 +152,59 @@ def test_a_stream_whose_client_stops_reading_is_cut_off(shipped: Path, tmp_path:
         sock.close()
     assert closed
     assert received < 10_000 * 3000  # the whole count is 10 000 lines of 3 000 digits
+
+
+def v2_large(rows: int, binary: bool) -> bytes:
+    numbers = ["9" * 1952] * rows
+    body = {
+        "inputs": [{"name": "number", "shape": [rows], "datatype": "BYTES", "data": numbers}],
+        "outputs": [{"name": "probabilities", "parameters": {"binary_data": binary}}],
+    }
+    return json.dumps(body).encode()
+
+
+def test_a_large_answer_holds_its_slot_until_written(shipped: Path, tmp_path: Path) -> None:
+    """A client that sends a large request and never reads its 20 MB answer holds the one
+    large-request slot (503 for the next) until the write deadline cuts it off; then the
+    next is answered. The slot used to be freed as the answer was made, not sent."""
+    settings = {"COUNTER_MAX_LARGE_REQUESTS": "1", "COUNTER_WRITE_TIMEOUT_SECONDS": "8"}
+    runs = 'counter_model_run_seconds_count{model="counter"}'
+    with serving(shipped, tmp_path, **settings) as (_, base, _):
+        before = metric(base, runs)
+        body = v2_large(256, binary=True)
+        head = "POST /v2/models/counter/infer HTTP/1.1\r\nHost: t\r\n"
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect(("127.0.0.1", int(base.rsplit(":", 1)[1])))
+        stalled.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        deadline = time.monotonic() + 60
+        while metric(base, runs) == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.5)  # the answer is made and handed to the transport by now
+        tries = []
+        for _ in range(4):  # while the stalled client's answer waits to be written: held
+            tries.append(post_whole(base, "/v2/models/counter/infer", v2_large(64, binary=True)))
+            time.sleep(0.3)
+        while not metric(base, WRITE_TIMEOUTS) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        then = post_whole(base, "/v2/models/counter/infer", v2_large(64, binary=True))
+        stalled.close()
+    for first in tries:
+        assert not isinstance(first, str), first
+        assert first[0] == 503, first[2][:300]
+        assert first[1]["retry-after"] == "1"
+    assert not isinstance(then, str), then
+    assert then[0] == 200, then[2][:300]
+
+
+def test_a_v2_answer_past_the_answer_limit_is_refused_before_the_run(
+    shipped: Path, tmp_path: Path
+) -> None:
+    with serving(shipped, tmp_path, COUNTER_MAX_ANSWER_BYTES="1000000") as (_, base, _):
+        refused = post_whole(base, "/v2/models/counter/infer", v2_large(64, binary=False))
+        served = post_whole(base, "/v2/models/counter/infer", v2_large(8, binary=True))
+    assert not isinstance(refused, str), refused
+    assert refused[0] == 422
+    assert "COUNTER_MAX_ANSWER_BYTES" in json.loads(refused[2])["error"]
+    assert not isinstance(served, str), served
+    assert served[0] == 200
