@@ -1,7 +1,7 @@
 # The serving image: the FastAPI app on onnxruntime with the shipped models; no torch, no
 # compiler, not root, nothing written at run time (a read-only root works). deploy/README.md:
 #   docker build -t rnn-counter:2.0.0 .
-#   docker run --rm -p 8000:8000 rnn-counter:2.0.0
+#   docker run --rm -p 8000:8000 -p 8001:8001 rnn-counter:2.0.0   (REST, and gRPC on 8001)
 # BASE_IMAGE may be any Debian-like image with python3 >= 3.11 and its venv module.
 ARG BASE_IMAGE=python:3.12-slim
 
@@ -22,11 +22,11 @@ RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-de
 # serves both models). onnxruntime's Python module carries the whole runtime itself, so its C-API
 # copy (libonnxruntime.so, ~35 MB, for non-Python callers), its offline tools (model conversion,
 # optimisation, quantisation, the ONNX backend API, sample models) and the packages only those
-# tools import (protobuf, flatbuffers, packaging) go; so do numpy's test suites and build-time
+# tools import (flatbuffers, packaging; protobuf stays: the gRPC service reads it) go; so do numpy's test suites and build-time
 # parts (f2py, distutils, C headers, Cython declarations, the SIMD test module), the .pyi type
 # stubs, and the installer itself.
 RUN site="$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
-    && /opt/venv/bin/pip uninstall --yes --disable-pip-version-check protobuf flatbuffers packaging \
+    && /opt/venv/bin/pip uninstall --yes --disable-pip-version-check flatbuffers packaging \
     && rm -rf "$site"/onnxruntime/capi/libonnxruntime.so.* "$site"/onnxruntime/transformers \
         "$site"/onnxruntime/quantization "$site"/onnxruntime/tools "$site"/onnxruntime/backend \
         "$site"/onnxruntime/datasets "$site"/numpy/f2py "$site"/numpy/distutils \
@@ -50,11 +50,14 @@ ENV PATH="/opt/venv/bin:$PATH" \
     PYTHONUNBUFFERED=1 \
     COUNTER_HOST=0.0.0.0 \
     COUNTER_PORT=8000 \
+    COUNTER_GRPC_PORT=8001 \
     COUNTER_MODELS_DIR=/app/models \
     COUNTER_LOG_LEVEL=info \
     ORT_DISABLE_TELEMETRY=1
 USER 10001:10001
 EXPOSE 8000
+# The Open Inference Protocol over gRPC (app/grpc), on Triton's port.
+EXPOSE 8001
 # Healthy means ready: the models are loaded and warmed up. Python's urllib, so no curl needed.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('COUNTER_PORT', '8000'), timeout=2)"]

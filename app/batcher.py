@@ -8,17 +8,20 @@ MAX_FLUSH_STEPS digit steps, so it never holds the loop for long; the rest wait 
 """
 
 import asyncio
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from app.answers import Answer, Detail
-from app.engine import EngineOptions, answer_each
+from app.engine import EngineOptions, answer_with_probabilities
 from app.registry import LoadedModel
 
 MAX_FLUSH_STEPS = 4096  # rows x padded length of one flush: about a millisecond of work
 
-_Pending = tuple[list[str], Detail, int, "asyncio.Future[list[Answer]]"]
+# numbers, detail, padded width, the future, and whether it wants its probabilities too
+_Pending = tuple[list[str], Detail, int, "asyncio.Future[Any]", bool]
+Probabilities = npt.NDArray[np.float32]
 
 
 class Batcher:
@@ -29,18 +32,34 @@ class Batcher:
         self.options = options
         self._pending: list[_Pending] = []
 
+    def busy(self) -> bool:
+        """Requests are waiting for this batcher's next run."""
+        return bool(self._pending)
+
     async def answer(self, numbers: list[str], detail: Detail) -> list[Answer]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Answer]] = loop.create_future()
         if not self._pending:
             loop.call_soon(self._flush)  # runs after every handler ready in this turn
-        self._pending.append((numbers, detail, max(map(len, numbers)) + 1, future))
+        self._pending.append((numbers, detail, max(map(len, numbers)) + 1, future, False))
+        return await future
+
+    async def answer_with_probabilities(
+        self, numbers: list[str]
+    ) -> tuple[list[Answer], Probabilities]:
+        """Answers (no steps) and this request's own probabilities [numbers, longest + 1, 10]
+        (the V2 `number` input): cut from the batch's, which padding at the end leaves equal."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[list[Answer], Probabilities]] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append((numbers, "none", max(map(len, numbers)) + 1, future, True))
         return await future
 
     def _flush(self) -> None:
         pending = [p for p in self._pending if not p[3].done()]  # cancelled: client gone
         taken, rows, longest = 0, 0, 0
-        for numbers, _, width, _ in pending:
+        for numbers, _, width, _, _ in pending:
             rows, longest = rows + len(numbers), max(longest, width)
             if taken and rows * longest > MAX_FLUSH_STEPS:
                 break
@@ -51,15 +70,22 @@ class Batcher:
         if not batch:
             return
         try:
-            results = answer_each(self.model, [(n, d) for n, d, _, _ in batch], self.options)
+            results, probs = answer_with_probabilities(
+                self.model, [(n, d) for n, d, _, _, _ in batch], self.options
+            )
         except Exception as exc:  # every waiting request sees the failure, none hangs
-            for _, _, _, future in batch:
+            for _, _, _, future, _ in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
-        for (_, _, _, future), result in zip(batch, results, strict=True):
+        row = 0
+        for (numbers, _, width, future, with_probs), result in zip(batch, results, strict=True):
             if not future.done():  # a client that went away cancelled its future
-                future.set_result(result)
+                if with_probs:
+                    future.set_result((result, probs[row : row + len(numbers), :width]))
+                else:
+                    future.set_result(result)
+            row += len(numbers)
 
 
 _RawPending = tuple[npt.NDArray[np.int64], "asyncio.Future[npt.NDArray[np.float32]]"]
@@ -76,6 +102,9 @@ class RawBatcher:
     def __init__(self, model: LoadedModel) -> None:
         self.model = model
         self._pending: list[_RawPending] = []
+
+    def busy(self) -> bool:
+        return bool(self._pending)
 
     async def run(self, digits: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         loop = asyncio.get_running_loop()

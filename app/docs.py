@@ -20,7 +20,15 @@ from app.inputs import DETAILS, parse_increment
 from app.schemas import model_list
 from app.service import CounterService, count_line
 from app.settings import Settings
-from app.tensors import MAX_RANK, SERVER, InferRequest, OutputTensor, model_metadata, write_response
+from app.tensors import (
+    MAX_RANK,
+    SERVER,
+    InferRequest,
+    OutputTensor,
+    model_config,
+    model_metadata,
+    write_response,
+)
 from core.codec import encode_batch
 
 JSON = "application/json"
@@ -240,7 +248,9 @@ def v2_infer_request() -> dict[str, Any]:
 def v2_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """Refusals in the protocol's error shape."""
     words = {
-        400: "a malformed request or tensor",
+        400: "a malformed request or tensor, or a model refused by its checks",
+        401: "load/unload without the operator's bearer token (COUNTER_ADMIN_TOKEN)",
+        403: "repository changes are off (no COUNTER_ADMIN_TOKEN, or COUNTER_MODEL_CONTROL)",
         404: "no such model or version",
         413: "body too large",
         415: "sent as a form or text, not JSON or binary tensors",
@@ -408,6 +418,7 @@ def _v2_examples(paths: dict[str, Any], service: CounterService) -> None:
         "/v2/models/{name}/versions/{version}": model_metadata(model),
         "/v2/models/{name}/ready": ready,
         "/v2/models/{name}/versions/{version}/ready": ready,
+        "/v2/models/{name}/config": model_config(model),
     }
     for path, value in examples.items():
         paths[path]["get"]["responses"]["200"].setdefault("content", {})[JSON] = {"example": value}

@@ -236,8 +236,17 @@ def _card_says(card: ModelCard, run: int, length: int | None) -> tuple[bool, Fla
     beyond_length = length is not None
     warnings: list[str] = []
     reliable = card.metrics.reliable_carry_length
+    decision = card.metrics.decision
+    failure = decision.refutation if decision is not None else None
     if not proved:
-        if reliable == -1:
+        if failure is not None and run >= failure.nines:
+            # a checked refuting input (app.registry ran it at load): say what is known
+            warnings.append(
+                f"Carry run {run} is past the proved {reliable}; the model fails at "
+                f"{failure.nines} (e.g. {failure.example} + 1 gave {failure.got}): this answer "
+                "may be wrong."
+            )
+        elif reliable == -1:
             warnings.append(
                 "No proof covers any answer of this model (its reliable carry length is -1): "
                 "this answer may be wrong."

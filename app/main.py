@@ -18,7 +18,8 @@ from app.edge import Edge, error_body
 from app.errors import Kind, ServiceError
 from app.metrics import ERRORS
 from app.registry import Registry, load_registry
-from app.routes import count, health, increment, models, page, v2
+from app.repository import Repository
+from app.routes import count, health, increment, models, page, repository, v2
 from app.routes.lean import LeanRoute
 from app.service import CounterService
 from app.settings import Settings
@@ -37,6 +38,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
     service = CounterService(registry, settings, server.requests_in_progress)
     app.state.service = service
+    app.state.repository = Repository(service)
+    app.state.repository.start_polling()  # COUNTER_MODEL_CONTROL=poll only
+    grpc_server = None
+    if settings.grpc_port is not None:  # imported only when on: grpc costs memory and start time
+        from app.grpc import server as grpc_v2
+
+        grpc_server = await grpc_v2.start(service, app.state.repository, settings, app.version)
     # Everything alive now (framework, models) lives as long as the process: keep it out of
     # the garbage collector's full passes, which otherwise stall requests for milliseconds.
     # The start-up's own garbage (probe sessions, schema builders) goes first.
@@ -48,6 +56,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         service.ready = service.serving = False
+        app.state.repository.stop_polling()
+        if grpc_server is not None:
+            await grpc_server.stop()
         service.close()
 
 
@@ -114,7 +125,14 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app.state.service = None
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    routers = (increment.router, v2.router, health.router, count.router, models.router)
+    routers = (
+        increment.router,
+        v2.router,
+        health.router,
+        count.router,
+        models.router,
+        repository.router,
+    )
     for router in routers:
         app.include_router(router)
     app.include_router(page.router)  # the explorer page at /, its files and the plots

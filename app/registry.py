@@ -3,11 +3,17 @@
 For each card the service checks, on the bytes it actually loaded:
 - the files: regular files under a size cap (app.files), the .onnx named by the card beside it;
 - the sha256 of the .onnx against the card;
+- that the file is, node for node, the graph training exports (core.canonical), so the graph
+  that runs is the one whose weights the proof reads, and that the card's architecture,
+  parameter count and opset are the file's (a card figure out of range fails its validation);
 - that onnxruntime loads it and it keeps the model contract (int64 [b, t] -> float32 [b, t, 10]);
 - the card's proof: the certificate (core.certify) is re-run on the loaded weights, with the
   card's settings, and must prove at least the reliable carry length the card claims; the
   tanh error it allows must cover the error of the onnxruntime running here (measured once
   at start through the RNN kernel, core.activation);
+- the card's decided carry length, if it has one: its certificate file is checked on the
+  loaded weights (core.decide, one pass, no search) and its refuting input must come out wrong
+  on the loaded graph; the served card's reliable carry length is the larger proved K;
 - answers (the warm-up): every number "t d 9..9" with up to 12 nines (a 2-digit tail t, any
   d in 0-8) and long runs of nines up to the proved length. Every one the card claims right
   (proved, or a run of nines its scan found no failure for) must come out right.
@@ -15,7 +21,8 @@ For each card the service checks, on the bytes it actually loaded:
 Fault policy: a fault in the default model (the one whose card name, or whose card's file name,
 is COUNTER_DEFAULT_MODEL), a folder with no card, or no default model: loading raises
 ModelLoadError naming the file and the reason, and `python -m app` exits with that one line and
-status 2. A fault in any other model skips it with a warning; GET /models lists it.
+status 2. A fault in any other model, foreseen or not, skips it with a one-line warning;
+GET /models lists it.
 """
 
 import hashlib
@@ -33,11 +40,14 @@ from pydantic import ValidationError
 from app.files import UnreadableFileError, read_capped
 from app.metrics import DIGITS_PROCESSED, MODEL_RUN_SECONDS, MODELS_LOADED
 from core.activation import measured_error
+from core.canonical import NotCanonicalError, check_canonical
 from core.card import ModelCard
 from core.certify import cell_of, prove_carry
 from core.codec import Digits, add_one, add_one_digits, carry_run, decode, encode_batch
+from core.decide import CertificateError, Invariant
+from core.decide import check as check_certificate
 from core.session import open_session
-from core.weights import UnsupportedModelError, recurrent_weights_from_onnx
+from core.weights import RnnWeights, UnsupportedModelError, recurrent_weights_from_onnx
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +79,8 @@ class ServingCheck:
     proof_margin: float | None
     proof_seconds: float
     warm_up_answers: int  # answers checked against exact arithmetic before serving
+    # the card's decided carry length (core.decide), checked here: None when the card has none
+    decision: "DecisionCheck | None" = None
 
 
 @dataclass(frozen=True)
@@ -141,8 +153,9 @@ def _read_card(path: Path) -> ModelCard:
         return ModelCard.model_validate_json(blob)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "card"
-        raise ModelLoadError(path, f"not a valid model card: {where}: {first['msg']}") from None
+        where = ".".join(str(p) for p in first["loc"])  # none: a check of the whole card
+        detail = f"{where}: {first['msg']}" if where else first["msg"]
+        raise ModelLoadError(path, f"not a valid model card: {detail}") from None
 
 
 def _open(card: ModelCard, onnx_path: Path, cap: int) -> tuple[bytes, Any]:
@@ -156,10 +169,35 @@ def _open(card: ModelCard, onnx_path: Path, cap: int) -> tuple[bytes, Any]:
             f"sha256 is {digest[:12]}..., the card says {card.sha256[:12]}...: "
             "the file changed after export",
         )
+    _check_graph(card, onnx_path, blob)  # before onnxruntime sees the bytes
     try:
         return blob, open_session(blob)
     except Exception as exc:  # onnxruntime raises its own untyped errors
         raise ModelLoadError(onnx_path, f"onnxruntime cannot load it: {_first_line(exc)}") from None
+
+
+def _check_graph(card: ModelCard, onnx_path: Path, blob: bytes) -> None:
+    """Serve only the graph the proof reads: the exporter's, node for node (core.canonical),
+    and a card whose architecture, parameter count, opset and tensor names are the file's."""
+    try:
+        facts = check_canonical(blob)
+    except NotCanonicalError as exc:
+        raise ModelLoadError(onnx_path, f"not the graph training exports: {exc}") from None
+    architecture = card.architecture
+    for field_name, claimed, found in [
+        ("architecture.cell", architecture.cell, facts.cell),
+        ("architecture.nonlinearity", architecture.nonlinearity, facts.nonlinearity),
+        ("architecture.hidden_size", architecture.hidden_size, facts.hidden_size),
+        ("architecture.layers", architecture.layers, facts.layers),
+        ("architecture.parameters", architecture.parameters, facts.parameters),
+        ("frameworks.opset", card.frameworks.opset, facts.opset),
+        ("input_name", card.input_name, "digits"),
+        ("output_name", card.output_name, "probabilities"),
+    ]:
+        if claimed != found:
+            raise ModelLoadError(
+                onnx_path, f"the card's {field_name} is {claimed!r}, but the file's is {found!r}"
+            )
 
 
 def _check_contract(card: ModelCard, onnx_path: Path, session: Any) -> None:
@@ -250,6 +288,89 @@ def _recheck_proof(
     return ProofCheck(proved, proof.margin, perf_counter() - start, error)
 
 
+@dataclass(frozen=True)
+class DecisionCheck:
+    """The card's decided carry length, checked on the loaded weights and graph."""
+
+    result: str  # "checked": the certificate holds and the refuting input fails here
+    proved_carry_length: int  # K, re-derived by the check (-1: the card proves nothing)
+    seconds: float  # the certificate's check
+    refutation: str | None  # e.g. "99999 + 1 gave 0", as this service's graph answered
+
+
+CERTIFICATE_BYTES = 64 << 20  # a certificate is a few hundred KB
+
+
+def _check_decision(
+    card: ModelCard, onnx_path: Path, blob: bytes, session: Any, errors: ActivationErrors
+) -> DecisionCheck | None:
+    """Check the card's decision: its certificate file (sha256, then core.decide's one-pass
+    check on the loaded weights, under an activation error this onnxruntime keeps), and its
+    refuting input, run on the loaded graph, must come out wrong."""
+    decision = card.metrics.decision
+    if decision is None:
+        return None
+    proved, seconds = -1, 0.0
+    if decision.certificate_file is not None:
+        name = decision.certificate_file
+        where = onnx_path.parent / name
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise ModelLoadError(where, "the card's certificate_file must be a file name beside it")
+        blob_cert = _read(where, CERTIFICATE_BYTES, "a certificate's size", "the card names it")
+        if hashlib.sha256(blob_cert).hexdigest() != decision.certificate_sha256:
+            raise ModelLoadError(where, "sha256 differs from the card's: the certificate changed")
+        start = perf_counter()
+        try:
+            invariant = Invariant.from_bytes(blob_cert)
+            weights = recurrent_weights_from_onnx(blob)
+            if not isinstance(weights, RnnWeights):
+                raise CertificateError(f"it covers tanh RNNs; this graph is a {weights.OP}")
+            error = errors.of(weights.OP)
+            if error > decision.tanh_error_bound:
+                raise CertificateError(
+                    f"it allows each tanh an error of {decision.tanh_error_bound:g}; this "
+                    f"onnxruntime's ({ort.__version__}) is off by {error:.3g}"
+                )
+            proved = check_certificate(weights, invariant, decision.tanh_error_bound).proved
+        except (CertificateError, UnsupportedModelError) as exc:
+            raise ModelLoadError(where, f"the certificate does not check: {exc}") from None
+        seconds = perf_counter() - start
+    if proved != decision.proved_carry_length:
+        raise ModelLoadError(
+            onnx_path,
+            f"the card's decided carry length is {decision.proved_carry_length}, its "
+            f"certificate proves {proved}",
+        )
+    refuted = None
+    failure = decision.refutation
+    if failure is not None:
+        (probs,) = session.run(
+            [card.output_name], {card.input_name: encode_batch([failure.example])}
+        )
+        got = decode(np.asarray(probs).argmax(axis=-1)[0])
+        if got == add_one(failure.example) or carry_run(failure.example) <= proved:
+            raise ModelLoadError(
+                onnx_path,
+                f"the card's refuting input {failure.example} (run "
+                f"{carry_run(failure.example)}) does not refute: this graph answers {got}, "
+                f"the card says {failure.got}",
+            )
+        refuted = f"{failure.example} + 1 gave {got}"
+    return DecisionCheck("checked", proved, round(seconds, 4), refuted)
+
+
+def served_card(card: ModelCard, decision: DecisionCheck | None) -> ModelCard:
+    """The card as served: its reliable carry length raised to the decided K when the checked
+    certificate proves more than the card's box proof."""
+    claimed = card.metrics.reliable_carry_length
+    if decision is None or claimed == "unbounded" or decision.proved_carry_length <= claimed:
+        return card
+    metrics = card.metrics.model_copy(
+        update={"reliable_carry_length": decision.proved_carry_length}
+    )
+    return card.model_copy(update={"metrics": metrics})
+
+
 def _claimed_right(card: ModelCard, number: str) -> bool:
     """Whether the card says this answer is right: proved, or (for "t d 9..9" with a tail of
     at most the scan's digits) a run its scan checked and found no failure for."""
@@ -314,6 +435,8 @@ def _serve(
     blob, session = _open(card, onnx_path, max_model_bytes)
     _check_contract(card, onnx_path, session)
     proof = _recheck_proof(card, onnx_path, blob, errors)
+    decision = _check_decision(card, onnx_path, blob, session, errors)
+    card = served_card(card, decision)
     answers = _warm_up(card, onnx_path, session)
     check = ServingCheck(
         onnxruntime=ort.__version__,
@@ -322,6 +445,7 @@ def _serve(
         proof_margin=proof.margin,
         proof_seconds=round(proof.seconds, 4),
         warm_up_answers=answers,
+        decision=decision,
     )
     return LoadedModel(
         card,
@@ -331,6 +455,20 @@ def _serve(
         MODEL_RUN_SECONDS.labels(card.name),
         DIGITS_PROCESSED.labels(card.name),
     )
+
+
+def _serve_checked(
+    card: ModelCard, card_path: Path, max_model_bytes: int, errors: ActivationErrors
+) -> LoadedModel:
+    """_serve, with any fault it did not foresee (a card figure the proof cannot use) made a
+    ModelLoadError: one line, so a bad non-default model is skipped, not a crash at start."""
+    try:
+        return _serve(card, card_path, max_model_bytes, errors)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # a fault of this model, not of the service
+        what = f"{type(exc).__name__}: {_first_line(exc)}"
+        raise ModelLoadError(card_path, f"cannot be checked: {what}") from None
 
 
 def load_registry(models_dir: Path, default: str, max_model_bytes: int = 64 << 20) -> Registry:
@@ -350,7 +488,7 @@ def load_registry(models_dir: Path, default: str, max_model_bytes: int = 64 << 2
             name = card.name
             if name in models:
                 raise ModelLoadError(card_path, f"a second model named {name!r}")
-            model = _serve(card, card_path, max_model_bytes, errors)
+            model = _serve_checked(card, card_path, max_model_bytes, errors)
         except ModelLoadError as exc:
             # The default is looked up by card name; a file named after it counts too.
             if default in (card_path.stem, name):

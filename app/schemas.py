@@ -16,6 +16,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class DecisionCheck(_Strict):
+    """The card's decided carry length as this service checked it at load."""
+
+    result: Literal["checked"]
+    proved_carry_length: int = Field(description="K, re-derived from the certificate")
+    seconds: float = Field(description="the certificate's one-pass check")
+    refutation: str | None = Field(description="the refuting input as this graph answered it")
+
+
 class ServingCheck(_Strict):
     """What this service verified itself when it loaded the model, beside what the card says."""
 
@@ -31,6 +40,9 @@ class ServingCheck(_Strict):
     proof_margin: float | None
     proof_seconds: float
     warm_up_answers: int = Field(description="answers checked against exact arithmetic")
+    decision: DecisionCheck | None = Field(
+        default=None, description="the card's decided carry length, checked here (null: none)"
+    )
 
 
 class ServedModel(ModelCard):

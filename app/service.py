@@ -3,7 +3,8 @@
 It holds the models, the limits and the decision of where each run happens, so a route only
 translates HTTP into one call. Work is placed by its cost, rows x padded length in digit steps:
 
-- small (<= BATCHED_STEPS): joins the loop turn's batch (app.batcher), one run for many;
+- small (<= BATCHED_STEPS): joins the loop turn's batch (app.batcher), one run for many
+  (the counter's JSON and the V2 `number` input alike);
   unless the server says this is the only request in progress, when it runs inline at once
   (a batch of one would only wait a loop turn for nobody);
 - medium (<= INLINE_STEPS): runs inline on the event loop, about a millisecond at most;
@@ -30,7 +31,7 @@ from app.batcher import Batcher, RawBatcher
 from app.engine import EngineOptions, answer, answer_with_probabilities
 from app.errors import Kind, ServiceError, not_ready, unknown_model
 from app.inputs import resolve_detail
-from app.metrics import PENDING_STEPS
+from app.metrics import MODELS_LOADED, PENDING_STEPS
 from app.registry import LoadedModel, Registry
 from app.settings import Settings
 
@@ -183,6 +184,24 @@ class CounterService:
         self.serving = False  # models loaded: requests are answered, draining or not
         self.draining = False  # SIGTERM received: finish in-flight work, take no more
 
+    def install(self, model: LoadedModel) -> None:
+        """Serve this model (a new one, or a new version in place of the old), in one step:
+        a request finds the old model and its batchers or the new ones, never a mix."""
+        name = model.card.name
+        self.batchers[name] = Batcher(model, self.options)
+        self.raw_batchers[name] = RawBatcher(model)
+        self.registry.models[name] = model
+        self.registry.skipped[:] = [s for s in self.registry.skipped if s.path.stem != name]
+        MODELS_LOADED.set(len(self.registry.models))
+
+    def remove(self, name: str) -> list[Batcher | RawBatcher]:
+        """Stop serving a model (404 from now on); its batchers, to wait for their last run."""
+        if name not in self.registry.models:
+            raise unknown_model(name, self.registry.names)
+        del self.registry.models[name]
+        MODELS_LOADED.set(len(self.registry.models))
+        return [self.batchers.pop(name), self.raw_batchers.pop(name)]
+
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
@@ -255,6 +274,8 @@ class CounterService:
             return results[0], probs
 
         cost = len(numbers) * (max(map(len, numbers)) + 1)
+        if cost <= BATCHED_STEPS and self.in_progress() != 1:  # placed as increment's are
+            return await self.batchers[model.card.name].answer_with_probabilities(numbers)
         if cost <= INLINE_STEPS:
             return work(None)
         return await self.off_loop(cost, work, stop)

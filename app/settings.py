@@ -7,7 +7,7 @@ with limits a small pod (one core, 256 MB) holds.
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The repository's models/ folder, next to the app package.
@@ -113,6 +113,32 @@ class Settings(BaseSettings):
     )
     drain_seconds: float = Field(
         default=5.0, ge=0, description="on SIGTERM: serve on, saying Connection: close, this long"
+    )
+    # The Open Inference Protocol over gRPC (app.grpc): off unless a port is set.
+    grpc_port: int | None = Field(
+        default=None, ge=1, le=65535, description="gRPC port (V2 protocol); unset: no gRPC"
+    )
+    grpc_max_message_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=64, description="a gRPC request message's size"
+    )
+    grpc_max_streams: int = Field(
+        default=256, ge=1, description="concurrent calls on one gRPC connection (HTTP/2 streams)"
+    )
+    grpc_max_calls: int = Field(
+        default=512, ge=1, description="gRPC calls in progress at once, over every connection"
+    )
+    # The model repository (app.repository), as Triton's model control modes.
+    model_control: Literal["none", "explicit", "poll"] = Field(
+        default="none",
+        description="none: the models of the start; explicit: load/unload on request; "
+        "poll: the models folder is watched",
+    )
+    model_poll_seconds: float = Field(
+        default=5.0, gt=0, le=3600, description="poll: how often the models folder is read"
+    )
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="the bearer token repository load/unload need; unset: they are off (403)",
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)

@@ -123,7 +123,7 @@ def _from_json(name: str, datatype: str, data: Any, shape: list[int], count: int
     raise _bad(f"input {name}: datatype {preview(datatype, 12)} is not read by this service")
 
 
-def _from_binary(name: str, datatype: str, raw: bytes, count: int) -> Any:
+def from_binary(name: str, datatype: str, raw: bytes, count: int) -> Any:
     if datatype == "BYTES":
         values, at = [], 0
         while at < len(raw):
@@ -143,6 +143,14 @@ def _from_binary(name: str, datatype: str, raw: bytes, count: int) -> Any:
     if len(raw) != 8 * count:
         raise _bad(f"input {name}: {count} INT64 elements take {8 * count} bytes, not {len(raw)}")
     return np.frombuffer(raw, dtype="<i8").astype(np.int64)
+
+
+def element_count(shape: list[int]) -> int:
+    """The elements of a shape whose dimensions are already bounded (gRPC's are int64)."""
+    count = 1
+    for dim in shape:
+        count *= dim
+    return count
 
 
 def _json_length(header_length: str, body: bytes) -> int:
@@ -206,7 +214,7 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
         if size is not None:
             if type(size) is not int or size < 0 or at + size > len(binary):
                 raise _bad(f"input {name}: binary_data_size runs past the body")
-            values = _from_binary(name, datatype, binary[at : at + size], count)
+            values = from_binary(name, datatype, binary[at : at + size], count)
             at += size
         elif "data" in item:
             values = _from_json(name, datatype, item["data"], shape, count)
@@ -247,7 +255,7 @@ class OutputTensor:
     values: Any
 
 
-def _binary(tensor: OutputTensor) -> bytes:
+def tensor_bytes(tensor: OutputTensor) -> bytes:
     if tensor.datatype == "BYTES":
         parts = []
         for value in tensor.values:
@@ -271,11 +279,13 @@ def write_response(
             "shape": tensor.shape,
         }
         if request.binary.get(tensor.name, request.binary_all):
-            raw = _binary(tensor)
+            raw = tensor_bytes(tensor)
             entry["parameters"] = {"binary_data_size": len(raw)}
             tails.append(raw)
         elif tensor.datatype == "BYTES":
             entry["data"] = list(tensor.values)
+        elif isinstance(tensor.values, list):
+            entry["data"] = tensor.values  # flat already
         else:
             entry["data"] = np.ravel(tensor.values)
         described.append(entry)
@@ -287,6 +297,38 @@ def write_response(
         return body, {"content-type": "application/json"}
     headers = {"content-type": "application/octet-stream", HEADER_LENGTH: str(len(body))}
     return body + b"".join(tails), headers
+
+
+# Triton's model configuration names for the datatypes above (BYTES is TYPE_STRING there).
+TRITON_TYPES = {
+    "BYTES": "TYPE_STRING",
+    "INT64": "TYPE_INT64",
+    "FP32": "TYPE_FP32",
+    "BOOL": "TYPE_BOOL",
+}
+
+
+def model_config(model: LoadedModel) -> dict[str, Any]:
+    """A minimal Triton model configuration (GET /v2/models/{name}/config), as Triton's
+    perf_analyzer reads it before any inference: it sends every input declared, so only the
+    counter's own `number` is (the raw `digits` is in the metadata)."""
+    described = model_metadata(model)
+
+    def entry(tensor: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "name": tensor["name"],
+            "data_type": TRITON_TYPES[tensor["datatype"]],
+            "dims": tensor["shape"],
+        }
+
+    return {
+        "name": model.card.name,
+        "platform": PLATFORM,
+        "backend": "onnxruntime",
+        "max_batch_size": 0,
+        "input": [entry(t) for t in described["inputs"] if t["name"] == "number"],
+        "output": [entry(t) for t in described["outputs"]],
+    }
 
 
 def _metadata_tensor(name: str, datatype: str, shape: list[int]) -> dict[str, Any]:
@@ -311,4 +353,18 @@ def model_metadata(model: LoadedModel) -> dict[str, Any]:
             _metadata_tensor("proved", "BOOL", [-1]),
             _metadata_tensor("correct", "BOOL", [-1]),
         ],
+        "parameters": _proof_parameters(model),
     }
+
+
+def _proof_parameters(model: LoadedModel) -> dict[str, Any]:
+    """What the service proved of the model at load (the v2 protocol's free-form parameters):
+    the reliable carry length it serves and, when the card has one, the decision's check."""
+    check = model.check
+    found: dict[str, Any] = {"reliable_carry_length": model.card.metrics.reliable_carry_length}
+    if check.decision is not None:
+        found["decision_check"] = check.decision.result
+        found["decision_check_seconds"] = check.decision.seconds
+        found["decided_carry_length"] = check.decision.proved_carry_length
+        found["refutation"] = check.decision.refutation
+    return found

@@ -8,8 +8,12 @@ side in one run.
   (min-max) and the round-by-round ratios change / base. On a busy host (the stolen CPU is
   printed) the CPU ratio moves less than throughput.
 
-    python -m bench.ab [--base HEAD~1] [--route increment|v2|batch] [--connections 64]
-                       [--rounds 6] [--seconds 3]
+    python -m bench.ab [--base HEAD~1] [--route increment|v2|v2-number|batch]
+                       [--base-route ROUTE] [--connections 64] [--rounds 6] [--seconds 3]
+
+--base-route gives the base server a route of its own: `--base HEAD --base-route increment
+--route v2-number` measures V2's `number` input against /increment for the same number, on the
+same code (the CPU ratio is V2's cost over /increment's).
 """
 
 import argparse
@@ -39,6 +43,13 @@ REPO = Path(__file__).resolve().parents[1]
 ROUTES = {
     "increment": ("/increment", json.dumps({"number": NUMBER})),
     "v2": (INFER, BODY),
+    # The same number as /increment's, by the V2 `number` input, every output (JSON).
+    "v2-number": (
+        INFER,
+        json.dumps(
+            {"inputs": [{"name": "number", "shape": [1], "datatype": "BYTES", "data": [NUMBER]}]}
+        ),
+    ),
     "batch": ("/increment/batch", BATCH),  # 1024 x 20 digits, detail none
 }
 
@@ -49,33 +60,40 @@ def main() -> None:
     )
     parser.add_argument("--base", default="HEAD~1", help="the git revision to compare against")
     parser.add_argument("--route", choices=sorted(ROUTES), default="increment")
+    parser.add_argument(
+        "--base-route", choices=sorted(ROUTES), help="the base's route (default: --route)"
+    )
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seconds", type=int, default=3)
     args = parser.parse_args()
     binary = find_wrk()
     server_pin, load_pin, placement = cores()
-    path, body = ROUTES[args.route]
+    base_route = args.base_route or args.route
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         base_tree = work / "base"
         git = ["git", "-C", str(REPO), "worktree"]
         subprocess.run([*git, "add", "--detach", "-q", str(base_tree), args.base], check=True)
-        script = work / "post.lua"
-        script.write_text(POST_SCRIPT % body)
         servers = {}
         try:
-            for name, tree in (("base", base_tree), ("change", REPO)):
+            for name, tree, route in (
+                ("base", base_tree, base_route),
+                ("change", REPO, args.route),
+            ):
+                path, body = ROUTES[route]
+                script = work / f"{name}.lua"
+                script.write_text(POST_SCRIPT % body)
                 port = free_port()
                 process, _ = start("app", port, work / f"{name}.log", server_pin, "/readyz", tree)
-                servers[name] = (process, f"http://127.0.0.1:{port}{path}")
-            for process, url in servers.values():
+                servers[name] = (process, f"http://127.0.0.1:{port}{path}", script)
+            for process, url, script in servers.values():
                 run_wrk(binary, load_pin, url, script, 1, args.connections, process.pid)  # warm
             runs: dict[str, list[Run]] = {"base": [], "change": []}
             steal = Steal.start()
             for round_ in range(args.rounds):
-                for name, (process, url) in servers.items():
+                for name, (process, url, script) in servers.items():
                     run = run_wrk(
                         binary, load_pin, url, script, args.seconds, args.connections, process.pid
                     )
@@ -88,15 +106,19 @@ def main() -> None:
                     )
             stolen = steal.sentence()
         finally:
-            for process, _ in servers.values():
+            for process, _, _ in servers.values():
                 stop(process)
             subprocess.run([*git, "remove", "--force", str(base_tree)], check=False)
 
     base, change = runs["base"], runs["change"]
+    routes = f"--route {args.route}"
+    if base_route != args.route:
+        routes = f"--base-route {base_route} {routes}"
     print(
-        f"\n`python -m bench.ab --base {args.base} --route {args.route} --connections "
+        f"\n`python -m bench.ab --base {args.base} {routes} --connections "
         f"{args.connections} --rounds {args.rounds} --seconds {args.seconds}`: {placement}; "
-        f"POST {path}; medians (min-max).\n{stolen}.\n"
+        f"POST {ROUTES[base_route][0]} (base), {ROUTES[args.route][0]} (change); medians "
+        f"(min-max).\n{stolen}.\n"
     )
     print("| server | req/s | p50 ms | p99 ms | CPU us per request |")
     print("|---|---|---|---|---|")

@@ -7,11 +7,13 @@ The service's flags come from these measurements, so they are known before any a
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 
 class _Card(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # every figure finite: a NaN bound would pass every comparison the service makes with it
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Frameworks(_Card):
@@ -165,6 +167,43 @@ class Certificate(_Card):
     reason: str = Field(description="why it passed, or the box where it failed")
 
 
+class Refutation(_Card):
+    """An input the served model answers wrong: the other half of a decided K."""
+
+    nines: int = Field(description="its trailing run of nines")
+    example: str
+    expected: str
+    got: str
+
+
+class Decision(_Card):
+    """The decided reliable carry length (core.decide, found by training.decide): a proof of
+    K in a certificate file beside the card, which the service checks at load, and an input of
+    a longer run that the model answers wrong, which the service runs at load."""
+
+    method: str
+    proved_carry_length: int = Field(
+        description="every input whose trailing run of nines is at most this is proved right "
+        "at every length; -1: nothing proved"
+    )
+    refutation: Refutation | None = Field(
+        description="an input answered wrong: of run proved + 1 when K is decided exactly, "
+        "else of the shortest run found failing (K lies between)"
+    )
+    certificate_file: str | None = Field(description="the certificate beside the card")
+    certificate_sha256: str | None
+    key_digits: int = Field(description="copying sets are keyed by this many last digits")
+    tanh_error_bound: float = Field(description="each deployed tanh's error the proof allows")
+    margin: float | None = Field(description="least lower bound of the right digit's logit gap")
+    search_seconds: float
+    reason: str = Field(description="why the proof stops where it does")
+
+    @property
+    def exact(self) -> bool:
+        """Whether K is decided: proved, and refuted one nine later."""
+        return self.refutation is not None and self.refutation.nines == self.proved_carry_length + 1
+
+
 class Metrics(_Card):
     """What the evaluation measured on the exported ONNX model."""
 
@@ -181,9 +220,57 @@ class Metrics(_Card):
     )
     certificate: Certificate
     carry_scan: CarryScan
+    decision: Decision | None = Field(
+        default=None, description="the decided carry length (absent on older cards)"
+    )
 
 
 SCHEMA_VERSION: Literal[2] = 2
+
+# The proof's settings a card may ask the service to re-run it with: each bounds the work at
+# load (keys are 10 ** key_digits; the search runs up to search_limit), so a card cannot stall
+# the start. Generous beside what training writes (core.certify's KEY_DIGITS, DEFAULT_LIMIT).
+MAX_KEY_DIGITS = 4
+MAX_TRANSIENT_STEPS = 1000
+MAX_SEARCH_LIMIT = 100_000
+
+
+def _out_of_range(card: "ModelCard") -> str | None:
+    """The first card figure outside the range it can take, said in words; None if all fit."""
+    metrics, certificate, scan = card.metrics, card.metrics.certificate, card.metrics.carry_scan
+    at_least: list[tuple[str, int | float, int]] = [
+        ("architecture.hidden_size", card.architecture.hidden_size, 1),
+        ("architecture.layers", card.architecture.layers, 1),
+        ("architecture.parameters", card.architecture.parameters, 1),
+        ("metrics.tested_length", metrics.tested_length, 0),
+        ("metrics.certificate.key_digits", certificate.key_digits, 1),
+        ("metrics.certificate.transient_steps", certificate.transient_steps, 0),
+        ("metrics.certificate.search_limit", certificate.search_limit, 0),
+        ("metrics.certificate.tanh_error_bound", certificate.tanh_error_bound, 0),
+        ("metrics.carry_scan.scanned_up_to", scan.scanned_up_to, 0),
+        ("metrics.carry_scan.tail_digits", scan.tail_digits, 0),
+        ("metrics.carry_scan.longest_exact_run", scan.longest_exact_run, -1),
+    ]
+    for name, length in [
+        ("metrics.reliable_carry_length", metrics.reliable_carry_length),
+        ("metrics.certificate.proved_carry_length", certificate.proved_carry_length),
+    ]:
+        if length != "unbounded":
+            at_least.append((name, length, -1))
+    for name, value, least in at_least:
+        if value < least:
+            return f"{name} is {value}; it must be at least {least}"
+    for name, value, most in [
+        ("metrics.certificate.key_digits", certificate.key_digits, MAX_KEY_DIGITS),
+        ("metrics.certificate.transient_steps", certificate.transient_steps, MAX_TRANSIENT_STEPS),
+        ("metrics.certificate.search_limit", certificate.search_limit, MAX_SEARCH_LIMIT),
+    ]:
+        if value > most:
+            return f"{name} is {value}; the service re-runs proofs with at most {most}"
+    for first, last in scan.failing_runs:
+        if not 0 <= first <= last:
+            return f"metrics.carry_scan.failing_runs has [{first}, {last}], not 0 <= first <= last"
+    return None
 
 
 class ModelCard(_Card):
@@ -205,6 +292,14 @@ class ModelCard(_Card):
     metrics: Metrics
     plots: list[str] = Field(default_factory=list)
     notes: str = ""
+
+    @model_validator(mode="after")
+    def figures_in_range(self) -> "ModelCard":
+        """A figure out of its range is a validation error naming it, not a crash later."""
+        fault = _out_of_range(self)
+        if fault is not None:
+            raise PydanticCustomError("out_of_range", fault)
+        return self
 
     @property
     def reliable_carry(self) -> int | None:

@@ -5,6 +5,7 @@ python -m training train --recipe robust --seed 0 --out models/counter
 python -m training evaluate models/counter
 python -m training retrain models/counter
 python -m training reproduce --seeds 10 --out docs/reproduction.md
+python -m training decide models/counter-post
 
 The kernels are pinned (training.kernels) before torch runs anything, so a 'portable' model
 retrains to the same bytes on any x86-64 processor.
@@ -20,9 +21,10 @@ from pathlib import Path
 import onnx
 
 from core.card import CarryFailure, Metrics, ModelCard
-from training import evaluate, export, kernels
+from training import decided_seeds, evaluate, export, kernels
 from training.carry_scan import OnnxCarryEngine
 from training.data import make_split
+from training.decide import decide_file
 from training.reproduce import ROWS, run
 from training.train import POST_SEED, RECIPES, train
 
@@ -145,6 +147,33 @@ def _parser() -> argparse.ArgumentParser:
         help="keep the retrained model here (path without suffix, e.g. build/models/counter); "
         "default: compare only, keep nothing",
     )
+
+    decide = commands.add_parser(
+        "decide",
+        help="decide shipped RNNs' reliable carry length without retraining them",
+        description="For each MODEL.onnx (a tanh RNN): prove the largest K it can (every input "
+        "with at most K trailing nines right at every length), write the certificate "
+        "MODEL.cert.npz beside the card, and find an input of run K + 1 the model answers "
+        "wrong. Prints one line per model.",
+    )
+    decide.add_argument(
+        "models", type=Path, nargs="+", help="model paths without suffix, e.g. models/counter-post"
+    )
+    decide.add_argument(
+        "--key-digits", type=_count(1), default=2, help="copying sets keyed by this many digits"
+    )
+    decide.add_argument(
+        "--limit", type=_count(0), default=1000, help="the longest run of nines tried"
+    )
+
+    seeds = commands.add_parser(
+        "decide-seeds",
+        help="train the post recipe's RNN for seeds 0..SEEDS-1, decide each, write the rows",
+        description="Train, export and decide (like `decide`) the post recipe's RNN for each "
+        "seed, and put one row per seed into the page (between markers `reproduce` keeps).",
+    )
+    seeds.add_argument("--seeds", type=_count(1), default=10, help="seeds (default: 10)")
+    seeds.add_argument("--out", type=Path, default=Path("docs/reproduction.md"))
 
     reproduce = commands.add_parser(
         "reproduce",
@@ -330,6 +359,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         ok, text = retrain(args.model, args.kernels, args.out)
         print(text)
         return 0 if ok else 1
+    if args.command == "decide":
+        for model in args.models:
+            print(decide_file(model, args.key_digits, args.limit), flush=True)
+        return 0
+    if args.command == "decide-seeds":
+        kernels.pin("portable")  # before torch runs anything
+        command = f"python -m training decide-seeds --seeds {args.seeds} --out {args.out}"
+        decided_seeds.write(args.out, decided_seeds.section(args.seeds, command))
+        return 0
     kernels.pin(args.kernels)  # before torch runs anything
     if args.command == "train":
         seed = DEFAULT_SEEDS[args.recipe] if args.seed is None else args.seed

@@ -19,7 +19,7 @@ import numpy as np
 
 from core.card import Kernels
 from core.certify import DEFAULT_LIMIT
-from training import kernels
+from training import decided_seeds, kernels
 from training.carry_scan import scan_carries
 from training.evaluate import random_numbers
 from training.model import TorchCarryEngine
@@ -302,7 +302,8 @@ def run(
     text = table(results, seeds, scan_up_to, str(out) if out else "-")
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
+        decided = decided_seeds.kept(out)  # written by `decide-seeds`: keep it
+        out.write_text(text + ("\n" + decided + "\n" if decided else ""))
     else:
         print(text)
     return text

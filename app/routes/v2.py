@@ -8,14 +8,14 @@ Two ways into a model:
   `beyond_reliable_carry` BOOL, `proved` BOOL, `correct` BOOL.
 Errors are {"error": "<message>"} (app.edge writes that shape under /v2) with the same limits and
 statuses as the counter's JSON. tritonclient and the kserve package's client both speak this.
+The inference itself (checks, runs, outputs) is app.inference's, shared with app.grpc.
 """
 
-import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app import docs
-from app.errors import Kind, ServiceError, preview
+from app.errors import Kind, ServiceError
 from app.exchange import (
     ClientGone,
     declared_length,
@@ -25,16 +25,15 @@ from app.exchange import (
     require_tensor_media,
     service_of,
 )
-from app.inputs import parse_number
+from app.inference import Inference, find_model
 from app.registry import LoadedModel
 from app.routes.lean import LeanRoute
 from app.service import CounterService
 from app.tensors import (
     HEADER_LENGTH,
     SERVER,
-    InferInput,
     InferRequest,
-    OutputTensor,
+    model_config,
     model_metadata,
     parse_request,
     write_response,
@@ -42,16 +41,6 @@ from app.tensors import (
 
 router = APIRouter(
     prefix="/v2", tags=["Open Inference Protocol (KServe V2)"], route_class=LeanRoute
-)
-
-RAW_OUTPUTS = ("probabilities",)
-NUMBER_OUTPUTS = (
-    "output",
-    "probabilities",
-    "carry_run",
-    "beyond_reliable_carry",
-    "proved",
-    "correct",
 )
 
 
@@ -62,13 +51,7 @@ def _path(request: Request) -> tuple[str, str | None]:
 
 
 def _model(request: Request, name: str, version: str | None = None) -> LoadedModel:
-    model = service_of(request).model(name)
-    if version is not None and version != model.card.version:
-        raise ServiceError(
-            Kind.UNKNOWN_MODEL,
-            f"model {preview(name)} has no version {preview(version)}; it has {model.card.version}",
-        )
-    return model
+    return find_model(service_of(request), name, version)
 
 
 @router.get("", summary="Server metadata")
@@ -117,6 +100,18 @@ async def metadata(request: Request) -> Response:
 
 
 @router.get(
+    "/models/{name}/config",
+    summary="Model configuration (Triton's, minimal)",
+    openapi_extra=docs.path_parameters("name"),
+    responses=docs.v2_errors(404, 503),
+)
+async def config(request: Request) -> Response:
+    """Triton's model configuration, minimal: what Triton's perf_analyzer asks first (the
+    `number` input, the outputs, their types and dims)."""
+    return json_reply(model_config(_model(request, *_path(request))))
+
+
+@router.get(
     "/models/{name}/ready",
     summary="Model ready",
     openapi_extra=docs.path_parameters("name"),
@@ -132,100 +127,6 @@ async def model_ready(request: Request) -> Response:
     """The model (of this version, if one is named) is loaded, re-proved and warm."""
     model = _model(request, *_path(request))
     return json_reply({"name": model.card.name, "ready": True})
-
-
-def _single_input(inputs: list[InferInput]) -> InferInput:
-    if len(inputs) != 1 or inputs[0].name not in ("digits", "number"):
-        names = ", ".join(repr(i.name[:20]) for i in inputs) or "none"
-        raise ServiceError(
-            Kind.MALFORMED_TENSOR,
-            f"send exactly one input, 'digits' (INT64 [batch, time]) or 'number' (BYTES "
-            f"[batch]); got {names}",
-        )
-    return inputs[0]
-
-
-def _digits(tensor: InferInput, service: CounterService) -> np.ndarray:
-    if tensor.datatype != "INT64" or len(tensor.shape) != 2 or 0 in tensor.shape:
-        raise ServiceError(
-            Kind.MALFORMED_TENSOR,
-            f"'digits' is INT64 [batch, time] with both at least 1; got {tensor.datatype} "
-            f"{tensor.shape}",
-        )
-    settings = service.settings
-    batch, time = tensor.shape
-    if batch * time > settings.max_batch_digits or time > settings.max_digits + 1:
-        raise ServiceError(
-            Kind.BATCH_TOO_LARGE,
-            f"'digits' {tensor.shape} is past the limits: batch x time at most "
-            f"{settings.max_batch_digits} (COUNTER_MAX_BATCH_DIGITS), time at most "
-            f"{settings.max_digits + 1} (COUNTER_MAX_DIGITS + 1)",
-        )
-    digits = np.asarray(tensor.values, dtype=np.int64).reshape(batch, time)
-    if digits.min() < 0 or digits.max() > 9:
-        raise ServiceError(Kind.MALFORMED_TENSOR, "'digits' holds values outside 0-9")
-    return digits
-
-
-def _numbers(tensor: InferInput, service: CounterService) -> list[str]:
-    settings = service.settings
-    if tensor.datatype != "BYTES" or len(tensor.shape) != 1 or tensor.shape[0] == 0:
-        raise ServiceError(
-            Kind.MALFORMED_TENSOR,
-            f"'number' is BYTES [batch] with batch at least 1; got {tensor.datatype} "
-            f"{tensor.shape}",
-        )
-    if tensor.shape[0] > settings.max_batch_items:
-        raise ServiceError(
-            Kind.TOO_MANY_ITEMS,
-            f"'number' has {tensor.shape[0]} items, more than the limit of "
-            f"{settings.max_batch_items} (COUNTER_MAX_BATCH_ITEMS)",
-        )
-    numbers = []
-    for index, raw in enumerate(tensor.values):
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ServiceError(Kind.INVALID_NUMBER, f"number[{index}] is not UTF-8") from None
-        numbers.append(parse_number(text, settings.max_digits, f"number[{index}]"))
-    padded = len(numbers) * (max(map(len, numbers)) + 1)
-    if padded > settings.max_batch_digits:
-        raise ServiceError(
-            Kind.BATCH_TOO_LARGE,
-            f"{len(numbers)} numbers padded to the longest take {padded} digit steps, past "
-            f"the limit of {settings.max_batch_digits} (COUNTER_MAX_BATCH_DIGITS)",
-        )
-    return numbers
-
-
-def _bounded_answer(infer: InferRequest, names: list[str], steps: int, limit: int) -> None:
-    """Refuse, before the run, a request whose probabilities would pass COUNTER_MAX_ANSWER_BYTES
-    as written: about 16 bytes per float as JSON text, 4 as binary data."""
-    if "probabilities" not in names:
-        return
-    binary = infer.binary.get("probabilities", infer.binary_all)
-    size = steps * 10 * (4 if binary else 16)
-    if size > limit:
-        raise ServiceError(
-            Kind.BATCH_TOO_LARGE,
-            f"the probabilities of {steps} digit steps would take about {size} bytes "
-            f"{'as binary data' if binary else 'as JSON'}, more than the limit of {limit} "
-            "(COUNTER_MAX_ANSWER_BYTES): ask them as binary data (parameters.binary_data), "
-            "leave them out of 'outputs', or send fewer digits",
-        )
-
-
-def _choose(asked: list[str] | None, available: tuple[str, ...], way: str) -> list[str]:
-    if asked is None:
-        return list(available)
-    unknown = [name for name in asked if name not in available]
-    if unknown:
-        raise ServiceError(
-            Kind.MALFORMED_TENSOR,
-            f"output {preview(unknown[0], 30)} is not given for the {way} input; available: "
-            f"{', '.join(available)}",
-        )
-    return asked
 
 
 async def _infer(request: Request, name: str, version: str | None) -> Response:
@@ -245,53 +146,34 @@ async def _answer(
     request: Request, service: CounterService, model: LoadedModel, header: str | None
 ) -> Response:
     infer = parse_request(await read_body(request), header)
-    tensor = _single_input(infer.inputs)
-    outputs: list[OutputTensor] = []
+    inference = Inference(service, infer)
+    request.state.digits = inference.size
+    _bounded_answer(infer, inference, service.settings.max_answer_bytes)
     async with ClientGone(request) as gone:
-        if tensor.name == "digits":
-            digits = _digits(tensor, service)
-            request.state.digits = int(digits.size)
-            names = _choose(infer.outputs, RAW_OUTPUTS, "'digits'")
-            _bounded_answer(infer, names, int(digits.size), service.settings.max_answer_bytes)
-            probs = await service.probabilities(model.card.name, digits, gone)
-            outputs = [OutputTensor("probabilities", "FP32", list(probs.shape), probs)]
-        else:
-            numbers = _numbers(tensor, service)
-            request.state.digits = sum(map(len, numbers))
-            names = _choose(infer.outputs, NUMBER_OUTPUTS, "'number'")
-            steps = len(numbers) * (max(map(len, numbers)) + 1)
-            _bounded_answer(infer, names, steps, service.settings.max_answer_bytes)
-            answers, probs = await service.numbers(model.card.name, numbers, gone)
-            columns: dict[str, OutputTensor] = {
-                "output": OutputTensor(
-                    "output", "BYTES", [len(answers)], [a["output"] for a in answers]
-                ),
-                "probabilities": OutputTensor("probabilities", "FP32", list(probs.shape), probs),
-                "carry_run": OutputTensor(
-                    "carry_run",
-                    "INT64",
-                    [len(answers)],
-                    np.array([a["carry_run"] for a in answers]),
-                ),
-                "beyond_reliable_carry": OutputTensor(
-                    "beyond_reliable_carry",
-                    "BOOL",
-                    [len(answers)],
-                    np.array([a["flags"]["beyond_reliable_carry"] for a in answers]),
-                ),
-                "proved": OutputTensor(
-                    "proved", "BOOL", [len(answers)], np.array([a["proved"] for a in answers])
-                ),
-                "correct": OutputTensor(
-                    "correct",
-                    "BOOL",
-                    [len(answers)],
-                    np.array([a["check"]["correct"] for a in answers]),
-                ),
-            }
-            outputs = [columns[n] for n in names]
+        outputs = await inference.run(service, model, gone)
     body, headers = write_response(model.card.name, model.card.version, infer, outputs)
     return reply(body, headers=headers, media_type=None)
+
+
+def _bounded_answer(infer: InferRequest, inference: Inference, limit: int) -> None:
+    """Refuse, before the run, a request whose probabilities would pass COUNTER_MAX_ANSWER_BYTES
+    as written: about 16 bytes per float as JSON text, 4 as binary data."""
+    if "probabilities" not in inference.names:
+        return
+    if inference.digits is not None:
+        steps = int(inference.digits.size)
+    else:
+        steps = len(inference.numbers) * (max(map(len, inference.numbers)) + 1)
+    binary = infer.binary.get("probabilities", infer.binary_all)
+    size = steps * 10 * (4 if binary else 16)
+    if size > limit:
+        raise ServiceError(
+            Kind.BATCH_TOO_LARGE,
+            f"the probabilities of {steps} digit steps would take about {size} bytes "
+            f"{'as binary data' if binary else 'as JSON'}, more than the limit of {limit} "
+            "(COUNTER_MAX_ANSWER_BYTES): ask them as binary data (parameters.binary_data), "
+            "leave them out of 'outputs', or send fewer digits",
+        )
 
 
 _INFER_DOC = {

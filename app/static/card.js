@@ -24,6 +24,19 @@ function certificate(cert) {
   return `Not certified (${how}): ${cert.reason}`;
 }
 
+// The decided carry length (a checked certificate and a checked failing input), if the card has it.
+function decisionText(decision, check) {
+  const proved = decision.proved_carry_length;
+  const claim = proved < 0 ? "Nothing proved" : `Proved K = ${fmt(proved)}`;
+  const seconds = check ? ` (checked by this service in ${(check.seconds * 1000).toFixed(0)} ms)` : "";
+  const failure = decision.refutation;
+  if (!failure) return `${claim}${seconds}; no failing input found past it.`;
+  const where = failure.nines === proved + 1
+    ? `decided exactly: the model fails at ${fmt(failure.nines)}`
+    : `K lies between ${fmt(proved)} and ${fmt(failure.nines - 1)}: the model fails at ${fmt(failure.nines)}`;
+  return `${claim}${seconds}; ${where} (e.g. ${failure.example} + 1 gave ${failure.got}).`;
+}
+
 function scanText(scan) {
   const scope = `every run of 1 to ${fmt(scan.scanned_up_to)} nines, each next digit (${fmt(scan.cases)} cases, ${scan.engine})`;
   if (!scan.failing_runs.length) return `No wrong answer in ${scope}.`;
@@ -65,6 +78,17 @@ export function renderCard(root, model, onTry) {
       el("dt", { text: "First failure" }),
       el("dd", { class: "failure" },
         `${failure.example} + 1: the model said ${failure.got}, exact ${failure.expected}. `, tryIt));
+  }
+  if (m.decision) {
+    const failure = m.decision.refutation;
+    const dd = el("dd", { class: "decision" }, decisionText(m.decision, model.serving.decision), " ");
+    // One "Try" button per input: the scan's first failure may be this same input.
+    if (failure && failure.example !== m.carry_scan.first_failure?.example) {
+      const tryIt = el("button", { type: "button", class: "try", "data-try": failure.example, text: `Try ${failure.example}` });
+      tryIt.addEventListener("click", () => onTry(failure.example));
+      dd.append(tryIt);
+    }
+    list.append(el("dt", { text: "Decided carry length" }), dd);
   }
   const serving = model.serving;
   list.append(

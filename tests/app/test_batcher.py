@@ -6,6 +6,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from app.engine import answer_with_probabilities
 from app.main import create_app, lifespan
 from app.metrics import MODEL_RUN_SECONDS
 from app.settings import Settings
@@ -147,3 +148,47 @@ def test_a_large_body_the_queue_cannot_take_is_refused_before_it_is_read(shipped
     idle_large, _ = asyncio.run(run(0))
     assert idle_large.status_code == 200
     assert [r["output"] for r in idle_large.json()["results"]] == [add_one(numbers[0])] * 1024
+
+
+def test_v2_numbers_share_runs_with_increments_and_keep_their_own_probabilities(
+    shipped: object,
+) -> None:
+    """V2 `number` requests (several numbers each) in one loop turn share one run, also beside
+    /increment requests, and each gets its own answers and probabilities [its numbers, its
+    longest + 1, 10], as a run of its numbers alone gives them."""
+    groups = [["1299", "7"], ["99999999"], ["0", "41", "1476233999"]] * 4
+    singles = [str(n) for n in range(90, 102)]
+
+    async def run() -> tuple[list[Any], list[httpx.Response], float]:
+        app = create_app(Settings())
+        async with lifespan(app):
+            service = app.state.service
+            before = model_runs("counter")
+            transport = httpx.ASGITransport(app=app)
+            v2 = [service.numbers("counter", numbers, None) for numbers in groups]
+            got = await asyncio.gather(*v2)
+            runs = model_runs("counter") - before  # the V2 requests alone: one run
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                v2 = [service.numbers("counter", numbers, None) for numbers in groups]
+                increments = [client.post("/increment", json={"number": n}) for n in singles]
+                mixed = await asyncio.gather(*v2, *increments)
+            assert [a for a, _ in mixed[: len(groups)]] == [a for a, _ in got]
+            got += mixed[len(groups) :]
+            alone = [await asyncio.to_thread(_alone, service, numbers) for numbers in groups]
+        return list(zip(got[: len(groups)], alone, strict=True)), got[len(groups) :], runs
+
+    def _alone(service: Any, numbers: list[str]) -> Any:
+        results, probs = answer_with_probabilities(
+            service.registry.models["counter"], [(numbers, "none")], service.options
+        )
+        return results[0], probs
+
+    pairs, increments, runs = asyncio.run(run())
+    assert runs == 1  # twelve V2 requests, 24 numbers: one run
+    for ((answers, probs), (own_answers, own_probs)), numbers in zip(pairs, groups, strict=True):
+        assert [a["output"] for a in answers] == [add_one(n) for n in numbers]
+        assert [a["proved"] for a in answers] == [a["proved"] for a in own_answers]
+        assert probs.shape == (len(numbers), max(map(len, numbers)) + 1, 10)
+        np.testing.assert_allclose(probs, own_probs, rtol=0, atol=1e-6)
+        assert np.array_equal(probs.argmax(-1), own_probs.argmax(-1))
+    assert [r.json()["output"] for r in increments] == [add_one(n) for n in singles]

@@ -197,7 +197,7 @@ def test_a_failing_model_run_is_a_logged_json_500_and_nobody_hangs(
     def broken(*_: object) -> None:
         raise RuntimeError("onnxruntime fell over")
 
-    monkeypatch.setattr("app.batcher.answer_each", broken)
+    monkeypatch.setattr("app.batcher.answer_with_probabilities", broken)
     with TestClient(create_app(Settings()), raise_server_exceptions=False) as client:
         response = post(client, "/increment", {"number": "12"})
         assert client.get("/healthz").status_code == 200  # the service goes on
@@ -241,7 +241,7 @@ def test_a_failing_request_is_timed_as_a_500(
     def broken(*_: object) -> None:
         raise RuntimeError("onnxruntime fell over")
 
-    monkeypatch.setattr("app.batcher.answer_each", broken)
+    monkeypatch.setattr("app.batcher.answer_with_probabilities", broken)
     with TestClient(create_app(Settings()), raise_server_exceptions=False) as client:
         before = metric(client, _timed(500))
         assert post(client, "/increment", {"number": "12"}).status_code == 500

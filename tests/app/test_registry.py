@@ -107,7 +107,7 @@ def huge_onnx(folder: Path, name: str) -> None:
 FAULTS = [
     (break_sha256, "sha256 is"),
     (drop_onnx, "missing: the card names this file"),
-    (garble_onnx, "onnxruntime cannot load it"),
+    (garble_onnx, "not the graph training exports: not an ONNX model"),
     (invalidate_card, "not a valid model card: sha256"),
     (random_weights, "the card claims"),
     (claim_unbounded, "the card claims a proved reliable carry length of unbounded"),

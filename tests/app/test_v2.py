@@ -129,3 +129,23 @@ def test_the_kserve_rest_client_infers(base: str, shipped: Path, binary: bool) -
     response, digits = asyncio.run(run())
     probs = response.outputs[0].as_numpy()
     np.testing.assert_array_equal(probs.reshape(*digits.shape, 10), _onnx(shipped, digits))
+
+
+def test_the_triton_config_names_what_perf_analyzer_sends(base: str) -> None:
+    """perf_analyzer reads GET /v2/models/{name}/config first and sends every input it
+    declares: the `number` input alone, and the outputs with Triton's type names."""
+    client = triton.InferenceServerClient(base.removeprefix("http://"))
+    config = client.get_model_config("counter")
+    assert config["name"] == "counter"
+    assert config["input"] == [{"name": "number", "data_type": "TYPE_STRING", "dims": [-1]}]
+    types = {o["name"]: o["data_type"] for o in config["output"]}
+    assert types == {
+        "output": "TYPE_STRING",
+        "probabilities": "TYPE_FP32",
+        "carry_run": "TYPE_INT64",
+        "beyond_reliable_carry": "TYPE_BOOL",
+        "proved": "TYPE_BOOL",
+        "correct": "TYPE_BOOL",
+    }
+    with pytest.raises(InferenceServerException, match="no model named 'nope'"):
+        client.get_model_config("nope")

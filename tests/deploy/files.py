@@ -16,6 +16,8 @@ MODELS_DIR = REPO / "models"
 
 # The port the image serves on (EXPOSE, COUNTER_PORT) and every manifest points at.
 CONTAINER_PORT = 8000
+# The gRPC port (COUNTER_GRPC_PORT) in the image, compose and Kubernetes, as Triton's.
+GRPC_PORT = 8001
 # The uid the image runs as; the Kubernetes pod security context names it too.
 APP_UID = 10001
 

@@ -10,6 +10,7 @@ import pytest
 from tests.deploy.files import (
     COMPOSE_FILE,
     CONTAINER_PORT,
+    GRPC_PORT,
     known_setting_variables,
     load_yaml_documents,
 )
@@ -56,7 +57,7 @@ def test_builds_from_the_repository_with_an_overridable_base() -> None:
 
 def test_publishes_the_served_port() -> None:
     targets = [str(port).rsplit(":", 1)[-1] for port in service()["ports"]]
-    assert targets == [str(CONTAINER_PORT)]
+    assert targets == [str(CONTAINER_PORT), str(GRPC_PORT)]
 
 
 def test_is_hardened_like_the_kubernetes_deployment() -> None:

