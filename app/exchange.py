@@ -170,4 +170,6 @@ def reply(
 def json_reply(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """orjson's bytes of an answer (numpy arrays and scalars written as JSON numbers)."""
     body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
-    return reply(body, status, headers)
+    if len(body) > ANSWER_CHUNK:
+        return LargeAnswer(body, status_code=status, media_type=JSON, headers=headers)
+    return Response(body, status_code=status, media_type=JSON, headers=headers)
