@@ -8,7 +8,7 @@ PORT ?= $(or $(COUNTER_PORT),8000)
 # unless this is set: off for everything make starts, as in the image and the manifests.
 export ORT_DISABLE_TELEMETRY := 1
 
-.PHONY: serve test lint train bench peers peers-env clean
+.PHONY: serve test lint train explain bench peers peers-env clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,16 @@ train: $(VENV)/.dev  ## retrain both shipped models into build/models/ and compa
 	if [ "$(SHIP)" = 1 ]; then \
 		for name in $(SHIPPED); do cp $(TRAIN_OUT)/$$name.* models/; done; \
 		echo "copied $(TRAIN_OUT)/ into models/ (SHIP=1)"; \
+		$(BIN)/python -m training explain models/counter models/counter-post --write || status=1; \
 	fi; exit $$status
+
+# Why the carry lasts or fades (docs/why-the-carry-fails.md): the shipped models' figures and
+# card `dynamics`, then the seed table in docs/reproduction.md (seeds trained into
+# $(EXPLAIN_WORK) and reused; delete it to retrain them, e.g. after the optimizer changes).
+EXPLAIN_WORK ?= /tmp/explain-seeds
+explain: $(VENV)/.dev  ## regenerate every figure and table of docs/why-the-carry-fails.md
+	$(BIN)/python -m training explain models/counter models/counter-post --write --doc docs/why-the-carry-fails.md
+	$(BIN)/python -m training explain-seeds --work $(EXPLAIN_WORK) --seeds 10 --rows post-rnn robust-rnn post-gru:3 --out docs/reproduction.md
 
 bench: $(VENV)/.dev  ## every benchmark the README quotes (about 25 minutes; a quiet machine)
 	$(BIN)/python -m bench.training

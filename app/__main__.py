@@ -11,9 +11,7 @@ from types import FrameType
 
 from pydantic import ValidationError
 
-from app import memory, server
-from app.main import create_app
-from app.registry import ModelLoadError, load_registry
+from app import memory, workers
 from app.settings import Settings
 
 
@@ -35,6 +33,26 @@ def main() -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s"
     )
+    count = workers.wanted(settings)
+    if count > 1 and settings.model_control == "explicit":
+        # A load or unload reaches the one worker that takes the request: the others would go
+        # on serving the old models. Polling the folder keeps every worker the same.
+        print(
+            f"error: COUNTER_MODEL_CONTROL=explicit needs one worker (COUNTER_WORKERS=1), not "
+            f"{count}: a load reaches one worker only; use COUNTER_MODEL_CONTROL=poll",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    if count > 1 and not workers.is_worker():
+        # The supervisor: it loads no model; each worker is this same command, and says why
+        # it cannot start (the supervisor then stops with its status).
+        raise SystemExit(workers.supervise(settings, count))
+    # Only a worker (or the single process) imports the serving stack: the supervisor stays small.
+    from app import server
+    from app.main import create_app
+    from app.metrics import REQUESTS_IN_PROGRESS
+    from app.registry import ModelLoadError, load_registry
+
     try:
         registry = load_registry(
             settings.models_dir, settings.default_model, settings.max_model_bytes
@@ -44,7 +62,9 @@ def main() -> None:
         raise SystemExit(2) from None
     signal.signal(signal.SIGTERM, _stopped)
     signal.signal(signal.SIGINT, _stopped)  # Ctrl-C: the same clean stop, no traceback
-    server.run(create_app(settings, registry), settings)
+    if workers.is_worker():
+        workers.sample_every_second(REQUESTS_IN_PROGRESS, server.requests_in_progress)
+    server.run(create_app(settings, registry), settings, workers.inherited_socket())
 
 
 if __name__ == "__main__":

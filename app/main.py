@@ -13,7 +13,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
-from app import docs, docs_pages, memory, server
+from app import docs, docs_pages, memory, server, workers
 from app.edge import Edge, error_body
 from app.errors import Kind, ServiceError
 from app.metrics import ERRORS
@@ -52,9 +52,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     gc.freeze()
     memory.release()  # the checks' arrays (tanh grid, warm-up, proof) go back to the OS
     service.ready = service.serving = True
+    workers.mark_ready(True)  # for /readyz in the sibling workers, if any
     try:
         yield
     finally:
+        workers.mark_ready(False)
         service.ready = service.serving = False
         app.state.repository.stop_polling()
         if grpc_server is not None:

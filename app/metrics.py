@@ -3,9 +3,24 @@
 Request latency by route template and status (observed by app.edge), model-run latency,
 digits processed, refusals by kind, refused connections. Metrics live in the process-wide
 default registry, so they are defined once here, at import.
+
+Under app.workers, prometheus-client's multiprocess mode is on (PROMETHEUS_MULTIPROC_DIR, set
+by the supervisor before a worker starts): each worker writes its values to files there, and
+the one answering /metrics reads them all. Counters and histograms add up over the workers,
+dead ones included; each gauge says how its workers' values combine (multiprocess_mode).
 """
 
-from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+import os
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
 
 # The *_created series only add noise for a long-running service.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -28,10 +43,15 @@ DIGITS_PROCESSED = Counter(
     ["model"],
 )
 ERRORS = Counter("counter_errors", "Requests refused or failed, by kind of error.", ["kind"])
-MODELS_LOADED = Gauge("counter_models_loaded", "Models loaded, verified and warmed up.")
+MODELS_LOADED = Gauge(
+    "counter_models_loaded",
+    "Models loaded, verified and warmed up (with several workers: the fewest any worker has).",
+    multiprocess_mode="livemin",
+)
 PENDING_STEPS = Gauge(
     "counter_pending_steps",
     "Digit steps admitted to the worker threads and not finished (COUNTER_MAX_PENDING_STEPS).",
+    multiprocess_mode="livesum",
 )
 REFUSED_CONNECTIONS = Counter(
     "counter_refused_connections",
@@ -40,5 +60,25 @@ REFUSED_CONNECTIONS = Counter(
 REQUESTS_IN_PROGRESS = Gauge(
     "counter_requests_in_progress",
     "Requests read and not yet answered, over every connection (what decides whether a small "
-    "request waits a loop turn for company in a batch).",
+    "request waits a loop turn for company in a batch). With several workers, their sum, each "
+    "sampled every second.",
+    multiprocess_mode="livesum",
 )
+
+
+def _registry() -> CollectorRegistry | None:
+    """What /metrics reads: every worker's files under multiprocess mode, else None (the
+    process's default registry)."""
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return None
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
+
+_SHARED = _registry()
+
+
+def exposition() -> bytes:
+    """The Prometheus text of every metric, over every worker."""
+    return generate_latest(_SHARED) if _SHARED is not None else generate_latest()

@@ -46,6 +46,7 @@ from core.certify import cell_of, prove_carry
 from core.codec import Digits, add_one, add_one_digits, carry_run, decode, encode_batch
 from core.decide import CertificateError, Invariant
 from core.decide import check as check_certificate
+from core.dynamics import carry_attractor
 from core.session import open_session
 from core.weights import RnnWeights, UnsupportedModelError, recurrent_weights_from_onnx
 
@@ -81,6 +82,9 @@ class ServingCheck:
     warm_up_answers: int  # answers checked against exact arithmetic before serving
     # the card's decided carry length (core.decide), checked here: None when the card has none
     decision: "DecisionCheck | None" = None
+    # the card's dynamics.carry_attractor re-derived from the loaded weights (core.dynamics);
+    # None when the card makes no such claim
+    carry_attractor: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -371,6 +375,25 @@ def served_card(card: ModelCard, decision: DecisionCheck | None) -> ModelCard:
     return card.model_copy(update={"metrics": metrics})
 
 
+def _recheck_attractor(card: ModelCard, onnx_path: Path, blob: bytes) -> bool | None:
+    """Re-derive the card's carry_attractor from the loaded weights; refuse a card it
+    contradicts. None when the card makes no such claim."""
+    if card.dynamics is None:
+        return None
+    try:
+        weights = recurrent_weights_from_onnx(blob)
+    except UnsupportedModelError as exc:
+        raise ModelLoadError(onnx_path, f"the card claims carry dynamics, but {exc}") from None
+    found = carry_attractor(weights)
+    if found != card.dynamics.carry_attractor:
+        raise ModelLoadError(
+            onnx_path,
+            f"the card says carry_attractor is {card.dynamics.carry_attractor}, but the loaded "
+            f"weights give {found} (core.dynamics)",
+        )
+    return found
+
+
 def _claimed_right(card: ModelCard, number: str) -> bool:
     """Whether the card says this answer is right: proved, or (for "t d 9..9" with a tail of
     at most the scan's digits) a run its scan checked and found no failure for."""
@@ -438,6 +461,7 @@ def _serve(
     decision = _check_decision(card, onnx_path, blob, session, errors)
     card = served_card(card, decision)
     answers = _warm_up(card, onnx_path, session)
+    attractor = _recheck_attractor(card, onnx_path, blob)
     check = ServingCheck(
         onnxruntime=ort.__version__,
         activation_error_measured=proof.activation_error,
@@ -446,6 +470,7 @@ def _serve(
         proof_seconds=round(proof.seconds, 4),
         warm_up_answers=answers,
         decision=decision,
+        carry_attractor=attractor,
     )
     return LoadedModel(
         card,

@@ -43,6 +43,12 @@ class ServingCheck(_Strict):
     decision: DecisionCheck | None = Field(
         default=None, description="the card's decided carry length, checked here (null: none)"
     )
+    carry_attractor: bool | None = Field(
+        default=None,
+        description="the card's dynamics.carry_attractor re-derived from the loaded weights "
+        "(a stable fixed point of the map 'read a 9' that reads out the carry); null when the "
+        "card makes no such claim",
+    )
 
 
 class ServedModel(ModelCard):

@@ -24,6 +24,7 @@ import gc
 import logging
 import resource
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -441,8 +442,9 @@ def requests_in_progress() -> int:
     return GuardedProtocol.in_progress
 
 
-def run(app: Any, settings: Settings) -> None:
-    """Serve the app with uvicorn and the protections above, until SIGTERM or Ctrl-C."""
+def run(app: Any, settings: Settings, sock: socket.socket | None = None) -> None:
+    """Serve the app with uvicorn and the protections above, until SIGTERM or Ctrl-C; on a
+    listening socket already opened (app.workers), or on settings.host and port."""
     REQUESTS_IN_PROGRESS.set_function(requests_in_progress)
     GuardedProtocol.max_connections = connection_cap(settings.max_connections)
     GuardedProtocol.max_header_bytes = settings.max_header_bytes
@@ -480,4 +482,4 @@ def run(app: Any, settings: Settings) -> None:
     # A worker thread building a large batch's answers holds the GIL; the event loop waits for
     # it at most this long each time (Python's default is 5 ms).
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    DrainingServer(config, settings.drain_seconds, app).run()
+    DrainingServer(config, settings.drain_seconds, app).run(sockets=[sock] if sock else None)

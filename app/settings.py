@@ -78,6 +78,13 @@ class Settings(BaseSettings):
     max_run_seconds: float = Field(
         default=10.0, gt=0, description="longest a request may wait and run; then it is stopped"
     )
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="processes serving the port (app.workers); default: one per CPU this process "
+        "may use (its affinity and cgroup quota)",
+    )
     # Connections (app.server).
     max_connections: int = Field(default=512, ge=1, description="open connections at once")
     max_header_bytes: int = Field(

@@ -144,6 +144,7 @@ def ours(work: Path) -> Server:
         "COUNTER_PORT": str(port),
         "COUNTER_MODELS_DIR": str(models),
         "COUNTER_DRAIN_SECONDS": "0",  # stop at once: nothing is in flight when we stop it
+        "COUNTER_WORKERS": "1",  # one process, as each peer is measured
     }
     versions = _versions(Path(sys.executable), ["rnn-counter", "uvicorn", "onnxruntime"])
     # The project's console script runs `python -m app`'s main(); its command line does not

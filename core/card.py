@@ -225,6 +225,22 @@ class Metrics(_Card):
     )
 
 
+class CarryDynamics(_Card):
+    """Why the carry lasts or fades (core.dynamics, `python -m training explain`): optional,
+    so cards written before it still parse. The service re-derives carry_attractor."""
+
+    carry_attractor: bool = Field(
+        description="true when a stable fixed point of the map 'read a 9' reads out the carry "
+        "and the carry chain settles on it: the carry lasts for ever; false when the chain is "
+        "a transient that leaves the carry"
+    )
+    predicted_exact_run: int | Literal["unbounded"] = Field(
+        description="the longest run of nines the chain keeps the carry through (float64)"
+    )
+    lost_at: int | None = Field(description="the first run of nines whose carry is lost")
+    figure: str | None = Field(description="the figure among the card's plots, if drawn")
+
+
 SCHEMA_VERSION: Literal[2] = 2
 
 # The proof's settings a card may ask the service to re-run it with: each bounds the work at
@@ -292,6 +308,7 @@ class ModelCard(_Card):
     metrics: Metrics
     plots: list[str] = Field(default_factory=list)
     notes: str = ""
+    dynamics: CarryDynamics | None = None
 
     @model_validator(mode="after")
     def figures_in_range(self) -> "ModelCard":

@@ -6,12 +6,15 @@ python -m training evaluate models/counter
 python -m training retrain models/counter
 python -m training reproduce --seeds 10 --out docs/reproduction.md
 python -m training decide models/counter-post
+python -m training explain models/counter --json
+python -m training explain-seeds --work /tmp/explain-seeds --out docs/reproduction.md
 
 The kernels are pinned (training.kernels) before torch runs anything, so a 'portable' model
 retrains to the same bytes on any x86-64 processor.
 """
 
 import argparse
+import json
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -21,7 +24,7 @@ from pathlib import Path
 import onnx
 
 from core.card import CarryFailure, Metrics, ModelCard
-from training import decided_seeds, evaluate, export, kernels
+from training import decided_seeds, evaluate, explain, explain_seeds, export, kernels
 from training.carry_scan import OnnxCarryEngine
 from training.data import make_split
 from training.decide import decide_file
@@ -173,7 +176,12 @@ def _parser() -> argparse.ArgumentParser:
         "seed, and put one row per seed into the page (between markers `reproduce` keeps).",
     )
     seeds.add_argument("--seeds", type=_count(1), default=10, help="seeds (default: 10)")
-    seeds.add_argument("--out", type=Path, default=Path("docs/reproduction.md"))
+    seeds.add_argument(
+        "--out",
+        type=Path,
+        default=Path("docs/reproduction.md"),
+        help="the page to put the rows into (default: docs/reproduction.md)",
+    )
 
     reproduce = commands.add_parser(
         "reproduce",
@@ -204,7 +212,108 @@ def _parser() -> argparse.ArgumentParser:
     reproduce.add_argument(
         "--out", type=Path, default=None, help="write the Markdown table here (default: stdout)"
     )
+
+    explain = commands.add_parser(
+        "explain",
+        help="why a model keeps or loses the carry: the dynamics of its map 'read a 9'",
+        description="From MODEL.onnx's weights alone (numpy, float64): the carry chain (the "
+        "state after j nines read with the carry on, and the right digit's margin over the "
+        "best rival at each step), the fixed points of the 9-map and of the copying maps "
+        "with their Jacobians' eigenvalues, carry_attractor, and where and why the chain "
+        "leaves the carry. --write also draws MODEL-carry.png beside the model and records "
+        "the verdict in MODEL.json's `dynamics` (listing the figure among its plots).",
+    )
+    explain.add_argument(
+        "model", type=Path, nargs="+", help="model path without suffix, e.g. models/counter"
+    )
+    explain.add_argument("--json", action="store_true", help="print JSON, one object per model")
+    explain.add_argument(
+        "--write", action="store_true", help="draw the figure and update the model card"
+    )
+    explain.add_argument(
+        "--doc",
+        type=Path,
+        default=None,
+        help="also write the models' key figures into this page's marked section "
+        "(docs/why-the-carry-fails.md)",
+    )
+
+    explain_seeds_command = commands.add_parser(
+        "explain-seeds",
+        help="test the dynamics' verdict on many seeds against their scans and certificates",
+        description="Train (or reuse) seeds 0..SEEDS-1 of each recipe into WORK, predict each "
+        "one's carry from its weights (explain) and write the table of predicted against "
+        "measured into OUT's marked section.",
+    )
+    explain_seeds_command.add_argument(
+        "--work", type=Path, required=True, help="scratch folder for the seeds"
+    )
+    explain_seeds_command.add_argument(
+        "--seeds", type=_count(1), default=10, help="seeds per row (default: 10)"
+    )
+    explain_seeds_command.add_argument(
+        "--rows",
+        nargs="+",
+        default=["post-rnn", "robust-rnn"],
+        metavar="RECIPE-CELL[:SEEDS]",
+        help="rows, e.g. post-rnn robust-rnn post-gru:3 (a row's own seed count after the "
+        "colon; default: post-rnn robust-rnn)",
+    )
+    explain_seeds_command.add_argument(
+        "--out", type=Path, default=None, help="Markdown page (default: stdout)"
+    )
     return parser
+
+
+def _explain(models: Sequence[Path], as_json: bool, write: bool, doc: Path | None) -> int:
+    reports = []
+    for model in models:
+        if not model.with_suffix(".onnx").is_file():
+            raise SystemExit(f"error: {model.with_suffix('.onnx')} not found")
+        dynamics, info = explain.explain(model, model.parent if write else None)
+        if write:
+            explain.write_card(model, dynamics, info["figure"])
+        print(json.dumps(info) if as_json else explain.text(info))
+        reports.append((info, dynamics))
+    if doc is not None:
+        section = explain.doc_section(reports)
+        explain_seeds.write_section(doc, section, explain.DOC_BEGIN, explain.DOC_END)
+    return 0
+
+
+def _explain_seeds(work: Path, seeds: int, rows: Sequence[str], out: Path | None) -> int:
+    work.mkdir(parents=True, exist_ok=True)
+    verdicts = []
+    for spec in rows:
+        row, _, count = spec.partition(":")
+        recipe, _, cell = row.partition("-")
+        if (
+            recipe not in RECIPES
+            or cell not in ("rnn", "gru", "lstm")
+            or not (count == "" or count.isdigit())
+        ):
+            raise SystemExit(
+                f"error: {spec!r} is not RECIPE-CELL[:SEEDS] (recipes {sorted(RECIPES)})"
+            )
+        for seed in range(int(count) if count else seeds):
+            model = explain_seeds.train_seed(work, recipe, cell, seed)
+            verdict = explain_seeds.verdict(model, recipe, cell, seed)
+            print(
+                f"{row} seed {seed}: attractor {verdict.attractor}, predicted "
+                f"{verdict.predicted}, scan {verdict.scan_run}, proved {verdict.proved}, "
+                f"{'agrees' if verdict.agrees else 'DISAGREES'}",
+                file=sys.stderr,
+                flush=True,
+            )
+            verdicts.append(verdict)
+    command = f"python -m training explain-seeds --work {work} --seeds {seeds} --rows "
+    command += " ".join(rows) + (f" --out {out}" if out else "")
+    section = explain_seeds.table(verdicts, command)
+    if out is None:
+        print(section)
+    else:
+        explain_seeds.write_section(out, section)
+    return 0
 
 
 def _proved(metrics: Metrics) -> str:
@@ -351,6 +460,10 @@ def retrain(model: Path, mode: kernels.Mode | None, out: Path | None = None) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "explain":
+        return _explain(args.model, args.json, args.write, args.doc)
+    if args.command == "explain-seeds":
+        return _explain_seeds(args.work, args.seeds, args.rows, args.out)
     if args.command == "evaluate":
         ok, text = compare(args.model)
         print(text)

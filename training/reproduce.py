@@ -22,6 +22,7 @@ from core.certify import DEFAULT_LIMIT
 from training import decided_seeds, kernels
 from training.carry_scan import scan_carries
 from training.evaluate import random_numbers
+from training.explain_seeds import kept_section
 from training.model import TorchCarryEngine
 from training.proof import prove_model
 from training.train import RECIPES, Recipe, torch_exact_match, train
@@ -303,7 +304,8 @@ def run(
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         decided = decided_seeds.kept(out)  # written by `decide-seeds`: keep it
-        out.write_text(text + ("\n" + decided + "\n" if decided else ""))
+        # and the dynamics' seed table (python -m training explain-seeds) on the same page
+        out.write_text(text + ("\n" + decided + "\n" if decided else "") + kept_section(out))
     else:
         print(text)
     return text

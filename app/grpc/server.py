@@ -29,6 +29,7 @@ from google.protobuf.message import DecodeError, Message
 from grpc import StatusCode as Code
 from grpc import aio
 
+from app import workers
 from app.errors import Kind, ServiceError
 from app.grpc import tensors
 from app.grpc.v2 import grpc_predict_v2_pb2 as pb
@@ -261,7 +262,9 @@ async def start(
         ("grpc.max_receive_message_length", settings.grpc_max_message_bytes + TRANSPORT_SLACK),
         ("grpc.max_send_message_length", -1),
         ("grpc.max_concurrent_streams", settings.grpc_max_streams),
-        ("grpc.so_reuseport", 0),  # a second server on the port is an error, not a share
+        # A second server on the port is an error, not a share; except between the workers of
+        # app.workers, which share it as they share the HTTP port (the kernel spreads clients).
+        ("grpc.so_reuseport", 1 if workers.is_worker() else 0),
     ]
     server = aio.server(options=options)
     handler = grpc.method_handlers_generic_handler(

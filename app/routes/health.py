@@ -3,8 +3,10 @@
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from app import workers
+from app.metrics import exposition
 from app.routes.lean import LeanRoute
 from app.schemas import Health
 
@@ -46,10 +48,10 @@ async def healthz(_: Request) -> Response:
     },
 )
 async def readyz(request: Request) -> Response:
-    """Ready: every model loaded, verified and warmed up; 503 before that and, from SIGTERM
-    on, while in-flight requests drain."""
+    """Ready: every model loaded, verified and warmed up, in every worker; 503 before that
+    and, from SIGTERM on, while in-flight requests drain."""
     service = request.app.state.service
-    if service is None or not service.ready:
+    if service is None or not service.ready or not workers.siblings_ready():
         reason = "stopping" if service is not None and service.draining else "models are loading"
         body = {"status": "not ready", "models": [], "reason": reason}
         return Response(orjson.dumps(body), status_code=503, media_type="application/json")
@@ -72,4 +74,4 @@ async def readyz(request: Request) -> Response:
 )
 async def metrics(_: Request) -> Response:
     """Prometheus text: request and model-run latency, digits processed, errors by kind."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)

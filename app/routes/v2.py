@@ -14,7 +14,7 @@ The inference itself (checks, runs, outputs) is app.inference's, shared with app
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app import docs
+from app import docs, workers
 from app.errors import Kind, ServiceError
 from app.exchange import (
     ClientGone,
@@ -76,9 +76,10 @@ async def live(_: Request) -> Response:
 
 @router.get("/health/ready", summary="Server ready", responses=docs.v2_errors(503))
 async def ready(request: Request) -> Response:
-    """Every model loaded, re-proved and warmed up; 503 before that and while draining."""
+    """Every model loaded, re-proved and warmed up (in every worker); 503 before that and while
+    draining."""
     service = getattr(request.app.state, "service", None)
-    is_ready = service is not None and service.ready
+    is_ready = service is not None and service.ready and workers.siblings_ready()
     return json_reply({"ready": is_ready}, 200 if is_ready else 503)
 
 

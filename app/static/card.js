@@ -44,6 +44,27 @@ function scanText(scan) {
   return `Wrong answers for runs of ${runs} nines, in ${scope}; exact up to ${fmt(scan.longest_exact_run)} nines.`;
 }
 
+const plotUrl = (model, file) =>
+  `/models/${encodeURIComponent(model.name)}/plots/${encodeURIComponent(file)}`;
+
+/** The card's carry dynamics (python -m training explain) and this service's re-derivation. */
+function dynamicsItem(model) {
+  const d = model.dynamics;
+  const dd = el("dd", { class: "dynamics", "data-carry-attractor": String(d.carry_attractor) });
+  const how = d.carry_attractor
+    ? "true: the map “read a 9” has a stable fixed point that reads out the carry, and the carry chain settles on it, so the carry lasts for ever."
+    : `false: no stable fixed point of the map “read a 9” reads out the carry; the carry chain is a transient that leaves it${d.lost_at === null ? "" : ` at ${fmt(d.lost_at)} nines`}.`;
+  dd.append(`carry_attractor ${how}`);
+  const served = model.serving.carry_attractor;
+  if (served !== null && served !== undefined) {
+    dd.append(` This service re-derived it from the loaded weights: ${served}.`);
+  }
+  if (d.figure) {
+    dd.append(" ", el("a", { href: plotUrl(model, d.figure), class: "dynamics-figure", text: `The figure: ${d.figure}` }));
+  }
+  return dd;
+}
+
 function accuracyTable(rows) {
   const body = rows.map((r) =>
     el("tr", {},
@@ -70,6 +91,7 @@ export function renderCard(root, model, onTry) {
   ];
   const list = el("dl", {});
   for (const [term, text] of items) list.append(el("dt", { text: term }), el("dd", { text }));
+  if (model.dynamics) list.append(el("dt", { text: "Carry dynamics" }), dynamicsItem(model));
   const failure = m.carry_scan.first_failure;
   if (failure) {
     const tryIt = el("button", { type: "button", class: "try", "data-try": failure.example, text: `Try ${failure.example}` });
@@ -95,16 +117,24 @@ export function renderCard(root, model, onTry) {
     el("dt", { text: "Checked by this service" }),
     el("dd", { text: `The proof, re-run on the loaded weights at start, ${rerun(serving.proved_carry_length)}; ${fmt(serving.warm_up_answers)} warm-up answers were checked against exact arithmetic.` }),
   );
+  const dynamicsFigure = model.dynamics?.figure;
   const figures = model.plots.map((file) => {
+    const carry = file === dynamicsFigure;
     const img = el("img", {
-      src: `/models/${encodeURIComponent(model.name)}/plots/${encodeURIComponent(file)}`,
-      alt: `Plots from the card of ${model.name}. Left: exact-match accuracy by number length. ` +
-        `Right: the probability of the right digit when carrying through k trailing nines. ${model.notes}`,
+      src: plotUrl(model, file),
+      alt: carry
+        ? `The carry dynamics of ${model.name}. Left: the carry margin after each run of nines. ` +
+          "Right: the carry chain's states and the fixed points of the maps, in their two main directions."
+        : `Plots from the card of ${model.name}. Left: exact-match accuracy by number length. ` +
+          `Right: the probability of the right digit when carrying through k trailing nines. ${model.notes}`,
       width: 1100,
       height: 440,
     });
     img.addEventListener("error", () => img.replaceWith(el("p", { class: "help", text: `The plot ${file} is not available from this service.` })));
-    return el("figure", {}, img, el("figcaption", { text: `${file}: accuracy by length, and carrying through runs of nines.` }));
+    const caption = carry
+      ? `${file}: the carry margin by run of nines, and the states with the fixed points (python -m training explain).`
+      : `${file}: accuracy by length, and carrying through runs of nines.`;
+    return el("figure", carry ? { id: "dynamics-figure" } : {}, img, el("figcaption", { text: caption }));
   });
   root.replaceChildren(
     el("h3", { class: "card-name" }, `${model.name} `, el("small", { text: `v${model.version}, ${model.architecture.cell} ${model.architecture.hidden_size} hidden` })),

@@ -28,6 +28,20 @@ function percent(p) {
   return (p * 100).toFixed(2) + "%";
 }
 
+// ln of float32's smallest normal number: a rival whose probability rounds to 0 is at least
+// this far below (in logits) any digit with a normal probability.
+const LN_FLOAT32_TINY = Math.log(1.17549435e-38);
+
+/** The right digit's logit minus the best rival's, from the step's probabilities (a softmax
+ * keeps logit differences: ln p_right - ln p_rival). `bound` when the rival's rounds to 0. */
+export function margin(probabilities, right) {
+  let rival = 0;
+  probabilities.forEach((p, d) => { if (d !== right && p > rival) rival = p; });
+  const own = Math.log(probabilities[right]);
+  if (rival === 0) return { value: own - LN_FLOAT32_TINY, bound: true };
+  return { value: own - Math.log(rival), bound: false };
+}
+
 /** Everything the table shows, by position (0 = units), from one answer with its steps and
  * the number sent (the answer's `input` is cut beyond COUNTER_ECHO_DIGITS). */
 export function columns(answer, input) {
@@ -48,6 +62,9 @@ export function columns(answer, input) {
       inRun: p <= run,
       probabilities: step.probabilities,
       probability: step.probability,
+      // Along the carry run (the nines, then the digit that spends the carry): the right
+      // digit's margin over its best rival, so the carry is seen fading or holding.
+      margin: p <= run ? margin(step.probabilities, exactDigit) : null,
     };
   });
 }
@@ -96,6 +113,17 @@ export function render(table, cols, low, width, log) {
     }
     body.push(row);
   }
+  body.push(digitRow("margin", "margin", shown, (c) => {
+    if (c.margin === null) return el("td", {});
+    const { value, bound } = c.margin;
+    const text = (bound ? "≥" : "") + value.toFixed(1);
+    return el("td", {
+      class: value > 0 ? "margin holds" : "margin lost",
+      "data-position": c.position,
+      "data-margin": String(value),
+      title: `position ${c.position}: the right digit ${c.exact} beats its best rival by ${text} in logits`,
+    }, text);
+  }));
   table.tHead.replaceChildren(head);
   table.tBodies[0].replaceChildren(...body);
 }
@@ -117,6 +145,7 @@ export function describe(answer, cols) {
   parts.push(run === 0
     ? "The input does not end in 9: the one added stops at the units digit."
     : `The input ends in ${run} nine${run === 1 ? "" : "s"}: the carry runs through positions 0 to ${run - 1} and lands at position ${run}.`);
+  parts.push(marginSentence(cols));
   const wrong = cols.filter((c) => c.wrong);
   if (wrong.length) {
     const first = wrong[0];
@@ -129,4 +158,19 @@ export function describe(answer, cols) {
     parts.push("Every digit the model chose is right.");
   }
   return parts.join(" ");
+}
+
+/** The carry margin along the run, in words: its first and last values and where it fails. */
+export function marginSentence(cols) {
+  const along = cols.filter((c) => c.margin !== null);
+  const fmt = (c) => (c.margin.bound ? "≥" : "") + c.margin.value.toFixed(1);
+  const first = along[0];
+  const last = along[along.length - 1];
+  const lost = along.find((c) => c.margin.value <= 0);
+  const span = along.length === 1
+    ? `The right digit's margin over its best rival at position 0 is ${fmt(first)} (logits).`
+    : `Along the carry run the right digit's margin over its best rival goes from ${fmt(first)} at position 0 to ${fmt(last)} at position ${last.position} (logits).`;
+  return lost
+    ? `${span} It falls to ${fmt(lost)} at position ${lost.position}: the carry is lost there.`
+    : `${span} It stays above zero: the carry holds.`;
 }

@@ -37,6 +37,7 @@ def start_server(
         "COUNTER_PORT": str(port),
         "COUNTER_MODELS_DIR": str(models_dir),
         "COUNTER_DRAIN_SECONDS": "0.5",
+        "COUNTER_WORKERS": "1",  # one process, as before app.workers; a test may ask for more
         **settings,
     }
     with log.open("wb") as out:
@@ -51,7 +52,7 @@ def start_server(
                 with urllib.request.urlopen(f"{base}/readyz", timeout=1) as ready:
                     if ready.status == 200:
                         return server, base
-            except (urllib.error.URLError, ConnectionError):
+            except OSError:  # refused, or (several workers) queued until a worker is up
                 time.sleep(0.05)
     except BaseException:
         stop_server(server)

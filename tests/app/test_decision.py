@@ -15,6 +15,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from app.registry import ModelLoadError, load_model
+from core.canonical import check_canonical
 from core.card import ModelCard
 from core.decide import Invariant
 from tests.app.server import serving
@@ -37,7 +38,8 @@ def _leaky_card(folder: Path) -> None:
         sha256=hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
         plots=[],
     )
-    card["architecture"].update(hidden_size=23, parameters=0)
+    facts = check_canonical(onnx_path.read_bytes())  # the card says what the file is
+    card["architecture"].update(hidden_size=facts.hidden_size, parameters=facts.parameters)
     (folder / f"{LEAKY}.json").write_text(json.dumps(card))
 
 

@@ -273,3 +273,38 @@ def test_python_m_app_names_a_bad_setting(shipped: Path) -> None:
     done = serve(shipped, "COUNTER_MAX_DIGITS=lots")
     assert done.returncode == 2
     assert done.stderr.strip().startswith("error: COUNTER_MAX_DIGITS:")
+
+
+def _edit_card(folder: Path, name: str, edit: Callable[[dict[str, object]], object]) -> None:
+    path = folder / f"{name}.json"
+    card = json.loads(path.read_text())
+    edit(card)
+    path.write_text(json.dumps(card))
+
+
+def test_a_card_whose_carry_attractor_the_weights_contradict_is_refused(
+    models_copy: Path,
+) -> None:
+    """counter-post's card claiming a carry attractor: the service re-derives it and refuses."""
+
+    def claim_attractor(card: dict[str, object]) -> None:
+        card["dynamics"] = {
+            "carry_attractor": True,
+            "predicted_exact_run": "unbounded",
+            "lost_at": None,
+            "figure": None,
+        }
+
+    _edit_card(models_copy, "counter-post", claim_attractor)
+    with pytest.raises(ModelLoadError, match="carry_attractor is True, but the loaded weights"):
+        load_registry(models_copy, "counter-post")
+
+
+def test_carry_attractor_is_re_derived_and_a_card_without_it_still_loads(
+    models_copy: Path,
+) -> None:
+    _edit_card(models_copy, "counter-post", lambda card: card.pop("dynamics", None))
+    registry = load_registry(models_copy, "counter")
+    assert registry.models["counter-post"].card.dynamics is None
+    assert registry.models["counter-post"].check.carry_attractor is None
+    assert registry.models["counter"].check.carry_attractor is True

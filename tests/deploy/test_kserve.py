@@ -177,7 +177,14 @@ def container(document: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def env(document: dict[str, Any] | None = None) -> dict[str, str]:
-    return {item["name"]: item["value"] for item in container(document)["env"]}
+    return {item["name"]: item["value"] for item in container(document)["env"] if "value" in item}
+
+
+def test_one_worker_per_cpu_of_the_container_limit() -> None:
+    """COUNTER_WORKERS comes from the predictor's own CPU limit, in whole CPUs."""
+    (workers,) = [item for item in container()["env"] if item["name"] == "COUNTER_WORKERS"]
+    field = workers["valueFrom"]["resourceFieldRef"]
+    assert field == {"containerName": container()["name"], "resource": "limits.cpu", "divisor": "1"}
 
 
 def test_it_is_an_inference_service_of_the_crd() -> None:

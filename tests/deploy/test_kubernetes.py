@@ -124,8 +124,17 @@ def test_settings_are_variables_the_app_reads() -> None:
     assert counter_names, "no COUNTER_* settings"
     # A misspelt variable would be ignored silently by the app: catch it here.
     assert counter_names <= known_setting_variables(), counter_names - known_setting_variables()
-    env = {variable["name"]: variable["value"] for variable in container()["env"]}
+    env = {item["name"]: item["value"] for item in container()["env"] if "value" in item}
     assert env["COUNTER_PORT"] == str(CONTAINER_PORT)
+
+
+def test_one_worker_per_cpu_of_the_container_limit() -> None:
+    """COUNTER_WORKERS comes from the container's own CPU limit, in whole CPUs: raising the
+    limit adds workers, and a limit of one CPU runs one process, as before workers."""
+    (workers,) = [item for item in container()["env"] if item["name"] == "COUNTER_WORKERS"]
+    field = workers["valueFrom"]["resourceFieldRef"]
+    assert field == {"containerName": container()["name"], "resource": "limits.cpu", "divisor": "1"}
+    assert container()["resources"]["limits"]["cpu"] == "1"
 
 
 def test_service_and_autoscaler_find_the_deployment() -> None:

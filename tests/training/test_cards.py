@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 
 from core.card import ModelCard
+from core.dynamics import analyse
+from core.weights import recurrent_weights_from_onnx
 from training.__main__ import compare
+from training.explain import predicted
 from training.export import export, recipe_from_card
 from training.train import POST_SEED, train
 
@@ -97,3 +100,20 @@ def test_a_retrain_of_the_shipped_post_model_fails_where_its_card_says(tmp_path:
     print(
         f"retrained counter-post: {'same bytes' if again.sha256 == card.sha256 else 'other bytes'}"
     )
+
+
+@pytest.mark.parametrize("name", ["counter", "counter-post"])
+def test_the_card_s_carry_dynamics_is_what_its_file_gives(name: str) -> None:
+    """`make explain` wrote it; a retrained file without a rerun would contradict it."""
+    card = _card(name)
+    assert card.dynamics is not None
+    dynamics = analyse(recurrent_weights_from_onnx(MODELS / card.onnx_file))
+    assert card.dynamics.carry_attractor == dynamics.carry_attractor
+    assert card.dynamics.predicted_exact_run == predicted(dynamics)
+    assert card.dynamics.lost_at == dynamics.chain.lost_at
+    assert card.dynamics.figure in card.plots
+    # the certified model has the attractor; the post model's carry is a transient lost where
+    # its scan first fails
+    assert card.dynamics.carry_attractor == card.metrics.certificate.certified
+    if not card.dynamics.carry_attractor:
+        assert card.dynamics.predicted_exact_run == card.metrics.carry_scan.longest_exact_run
