@@ -148,8 +148,11 @@ class CountEnd(TypedDict):
 
     done: Literal[True]
     reason: Annotated[
-        Literal["count", "error", "disconnect", "time_limit"],
-        Field(description="count: N numbers sent; error: stop_on_error met a wrong answer"),
+        Literal["count", "error", "disconnect", "time_limit", "shutdown"],
+        Field(
+            description="count: N numbers sent; error: stop_on_error met a wrong answer; "
+            "shutdown: the service is stopping (count on from the last number elsewhere)"
+        ),
     ]
     sent: int
     wrong: int

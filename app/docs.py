@@ -21,6 +21,7 @@ from app.schemas import model_list
 from app.service import CounterService, count_line
 from app.settings import Settings
 from app.tensors import (
+    MAX_RANK,
     SERVER,
     InferRequest,
     OutputTensor,
@@ -189,6 +190,59 @@ def error_responses() -> dict[int | str, dict[str, Any]]:
 
 
 V2_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+_V2_PARAMETERS = {"type": ["object", "null"], "description": "binary_data_size, binary_data"}
+
+
+def v2_infer_request() -> dict[str, Any]:
+    """The inference request as app.tensors reads it (the protocol's $inference_request):
+    anything outside it is refused with 400."""
+    scalar = {"type": ["number", "string", "boolean"]}
+    return {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "id": {"type": ["string", "null"], "description": "echoed in the answer"},
+            "parameters": {
+                **_V2_PARAMETERS,
+                "description": "binary_data_output: true asks every output as binary data",
+            },
+            "inputs": {
+                "type": "array",
+                "minItems": 1,
+                "description": "exactly one: 'digits' (INT64 [batch, time]) or 'number' "
+                "(BYTES [batch])",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "shape", "datatype"],
+                    "properties": {
+                        "name": {"type": "string", "enum": ["digits", "number"]},
+                        "shape": {
+                            "type": "array",
+                            "maxItems": MAX_RANK,
+                            "items": {"type": "integer", "minimum": 0},
+                        },
+                        "datatype": {"type": "string", "enum": ["INT64", "BYTES"]},
+                        "parameters": _V2_PARAMETERS,
+                        "data": {
+                            "type": "array",
+                            "description": "row-major: flat, or nested exactly as the shape "
+                            "says; absent when parameters.binary_data_size says where its "
+                            "binary data is",
+                            "items": {"anyOf": [scalar, {"type": "array"}]},
+                        },
+                    },
+                },
+            },
+            "outputs": {
+                "type": ["array", "null"],
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {"name": {"type": "string"}, "parameters": _V2_PARAMETERS},
+                },
+            },
+        },
+    }
 
 
 def v2_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -199,6 +253,7 @@ def v2_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         403: "repository changes are off (no COUNTER_ADMIN_TOKEN, or COUNTER_MODEL_CONTROL)",
         404: "no such model or version",
         413: "body too large",
+        415: "sent as a form or text, not JSON or binary tensors",
         422: "a number or tensor past the input rules",
         503: "starting, stopping or busy (with Retry-After)",
     }
@@ -250,7 +305,11 @@ def count_responses() -> dict[int | str, dict[str, Any]]:
         "description": "one JSON object per line: each number the model counted, then the end",
         "content": {NDJSON: {"schema": schema}},
     }
-    return {200: ok, **error_responses()}
+    busy = {
+        "description": "COUNTER_MAX_STREAMS counts are streaming (with Retry-After)",
+        "content": {JSON: {"schema": {"$ref": _REF + "ErrorBody"}}},
+    }
+    return {200: ok, **error_responses(), 429: busy}
 
 
 def _components(schema: dict[str, Any], settings: Settings) -> None:
@@ -261,6 +320,7 @@ def _components(schema: dict[str, Any], settings: Settings) -> None:
         components.update(generated.pop("$defs", {}))
         components[shape.__name__] = generated
     components.update(request_schemas(settings))
+    components["InferenceRequest"] = v2_infer_request()
     components["ErrorBody"] = {
         "type": "object",
         "description": "Every refusal: a short kind, what was wrong and what is accepted, and "

@@ -41,9 +41,10 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import memory
-from app.errors import Kind, ServiceError
+from app.errors import Kind, ServiceError, preview
 from app.metrics import ERRORS, REQUEST_SECONDS
 from app.routes.lean import LeanRoute
+from app.service import finish_admission
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,11 @@ class Edge:
         draining: Callable[[], bool],
         lean: Callable[[], list[LeanRoute]],
         in_progress: Callable[[], int] = lambda: 0,
+        allowed_hosts: list[str] | None = None,
     ) -> None:
         self.app = app
+        # Host header values served, lower-cased; empty: any (COUNTER_ALLOWED_HOSTS)
+        self.hosts = frozenset(h.lower().encode("latin-1") for h in allowed_hosts or ())
         self.limit = max_body_bytes
         self.access_log = access_log
         self.in_progress = in_progress  # requests read and not yet answered, server-wide
@@ -187,6 +191,12 @@ class Edge:
             declared = _content_length(scope["headers"])
             if declared is not None and declared > limit:
                 await reply(_too_large(limit))
+            elif (
+                self.hosts
+                and scope["path"] not in _PROBES
+                and _host(scope["headers"]) not in self.hosts
+            ):
+                await reply(_unknown_host(scope["headers"], self.hosts))
             else:
                 await self._dispatch(scope, limited_receive, tracked_send)
         except ServiceError as error:
@@ -201,6 +211,7 @@ class Edge:
                 ServiceError(Kind.INTERNAL, "the service failed on this request; it is logged")
             )
         finally:
+            finish_admission()  # a large request's slot: held until its answer is written
             elapsed = time.perf_counter() - start
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
@@ -232,6 +243,27 @@ def _too_large(limit: int) -> ServiceError:
     return ServiceError(
         Kind.BODY_TOO_LARGE,
         f"the request body is larger than {limit} bytes (COUNTER_MAX_BODY_BYTES)",
+    )
+
+
+# Asked by the orchestrator and by Prometheus at the pod's address: any Host.
+_PROBES = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
+
+
+def _host(headers: list[tuple[bytes, bytes]]) -> bytes:
+    for name, value in headers:
+        if name == b"host":
+            return value.lower()
+    return b""
+
+
+def _unknown_host(headers: list[tuple[bytes, bytes]], hosts: frozenset[bytes]) -> ServiceError:
+    shown = preview(_host(headers).decode("latin-1"), 60)
+    return ServiceError(
+        Kind.UNKNOWN_HOST,
+        f"this service does not answer to Host {shown}; it answers to "
+        f"{', '.join(sorted(h.decode('latin-1') for h in hosts))} (COUNTER_ALLOWED_HOSTS)",
+        {"connection": "close"},
     )
 
 

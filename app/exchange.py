@@ -10,9 +10,10 @@ from typing import Any, Literal
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from app.errors import Kind, ServiceError
-from app.service import CounterService
+from app.service import CounterService, large_admission
 
 JSON = "application/json"
 
@@ -53,6 +54,24 @@ def require_json(request: Request) -> None:
         )
 
 
+TENSOR_MEDIA = (JSON, "application/octet-stream", "")
+
+
+def require_tensor_media(request: Request) -> None:
+    """415 for an inference request sent as a form or text: the Content-Types a web page may
+    POST from another origin without asking first (a CORS preflight). JSON, the binary
+    extension's application/octet-stream, and none at all (tritonclient sends none) pass."""
+    media = _media_type(request)
+    if media not in TENSOR_MEDIA and not (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        raise ServiceError(
+            Kind.UNSUPPORTED_MEDIA_TYPE,
+            f"an inference request is sent with Content-Type: application/json (or "
+            f"application/octet-stream with binary tensors), not {media[:60]!r}",
+        )
+
+
 def declared_length(request: Request) -> int | None:
     """The request's Content-Length, or None when it sends none (chunked)."""
     for name, value in request.scope["headers"]:
@@ -63,6 +82,9 @@ def declared_length(request: Request) -> int | None:
 
 async def read_body(request: Request) -> bytes:
     """The whole body, read straight off ASGI (the size limit is app.edge's job)."""
+    admission = large_admission()
+    if admission is not None:
+        admission.reading()
     chunks: list[bytes] = []
     while True:
         message = await request.receive()
@@ -70,6 +92,8 @@ async def read_body(request: Request) -> bytes:
             raise ServiceError(Kind.CLIENT_DISCONNECTED, "the client left before sending the body")
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
+            if admission is not None:
+                admission.arrived()
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
@@ -107,7 +131,45 @@ class ClientGone(asyncio.Event):
         self.set()
 
 
+ANSWER_CHUNK = 1 << 20  # a larger answer is written a megabyte at a time
+
+
+class LargeAnswer(Response):
+    """An answer written in ANSWER_CHUNK pieces: each waits until the client has taken the
+    last (uvicorn waits on a full write buffer before each send), so the request's large
+    slot is held until its answer is nearly all written, and a client that stops reading is
+    cut off by COUNTER_WRITE_TIMEOUT_SECONDS instead of holding the answer in a buffer."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        view = memoryview(self.body)
+        for at in range(0, len(view), ANSWER_CHUNK):
+            more = at + ANSWER_CHUNK < len(view)
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": view[at : at + ANSWER_CHUNK],
+                    "more_body": more,
+                }
+            )
+
+
+def reply(
+    body: bytes,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    media_type: str | None = JSON,
+) -> Response:
+    """The answer's bytes as a response: written in pieces when it is large."""
+    kind = LargeAnswer if len(body) > ANSWER_CHUNK else Response
+    return kind(body, status_code=status, media_type=media_type, headers=headers)
+
+
 def json_reply(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """orjson's bytes of an answer (numpy arrays and scalars written as JSON numbers)."""
     body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+    if len(body) > ANSWER_CHUNK:
+        return LargeAnswer(body, status_code=status, media_type=JSON, headers=headers)
     return Response(body, status_code=status, media_type=JSON, headers=headers)

@@ -137,6 +137,12 @@ def _integral(text: str, max_digits: int) -> str | None:
     return whole
 
 
+# The most digits a number written with a fraction or an exponent (1.299e3) may stand for.
+# Admission (app.service) sizes a request by its body: 35 bytes of {"number": 1e999999}
+# would otherwise ask a 10^6-digit run as a small request, and a batch of them 2 * 10^6.
+EXPONENT_DIGITS = 64
+
+
 def parse_number(value: object, max_digits: int, where: str = "number") -> str:
     """One number from JSON: ASCII digit string or JSON integer >= 0 -> its digit string."""
     accepted = (
@@ -144,11 +150,12 @@ def parse_number(value: object, max_digits: int, where: str = "number") -> str:
         f"1.299e3), at most {max_digits} digits"
     )
     if isinstance(value, JsonFloat):
-        whole = _integral(str(value), max_digits) if len(value) <= 40 else None
+        most = min(max_digits, EXPONENT_DIGITS)
+        whole = _integral(str(value), most) if len(value) <= 40 else None
         if whole is not None:
             return whole
-        problem = f"is a JSON number that is not a whole number >= 0 of at most {max_digits} "
-        problem += f"digits ({_preview(value)})"
+        problem = f"is a JSON number that is not a whole number >= 0 of at most {most} "
+        problem += f"digits written out ({_preview(value)}); send longer numbers as strings"
     elif isinstance(value, JsonInt):
         if value == "-0":
             return "0"  # JSON's -0 is the integer zero

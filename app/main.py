@@ -13,7 +13,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
-from app import docs, memory, server, workers
+from app import docs, docs_pages, memory, server, workers
 from app.edge import Edge, error_body
 from app.errors import Kind, ServiceError
 from app.metrics import ERRORS
@@ -51,13 +51,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     gc.collect()
     gc.freeze()
     memory.release()  # the checks' arrays (tanh grid, warm-up, proof) go back to the OS
-    service.ready = True
+    service.ready = service.serving = True
     workers.mark_ready(True)  # for /readyz in the sibling workers, if any
     try:
         yield
     finally:
         workers.mark_ready(False)
-        service.ready = False
+        service.ready = service.serving = False
         app.state.repository.stop_polling()
         if grpc_server is not None:
             await grpc_server.stop()
@@ -138,6 +138,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     for router in routers:
         app.include_router(router)
     app.include_router(page.router)  # the explorer page at /, its files and the plots
+    docs_pages.guard(app.routes)  # /docs and /redoc: a content policy, no framing
 
     def draining() -> bool:
         service: CounterService | None = app.state.service
@@ -162,6 +163,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             draining=draining,
             lean=lean,
             in_progress=server.requests_in_progress,
+            allowed_hosts=settings.allowed_hosts,
         )
 
     app.build_middleware_stack = fronted  # type: ignore[method-assign]

@@ -27,9 +27,11 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any, cast
 
+import httptools
 import orjson
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -44,6 +46,7 @@ RESERVED_FILES = 64  # descriptors kept for models, logs and the listener itself
 LOG_EVERY_SECONDS = 10.0
 COALESCE_BYTES = 64 * 1024  # a body up to this size is sent with its head in one write
 SWITCH_INTERVAL_S = 0.001  # the GIL switch interval: how long the loop may wait for a worker
+LINGER_BODIES = 4  # a refused body is read and dropped up to this many COUNTER_MAX_BODY_BYTES
 GC_YOUNG_OBJECTS = 10_000  # the collector's first threshold while serving (Python's is 700)
 
 
@@ -90,10 +93,14 @@ class _OneWrite:
     whatever is held goes out ahead of the next write, at the end of the response, or on close.
     Everything else is the transport's own."""
 
-    def __init__(self, transport: asyncio.Transport) -> None:
+    def __init__(
+        self, transport: asyncio.Transport, linger: Callable[[], bool] = lambda: False
+    ) -> None:
         self._transport = transport
         self._held = b""
         self.hold = False  # set when a request's headers are complete: its head comes next
+        self._linger = linger  # asked on close: True if the protocol closes later instead
+        self.lingering = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._held and len(data) <= COALESCE_BYTES:
@@ -112,10 +119,11 @@ class _OneWrite:
 
     def close(self) -> None:
         self.flush()
-        self._transport.close()
+        if self.lingering or not self._linger():
+            self._transport.close()
 
     def is_closing(self) -> bool:
-        return self._transport.is_closing()
+        return self.lingering or self._transport.is_closing()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
@@ -129,6 +137,9 @@ class GuardedProtocol(HttpToolsProtocol):
     max_connections = 512
     max_header_bytes = 32 * 1024
     header_timeout = 10.0
+    body_timeout = 30.0
+    write_timeout = 10.0
+    linger_bytes = 16 * 1024 * 1024  # the most of a refused body read and dropped
     refusals = _Throttled("refused %d connection(s) past COUNTER_MAX_CONNECTIONS")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -140,7 +151,13 @@ class GuardedProtocol(HttpToolsProtocol):
         self._next_after_body = False  # answered early: the next headers come after the body
         self._refused = False
         self._header_deadline: asyncio.TimerHandle | None = None
+        self._body_deadline: asyncio.TimerHandle | None = None
+        self._write_deadline: asyncio.TimerHandle | None = None
+        self._write_buffered = 0  # bytes the transport held when the write deadline was armed
+        self._discarded = 0  # body bytes read and dropped after a refusal, before closing
         self._open = 0  # this connection's share of in_progress (pipelining: more than 1)
+        self._raw: asyncio.Transport | None = None
+        self._lingering = False  # a refusal was sent: the body is read and dropped, then close
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if len(self.connections) >= self.max_connections:
@@ -155,14 +172,104 @@ class GuardedProtocol(HttpToolsProtocol):
             transport.close()
             self.transport = transport
             return
-        super().connection_made(cast(asyncio.Transport, _OneWrite(transport)))
+        self._raw = transport
+        super().connection_made(cast(asyncio.Transport, _OneWrite(transport, self._linger)))
         self._arm_header_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
         GuardedProtocol.in_progress -= self._open
         self._open = 0
         self._disarm_header_deadline()
+        for timer in (self._body_deadline, self._write_deadline):
+            if timer is not None:
+                timer.cancel()
+        self._body_deadline = self._write_deadline = None
         super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        """What httptools cannot parse (an unknown method, two Content-Lengths, an HTTP/2
+        preface): 400 in the service's JSON error shape, not uvicorn's plain text."""
+        ERRORS.labels(Kind.MALFORMED_REQUEST.label).inc()
+        message = (
+            "the request is not valid HTTP/1.1 (an unknown method, a malformed request line "
+            "or header, conflicting lengths, or HTTP/2 without upgrade); see /docs"
+        )
+        self.transport.write(_raw_reply(400, "Bad Request", Kind.MALFORMED_REQUEST, message))
+        cast(_OneWrite, self.transport).flush()
+        self._close_now()  # the rest cannot be parsed: nothing to linger for
+
+    # A refusal sent before the body was read (503, 413, 429), on a connection to be closed:
+    # closing at once, with the client's body unread, makes the kernel answer it with a reset
+    # that can overtake the reply, so the client sees ECONNRESET instead of the status and its
+    # Retry-After. Instead the reply is sent, the sending side shut (the client reads the
+    # reply and the end), and the rest of the body read and dropped, up to linger_bytes and
+    # the body deadline, before the connection is closed.
+
+    def _linger(self) -> bool:
+        """On close: linger instead if the current request's body is still coming."""
+        raw = self._raw
+        if self._message_done or not self._headers_done or raw is None or raw.is_closing():
+            return False
+        cast(_OneWrite, self.transport).lingering = self._lingering = True
+        self._discarded = 0
+        if raw.can_write_eof():
+            raw.write_eof()
+        self.flow.resume_reading()  # paused while the body waited to be read: read to drop it
+        self._arm_body_deadline()
+        return True
+
+    def _close_now(self) -> None:
+        if self._raw is not None:
+            self._raw.close()
+
+    # Deadlines for a body and for a write.
+
+    def _arm_body_deadline(self) -> None:
+        if self._body_deadline is not None:
+            self._body_deadline.cancel()
+        self._body_deadline = self.loop.call_later(self.body_timeout, self._body_late)
+
+    def _body_late(self) -> None:
+        self._body_deadline = None
+        if self._message_done or self._raw is None or self._raw.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_started:
+            ERRORS.labels(Kind.REQUEST_TIMEOUT.label).inc()
+            message = (
+                f"the request body did not arrive within {self.body_timeout:g} s "
+                "(COUNTER_BODY_TIMEOUT_SECONDS)"
+            )
+            self._raw.write(_raw_reply(408, "Request Timeout", Kind.REQUEST_TIMEOUT, message))
+        self._close_now()
+
+    def pause_writing(self) -> None:
+        """The client reads slower than the answer is written: it has this long to take some."""
+        super().pause_writing()
+        self._arm_write_deadline()
+
+    def resume_writing(self) -> None:
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
+        super().resume_writing()
+
+    def _arm_write_deadline(self) -> None:
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+        if self._raw is not None:
+            self._write_buffered = self._raw.get_write_buffer_size()
+        self._write_deadline = self.loop.call_later(self.write_timeout, self._write_late)
+
+    def _write_late(self) -> None:
+        self._write_deadline = None
+        raw = self._raw
+        if raw is None or raw.is_closing():
+            return
+        if raw.get_write_buffer_size() < self._write_buffered:
+            self._arm_write_deadline()  # slow, but taking it: another period
+            return
+        ERRORS.labels("write_timeout").inc()
+        raw.abort()  # nothing written for the whole period: what is held is dropped
 
     def _arm_header_deadline(self) -> None:
         self._disarm_header_deadline()
@@ -198,11 +305,16 @@ class GuardedProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            self._drop(data)
+            return
         # Headers still arriving: count raw bytes, so an unterminated header is cut off after
         # one read past the cap (httptools would buffer it whole).
         if not self._headers_done:
             self._header_bytes += len(data)
         super().data_received(data)
+        if self._headers_done and not self._message_done and self._body_deadline is None:
+            self._arm_body_deadline()  # a body that takes more than one read: it has a deadline
         over = self._header_bytes > self.max_header_bytes
         if not self._headers_done and over and not self.transport.is_closing():
             self._refuse_headers()
@@ -239,8 +351,25 @@ class GuardedProtocol(HttpToolsProtocol):
         if not self._refused:
             super().on_body(body)
 
+    def _drop(self, data: bytes) -> None:
+        """A lingering connection: the refused body read and dropped, then closed."""
+        self._discarded += len(data)
+        if self._discarded > self.linger_bytes:
+            self._close_now()
+            return
+        try:
+            self.parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            self._close_now()
+
     def on_message_complete(self) -> None:
         self._message_done = True
+        if self._body_deadline is not None:
+            self._body_deadline.cancel()
+            self._body_deadline = None
+        if self._lingering:
+            self._close_now()  # the refused body is all in: close now
+            return
         if self._next_after_body:
             self._expect_headers()
         if not self._refused:
@@ -320,6 +449,9 @@ def run(app: Any, settings: Settings, sock: socket.socket | None = None) -> None
     GuardedProtocol.max_connections = connection_cap(settings.max_connections)
     GuardedProtocol.max_header_bytes = settings.max_header_bytes
     GuardedProtocol.header_timeout = settings.header_timeout_seconds
+    GuardedProtocol.body_timeout = settings.body_timeout_seconds
+    GuardedProtocol.write_timeout = settings.write_timeout_seconds
+    GuardedProtocol.linger_bytes = LINGER_BODIES * settings.max_body_bytes
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -18,7 +18,8 @@ translates HTTP into one call. Work is placed by its cost, rows x padded length 
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext, suppress
+from contextlib import AbstractAsyncContextManager, nullcontext, suppress
+from contextvars import ContextVar, Token
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -59,6 +60,101 @@ def count_line(index: int, result: Answer) -> CountLine:
     }
 
 
+# The large request being read or answered in this task, if any (see LargeAdmission).
+_ADMISSION: ContextVar["LargeAdmission | None"] = ContextVar("admission", default=None)
+READERS_PER_SLOT = 8  # large bodies read at once per COUNTER_MAX_LARGE_REQUESTS slot
+
+
+class LargeAdmission:
+    """A large request's hold on COUNTER_MAX_LARGE_REQUESTS: from entry, or, for a body read
+    by app.exchange.read_body, from the moment the body has arrived (reading() then
+    arrived()), until its answer is made."""
+
+    def __init__(self, service: "CounterService", declared_length: int | None) -> None:
+        self.service = service
+        self.declared_length = declared_length
+        self.held = False
+        self.read = False
+        self.http = False  # its body was read by app.exchange.read_body: app.edge releases it
+        self._token: Token[LargeAdmission | None] | None = None
+
+    async def __aenter__(self) -> None:
+        service = self.service
+        limit = service.settings.max_large_requests
+        if service.large_requests >= limit:
+            raise service._busy(
+                f"{service.large_requests} large requests (bodies over {LARGE_BODY} bytes) "
+                "are being answered"
+            )
+        queued, steps = service.pending_steps, service.settings.max_pending_steps
+        length = self.declared_length
+        if length is not None and queued and queued + length > steps:
+            # Its digits are about its bytes: a body this large would be read and parsed (a
+            # 2 MB batch holds the event loop about 3 ms) only to be refused below.
+            raise ServiceError(
+                Kind.OVERLOADED,
+                f"the service is busy: {queued} digit steps are queued or running, and a body "
+                f"of {length} bytes would pass the limit of {steps} "
+                "(COUNTER_MAX_PENDING_STEPS); retry shortly",
+                {"retry-after": "1"},
+            )
+        service.large_requests += 1
+        self.held = True
+        self._token = _ADMISSION.set(self)
+
+    def reading(self) -> None:
+        """The body is about to be read: no slot while it arrives, a place among the readers."""
+        service = self.service
+        if service.large_reading >= READERS_PER_SLOT * service.settings.max_large_requests:
+            raise service._busy(f"{service.large_reading} large bodies are being received")
+        self._release()
+        service.large_reading += 1
+        self.read = self.http = True
+
+    def arrived(self) -> None:
+        """The body is in: take the slot (503 if the others took them meanwhile)."""
+        service = self.service
+        if self.read:
+            service.large_reading -= 1
+            self.read = False
+        if service.large_requests >= service.settings.max_large_requests:
+            raise service._busy(f"{service.large_requests} large requests are being answered")
+        service.large_requests += 1
+        self.held = True
+
+    def _release(self) -> None:
+        if self.held:
+            self.service.large_requests -= 1
+            self.held = False
+
+    async def __aexit__(self, failed: type[BaseException] | None, *_: object) -> None:
+        if self.read:
+            self.service.large_reading -= 1
+            self.read = False
+        if failed is None and self.http and self.held:
+            return  # answered: held until app.edge has written it (finish_admission)
+        self.finish()
+
+    def finish(self) -> None:
+        self._release()
+        if self._token is not None:
+            _ADMISSION.reset(self._token)
+            self._token = None
+
+
+def large_admission() -> LargeAdmission | None:
+    """The large request this task holds, if any."""
+    return _ADMISSION.get()
+
+
+def finish_admission() -> None:
+    """The request's answer has been written (or it failed): its large-request slot, if it
+    held one, is free. Called by app.edge once per request, after the response is sent."""
+    admission = _ADMISSION.get()
+    if admission is not None:
+        admission.finish()
+
+
 class CounterService:
     """The models, the limits and where each run happens; built once per running app."""
 
@@ -81,8 +177,11 @@ class CounterService:
         self._executor = ThreadPoolExecutor(settings.worker_threads, "counter-worker")
         self._workers = asyncio.Semaphore(settings.worker_threads)
         self.pending_steps = 0  # admitted to the workers and not finished
-        self.large_requests = 0  # requests with large bodies held now (reading to answering)
-        self.ready = False  # every model loaded and warm, and not stopping
+        self.large_requests = 0  # requests with large bodies held now (arrived to answered)
+        self.large_reading = 0  # large bodies being received now
+        self.streams = 0  # POST /count streams under way
+        self.ready = False  # every model loaded and warm, and not stopping (/readyz)
+        self.serving = False  # models loaded: requests are answered, draining or not
         self.draining = False  # SIGTERM received: finish in-flight work, take no more
 
     def install(self, model: LoadedModel) -> None:
@@ -108,7 +207,7 @@ class CounterService:
 
     def model(self, name: str | None) -> LoadedModel:
         """The named model (the default for None); 404 if not served, 503 if not ready."""
-        if not self.ready:
+        if not self.serving:
             raise not_ready()
         model = self.registry.find(name)
         if model is None:
@@ -116,44 +215,28 @@ class CounterService:
         return model
 
     def admitted(self, declared_length: int | None) -> AbstractAsyncContextManager[None]:
-        """Hold a request whose body is large (or of unknown length) from before its body is
-        read until its answer is made; past COUNTER_MAX_LARGE_REQUESTS of them, 503 at once.
+        """Hold a request whose body is large (or of unknown length) until its answer is made;
+        past COUNTER_MAX_LARGE_REQUESTS of them, 503 at once.
 
         Checked before the body is read, so 64 clients each sending a 10^6-digit number cost
-        the memory of a few, not of 64 bodies and their parsed copies. A small body holds
-        nothing (and skips the generator's 2 us).
+        the memory of a few, not of 64 bodies and their parsed copies. An HTTP body read by
+        app.exchange.read_body takes its slot only once it has arrived whole (a client
+        trickling its body holds none; the body deadline closes it), and at most
+        READERS_PER_SLOT bodies per slot are read at once. A small body holds nothing (and
+        skips the 2 us of a context manager).
         """
         if declared_length is not None and declared_length <= LARGE_BODY:
             return _SMALL_BODY
-        return self._large_admitted(declared_length)
+        return LargeAdmission(self, declared_length)
 
-    @asynccontextmanager
-    async def _large_admitted(self, declared_length: int | None) -> AsyncIterator[None]:
+    def _busy(self, what: str) -> ServiceError:
         limit = self.settings.max_large_requests
-        if self.large_requests >= limit:
-            raise ServiceError(
-                Kind.OVERLOADED,
-                f"the service is busy: {self.large_requests} large requests (bodies over "
-                f"{LARGE_BODY} bytes) are being answered, the limit is {limit} "
-                "(COUNTER_MAX_LARGE_REQUESTS); retry shortly",
-                {"retry-after": "1"},
-            )
-        queued, steps = self.pending_steps, self.settings.max_pending_steps
-        if declared_length is not None and queued and queued + declared_length > steps:
-            # Its digits are about its bytes: a body this large would be read and parsed (a
-            # 2 MB batch holds the event loop about 3 ms) only to be refused below.
-            raise ServiceError(
-                Kind.OVERLOADED,
-                f"the service is busy: {queued} digit steps are queued or running, and a body "
-                f"of {declared_length} bytes would pass the limit of {steps} "
-                "(COUNTER_MAX_PENDING_STEPS); retry shortly",
-                {"retry-after": "1"},
-            )
-        self.large_requests += 1
-        try:
-            yield
-        finally:
-            self.large_requests -= 1
+        return ServiceError(
+            Kind.OVERLOADED,
+            f"the service is busy: {what}, the limit is {limit} (COUNTER_MAX_LARGE_REQUESTS); "
+            "retry shortly",
+            {"retry-after": "1"},
+        )
 
     async def increment(
         self,
@@ -272,6 +355,7 @@ class CounterService:
             Kind.TIMED_OUT,
             f"the run took longer than {self.settings.max_run_seconds} s "
             "(COUNTER_MAX_RUN_SECONDS) and was stopped; send fewer or shorter numbers",
+            {"retry-after": "1"},  # a run times out when the workers are busy, too
         )
 
     async def count(
@@ -285,7 +369,7 @@ class CounterService:
         """The model counting on from `start`, its own answer fed back as the next input."""
         model = self.model(model_name)
         number, sent, wrong = start, 0, 0
-        reason: Literal["count", "error", "disconnect", "time_limit"] = "count"
+        reason: Literal["count", "error", "disconnect", "time_limit", "shutdown"] = "count"
         deadline = asyncio.get_running_loop().time() + self.settings.max_count_seconds
         while sent < count:
             if stop is not None and stop.is_set():
@@ -293,6 +377,9 @@ class CounterService:
                 break
             if asyncio.get_running_loop().time() > deadline:
                 reason = "time_limit"
+                break
+            if self.draining:  # SIGTERM: end now, saying so, before the connection closes
+                reason = "shutdown"
                 break
             (result,) = await self.increment([number], model.card.name, "none", stop)
             sent += 1

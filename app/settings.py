@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024, ge=64, description="request body size (413)"
     )
+    max_answer_bytes: int = Field(
+        default=80 << 20,  # the largest batch's probabilities as binary data (2 * 10^6 steps)
+        ge=1024,
+        description="largest V2 answer: probabilities past it are refused before the run (422)",
+    )
     max_detail_digits: int = Field(
         default=10_000, ge=1, description="most digits per request answered with every step listed"
     )
@@ -90,6 +95,28 @@ class Settings(BaseSettings):
     )
     idle_timeout_seconds: float = Field(
         default=5.0, gt=0, le=600, description="keep-alive: an idle connection is closed after"
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="time to send a request's body once its headers are in; then 408 and close",
+    )
+    write_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="a response write that makes no progress this long closes the connection",
+    )
+    max_streams: int = Field(
+        default=16, ge=1, description="POST /count streams at once; beyond, 429 with Retry-After"
+    )
+    # Empty: any Host. The service builds nothing from the Host header (no redirect, no URL)
+    # and sets no cookie, and behind a Service or an ingress the names it is reached by are
+    # the orchestrator's to choose; a developer's laptop may list its own to shut out DNS
+    # rebinding, e.g. COUNTER_ALLOWED_HOSTS='["127.0.0.1:8000", "localhost:8000"]'.
+    allowed_hosts: list[str] = Field(
+        default=[], description="Host header values served (host or host:port); empty: any"
     )
     drain_seconds: float = Field(
         default=5.0, ge=0, description="on SIGTERM: serve on, saying Connection: close, this long"

@@ -12,7 +12,19 @@ exact n + 1 the client computes itself. Three scenarios:
 - long: 64 clients send a 10^6-digit number at once: how many are answered and how many
   refused with 503 and Retry-After, and the server's peak resident memory (VmHWM).
 
-    python -m bench.load [--requests 100000] [--clients 64] [--scenarios steady batches long]
+And the hardening scenarios (each asked by name):
+- hostile-v2: malformed V2 bodies (parameters not objects, nesting 1000 deep, a lone
+  surrogate, a 4 MB shape of huge dimensions): their statuses, and the longest /healthz wait
+  beside them (the event loop's longest stall);
+- refusals: --clients clients write a 3.5 MB body whole before reading: statuses and resets;
+- trickle: two clients trickle large bodies while 40 large requests are sent;
+- streams: 100 /count streams never read, and small requests' latency beside them;
+- memory: --clients clients send the largest requests the defaults admit on every route,
+  half never reading: the peak resident memory;
+- drain: SIGTERM under 32 keep-alive clients and 8 /count streams (stops the server).
+
+    python -m bench.load [--requests 100000] [--clients 64] [--scenarios steady batches long
+                         hostile-v2 refusals trickle streams memory drain]
 """
 
 import argparse
@@ -25,8 +37,10 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -199,6 +213,290 @@ def long_numbers(port: int, clients: int) -> Tally:
     return tally
 
 
+# The hardening scenarios (issue 21): blocking sockets in threads, each client on its own
+# connection, as the hostile clients of the review were.
+
+
+def _post(
+    port: int, path: str, body: bytes, headers: str = "", send_buffer: int = 0
+) -> tuple[int, dict[str, str], bytes] | str:
+    """One request written whole before anything is read: the answer, or the error's name."""
+    head = f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+    head += f"Content-Length: {len(body)}\r\nConnection: close\r\n{headers}\r\n"
+    try:
+        with socket.socket() as sock:
+            if send_buffer:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+            sock.settimeout(60)
+            sock.connect(("127.0.0.1", port))
+            sock.sendall(head.encode() + body)
+            data = b""
+            while chunk := sock.recv(1 << 20):
+                data += chunk
+    except OSError as exc:
+        return type(exc).__name__
+    top, _, answer = data.partition(b"\r\n\r\n")
+    lines = top.decode("latin-1").split("\r\n")
+    found = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
+    return int(lines[0].split()[1]), found, answer
+
+
+def _outcomes(answers: list[tuple[int, dict[str, str], bytes] | str]) -> dict[str, int]:
+    counted: dict[str, int] = {}
+    for answer in answers:
+        key = answer if isinstance(answer, str) else str(answer[0])
+        counted[key] = counted.get(key, 0) + 1
+    return counted
+
+
+def _probe(port: int, stop: threading.Event, worst: list[float]) -> None:
+    """GET /healthz in a loop beside the attack: the longest wait is the loop's longest stall."""
+    while not stop.is_set():
+        began = time.perf_counter()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+                while sock.recv(4096):
+                    pass
+        except OSError:
+            continue
+        worst[0] = max(worst[0], time.perf_counter() - began)
+        time.sleep(0.002)
+
+
+def hostile_v2(port: int) -> str:
+    """Malformed V2 bodies of every kind the review sent, and the stall body, beside a probe."""
+    infer = "/v2/models/counter/infer"
+    item = {"name": "number", "shape": [1], "datatype": "BYTES", "data": ["1299"]}
+    bodies = [
+        json.dumps({"inputs": [{**item, "parameters": bad}]}).encode() for bad in ("x", [1], 7)
+    ]
+    bodies += [
+        json.dumps({"inputs": [item], "parameters": "x"}).encode(),
+        json.dumps({"inputs": [item], "outputs": [{"name": "output", "parameters": []}]}).encode(),
+        b'{"inputs": [{"name": "digits", "shape": [1, 1], "datatype": "INT64", "data": '
+        + b"[" * 1000
+        + b"1"
+        + b"]" * 1000
+        + b"}]}",
+        b'{"inputs": [{"name": "number", "shape": [1], "datatype": "BYTES", "data": ["\\ud800"]}]}',
+        b'{"inputs": [{"name": "digits", "datatype": "INT64", "data": [1], "shape": ['
+        + b",".join([b"9" * 4000] * 1040)
+        + b"]}]}",
+    ]
+    stop, worst = threading.Event(), [0.0]
+    prober = threading.Thread(target=_probe, args=(port, stop, worst))
+    prober.start()
+    answers = [_post(port, infer, body) for body in bodies * 5]
+    stop.set()
+    prober.join()
+    return (
+        f"hostile V2: {len(answers)} malformed bodies (parameters not objects, nesting 1000 "
+        f"deep, a lone surrogate, a 4 MB shape of 1 040 4 000-digit dims): outcomes "
+        f"{_outcomes(answers)}; /healthz beside them waited at most {worst[0] * 1000:.0f} ms"
+    )
+
+
+def refusals(port: int, clients: int) -> str:
+    """Clients send a 3.5 MB body whole at once (a 32 KB send buffer, as over a network)."""
+    body = json.dumps({"number": "7" * 3_500_000, "detail": "none"}).encode()
+    with ThreadPoolExecutor(clients) as pool:
+        answers = list(
+            pool.map(
+                lambda _: _post(port, "/increment", body, send_buffer=32 << 10), range(clients)
+            )
+        )
+    retry = sum(1 for a in answers if not isinstance(a, str) and "retry-after" in a[1])
+    return (
+        f"refusals: {clients} clients each write a 3.5 MB body whole, then read: outcomes "
+        f"{_outcomes(answers)} (422: past COUNTER_MAX_DIGITS; 503 with Retry-After: {retry})"
+    )
+
+
+def trickle(port: int) -> str:
+    """Two clients trickle large bodies; 40 real 100 000-digit requests meanwhile."""
+    socks = []
+    for _ in range(2):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(
+            b"POST /increment HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 200000\r\n\r\n{"number": "'
+        )
+        socks.append(sock)
+    number = "4" * 100_000
+    body = json.dumps({"number": number, "detail": "none"}).encode()
+    answers = [_post(port, "/increment", body) for _ in range(40)]
+    right = sum(
+        1
+        for a in answers
+        if not isinstance(a, str) and a[0] == 200 and json.loads(a[2])["output"] == add_one(number)
+    )
+    for sock in socks:
+        sock.close()
+    return (
+        f"trickle: 2 clients trickle 200 KB bodies; 40 requests of 100 000 digits meanwhile: "
+        f"outcomes {_outcomes(answers)}, {right} right"
+    )
+
+
+def streams(port: int, rng: random.Random) -> str:
+    """100 /count streams opened and never read, beside 8 clients of small requests."""
+    body = json.dumps({"start": "9" * 3000, "count": 10_000}).encode()
+    head = (
+        "POST /count HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    opened: list[socket.socket] = []
+    statuses: dict[str, int] = {}
+    for _ in range(100):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        sock.sendall(head + body)
+        status = sock.recv(12)[9:12].decode()
+        statuses[status] = statuses.get(status, 0) + 1
+        opened.append(sock)
+    small = [single(str(rng.randint(0, 10**10))) for _ in range(4000)]
+    tally = Tally()
+
+    async def run() -> None:
+        await asyncio.gather(*(client(port, small[i::8], tally) for i in range(8)))
+
+    asyncio.run(run())
+    for sock in opened:
+        sock.close()
+    return (
+        f"streams: 100 /count streams opened and never read: statuses {statuses} (429: past "
+        f"COUNTER_MAX_STREAMS, with Retry-After); beside them small requests p50 "
+        f"{tally.percentile(0.5):.2f} ms, p99 {tally.percentile(0.99):.2f} ms, wrong "
+        f"{tally.wrong}"
+    )
+
+
+def memory(pid: int, port: int, clients: int) -> str:
+    """The largest requests the defaults admit, on every route, from `clients` clients at once,
+    half of which never read their answers: the server's peak resident memory."""
+    rows = ["9" * 1952] * 1024
+    v2 = {"inputs": [{"name": "number", "shape": [1024], "datatype": "BYTES", "data": rows}]}
+    v2_binary = {**v2, "parameters": {"binary_data_output": True}}
+    largest = [
+        ("/increment/batch", json.dumps({"numbers": rows, "detail": "none"}).encode()),
+        ("/v2/models/counter/infer", json.dumps(v2_binary).encode()),
+        ("/increment", json.dumps({"number": "8" * 1_000_000, "detail": "none"}).encode()),
+        (
+            "/v2/models/counter/infer",
+            json.dumps({**v2, "outputs": [{"name": "output"}, {"name": "proved"}]}).encode(),
+        ),
+    ]
+    reset_peak(pid)
+    outcomes: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def one(index: int) -> None:
+        path, body = largest[index % len(largest)]
+        reads = index % 2 == 0
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        try:
+            with socket.socket() as sock:
+                if not reads:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.settimeout(120)
+                sock.connect(("127.0.0.1", port))
+                sock.sendall(head + body)
+                if reads:
+                    key = sock.recv(12)[9:12].decode() or "closed"
+                    while sock.recv(1 << 20):
+                        pass
+                else:
+                    time.sleep(30)  # never reads: the write deadline must cut it off
+                    key = "unread"
+        except OSError as exc:
+            key = type(exc).__name__
+        with lock:
+            outcomes[key] = outcomes.get(key, 0) + 1
+
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(one, range(clients)))
+    return (
+        f"memory: {clients} clients at once send the largest requests the defaults admit "
+        f"(1024 x 1952-digit batch, the same as V2 with binary or BYTES outputs, a 10^6-digit "
+        f"number), half never reading: outcomes {outcomes}; peak resident memory "
+        f"{proc(pid, 'VmHWM'):.0f} MB (goal <= 400), now {proc(pid, 'VmRSS'):.0f} MB"
+    )
+
+
+def drain(server: "subprocess.Popen[bytes]", port: int, clients: int) -> str:
+    """SIGTERM under keep-alive clients and 8 /count streams: what each request got."""
+    outcomes: dict[str, int] = {}
+    ends: list[str] = []
+    lock = threading.Lock()
+    sent = threading.Event()
+    request = single("1299")[1]
+    raw = (
+        "POST /increment HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(request)}\r\n\r\n"
+    ).encode() + request
+
+    def keep_alive() -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            reader = sock.makefile("rb")
+            while True:
+                try:
+                    sock.sendall(raw)
+                    status = int(reader.readline().split()[1])
+                    close = False
+                    length = 0
+                    while (line := reader.readline()) not in (b"\r\n", b""):
+                        name, _, value = line.decode().partition(":")
+                        close |= name.lower() == "connection" and "close" in value
+                        length = int(value) if name.lower() == "content-length" else length
+                    reader.read(length)
+                    key = str(status)
+                except (OSError, IndexError, ValueError) as exc:
+                    key, close = type(exc).__name__, True
+                with lock:
+                    outcomes[key] = outcomes.get(key, 0) + 1
+                sent.set()
+                if close:
+                    return
+
+    def stream() -> None:
+        body = json.dumps({"start": "1", "count": 10_000}).encode()
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(
+                b"POST /count HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            data = b""
+            try:
+                while chunk := sock.recv(1 << 16):
+                    data += chunk
+            except OSError as exc:
+                data += f"\n{type(exc).__name__}".encode()
+        lines = [line for line in data.split(b"\n") if line.startswith(b"{")]
+        last = json.loads(lines[-1]) if lines else {}
+        with lock:
+            ends.append(str(last.get("reason", "no last line")))
+
+    threads = [threading.Thread(target=keep_alive) for _ in range(clients)]
+    threads += [threading.Thread(target=stream) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    sent.wait(30)
+    time.sleep(1)
+    server.send_signal(signal.SIGTERM)
+    code = server.wait(timeout=60)
+    for thread in threads:
+        thread.join(timeout=30)
+    return (
+        f"drain: SIGTERM under {clients} keep-alive clients and 8 /count streams: every "
+        f"request sent on a connection until it was told to close: {outcomes}; the streams' "
+        f"last lines: {sorted(ends)}; exit {code}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -207,7 +505,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=15.0, help="per batches phase")
     parser.add_argument(
-        "--scenarios", nargs="+", default=["steady", "batches", "long"], help="which to run"
+        "--scenarios",
+        nargs="+",
+        default=["steady", "batches", "long"],
+        help="which to run: steady batches long hostile-v2 refusals trickle streams memory drain "
+        "(drain stops the server: it runs last)",
     )
     args = parser.parse_args()
     command = " ".join(["python -m bench.load", *sys.argv[1:]])
@@ -262,9 +564,23 @@ def main() -> None:
                 f"{tally.wrong}; peak resident memory {proc(server.pid, 'VmHWM'):.0f} MB "
                 f"(goal <= 400), now {proc(server.pid, 'VmRSS'):.0f} MB"
             )
+        if "hostile-v2" in args.scenarios:
+            print(hostile_v2(port))
+        if "refusals" in args.scenarios:
+            reset_peak(server.pid)
+            print(refusals(port, args.clients))
+        if "trickle" in args.scenarios:
+            print(trickle(port))
+        if "streams" in args.scenarios:
+            print(streams(port, rng))
+        if "memory" in args.scenarios:
+            print(memory(server.pid, port, args.clients))
+        if "drain" in args.scenarios:
+            print(drain(server, port, 32))
     finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=30)
+        if server.poll() is None:
+            server.send_signal(signal.SIGINT)
+            server.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -7,15 +7,19 @@ have to parse SSE from fetch() anyway. The last line says why the count stopped.
 """
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from app import docs
+from app.errors import Kind, ServiceError
 from app.exchange import declared_length, log_fields, read_body, require_json, service_of
 from app.inputs import parse_count
 from app.routes.lean import LeanRoute
+from app.service import CounterService
 
 router = APIRouter(tags=["count"], route_class=LeanRoute)
 
@@ -38,9 +42,32 @@ async def count(request: Request) -> Response:
     log_fields(request, service, asked.model, len(asked.start))
     service.model(asked.model)  # 404 or 503 now, before the stream starts
 
+    if service.streams >= settings.max_streams:
+        raise ServiceError(
+            Kind.TOO_MANY_STREAMS,
+            f"{service.streams} counts are streaming, the limit is {settings.max_streams} "
+            "(COUNTER_MAX_STREAMS); retry shortly",
+            {"retry-after": "1"},
+        )
+
     async def lines() -> AsyncIterator[bytes]:
         stream = service.count(asked.start, asked.count, asked.model, asked.stop_on_error)
         async for line in stream:
             yield orjson.dumps(line) + b"\n"
 
-    return StreamingResponse(lines(), media_type=docs.NDJSON)
+    service.streams += 1
+    return _Counted(service, lines(), media_type=docs.NDJSON)
+
+
+class _Counted(StreamingResponse):
+    """A stream counted in service.streams until it ends, however it ends."""
+
+    def __init__(self, service: CounterService, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.service.streams -= 1

@@ -15,7 +15,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app import docs, workers
-from app.exchange import ClientGone, declared_length, json_reply, read_body, service_of
+from app.errors import Kind, ServiceError
+from app.exchange import (
+    ClientGone,
+    declared_length,
+    json_reply,
+    read_body,
+    reply,
+    require_tensor_media,
+    service_of,
+)
 from app.inference import Inference, find_model
 from app.registry import LoadedModel
 from app.routes.lean import LeanRoute
@@ -23,6 +32,7 @@ from app.service import CounterService
 from app.tensors import (
     HEADER_LENGTH,
     SERVER,
+    InferRequest,
     model_config,
     model_metadata,
     parse_request,
@@ -121,6 +131,7 @@ async def model_ready(request: Request) -> Response:
 
 
 async def _infer(request: Request, name: str, version: str | None) -> Response:
+    require_tensor_media(request)
     service = service_of(request)
     model = _model(request, name, version)
     request.state.model = model.card.name
@@ -138,10 +149,32 @@ async def _answer(
     infer = parse_request(await read_body(request), header)
     inference = Inference(service, infer)
     request.state.digits = inference.size
+    _bounded_answer(infer, inference, service.settings.max_answer_bytes)
     async with ClientGone(request) as gone:
         outputs = await inference.run(service, model, gone)
     body, headers = write_response(model.card.name, model.card.version, infer, outputs)
-    return Response(body, headers=headers)
+    return reply(body, headers=headers, media_type=None)
+
+
+def _bounded_answer(infer: InferRequest, inference: Inference, limit: int) -> None:
+    """Refuse, before the run, a request whose probabilities would pass COUNTER_MAX_ANSWER_BYTES
+    as written: about 16 bytes per float as JSON text, 4 as binary data."""
+    if "probabilities" not in inference.names:
+        return
+    if inference.digits is not None:
+        steps = int(inference.digits.size)
+    else:
+        steps = len(inference.numbers) * (max(map(len, inference.numbers)) + 1)
+    binary = infer.binary.get("probabilities", infer.binary_all)
+    size = steps * 10 * (4 if binary else 16)
+    if size > limit:
+        raise ServiceError(
+            Kind.BATCH_TOO_LARGE,
+            f"the probabilities of {steps} digit steps would take about {size} bytes "
+            f"{'as binary data' if binary else 'as JSON'}, more than the limit of {limit} "
+            "(COUNTER_MAX_ANSWER_BYTES): ask them as binary data (parameters.binary_data), "
+            "leave them out of 'outputs', or send fewer digits",
+        )
 
 
 _INFER_DOC = {
@@ -149,7 +182,7 @@ _INFER_DOC = {
         "required": True,
         "content": {
             "application/json": {
-                "schema": {"type": "object"},
+                "schema": {"$ref": "#/components/schemas/InferenceRequest"},
                 "examples": {
                     "raw digits of 1299 (least significant first, extra zero step)": {
                         "value": {
@@ -187,13 +220,13 @@ _INFER_DOC = {
     "/models/{name}/infer",
     summary="Inference",
     openapi_extra={**_INFER_DOC, **docs.path_parameters("name")},
-    responses=docs.v2_errors(400, 404, 413, 422, 503),
+    responses=docs.v2_errors(400, 404, 413, 415, 422, 503),
 )
 @router.post(
     "/models/{name}/versions/{version}/infer",
     summary="Inference (a version)",
     openapi_extra={**_INFER_DOC, **docs.path_parameters("name", "version")},
-    responses=docs.v2_errors(400, 404, 413, 422, 503),
+    responses=docs.v2_errors(400, 404, 413, 415, 422, 503),
 )
 async def infer(request: Request) -> Response:
     """Run the model (of this version, if one is named) on `digits` (the raw ONNX contract) or

@@ -226,8 +226,9 @@ def test_many_large_bodies_at_once_are_refused_before_they_are_read(
 
 def test_a_run_past_the_time_limit_is_stopped(shipped: Path, tmp_path: Path) -> None:
     with serving(shipped, tmp_path, COUNTER_MAX_RUN_SECONDS="0.05") as (_, base, _):
-        status, _, body = increment(base, LONG)
+        status, headers, body = increment(base, LONG)
         assert status == 503
+        assert headers["retry-after"] == "1"
         assert json.loads(body)["error"] == "timed_out"
         assert b"COUNTER_MAX_RUN_SECONDS" in body
         assert increment(base, "41")[0] == 200

@@ -68,7 +68,8 @@ def test_whole_json_numbers_in_any_notation_are_integers(
         ("-5", "is a negative integer"),
         ("1.5", "is a JSON number that is not a whole number >= 0"),
         ("-1.0", "is a JSON number that is not a whole number >= 0"),
-        ("1e1000001", "is a JSON number that is not a whole number >= 0 of at most 1000000"),
+        ("1e1000001", "is a JSON number that is not a whole number >= 0 of at most 64"),
+        ("1e999999", "send longer numbers as strings"),
     ],
 )
 def test_bad_json_values(client: TestClient, raw: str, said: str) -> None:

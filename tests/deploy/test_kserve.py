@@ -384,7 +384,9 @@ def test_resources_have_requests_and_limits() -> None:
     assert _cpu(resources["requests"]["cpu"]) == pytest.approx(0.25)
     assert _cpu(resources["limits"]["cpu"]) == pytest.approx(1.0)
     assert _bytes(resources["requests"]["memory"]) == 256 * 2**20
-    assert _bytes(resources["limits"]["memory"]) == 512 * 2**20
+    # The largest request the defaults admit peaked at 525 MiB (bench.load's memory
+    # scenario): the limit leaves it room, so the pod is not killed for what it admits.
+    assert _bytes(resources["limits"]["memory"]) >= 2 * 525 * 2**20 * 0.97
 
 
 def test_stop_drains_within_the_grace_period() -> None:
