@@ -215,7 +215,22 @@ class Supervisor:
         self.slots = [_Slot(i, sock) for i, sock in enumerate(sockets)]
         self.stopping: int | None = None  # the signal being passed on, once one came
 
-    def _start(self, slot: _Slot) -> None:
+    def _start_first(self) -> int | None:
+        """Start worker 0 alone and wait until it is ready: None, or its exit status when it
+        could not start. Nothing is logged before, so a model or setting the service refuses
+        stops the start with the worker's own one line, as a single process does."""
+        first = self.slots[0]
+        self._start(first, announce=False)
+        ready = _ready_file(self.folder, first.index)
+        while not ready.exists() and self.stopping is None:
+            assert first.process is not None
+            status = first.process.poll()
+            if status is not None:
+                return status
+            time.sleep(POLL_SECONDS)
+        return None
+
+    def _start(self, slot: _Slot, announce: bool = True) -> None:
         env = {
             **os.environ,
             ENV_FD: str(slot.sock.fileno()),
@@ -236,7 +251,8 @@ class Supervisor:
         if slot.restart_at is not None:  # a restart: the next one, if it dies young, waits more
             slot.delay = min(slot.delay * 2, RESTART_DELAY_MAX_S)
         slot.started, slot.restart_at = time.monotonic(), None
-        log.info("worker %d started (pid %d)", slot.index, slot.process.pid)
+        if announce:
+            log.info("worker %d started (pid %d)", slot.index, slot.process.pid)
 
     def _stop(self, signum: int, frame: FrameType | None) -> None:
         if self.stopping is not None:
@@ -279,14 +295,22 @@ class Supervisor:
         """Serve until stopped; the exit status: 0 after a clean stop of every worker."""
         previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         worst = 0
+        announced = False
         try:
+            failed = self._start_first()
+            if failed is not None:
+                return failed if failed == CANNOT_START else 1
+            announced = True
             log.info(
                 "serving on %s port %d with %d workers",
                 self.slots[0].sock.getsockname()[0],
                 self.port,
                 self.count,
             )
-            for slot in self.slots:
+            first = self.slots[0].process
+            if first is not None:
+                log.info("worker 0 started (pid %d)", first.pid)
+            for slot in self.slots[1:]:
                 self._start(slot)
             while any(slot.process is not None for slot in self.slots) or self.stopping is None:
                 for slot in self.slots:
@@ -314,7 +338,8 @@ class Supervisor:
                     slot.process.wait()
                 slot.sock.close()
             shutil.rmtree(self.folder, ignore_errors=True)
-            log.info("every worker has exited")
+            if announced:
+                log.info("every worker has exited")
 
 
 def supervise(settings: Settings, count: int) -> int:
