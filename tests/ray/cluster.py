@@ -28,11 +28,13 @@ STOPPED_WITHIN_S = 15
 # network namespace of its own.
 NETNS = "COUNTER_TEST_LOOPBACK_NETNS"
 
-# GCS settings (RAY_<name> environment variables read by ray's C++ core).
+# GCS settings (RAY_<name> environment variables read by ray's C++ core): a node is dead after
+# about 5 s without an answer. 1.5 s (500 ms x 3) once had the GCS give up on the head while
+# a busy 2-core CI machine started Serve, and the proxy was killed before it ran.
 FAST_FAILURE_DETECTION = {
-    "RAY_health_check_initial_delay_ms": "500",
-    "RAY_health_check_period_ms": "500",
-    "RAY_health_check_failure_threshold": "3",
+    "RAY_health_check_initial_delay_ms": "1000",
+    "RAY_health_check_period_ms": "1000",
+    "RAY_health_check_failure_threshold": "5",
 }
 
 

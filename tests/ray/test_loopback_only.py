@@ -30,7 +30,23 @@ def test_ray_serve_on_a_two_node_cluster_with_loopback_only() -> None:
     script = (
         'ip link set lo up && exec "$0" -m pytest tests/ray/test_serve.py -q -p no:cacheprovider'
     )
-    done = subprocess.run(
+    done = _run(script)
+    if done.returncode != 0 and "ActorDiedError" in done.stdout and " passed" not in done.stdout:
+        # Every test errored in the module's setup (Serve's proxy killed before it ran): the
+        # cluster did not come up, which a starved 2-core machine has done once. One more try;
+        # a wrong answer or a failed assertion is never retried.
+        done = _run(script)
+    report = done.stdout[-6000:] + done.stderr[-2000:]
+    assert done.returncode == 0, report
+    passed = re.search(r"(\d+) passed", done.stdout)
+    assert passed is not None, report
+    assert int(passed.group(1)) >= 3, report
+    assert not re.search(r"\d+ (failed|skipped|error)", done.stdout), report
+
+
+def _run(script: str) -> subprocess.CompletedProcess[str]:
+    """test_serve.py in a pytest of its own, in a new network namespace."""
+    return subprocess.run(
         ["unshare", "--net", "sh", "-c", script, sys.executable],
         env={**os.environ, NETNS: "1"},
         cwd=ROOT,
@@ -39,9 +55,3 @@ def test_ray_serve_on_a_two_node_cluster_with_loopback_only() -> None:
         timeout=1200,
         check=False,
     )
-    report = done.stdout[-6000:] + done.stderr[-2000:]
-    assert done.returncode == 0, report
-    passed = re.search(r"(\d+) passed", done.stdout)
-    assert passed is not None, report
-    assert int(passed.group(1)) >= 3, report
-    assert not re.search(r"\d+ (failed|skipped|error)", done.stdout), report
