@@ -21,7 +21,6 @@ built from.
 import argparse
 import json
 import os
-import re
 import resource
 import shutil
 import signal
@@ -35,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.host import Steal
-from bench.http import BATCH, NUMBER, POST_SCRIPT, _ms, cores, find_wrk, free_port
+from bench.http import BATCH, NUMBER, POST_SCRIPT, cores, find_wrk, free_port, read_wrk
 
 READY_WITHIN_S = 60
 # (label, body) of each request size in the capacity table.
@@ -133,15 +132,7 @@ def wrk(
     wrk_cpu = (children.ru_utime - children_before.ru_utime) + (
         children.ru_stime - children_before.ru_stime
     )
-    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+)", out)
-    errors = int(bad.group(1)) if bad else 0
-    if socket_errors:
-        errors += sum(int(n) for n in socket_errors.groups())
+    requests, rps, p50, p99, errors = read_wrk(out)
     return Run(rps, p50, p99, errors, server_cpu / max(requests, 1) * 1e6, wrk_cpu / wall)
 
 
