@@ -11,7 +11,7 @@ from types import FrameType
 
 from pydantic import ValidationError
 
-from app import memory, workers
+from app import process, workers
 from app.settings import Settings
 
 
@@ -22,7 +22,7 @@ def _stopped(signum: int, frame: FrameType | None) -> None:
 
 
 def main() -> None:
-    memory.tune()  # before anything allocates much, or any thread starts
+    process.tune()  # before anything allocates much, or any thread starts
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -48,10 +48,11 @@ def main() -> None:
         # it cannot start (the supervisor then stops with its status).
         raise SystemExit(workers.supervise(settings, count))
     # Only a worker (or the single process) imports the serving stack: the supervisor stays small.
-    from app import server
+    from app.http import server
     from app.main import create_app
     from app.metrics import REQUESTS_IN_PROGRESS
-    from app.registry import ModelLoadError, load_registry
+    from app.runtime.models import ModelLoadError
+    from app.runtime.registry import load_registry
 
     try:
         registry = load_registry(

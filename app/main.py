@@ -1,6 +1,5 @@
 """The FastAPI application: settings, the CounterService built in the lifespan, routes, edge."""
 
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -13,15 +12,18 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
-from app import docs, docs_pages, memory, server, workers
-from app.edge import Edge, error_body
+from app import process, workers
+from app.api import openapi
+from app.api.routes import count, health, increment, models, page, repository, v2
 from app.errors import Kind, ServiceError
+from app.http import docs_pages, server
+from app.http.edge import Edge, error_body
+from app.http.lean import LeanRoute
 from app.metrics import ERRORS
-from app.registry import Registry, load_registry
-from app.repository import Repository
-from app.routes import count, health, increment, models, page, repository, v2
-from app.routes.lean import LeanRoute
-from app.service import CounterService
+from app.runtime.models import Registry
+from app.runtime.registry import load_registry
+from app.runtime.repository import Repository
+from app.runtime.service import CounterService
 from app.settings import Settings
 
 _KIND_BY_STATUS = {404: Kind.NOT_FOUND, 405: Kind.METHOD_NOT_ALLOWED}
@@ -45,12 +47,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from app.grpc import server as grpc_v2
 
         grpc_server = await grpc_v2.start(service, app.state.repository, settings, app.version)
-    # Everything alive now (framework, models) lives as long as the process: keep it out of
-    # the garbage collector's full passes, which otherwise stall requests for milliseconds.
-    # The start-up's own garbage (probe sessions, schema builders) goes first.
-    gc.collect()
-    gc.freeze()
-    memory.release()  # the checks' arrays (tanh grid, warm-up, proof) go back to the OS
+    process.settle()  # start-up's garbage collected, the rest frozen, memory handed back
     service.ready = service.serving = True
     workers.mark_ready(True)  # for /readyz in the sibling workers, if any
     try:
@@ -167,5 +164,5 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         )
 
     app.build_middleware_stack = fronted  # type: ignore[method-assign]
-    app.openapi = partial(docs.openapi, app)  # type: ignore[method-assign]
+    app.openapi = partial(openapi.openapi, app)  # type: ignore[method-assign]
     return app

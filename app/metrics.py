@@ -1,6 +1,6 @@
 """Prometheus metrics, exposed at GET /metrics.
 
-Request latency by route template and status (observed by app.edge), model-run latency,
+Request latency by route template and status (observed by app.http.edge), model-run latency,
 digits processed, refusals by kind, refused connections. Metrics live in the process-wide
 default registry, so they are defined once here, at import.
 

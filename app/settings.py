@@ -61,7 +61,7 @@ class Settings(BaseSettings):
         le=1.0,
         description="a step whose chosen digit has a lower probability is flagged",
     )
-    # Work placement and overload (app.service).
+    # Work placement and overload (app.runtime.service).
     worker_threads: int = Field(
         default=1, ge=1, le=64, description="model runs off the event loop at once"
     )
@@ -85,7 +85,7 @@ class Settings(BaseSettings):
         description="processes serving the port (app.workers); default: one per CPU this process "
         "may use (its affinity and cgroup quota)",
     )
-    # Connections (app.server).
+    # Connections (app.http.server).
     max_connections: int = Field(default=512, ge=1, description="open connections at once")
     max_header_bytes: int = Field(
         default=32 * 1024, ge=1024, le=1 << 20, description="request line and headers (431)"
@@ -134,7 +134,7 @@ class Settings(BaseSettings):
     grpc_max_calls: int = Field(
         default=512, ge=1, description="gRPC calls in progress at once, over every connection"
     )
-    # The model repository (app.repository), as Triton's model control modes.
+    # The model repository (app.runtime.repository), as Triton's model control modes.
     model_control: Literal["none", "explicit", "poll"] = Field(
         default="none",
         description="none: the models of the start; explicit: load/unload on request; "

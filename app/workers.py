@@ -5,7 +5,7 @@ It loads no model and serves no request. It opens one listening socket per worke
 the same address with SO_REUSEPORT (so the kernel spreads new connections over them evenly, where
 one shared socket lets whichever worker wakes first take a whole burst of connections), and starts
 each worker as a fresh `python -m app` that serves the socket it inherits, with every guard and
-the drain of app.server as in a single process. A worker that dies is restarted on the same
+the drain of app.http.server as in a single process. A worker that dies is restarted on the same
 socket: connections the kernel queued on it meanwhile wait for it rather than being reset.
 
 What the workers share lives in a temporary folder the supervisor owns and removes at exit:
@@ -49,7 +49,7 @@ ENV_SLOT = "RNN_COUNTER_WORKER_SLOT"
 ENV_COUNT = "RNN_COUNTER_WORKERS"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
-BACKLOG = 256  # as app.server's own listener
+BACKLOG = 256  # as app.http.server's own listener
 POLL_SECONDS = 0.1
 RESTART_DELAY_S = 0.5  # the first restart of a slot; doubled while it keeps dying young
 RESTART_DELAY_MAX_S = 10.0

@@ -1,5 +1,5 @@
 """The service's check of a decided carry length, timed: core.decide.check on each certificate
-beside a card (MODEL.cert.npz, written by `python -m training decide`), as app.registry runs
+beside a card (MODEL.cert.npz, written by `python -m training decide`), as app.runtime.checks runs
 it at load. Prints each model's K, the check's median seconds over 5 runs, and the file's size.
 
     python -m bench.decide_check [models/]

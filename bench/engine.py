@@ -22,8 +22,8 @@ import numpy as np
 import orjson
 import torch
 
-from app.engine import EngineOptions, answer
-from app.registry import load_model
+from app.runtime.engine import EngineOptions, answer
+from app.runtime.registry import load_model
 from app.settings import DEFAULT_MODELS_DIR
 from core.codec import encode_batch
 from training.export import counter_from_onnx

@@ -1,13 +1,13 @@
 """The baseline of bench.http: a minimal FastAPI hello, served exactly as the service is.
 
-`python -m bench.hello` runs it through app.server.run with the same Settings (same uvicorn
+`python -m bench.hello` runs it through app.http.server.run with the same Settings (same uvicorn
 protocol class, loop, limits and logging), so a ratio against it measures the counter's own
 work per request and nothing about the server around it.
 """
 
 from fastapi import FastAPI
 
-from app import server
+from app.http import server
 from app.settings import Settings
 
 hello = FastAPI()

@@ -1,7 +1,7 @@
 """HTTP benchmark, as a referee would run it: POST /increment against a minimal FastAPI hello.
 
 - Both servers are the real thing (`python -m app` and `python -m bench.hello`, the hello served
-  by the same uvicorn settings, app.server.run), started once, pinned to core 0 with taskset;
+  by the same uvicorn settings, app.http.server.run), started once, pinned to core 0 with taskset;
   wrk runs pinned to core 1 (when the machine has two cores; otherwise unpinned, and it says so).
 - Rounds alternate hello, counter, hello, counter ..., so both see the same machine, and each
   figure is the median over rounds with its spread (min-max).

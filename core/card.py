@@ -1,6 +1,6 @@
 """The model card: what the export step measured and wrote, and what the service shows and trusts.
 
-One schema, written by `training.export` as `models/<name>.json` and read by `app.registry`.
+One schema, written by `training.export` as `models/<name>.json` and read by `app.runtime.registry`.
 The service's flags come from these measurements, so they are known before any answer is.
 """
 

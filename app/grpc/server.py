@@ -6,8 +6,8 @@ and give the same answers. Each call reads its request's bytes itself rather tha
 generated servicer: a message that is not a valid protobuf is INVALID_ARGUMENT (grpc's own
 deserializer would answer INTERNAL), and a message past COUNTER_GRPC_MAX_MESSAGE_BYTES is
 refused naming that setting. Triton's repository calls (RepositoryIndex, RepositoryModelLoad,
-RepositoryModelUnload) are served too, over app.repository as REST's, the operator's token in
-the call's `authorization` metadata. Against hostile clients:
+RepositoryModelUnload) are served too, over app.runtime.repository as REST's, the operator's
+token in the call's `authorization` metadata. Against hostile clients:
 - a size cap per message (above) and, a little above it, grpc's own transport cap as a backstop;
 - a cap on streams per connection (COUNTER_GRPC_MAX_STREAMS, the HTTP/2 setting) and on calls
   in progress over all (COUNTER_GRPC_MAX_CALLS; past it RESOURCE_EXHAUSTED at once);
@@ -30,16 +30,16 @@ from grpc import StatusCode as Code
 from grpc import aio
 
 from app import workers
+from app.api.inference import Inference, find_model
+from app.api.tensors import SERVER, model_metadata
 from app.errors import Kind, ServiceError
 from app.grpc import tensors
 from app.grpc.v2 import grpc_predict_v2_pb2 as pb
 from app.grpc.v2 import model_repository_pb2 as repo_pb
-from app.inference import Inference, find_model
 from app.metrics import ERRORS
-from app.repository import Repository, authorize
-from app.service import CounterService
+from app.runtime.repository import Repository, authorize
+from app.runtime.service import CounterService
 from app.settings import Settings
-from app.tensors import SERVER, model_metadata
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ class GrpcServer:
         self._watch = asyncio.ensure_future(self._drain_when(service))
 
     async def _drain_when(self, service: CounterService) -> None:
-        """SIGTERM sets service.draining (app.server): stop taking calls then, not at exit."""
+        """SIGTERM sets service.draining (app.http.server): stop taking calls then, not at exit."""
         while not service.draining:
             await asyncio.sleep(DRAIN_POLL_S)
         log.info("gRPC: draining for up to %g s", self.grace)

@@ -11,9 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from app.errors import Kind, ServiceError, preview
-from app.grpc.v2 import grpc_predict_v2_pb2 as pb
-from app.tensors import (
+from app.api.tensors import (
     InferInput,
     InferRequest,
     OutputTensor,
@@ -21,6 +19,8 @@ from app.tensors import (
     from_binary,
     tensor_bytes,
 )
+from app.errors import Kind, ServiceError, preview
+from app.grpc.v2 import grpc_predict_v2_pb2 as pb
 
 
 def _bad(message: str) -> ServiceError:

@@ -31,7 +31,7 @@ OPTIONS: dict[str, Any] = {
     # A replica serves this many requests at once (its own event loop and worker thread, as one
     # process of app.workers); more wait in the proxy's queue.
     "max_ongoing_requests": 64,
-    # Drain: a stopping replica finishes what it has, as app.server's drain does.
+    # Drain: a stopping replica finishes what it has, as app.http.server's drain does.
     "graceful_shutdown_wait_loop_s": 1.0,
     "graceful_shutdown_timeout_s": 11.0,
     "health_check_period_s": 2.0,

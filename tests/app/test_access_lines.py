@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from app.edge import _Lines
+from app.http.edge import _Lines
 
 
 class Pipe:

@@ -7,7 +7,7 @@ import orjson
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from app import inputs
+from app.api import bodies
 from app.errors import ServiceError
 
 MAX_DIGITS = 12
@@ -25,7 +25,7 @@ items = st.lists(
 
 def outcome(body: bytes) -> tuple[list[str] | None, str | None]:
     try:
-        return inputs.parse_batch(body, MAX_DIGITS, 100, 10**6).numbers, None
+        return bodies.parse_batch(body, MAX_DIGITS, 100, 10**6).numbers, None
     except ServiceError as error:
         return None, error.message
 
@@ -38,10 +38,10 @@ def outcome(body: bytes) -> tuple[list[str] | None, str | None]:
 def test_the_bulk_check_reads_a_batch_as_the_item_check_does(asked: list[Any]) -> None:
     body = orjson.dumps({"numbers": asked})
     bulk = outcome(body)
-    checked_at_once = inputs._all_digit_strings
+    checked_at_once = bodies._all_digit_strings
     try:
-        inputs._all_digit_strings = lambda *_: False
+        bodies._all_digit_strings = lambda *_: False
         one_by_one = outcome(body)
     finally:
-        inputs._all_digit_strings = checked_at_once
+        bodies._all_digit_strings = checked_at_once
     assert bulk == one_by_one

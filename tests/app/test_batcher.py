@@ -6,9 +6,9 @@ from typing import Any
 import httpx
 import numpy as np
 
-from app.engine import answer_with_probabilities
 from app.main import create_app, lifespan
 from app.metrics import MODEL_RUN_SECONDS
+from app.runtime.engine import answer_with_probabilities
 from app.settings import Settings
 from core.codec import add_one
 

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from playwright.sync_api import sync_playwright
 
-from app.registry import ModelLoadError, load_model
+from app.runtime.models import ModelLoadError
+from app.runtime.registry import load_model
 from core.canonical import check_canonical
 from core.card import ModelCard
 from core.decide import Invariant

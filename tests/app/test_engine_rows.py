@@ -5,7 +5,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app import engine
+from app.runtime import engine
 from core.codec import add_one, encode_batch, target_digits
 
 numbers = st.lists(st.text("0123456789", min_size=1, max_size=30), min_size=1, max_size=8)

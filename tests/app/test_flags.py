@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.engine import EngineOptions, answer
-from app.registry import Registry
+from app.runtime.engine import EngineOptions, answer
+from app.runtime.models import Registry
 from app.settings import Settings
 from core.card import ModelCard
 from core.codec import carry_run

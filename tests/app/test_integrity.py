@@ -3,7 +3,7 @@
 The shipped model changed around its weights (tests.core.tampered: the proof, which reads the
 weights, still passes) is refused at load with one line; so is a card whose architecture,
 parameter count or opset is not the file's, or whose figures are out of range. Under the fault
-policy (app.registry) such a model stops the start only when it is the default.
+policy (app.runtime.registry) such a model stops the start only when it is the default.
 """
 
 import hashlib
@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-import app.registry
-from app.registry import ModelLoadError, load_model, load_registry
+import app.runtime.checks
+from app.runtime.models import ModelLoadError
+from app.runtime.registry import load_model, load_registry
 from tests.app.server import serving
 from tests.app.test_registry import serve
 from tests.core.tampered import (
@@ -120,7 +121,7 @@ def test_a_fault_nobody_foresaw_skips_that_model_only(
     def broken(*args: object, **kwargs: object) -> object:
         raise ZeroDivisionError("the proof divided by zero")
 
-    monkeypatch.setattr(app.registry, "prove_carry", broken)  # only counter claims a proof
+    monkeypatch.setattr(app.runtime.checks, "prove_carry", broken)  # only counter claims a proof
     registry = load_registry(models_copy, "counter-post")
     assert registry.names == ["counter-post"]
     [skipped] = registry.skipped

@@ -1,5 +1,5 @@
 """The server's memory against a real process: batches reuse the pages the last one freed,
-and a 10^6-digit request's memory goes back to the OS once it is answered (app.memory)."""
+and a 10^6-digit request's memory goes back to the OS once it is answered (app.process)."""
 
 import json
 import time

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.server import COALESCE_BYTES, _OneWrite
+from app.http.server import COALESCE_BYTES, _OneWrite
 from core.codec import add_one
 from tests.app.server import connect, read_response, start_server, stop_server
 

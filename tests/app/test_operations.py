@@ -7,8 +7,8 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from app.api.schemas import ModelList
 from app.main import create_app
-from app.schemas import ModelList
 from app.settings import Settings
 from core.codec import add_one
 from tests.app.conftest import conforms, metric, post, started
@@ -197,7 +197,7 @@ def test_a_failing_model_run_is_a_logged_json_500_and_nobody_hangs(
     def broken(*_: object) -> None:
         raise RuntimeError("onnxruntime fell over")
 
-    monkeypatch.setattr("app.batcher.answer_with_probabilities", broken)
+    monkeypatch.setattr("app.runtime.batcher.answer_with_probabilities", broken)
     with TestClient(create_app(Settings()), raise_server_exceptions=False) as client:
         response = post(client, "/increment", {"number": "12"})
         assert client.get("/healthz").status_code == 200  # the service goes on
@@ -219,7 +219,7 @@ def test_a_failing_framework_route_is_a_json_500_too(
     def broken(*_: object) -> None:
         raise RuntimeError("the card would not serialise")
 
-    monkeypatch.setattr("app.routes.models.model_list", broken)
+    monkeypatch.setattr("app.api.routes.models.model_list", broken)
     with TestClient(create_app(Settings()), raise_server_exceptions=False) as client:
         response = client.get("/models")
         missing = client.get("/models/nope")
@@ -241,7 +241,7 @@ def test_a_failing_request_is_timed_as_a_500(
     def broken(*_: object) -> None:
         raise RuntimeError("onnxruntime fell over")
 
-    monkeypatch.setattr("app.batcher.answer_with_probabilities", broken)
+    monkeypatch.setattr("app.runtime.batcher.answer_with_probabilities", broken)
     with TestClient(create_app(Settings()), raise_server_exceptions=False) as client:
         before = metric(client, _timed(500))
         assert post(client, "/increment", {"number": "12"}).status_code == 500

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
-from app.routes.page import STATIC
+from app.api.routes.page import STATIC
 from app.settings import Settings
 from tests.app.conftest import started
 

@@ -8,8 +8,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.api.bodies import JsonFloat, JsonInt, load_json
 from app.errors import ServiceError
-from app.inputs import JsonFloat, JsonInt, load_json
 from app.settings import Settings
 from tests.app.conftest import JSON, metric, post, started
 

@@ -1,7 +1,8 @@
 """Start-up faults on copies of the shipped models: which refuse to start, which are skipped.
 
-Policy (app.registry): a fault in the default model, or no model at all, stops the start with
-one line naming the file and the reason; a fault in another model skips it with a warning.
+Policy (app.runtime.registry): a fault in the default model, or no model at all, stops the
+start with one line naming the file and the reason; a fault in another model skips it with a
+warning.
 """
 
 import hashlib
@@ -16,7 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from app.registry import ModelLoadError, load_registry
+from app.runtime.models import ModelLoadError
+from app.runtime.registry import load_registry
 from app.settings import Settings
 from tests.app.conftest import started
 from training.export import export_onnx
@@ -152,7 +154,7 @@ def test_a_proof_whose_allowance_this_onnxruntime_exceeds_is_refused(
         measured.append(op)
         return 1e-3
 
-    monkeypatch.setattr("app.registry.measured_error", too_large)
+    monkeypatch.setattr("app.runtime.checks.measured_error", too_large)
     with pytest.raises(ModelLoadError, match=r"RNN kernels are off by 0\.001") as raised:
         load_registry(models_copy, "counter")
     assert "allows each tanh and sigmoid an error of 1e-05" in raised.value.reason
@@ -168,7 +170,7 @@ def test_the_kernels_are_measured_once_per_op_and_only_for_a_claimed_proof(
         measured.append(op)
         return 1e-7
 
-    monkeypatch.setattr("app.registry.measured_error", recorded)
+    monkeypatch.setattr("app.runtime.checks.measured_error", recorded)
     registry = load_registry(models_copy, "counter")
     assert measured == ["RNN"]  # counter-post claims no proof: nothing measured for it
     assert registry.models["counter"].check.activation_error_measured == 1e-7
@@ -200,7 +202,7 @@ def test_another_faulty_model_is_skipped_with_a_warning(
     models_copy: Path, fault: Fault, reason: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     fault(models_copy, "counter-post")
-    with caplog.at_level(logging.WARNING, logger="app.registry"):
+    with caplog.at_level(logging.WARNING, logger="app.runtime.registry"):
         registry = load_registry(models_copy, "counter")
     assert registry.names == ["counter"]
     assert [str(e.path.name) for e in registry.skipped] in (

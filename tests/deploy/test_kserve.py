@@ -341,7 +341,7 @@ def test_readiness_fails_while_draining_and_liveness_does_not(
     client, app = served
     box = container()
     service = app.state.service
-    service.ready, service.draining = False, True  # what SIGTERM does (app/server.py)
+    service.ready, service.draining = False, True  # what SIGTERM does (app/http/server.py)
     try:
         assert client.get(box["readinessProbe"]["httpGet"]["path"]).status_code == 503
         assert client.get(box["livenessProbe"]["httpGet"]["path"]).status_code == 200
@@ -397,7 +397,8 @@ def test_stop_drains_within_the_grace_period() -> None:
     assert 2 <= pre_stop <= 15, "long enough for endpoints to update, short of the grace period"
     settings = Settings()
     drain = float(env().get("COUNTER_DRAIN_SECONDS", settings.drain_seconds))
-    # uvicorn's graceful stop waits for in-flight runs up to max_run_seconds + 1 (app/server.py)
+    # uvicorn's graceful stop waits for in-flight runs up to max_run_seconds + 1
+    # (app/http/server.py)
     graceful = settings.max_run_seconds + 1
     assert pre_stop + drain + graceful < predictor()["terminationGracePeriodSeconds"]
 

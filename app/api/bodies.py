@@ -9,18 +9,13 @@ what was wrong and what is accepted.
 import json
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal, get_args
+from typing import Any
 
 import orjson
 
-from app.answers import Detail
 from app.errors import Kind, ServiceError, preview
+from app.runtime.answers import DETAILS
 from core.codec import is_ascii_digits
-
-# The detail levels, listed here only: the schemas and the parser derive theirs from these.
-DetailAsked = Literal["auto", Detail]
-DETAILS: tuple[str, ...] = get_args(DetailAsked)
-_LISTED: frozenset[str] = frozenset({"full", "digits"})
 
 
 class JsonInt(str):
@@ -138,7 +133,7 @@ def _integral(text: str, max_digits: int) -> str | None:
 
 
 # The most digits a number written with a fraction or an exponent (1.299e3) may stand for.
-# Admission (app.service) sizes a request by its body: 35 bytes of {"number": 1e999999}
+# Admission (app.runtime.service) sizes a request by its body: 35 bytes of {"number": 1e999999}
 # would otherwise ask a 10^6-digit run as a small request, and a batch of them 2 * 10^6.
 EXPONENT_DIGITS = 64
 
@@ -344,17 +339,3 @@ def parse_count(body: bytes, max_digits: int, max_count: int) -> CountRequest:
             Kind.INVALID_REQUEST, f"stop_on_error must be true or false, not {_kind(stop)}"
         )
     return CountRequest(start, int(count), _optional_text(data, "model"), bool(stop))
-
-
-def resolve_detail(asked: str, digits: int, max_listed: int) -> Detail:
-    """'auto' lists every step up to max_listed digits per request, else summarizes."""
-    if asked == "auto":
-        return "full" if digits <= max_listed else "summary"
-    if asked in _LISTED and digits > max_listed:
-        raise ServiceError(
-            Kind.TOO_MUCH_DETAIL,
-            f"detail {asked!r} lists every step, allowed up to {max_listed} digits per request "
-            f"(COUNTER_MAX_DETAIL_DIGITS); this request has {digits}: ask 'summary' or 'none'",
-        )
-    detail: Detail = asked  # type: ignore[assignment]  # checked against DETAILS by the parser
-    return detail

@@ -6,9 +6,9 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from app import workers
+from app.api.schemas import Health
+from app.http.lean import LeanRoute
 from app.metrics import exposition
-from app.routes.lean import LeanRoute
-from app.schemas import Health
 
 router = APIRouter(tags=["health"], route_class=LeanRoute)
 

@@ -14,11 +14,11 @@ every request (issue 12 measured about 5 us a layer).
 - The access log: one JSON line per request on stdout (time, method, path, status, duration,
   request id, model, digits), with no logging record built for it; the lines of one event-loop
   turn go out in one write.
-- Memory: once a request of more than app.memory.LARGE_DIGITS digits is answered, and its
-  arrays and strings are freed, the allocator's heaps are trimmed (app.memory.release).
+- Memory: once a request of more than app.process.LARGE_DIGITS digits is answered, and its
+  arrays and strings are freed, the allocator's heaps are trimmed (app.process.release).
 - Draining: after SIGTERM every response says Connection: close, so keep-alive clients
   move to another pod instead of sending on a connection about to close.
-- Dispatch: the lean routes (app.routes.lean, which take the Request and return a Response)
+- Dispatch: the lean routes (app.http.lean, which take the Request and return a Response)
   are called from here directly, by exact path or by their path pattern, instead of through
   FastAPI's nested routers and its two inner middlewares: that walk cost every request more
   than the model run does. Every other path goes through FastAPI as usual.
@@ -40,11 +40,11 @@ from starlette.requests import Request
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import memory
+from app import process
 from app.errors import Kind, ServiceError, preview
+from app.http.lean import LeanRoute
 from app.metrics import ERRORS, REQUEST_SECONDS
-from app.routes.lean import LeanRoute
-from app.service import finish_admission
+from app.runtime.service import finish_admission
 
 log = logging.getLogger(__name__)
 
@@ -216,8 +216,8 @@ class Edge:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
             _timer(template, scope["method"], status).observe(elapsed)
-            if state.get("digits", 0) > memory.LARGE_DIGITS:
-                memory.release()  # its arrays and strings are freed now: back to the OS
+            if state.get("digits", 0) > process.LARGE_DIGITS:
+                process.release()  # its arrays and strings are freed now: back to the OS
             if self.access_log:
                 # Alone, its line goes out at once: holding it would cost a loop turn and
                 # gather no other line to share the write with.

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from app.errors import Kind, ServiceError
-from app.service import CounterService, large_admission
+from app.runtime.service import CounterService, large_admission
 
 JSON = "application/json"
 
@@ -81,7 +81,7 @@ def declared_length(request: Request) -> int | None:
 
 
 async def read_body(request: Request) -> bytes:
-    """The whole body, read straight off ASGI (the size limit is app.edge's job)."""
+    """The whole body, read straight off ASGI (the size limit is app.http.edge's job)."""
     admission = large_admission()
     if admission is not None:
         admission.reading()

@@ -1,14 +1,15 @@
 """Triton's model repository extension over REST: the index (public), load and unload (an
-operator's, with the bearer token). What each does, and when it is allowed: app.repository."""
+operator's, with the bearer token). What each does, and when it is allowed:
+app.runtime.repository."""
 
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel, StrictBool
 
-from app import docs
+from app.api import openapi
 from app.errors import Kind, ServiceError
-from app.repository import Repository, authorize
+from app.runtime.repository import Repository, authorize
 
 router = APIRouter(prefix="/v2/repository", tags=["Model repository (Triton's extension)"])
 
@@ -69,7 +70,7 @@ def _operator(request: Request) -> Repository:
 @router.post(
     "/index",
     summary="Repository index",
-    responses={**docs.v2_errors(400, 404, 413, 422, 503), **_ok(_INDEX_EXAMPLE)},
+    responses={**openapi.v2_errors(400, 404, 413, 422, 503), **_ok(_INDEX_EXAMPLE)},
 )
 async def index(
     request: Request,
@@ -93,7 +94,7 @@ async def index(
     "/models/{name}/load",
     summary="Load or reload a model (operator)",
     responses={
-        **docs.v2_errors(*_CHANGE_ERRORS),
+        **openapi.v2_errors(*_CHANGE_ERRORS),
         **_ok({"name": "counter-post", "state": "READY"}),
     },
     openapi_extra=_NO_BODY,
@@ -110,7 +111,7 @@ async def load(request: Request, name: str) -> Changed:
     "/models/{name}/unload",
     summary="Unload a model (operator)",
     responses={
-        **docs.v2_errors(*_CHANGE_ERRORS),
+        **openapi.v2_errors(*_CHANGE_ERRORS),
         **_ok({"name": "counter-post", "state": "UNAVAILABLE"}),
     },
     openapi_extra=_NO_BODY,

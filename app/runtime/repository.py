@@ -9,13 +9,13 @@ Only an operator changes the repository: load and unload need `Authorization: Be
 <COUNTER_ADMIN_TOKEN>`, compared in constant time; with no token set they are off (403), with
 another token 401. The index is public, as the models' metadata is.
 
-A load runs every check the start runs (app.registry.load_model: the files, sha256, the graph's
-contract, the proof re-run, the warm-up), on a worker thread while the old version serves; only
-a model that passes is swapped in, in one step on the event loop (app.service.install), so a
-request is answered by the old version or the new, never by neither. A model that fails is
-refused with the reason and the old version keeps serving. An unload takes the model out of
-the registry at once (new requests get 404) and waits for its batcher to flush; runs already
-under way hold their own reference to the model and finish on it.
+A load runs every check the start runs (app.runtime.registry.load_model: the files, sha256,
+the graph's contract, the proof re-run, the warm-up), on a worker thread while the old version
+serves; only a model that passes is swapped in, in one step on the event loop
+(app.runtime.service.install), so a request is answered by the old version or the new, never
+by neither. A model that fails is refused with the reason and the old version keeps serving. An
+unload takes the model out of the registry at once (new requests get 404) and waits for its
+batcher to flush; runs already under way hold their own reference to the model and finish on it.
 """
 
 import asyncio
@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.errors import Kind, ServiceError, preview
-from app.registry import LoadedModel, ModelLoadError, load_model
-from app.service import CounterService
+from app.runtime.models import LoadedModel, ModelLoadError
+from app.runtime.registry import load_model
+from app.runtime.service import CounterService
 from app.settings import Settings
 from core.card import ModelCard
 

@@ -1,6 +1,6 @@
 """The shapes of the operator endpoints (the model cards, health): pydantic, off the hot path.
 
-The answers of the model endpoints are TypedDicts (app.answers), written by orjson.
+The answers of the model endpoints are TypedDicts (app.runtime.answers), written by orjson.
 """
 
 from dataclasses import asdict
@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.registry import LoadedModel, Registry
+from app.runtime.models import LoadedModel, Registry
 from core.card import ModelCard
 
 

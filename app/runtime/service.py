@@ -3,7 +3,7 @@
 It holds the models, the limits and the decision of where each run happens, so a route only
 translates HTTP into one call. Work is placed by its cost, rows x padded length in digit steps:
 
-- small (<= BATCHED_STEPS): joins the loop turn's batch (app.batcher), one run for many
+- small (<= BATCHED_STEPS): joins the loop turn's batch (app.runtime.batcher), one run for many
   (the counter's JSON and the V2 `number` input alike);
   unless the server says this is the only request in progress, when it runs inline at once
   (a batch of one would only wait a loop turn for nobody);
@@ -26,13 +26,12 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from app.answers import Answer, CountEnd, CountLine, Detail
-from app.batcher import Batcher, RawBatcher
-from app.engine import EngineOptions, answer, answer_with_probabilities
 from app.errors import Kind, ServiceError, not_ready, unknown_model
-from app.inputs import resolve_detail
 from app.metrics import MODELS_LOADED, PENDING_STEPS
-from app.registry import LoadedModel, Registry
+from app.runtime.answers import Answer, CountEnd, CountLine, Detail, resolve_detail
+from app.runtime.batcher import Batcher, RawBatcher
+from app.runtime.engine import EngineOptions, answer, answer_with_probabilities
+from app.runtime.models import LoadedModel, Registry
 from app.settings import Settings
 
 BATCHED_STEPS = 256  # digit steps (rows x padded length) that join a shared batch
@@ -67,7 +66,7 @@ READERS_PER_SLOT = 8  # large bodies read at once per COUNTER_MAX_LARGE_REQUESTS
 
 class LargeAdmission:
     """A large request's hold on COUNTER_MAX_LARGE_REQUESTS: from entry, or, for a body read
-    by app.exchange.read_body, from the moment the body has arrived (reading() then
+    by app.http.exchange.read_body, from the moment the body has arrived (reading() then
     arrived()), until its answer is made."""
 
     def __init__(self, service: "CounterService", declared_length: int | None) -> None:
@@ -75,7 +74,9 @@ class LargeAdmission:
         self.declared_length = declared_length
         self.held = False
         self.read = False
-        self.http = False  # its body was read by app.exchange.read_body: app.edge releases it
+        self.http = (
+            False  # its body was read by app.http.exchange.read_body: app.http.edge releases it
+        )
         self._token: Token[LargeAdmission | None] | None = None
 
     async def __aenter__(self) -> None:
@@ -132,7 +133,7 @@ class LargeAdmission:
             self.service.large_reading -= 1
             self.read = False
         if failed is None and self.http and self.held:
-            return  # answered: held until app.edge has written it (finish_admission)
+            return  # answered: held until app.http.edge has written it (finish_admission)
         self.finish()
 
     def finish(self) -> None:
@@ -149,7 +150,7 @@ def large_admission() -> LargeAdmission | None:
 
 def finish_admission() -> None:
     """The request's answer has been written (or it failed): its large-request slot, if it
-    held one, is free. Called by app.edge once per request, after the response is sent."""
+    held one, is free. Called by app.http.edge once per request, after the response is sent."""
     admission = _ADMISSION.get()
     if admission is not None:
         admission.finish()
@@ -220,7 +221,7 @@ class CounterService:
 
         Checked before the body is read, so 64 clients each sending a 10^6-digit number cost
         the memory of a few, not of 64 bodies and their parsed copies. An HTTP body read by
-        app.exchange.read_body takes its slot only once it has arrived whole (a client
+        app.http.exchange.read_body takes its slot only once it has arrived whole (a client
         trickling its body holds none; the body deadline closes it), and at most
         READERS_PER_SLOT bodies per slot are read at once. A small body holds nothing (and
         skips the 2 us of a context manager).

@@ -6,30 +6,19 @@ Two ways into a model:
 - the counter's own: `number` BYTES [batch] (decimal strings, the input rules of /increment) ->
   `output` BYTES, `probabilities` FP32 [batch, longest + 1, 10], `carry_run` INT64,
   `beyond_reliable_carry` BOOL, `proved` BOOL, `correct` BOOL.
-Errors are {"error": "<message>"} (app.edge writes that shape under /v2) with the same limits and
-statuses as the counter's JSON. tritonclient and the kserve package's client both speak this.
-The inference itself (checks, runs, outputs) is app.inference's, shared with app.grpc.
+Errors are {"error": "<message>"} (app.http.edge writes that shape under /v2) with the same
+limits and statuses as the counter's JSON. tritonclient and the kserve package's client both
+speak this.
+The inference itself (checks, runs, outputs) is app.api.inference's, shared with app.grpc.
 """
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app import docs, workers
-from app.errors import Kind, ServiceError
-from app.exchange import (
-    ClientGone,
-    declared_length,
-    json_reply,
-    read_body,
-    reply,
-    require_tensor_media,
-    service_of,
-)
-from app.inference import Inference, find_model
-from app.registry import LoadedModel
-from app.routes.lean import LeanRoute
-from app.service import CounterService
-from app.tensors import (
+from app import workers
+from app.api import openapi
+from app.api.inference import Inference, find_model
+from app.api.tensors import (
     HEADER_LENGTH,
     SERVER,
     InferRequest,
@@ -38,6 +27,19 @@ from app.tensors import (
     parse_request,
     write_response,
 )
+from app.errors import Kind, ServiceError
+from app.http.exchange import (
+    ClientGone,
+    declared_length,
+    json_reply,
+    read_body,
+    reply,
+    require_tensor_media,
+    service_of,
+)
+from app.http.lean import LeanRoute
+from app.runtime.models import LoadedModel
+from app.runtime.service import CounterService
 
 router = APIRouter(
     prefix="/v2", tags=["Open Inference Protocol (KServe V2)"], route_class=LeanRoute
@@ -74,7 +76,7 @@ async def live(_: Request) -> Response:
     return json_reply({"live": True})
 
 
-@router.get("/health/ready", summary="Server ready", responses=docs.v2_errors(503))
+@router.get("/health/ready", summary="Server ready", responses=openapi.v2_errors(503))
 async def ready(request: Request) -> Response:
     """Every model loaded, re-proved and warmed up (in every worker); 503 before that and while
     draining."""
@@ -86,14 +88,14 @@ async def ready(request: Request) -> Response:
 @router.get(
     "/models/{name}",
     summary="Model metadata",
-    openapi_extra=docs.path_parameters("name"),
-    responses=docs.v2_errors(404, 503),
+    openapi_extra=openapi.path_parameters("name"),
+    responses=openapi.v2_errors(404, 503),
 )
 @router.get(
     "/models/{name}/versions/{version}",
     summary="Model metadata (a version)",
-    openapi_extra=docs.path_parameters("name", "version"),
-    responses=docs.v2_errors(404, 503),
+    openapi_extra=openapi.path_parameters("name", "version"),
+    responses=openapi.v2_errors(404, 503),
 )
 async def metadata(request: Request) -> Response:
     """The model's name, versions, platform, inputs and outputs (404 for another version)."""
@@ -103,8 +105,8 @@ async def metadata(request: Request) -> Response:
 @router.get(
     "/models/{name}/config",
     summary="Model configuration (Triton's, minimal)",
-    openapi_extra=docs.path_parameters("name"),
-    responses=docs.v2_errors(404, 503),
+    openapi_extra=openapi.path_parameters("name"),
+    responses=openapi.v2_errors(404, 503),
 )
 async def config(request: Request) -> Response:
     """Triton's model configuration, minimal: what Triton's perf_analyzer asks first (the
@@ -115,14 +117,14 @@ async def config(request: Request) -> Response:
 @router.get(
     "/models/{name}/ready",
     summary="Model ready",
-    openapi_extra=docs.path_parameters("name"),
-    responses=docs.v2_errors(404, 503),
+    openapi_extra=openapi.path_parameters("name"),
+    responses=openapi.v2_errors(404, 503),
 )
 @router.get(
     "/models/{name}/versions/{version}/ready",
     summary="Model ready (a version)",
-    openapi_extra=docs.path_parameters("name", "version"),
-    responses=docs.v2_errors(404, 503),
+    openapi_extra=openapi.path_parameters("name", "version"),
+    responses=openapi.v2_errors(404, 503),
 )
 async def model_ready(request: Request) -> Response:
     """The model (of this version, if one is named) is loaded, re-proved and warm."""
@@ -219,14 +221,14 @@ _INFER_DOC = {
 @router.post(
     "/models/{name}/infer",
     summary="Inference",
-    openapi_extra={**_INFER_DOC, **docs.path_parameters("name")},
-    responses=docs.v2_errors(400, 404, 413, 415, 422, 503),
+    openapi_extra={**_INFER_DOC, **openapi.path_parameters("name")},
+    responses=openapi.v2_errors(400, 404, 413, 415, 422, 503),
 )
 @router.post(
     "/models/{name}/versions/{version}/infer",
     summary="Inference (a version)",
-    openapi_extra={**_INFER_DOC, **docs.path_parameters("name", "version")},
-    responses=docs.v2_errors(400, 404, 413, 415, 422, 503),
+    openapi_extra={**_INFER_DOC, **openapi.path_parameters("name", "version")},
+    responses=openapi.v2_errors(400, 404, 413, 415, 422, 503),
 )
 async def infer(request: Request) -> Response:
     """Run the model (of this version, if one is named) on `digits` (the raw ONNX contract) or

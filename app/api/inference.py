@@ -1,6 +1,6 @@
 """One Open Inference Protocol (KServe V2) inference, whatever carried it (REST or gRPC).
 
-A parsed request (app.tensors.InferRequest) goes in, output tensors come out; each protocol
+A parsed request (app.api.tensors.InferRequest) goes in, output tensors come out; each protocol
 reads its own wire format into the request and writes the outputs back in it. Two ways into a
 model:
 - raw: `digits` INT64 [batch, time] -> `probabilities` FP32 [batch, time, 10], exactly the ONNX
@@ -16,11 +16,11 @@ import asyncio
 import numpy as np
 import numpy.typing as npt
 
+from app.api.bodies import parse_number
+from app.api.tensors import InferInput, InferRequest, OutputTensor
 from app.errors import Kind, ServiceError, preview
-from app.inputs import parse_number
-from app.registry import LoadedModel
-from app.service import CounterService
-from app.tensors import InferInput, InferRequest, OutputTensor
+from app.runtime.models import LoadedModel
+from app.runtime.service import CounterService
 
 RAW_OUTPUTS = ("probabilities",)
 NUMBER_OUTPUTS = (
@@ -152,7 +152,7 @@ class Inference:
         columns: dict[str, OutputTensor] = {
             "output": OutputTensor("output", "BYTES", count, [a["output"] for a in answers]),
             "probabilities": OutputTensor("probabilities", "FP32", list(probs.shape), probs),
-            # Plain lists, not arrays: orjson and app.tensors.tensor_bytes write both alike, and
+            # Plain lists, not arrays: orjson and app.api.tensors.tensor_bytes write both alike, and
             # a list of one is made for less.
             "carry_run": OutputTensor(
                 "carry_run", "INT64", count, [a["carry_run"] for a in answers]

@@ -20,12 +20,10 @@ uvicorn stays the server (and httptools its parser); this adds, in as small a la
 """
 
 import asyncio
-import gc
 import logging
 import resource
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable
 from types import FrameType
@@ -36,6 +34,7 @@ import orjson
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from app import process
 from app.errors import Kind
 from app.metrics import ERRORS, REFUSED_CONNECTIONS, REQUESTS_IN_PROGRESS
 from app.settings import Settings
@@ -45,9 +44,7 @@ log = logging.getLogger(__name__)
 RESERVED_FILES = 64  # descriptors kept for models, logs and the listener itself
 LOG_EVERY_SECONDS = 10.0
 COALESCE_BYTES = 64 * 1024  # a body up to this size is sent with its head in one write
-SWITCH_INTERVAL_S = 0.001  # the GIL switch interval: how long the loop may wait for a worker
 LINGER_BODIES = 4  # a refused body is read and dropped up to this many COUNTER_MAX_BODY_BYTES
-GC_YOUNG_OBJECTS = 10_000  # the collector's first threshold while serving (Python's is 700)
 
 
 def connection_cap(wanted: int) -> int:
@@ -463,7 +460,7 @@ def run(app: Any, settings: Settings, sock: socket.socket | None = None) -> None
         loop="asyncio",
         ws="none",
         log_level=settings.log_level,
-        access_log=False,  # app.edge writes one JSON line per request instead
+        access_log=False,  # app.http.edge writes one JSON line per request instead
         server_header=False,
         # Nothing here reads the client's address or scheme (no URL is built from them, the
         # access log has none): uvicorn's X-Forwarded-* middleware would cost every request.
@@ -472,14 +469,5 @@ def run(app: Any, settings: Settings, sock: socket.socket | None = None) -> None
         timeout_graceful_shutdown=int(max(1, settings.max_run_seconds + 1)),
         backlog=256,
     )
-    # A request makes no cyclic garbage (what it allocates is freed by reference counting),
-    # but the objects of the requests in flight passed the default 700 new objects often: at
-    # 64 connections the collector ran about 260 times a second, scanning answers about to be
-    # freed anyway, about 5% of the CPU and pauses of up to 2 ms (measured with gc.callbacks).
-    # At 10 000 it did not run in 5 s of that load; real cycles, if any, still start a
-    # collection once 10 000 objects are outstanding. (bench.hello is served the same way.)
-    gc.set_threshold(GC_YOUNG_OBJECTS, 10, 10)
-    # A worker thread building a large batch's answers holds the GIL; the event loop waits for
-    # it at most this long each time (Python's default is 5 ms).
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    process.serve()  # the collector's threshold and the GIL switch interval, for serving
     DrainingServer(config, settings.drain_seconds, app).run(sockets=[sock] if sock else None)

@@ -6,14 +6,21 @@ so the answers and their documentation cannot drift apart. Fields holding numpy 
 in their type and carry the JSON schema of what orjson writes for them.
 """
 
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Annotated, Any, Literal, NotRequired, get_args
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import ConfigDict, Field, SkipValidation, TypeAdapter, WithJsonSchema, with_config
 from typing_extensions import TypedDict
 
+from app.errors import Kind, ServiceError
+
 Detail = Literal["full", "digits", "summary", "none"]
+# The detail levels a request may ask, listed here only: the schemas and the parser derive theirs
+# from these.
+DetailAsked = Literal["auto", Detail]
+DETAILS: tuple[str, ...] = get_args(DetailAsked)
+_LISTED: frozenset[str] = frozenset({"full", "digits"})
 
 # float32 values (numpy scalars and rows) as orjson writes them: JSON numbers.
 F32 = Annotated[float | np.float32, SkipValidation, WithJsonSchema({"type": "number"})]
@@ -164,3 +171,17 @@ def json_schema(shape: Any) -> dict[str, Any]:
         mode="serialization", ref_template="#/components/schemas/{model}"
     )
     return schema
+
+
+def resolve_detail(asked: str, digits: int, max_listed: int) -> Detail:
+    """'auto' lists every step up to max_listed digits per request, else summarizes."""
+    if asked == "auto":
+        return "full" if digits <= max_listed else "summary"
+    if asked in _LISTED and digits > max_listed:
+        raise ServiceError(
+            Kind.TOO_MUCH_DETAIL,
+            f"detail {asked!r} lists every step, allowed up to {max_listed} digits per request "
+            f"(COUNTER_MAX_DETAIL_DIGITS); this request has {digits}: ask 'summary' or 'none'",
+        )
+    detail: Detail = asked  # type: ignore[assignment]  # checked against DETAILS by the parser
+    return detail

@@ -18,7 +18,7 @@ import numpy.typing as npt
 import orjson
 
 from app.errors import Kind, ServiceError, preview
-from app.registry import LoadedModel
+from app.runtime.models import LoadedModel
 
 HEADER_LENGTH = "inference-header-content-length"
 SERVER = "rnn-counter"

@@ -3,7 +3,7 @@
 Under load many requests are ready in the same event-loop turn; each queues its numbers and
 awaits, and one callback on the next turn runs them through the model padded to the longest,
 then hands each request its own results. A lone request waits one loop turn (microseconds).
-Only small requests come here (app.service decides), and one flush takes at most
+Only small requests come here (app.runtime.service decides), and one flush takes at most
 MAX_FLUSH_STEPS digit steps, so it never holds the loop for long; the rest wait a turn.
 """
 
@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.answers import Answer, Detail
-from app.engine import EngineOptions, answer_with_probabilities
-from app.registry import LoadedModel
+from app.runtime.answers import Answer, Detail
+from app.runtime.engine import EngineOptions, answer_with_probabilities
+from app.runtime.models import LoadedModel
 
 MAX_FLUSH_STEPS = 4096  # rows x padded length of one flush: about a millisecond of work
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from app.answers import Answer, Check, Detail, Flags, ModelRef, Step
-from app.registry import LoadedModel
+from app.runtime.answers import Answer, Check, Detail, Flags, ModelRef, Step
+from app.runtime.models import LoadedModel
 from core.card import ModelCard
 from core.codec import add_one, add_one_digits, carry_run, encode_batch
 
@@ -240,7 +240,7 @@ def _card_says(card: ModelCard, run: int, length: int | None) -> tuple[bool, Fla
     failure = decision.refutation if decision is not None else None
     if not proved:
         if failure is not None and run >= failure.nines:
-            # a checked refuting input (app.registry ran it at load): say what is known
+            # a checked refuting input (app.runtime.checks ran it at load): say what is known
             warnings.append(
                 f"Carry run {run} is past the proved {reliable}; the model fails at "
                 f"{failure.nines} (e.g. {failure.example} + 1 gave {failure.got}): this answer "

@@ -19,12 +19,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app.errors import Kind, ServiceError, preview
-from app.exchange import service_of
-from app.files import UnreadableFileError, read_capped
+from app.http.exchange import service_of
+from app.runtime.files import UnreadableFileError, read_capped
 
 router = APIRouter(tags=["page"], include_in_schema=False)
 
-STATIC = Path(__file__).resolve().parent.parent / "static"
+STATIC = Path(__file__).resolve().parents[2] / "static"  # app/static
 MEDIA_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".css": "text/css; charset=utf-8",

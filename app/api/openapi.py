@@ -1,9 +1,9 @@
 """What /docs shows: schemas derived from the code that runs, examples made by the live service.
 
-- Answer schemas come from the TypedDicts the engine builds (app.answers), request schemas
+- Answer schemas come from the TypedDicts the engine builds (app.runtime.answers), request schemas
   from the input rules and the running limits (patterns, minimum, maxItems, what may be null).
 - Response examples are real answers, made by the loaded models the first time the OpenAPI
-  document is asked for; error examples come from the real rules (app.inputs, app.errors).
+  document is asked for; error examples come from the real rules (app.api.bodies, app.errors).
 So a reader of /docs sees what the service sends, and schemathesis can hold it to that.
 """
 
@@ -13,14 +13,9 @@ import orjson
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from app.answers import Answer, BatchAnswer, CountEnd, CountLine, json_schema
-from app.engine import answer
-from app.errors import Kind, ServiceError, unknown_model
-from app.inputs import DETAILS, parse_increment
-from app.schemas import model_list
-from app.service import CounterService, count_line
-from app.settings import Settings
-from app.tensors import (
+from app.api.bodies import parse_increment
+from app.api.schemas import model_list
+from app.api.tensors import (
     MAX_RANK,
     SERVER,
     InferRequest,
@@ -29,6 +24,11 @@ from app.tensors import (
     model_metadata,
     write_response,
 )
+from app.errors import Kind, ServiceError, unknown_model
+from app.runtime.answers import DETAILS, Answer, BatchAnswer, CountEnd, CountLine, json_schema
+from app.runtime.engine import answer
+from app.runtime.service import CounterService, count_line
+from app.settings import Settings
 from core.codec import encode_batch
 
 JSON = "application/json"
@@ -72,7 +72,7 @@ def _optional(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def request_schemas(settings: Settings) -> dict[str, Any]:
-    """The request bodies, with the running limits: exactly what app.inputs accepts."""
+    """The request bodies, with the running limits: exactly what app.api.bodies accepts."""
     model = _optional(
         {"type": "string"}, "a model name from GET /models; null or absent: the default"
     )
@@ -194,7 +194,7 @@ _V2_PARAMETERS = {"type": ["object", "null"], "description": "binary_data_size, 
 
 
 def v2_infer_request() -> dict[str, Any]:
-    """The inference request as app.tensors reads it (the protocol's $inference_request):
+    """The inference request as app.api.tensors reads it (the protocol's $inference_request):
     anything outside it is refused with 400."""
     scalar = {"type": ["number", "string", "boolean"]}
     return {

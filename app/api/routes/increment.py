@@ -1,15 +1,15 @@
 """POST /increment and POST /increment/batch: n + 1 by the model, step by step.
 
-The hot path stays lean: the body is parsed by app.inputs (no pydantic), CounterService runs
+The hot path stays lean: the body is parsed by app.api.bodies (no pydantic), CounterService runs
 the model where it should, and orjson writes the answer (numpy arrays included) as bytes.
 """
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app import docs
-from app.answers import Answer, BatchAnswer
-from app.exchange import (
+from app.api import openapi
+from app.api.bodies import parse_batch, parse_increment
+from app.http.exchange import (
     ClientGone,
     declared_length,
     json_reply,
@@ -18,8 +18,8 @@ from app.exchange import (
     require_json,
     service_of,
 )
-from app.inputs import parse_batch, parse_increment
-from app.routes.lean import LeanRoute
+from app.http.lean import LeanRoute
+from app.runtime.answers import Answer, BatchAnswer
 
 router = APIRouter(tags=["increment"], route_class=LeanRoute)
 
@@ -27,8 +27,8 @@ router = APIRouter(tags=["increment"], route_class=LeanRoute)
 @router.post(
     "/increment",
     summary="Add one to a number, digit by digit",
-    openapi_extra=docs.request_body("IncrementRequest", docs.INCREMENT_REQUESTS),
-    responses=docs.answer_responses(Answer, "the model's n + 1, its steps, proof, flags, check"),
+    openapi_extra=openapi.request_body("IncrementRequest", openapi.INCREMENT_REQUESTS),
+    responses=openapi.answer_responses(Answer, "the model's n + 1, its steps, proof, flags, check"),
 )
 async def increment(request: Request) -> Response:
     """n + 1 by the model, with each step's probabilities, whether it is proved, honest flags
@@ -46,8 +46,8 @@ async def increment(request: Request) -> Response:
 @router.post(
     "/increment/batch",
     summary="Add one to many numbers in one model run",
-    openapi_extra=docs.request_body("BatchRequest", docs.BATCH_REQUESTS),
-    responses=docs.answer_responses(BatchAnswer, "one answer per number, in the order sent"),
+    openapi_extra=openapi.request_body("BatchRequest", openapi.BATCH_REQUESTS),
+    responses=openapi.answer_responses(BatchAnswer, "one answer per number, in the order sent"),
 )
 async def increment_batch(request: Request) -> Response:
     """n + 1 for each number, padded to the longest and run once; any bad item refuses all (422)."""

@@ -1,7 +1,8 @@
-"""The model registry: load every models/<name>.json card, and believe none of it unchecked.
+"""What the registry checks of each card before it serves the model: believe none of it unchecked.
 
 For each card the service checks, on the bytes it actually loaded:
-- the files: regular files under a size cap (app.files), the .onnx named by the card beside it;
+- the files: regular files under a size cap (app.runtime.files), the .onnx named by the card
+  beside it;
 - the sha256 of the .onnx against the card;
 - that the file is, node for node, the graph training exports (core.canonical), so the graph
   that runs is the one whose weights the proof reads, and that the card's architecture,
@@ -17,131 +18,39 @@ For each card the service checks, on the bytes it actually loaded:
 - answers (the warm-up): every number "t d 9..9" with up to 12 nines (a 2-digit tail t, any
   d in 0-8) and long runs of nines up to the proved length. Every one the card claims right
   (proved, or a run of nines its scan found no failure for) must come out right.
-
-Fault policy: a fault in the default model (the one whose card name, or whose card's file name,
-is COUNTER_DEFAULT_MODEL), a folder with no card, or no default model: loading raises
-ModelLoadError naming the file and the reason, and `python -m app` exits with that one line and
-status 2. A fault in any other model, foreseen or not, skips it with a one-line warning;
-GET /models lists it.
 """
 
 import hashlib
-import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import onnxruntime as ort
-from pydantic import ValidationError
 
-from app.files import UnreadableFileError, read_capped
-from app.metrics import DIGITS_PROCESSED, MODEL_RUN_SECONDS, MODELS_LOADED
+from app.runtime.files import UnreadableFileError, read_capped
+from app.runtime.models import DecisionCheck, ModelLoadError
 from core.activation import measured_error
 from core.canonical import NotCanonicalError, check_canonical
 from core.card import ModelCard
 from core.certify import cell_of, prove_carry
-from core.codec import Digits, add_one, add_one_digits, carry_run, decode, encode_batch
+from core.codec import add_one, add_one_digits, carry_run, decode, encode_batch
 from core.decide import CertificateError, Invariant
 from core.decide import check as check_certificate
 from core.dynamics import carry_attractor
-from core.session import open_session
 from core.weights import RnnWeights, UnsupportedModelError, recurrent_weights_from_onnx
 
-log = logging.getLogger(__name__)
-
-Probabilities = npt.NDArray[np.float32]  # [batch, time, 10]
-
-CARD_BYTES = 1 << 20  # a card is a few KB
 WARM_NINES = 12  # the warm-up's runs of nines: every k up to this, each d and 2-digit tail
 LONG_NINES = (50, 200, 1000)  # and these
 
 
-class ModelLoadError(Exception):
-    """One model file that cannot be served, and why, in one line."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = path
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class ServingCheck:
-    """What the service verified itself at load: shown beside the card by GET /models/{name}."""
-
-    onnxruntime: str  # the version running here (the card records the one it was measured on)
-    # the largest tanh or sigmoid error of that onnxruntime's kernels for this model's op, over
-    # a dense grid; None when the card claims no proof (nothing relies on it)
-    activation_error_measured: float | None
-    proved_carry_length: int | str  # what the re-run proof established on the loaded weights
-    proof_margin: float | None
-    proof_seconds: float
-    warm_up_answers: int  # answers checked against exact arithmetic before serving
-    # the card's decided carry length (core.decide), checked here: None when the card has none
-    decision: "DecisionCheck | None" = None
-    # the card's dynamics.carry_attractor re-derived from the loaded weights (core.dynamics);
-    # None when the card makes no such claim
-    carry_attractor: bool | None = None
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A verified, warmed-up model: its card, its onnxruntime session and what was checked."""
-
-    card: ModelCard
-    path: Path
-    session: Any  # onnxruntime.InferenceSession (untyped)
-    check: ServingCheck
-    _timer: Any = field(repr=False)  # this model's model-run histogram
-    _digits: Any = field(repr=False)  # this model's digits-processed counter
-
-    def run(self, digits: Digits, run_options: Any = None) -> Probabilities:
-        """int64 [batch, time] -> float32 [batch, time, 10]: one onnxruntime run, timed.
-
-        run_options (onnxruntime.RunOptions) lets another thread stop the run (terminate).
-        """
-        start = perf_counter()
-        feeds = {self.card.input_name: digits}
-        (probs,) = self.session.run([self.card.output_name], feeds, run_options)
-        self._timer.observe(perf_counter() - start)
-        result: Probabilities = probs
-        return result
-
-    def count_digits(self, digits: int) -> None:
-        """Add to the digits-processed metric (the numbers' own digits, without padding)."""
-        self._digits.inc(digits)
-
-
-@dataclass(frozen=True)
-class Registry:
-    """The models being served, by name, and which one answers when a request names none.
-
-    skipped: the faults of the models found but not served (the fault policy above), shown
-    by GET /models so an operator sees them without reading the start-up log.
-    """
-
-    models: dict[str, LoadedModel]
-    default: str
-    skipped: list[ModelLoadError] = field(default_factory=list)
-
-    def find(self, name: str | None) -> LoadedModel | None:
-        """The named model (the default for None), or None when no such model is served."""
-        return self.models.get(self.default if name is None else name)
-
-    @property
-    def names(self) -> list[str]:
-        return sorted(self.models)
-
-
-def _first_line(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
-def _read(path: Path, cap: int, setting: str, what: str) -> bytes:
+def read_file(path: Path, cap: int, setting: str, what: str) -> bytes:
     try:
         return read_capped(path, cap, setting)
     except FileNotFoundError:
@@ -151,36 +60,7 @@ def _read(path: Path, cap: int, setting: str, what: str) -> bytes:
         raise ModelLoadError(path, reason or "cannot read it") from None
 
 
-def _read_card(path: Path) -> ModelCard:
-    blob = _read(path, CARD_BYTES, "a model card's size", "the card is gone")
-    try:
-        return ModelCard.model_validate_json(blob)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])  # none: a check of the whole card
-        detail = f"{where}: {first['msg']}" if where else first["msg"]
-        raise ModelLoadError(path, f"not a valid model card: {detail}") from None
-
-
-def _open(card: ModelCard, onnx_path: Path, cap: int) -> tuple[bytes, Any]:
-    if Path(card.onnx_file).name != card.onnx_file or card.onnx_file in ("", ".", ".."):
-        raise ModelLoadError(onnx_path, "the card's onnx_file must be a file name beside it")
-    blob = _read(onnx_path, cap, "COUNTER_MAX_MODEL_BYTES", "the card names this file")
-    digest = hashlib.sha256(blob).hexdigest()
-    if digest != card.sha256:
-        raise ModelLoadError(
-            onnx_path,
-            f"sha256 is {digest[:12]}..., the card says {card.sha256[:12]}...: "
-            "the file changed after export",
-        )
-    _check_graph(card, onnx_path, blob)  # before onnxruntime sees the bytes
-    try:
-        return blob, open_session(blob)
-    except Exception as exc:  # onnxruntime raises its own untyped errors
-        raise ModelLoadError(onnx_path, f"onnxruntime cannot load it: {_first_line(exc)}") from None
-
-
-def _check_graph(card: ModelCard, onnx_path: Path, blob: bytes) -> None:
+def check_graph(card: ModelCard, onnx_path: Path, blob: bytes) -> None:
     """Serve only the graph the proof reads: the exporter's, node for node (core.canonical),
     and a card whose architecture, parameter count, opset and tensor names are the file's."""
     try:
@@ -204,13 +84,13 @@ def _check_graph(card: ModelCard, onnx_path: Path, blob: bytes) -> None:
             )
 
 
-def _check_contract(card: ModelCard, onnx_path: Path, session: Any) -> None:
+def check_contract(card: ModelCard, onnx_path: Path, session: Any) -> None:
     """int64 [b, t] digits -> float32 [b, t, 10] probabilities."""
     probe = encode_batch(["0123456789", "9"])  # [2, 11]
     try:
         (probs,) = session.run([card.output_name], {card.input_name: probe})
     except Exception as exc:  # wrong input/output names or dtypes surface here
-        raise ModelLoadError(onnx_path, f"breaks the model contract: {_first_line(exc)}") from None
+        raise ModelLoadError(onnx_path, f"breaks the model contract: {first_line(exc)}") from None
     expected = (*probe.shape, 10)
     if probs.shape != expected or probs.dtype != np.float32:
         raise ModelLoadError(
@@ -245,7 +125,7 @@ class ProofCheck:
     activation_error: float | None  # measured here; None when nothing is claimed
 
 
-def _recheck_proof(
+def recheck_proof(
     card: ModelCard, onnx_path: Path, blob: bytes, errors: ActivationErrors
 ) -> ProofCheck:
     """Re-run the card's proof on the loaded weights, after checking that the tanh and sigmoid
@@ -292,20 +172,10 @@ def _recheck_proof(
     return ProofCheck(proved, proof.margin, perf_counter() - start, error)
 
 
-@dataclass(frozen=True)
-class DecisionCheck:
-    """The card's decided carry length, checked on the loaded weights and graph."""
-
-    result: str  # "checked": the certificate holds and the refuting input fails here
-    proved_carry_length: int  # K, re-derived by the check (-1: the card proves nothing)
-    seconds: float  # the certificate's check
-    refutation: str | None  # e.g. "99999 + 1 gave 0", as this service's graph answered
-
-
 CERTIFICATE_BYTES = 64 << 20  # a certificate is a few hundred KB
 
 
-def _check_decision(
+def check_decision(
     card: ModelCard, onnx_path: Path, blob: bytes, session: Any, errors: ActivationErrors
 ) -> DecisionCheck | None:
     """Check the card's decision: its certificate file (sha256, then core.decide's one-pass
@@ -320,7 +190,7 @@ def _check_decision(
         where = onnx_path.parent / name
         if Path(name).name != name or name in ("", ".", ".."):
             raise ModelLoadError(where, "the card's certificate_file must be a file name beside it")
-        blob_cert = _read(where, CERTIFICATE_BYTES, "a certificate's size", "the card names it")
+        blob_cert = read_file(where, CERTIFICATE_BYTES, "a certificate's size", "the card names it")
         if hashlib.sha256(blob_cert).hexdigest() != decision.certificate_sha256:
             raise ModelLoadError(where, "sha256 differs from the card's: the certificate changed")
         start = perf_counter()
@@ -375,7 +245,7 @@ def served_card(card: ModelCard, decision: DecisionCheck | None) -> ModelCard:
     return card.model_copy(update={"metrics": metrics})
 
 
-def _recheck_attractor(card: ModelCard, onnx_path: Path, blob: bytes) -> bool | None:
+def recheck_attractor(card: ModelCard, onnx_path: Path, blob: bytes) -> bool | None:
     """Re-derive the card's carry_attractor from the loaded weights; refuse a card it
     contradicts. None when the card makes no such claim."""
     if card.dynamics is None:
@@ -418,7 +288,7 @@ def warm_up_numbers(card: ModelCard) -> list[str]:
     return numbers
 
 
-def _warm_up(card: ModelCard, onnx_path: Path, session: Any) -> int:
+def warm_up(card: ModelCard, onnx_path: Path, session: Any) -> int:
     """Answer the warm-up numbers; any the card claims right must be. Returns how many."""
     numbers = warm_up_numbers(card)
     wrong: list[tuple[str, str]] = []
@@ -442,99 +312,3 @@ def _warm_up(card: ModelCard, onnx_path: Path, session: Any) -> int:
             f"{number} + 1 gave {got}, not {add_one(number)}",
         )
     return len(numbers)
-
-
-def load_model(
-    card_path: Path, max_model_bytes: int, errors: ActivationErrors | None = None
-) -> LoadedModel:
-    """Read, verify, open, re-prove and warm up one model; ModelLoadError says what is wrong."""
-    return _serve(_read_card(card_path), card_path, max_model_bytes, errors or ActivationErrors())
-
-
-def _serve(
-    card: ModelCard, card_path: Path, max_model_bytes: int, errors: ActivationErrors
-) -> LoadedModel:
-    onnx_path = card_path.parent / card.onnx_file
-    blob, session = _open(card, onnx_path, max_model_bytes)
-    _check_contract(card, onnx_path, session)
-    proof = _recheck_proof(card, onnx_path, blob, errors)
-    decision = _check_decision(card, onnx_path, blob, session, errors)
-    card = served_card(card, decision)
-    answers = _warm_up(card, onnx_path, session)
-    attractor = _recheck_attractor(card, onnx_path, blob)
-    check = ServingCheck(
-        onnxruntime=ort.__version__,
-        activation_error_measured=proof.activation_error,
-        proved_carry_length=proof.proved,
-        proof_margin=proof.margin,
-        proof_seconds=round(proof.seconds, 4),
-        warm_up_answers=answers,
-        decision=decision,
-        carry_attractor=attractor,
-    )
-    return LoadedModel(
-        card,
-        onnx_path,
-        session,
-        check,
-        MODEL_RUN_SECONDS.labels(card.name),
-        DIGITS_PROCESSED.labels(card.name),
-    )
-
-
-def _serve_checked(
-    card: ModelCard, card_path: Path, max_model_bytes: int, errors: ActivationErrors
-) -> LoadedModel:
-    """_serve, with any fault it did not foresee (a card figure the proof cannot use) made a
-    ModelLoadError: one line, so a bad non-default model is skipped, not a crash at start."""
-    try:
-        return _serve(card, card_path, max_model_bytes, errors)
-    except ModelLoadError:
-        raise
-    except Exception as exc:  # a fault of this model, not of the service
-        what = f"{type(exc).__name__}: {_first_line(exc)}"
-        raise ModelLoadError(card_path, f"cannot be checked: {what}") from None
-
-
-def load_registry(models_dir: Path, default: str, max_model_bytes: int = 64 << 20) -> Registry:
-    """Load every model in models_dir under the fault policy in this module's docstring."""
-    start = perf_counter()
-    card_paths = sorted(models_dir.glob("*.json")) if models_dir.is_dir() else []
-    if not card_paths:
-        what = "has no model cards (*.json)" if models_dir.is_dir() else "is not a folder"
-        raise ModelLoadError(models_dir, f"{what}; set COUNTER_MODELS_DIR to the models folder")
-    errors = ActivationErrors()
-    models: dict[str, LoadedModel] = {}
-    skipped: list[ModelLoadError] = []
-    for card_path in card_paths:
-        name = card_path.stem  # until the card is read: then the name it gives
-        try:
-            card = _read_card(card_path)
-            name = card.name
-            if name in models:
-                raise ModelLoadError(card_path, f"a second model named {name!r}")
-            model = _serve_checked(card, card_path, max_model_bytes, errors)
-        except ModelLoadError as exc:
-            # The default is looked up by card name; a file named after it counts too.
-            if default in (card_path.stem, name):
-                raise
-            log.warning("skipping a model: %s", exc)
-            skipped.append(exc)
-            continue
-        models[model.card.name] = model
-    if default not in models:
-        found = ", ".join(sorted(models)) or "none"
-        raise ModelLoadError(
-            models_dir, f"no default model {default!r} (COUNTER_DEFAULT_MODEL); found: {found}"
-        )
-    MODELS_LOADED.set(len(models))
-    log.info(
-        "loaded %d model(s) from %s in %.0f ms: %s (default %s; onnxruntime %s)",
-        len(models),
-        models_dir,
-        (perf_counter() - start) * 1000,
-        ", ".join(sorted(models)),
-        default,
-        ort.__version__,
-    )
-    return Registry(models, default, skipped)

@@ -14,12 +14,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from app import docs
+from app.api import openapi
+from app.api.bodies import parse_count
 from app.errors import Kind, ServiceError
-from app.exchange import declared_length, log_fields, read_body, require_json, service_of
-from app.inputs import parse_count
-from app.routes.lean import LeanRoute
-from app.service import CounterService
+from app.http.exchange import declared_length, log_fields, read_body, require_json, service_of
+from app.http.lean import LeanRoute
+from app.runtime.service import CounterService
 
 router = APIRouter(tags=["count"], route_class=LeanRoute)
 
@@ -27,8 +27,8 @@ router = APIRouter(tags=["count"], route_class=LeanRoute)
 @router.post(
     "/count",
     summary="Count on from a number, the model's answer fed back as the next input",
-    openapi_extra=docs.request_body("CountRequest", docs.COUNT_REQUESTS),
-    responses=docs.count_responses(),
+    openapi_extra=openapi.request_body("CountRequest", openapi.COUNT_REQUESTS),
+    responses=openapi.count_responses(),
 )
 async def count(request: Request) -> Response:
     """Stream the network counting: one line per number (its answer, the exact one, the flags,
@@ -56,7 +56,7 @@ async def count(request: Request) -> Response:
             yield orjson.dumps(line) + b"\n"
 
     service.streams += 1
-    return _Counted(service, lines(), media_type=docs.NDJSON)
+    return _Counted(service, lines(), media_type=openapi.NDJSON)
 
 
 class _Counted(StreamingResponse):

@@ -1,0 +1,105 @@
+"""The models being served: a verified model, the registry of them, what was checked at load.
+
+Built by app.runtime.registry (loading) after app.runtime.checks; read by every other part of
+the runtime and shown by GET /models.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from time import perf_counter
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from core.card import ModelCard
+from core.codec import Digits
+
+Probabilities = npt.NDArray[np.float32]  # [batch, time, 10]
+
+
+class ModelLoadError(Exception):
+    """One model file that cannot be served, and why, in one line."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ServingCheck:
+    """What the service verified itself at load: shown beside the card by GET /models/{name}."""
+
+    onnxruntime: str  # the version running here (the card records the one it was measured on)
+    # the largest tanh or sigmoid error of that onnxruntime's kernels for this model's op, over
+    # a dense grid; None when the card claims no proof (nothing relies on it)
+    activation_error_measured: float | None
+    proved_carry_length: int | str  # what the re-run proof established on the loaded weights
+    proof_margin: float | None
+    proof_seconds: float
+    warm_up_answers: int  # answers checked against exact arithmetic before serving
+    # the card's decided carry length (core.decide), checked here: None when the card has none
+    decision: "DecisionCheck | None" = None
+    # the card's dynamics.carry_attractor re-derived from the loaded weights (core.dynamics);
+    # None when the card makes no such claim
+    carry_attractor: bool | None = None
+
+
+@dataclass(frozen=True)
+class DecisionCheck:
+    """The card's decided carry length, checked on the loaded weights and graph."""
+
+    result: str  # "checked": the certificate holds and the refuting input fails here
+    proved_carry_length: int  # K, re-derived by the check (-1: the card proves nothing)
+    seconds: float  # the certificate's check
+    refutation: str | None  # e.g. "99999 + 1 gave 0", as this service's graph answered
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A verified, warmed-up model: its card, its onnxruntime session and what was checked."""
+
+    card: ModelCard
+    path: Path
+    session: Any  # onnxruntime.InferenceSession (untyped)
+    check: ServingCheck
+    _timer: Any = field(repr=False)  # this model's model-run histogram
+    _digits: Any = field(repr=False)  # this model's digits-processed counter
+
+    def run(self, digits: Digits, run_options: Any = None) -> Probabilities:
+        """int64 [batch, time] -> float32 [batch, time, 10]: one onnxruntime run, timed.
+
+        run_options (onnxruntime.RunOptions) lets another thread stop the run (terminate).
+        """
+        start = perf_counter()
+        feeds = {self.card.input_name: digits}
+        (probs,) = self.session.run([self.card.output_name], feeds, run_options)
+        self._timer.observe(perf_counter() - start)
+        result: Probabilities = probs
+        return result
+
+    def count_digits(self, digits: int) -> None:
+        """Add to the digits-processed metric (the numbers' own digits, without padding)."""
+        self._digits.inc(digits)
+
+
+@dataclass(frozen=True)
+class Registry:
+    """The models being served, by name, and which one answers when a request names none.
+
+    skipped: the faults of the models found but not served (the fault policy above), shown
+    by GET /models so an operator sees them without reading the start-up log.
+    """
+
+    models: dict[str, LoadedModel]
+    default: str
+    skipped: list[ModelLoadError] = field(default_factory=list)
+
+    def find(self, name: str | None) -> LoadedModel | None:
+        """The named model (the default for None), or None when no such model is served."""
+        return self.models.get(self.default if name is None else name)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.models)
