@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import tempfile
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -66,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training",
         description="Train, measure, certify and export RNNs that add one to a decimal number.",
+        # The epilog lists every command's options, which argparse's own help leaves out.
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -262,7 +265,21 @@ def _parser() -> argparse.ArgumentParser:
     explain_seeds_command.add_argument(
         "--out", type=Path, default=None, help="Markdown page (default: stdout)"
     )
+    parser.epilog = _every_usage(commands.choices)
     return parser
+
+
+def _every_usage(commands: dict[str, argparse.ArgumentParser]) -> str:
+    """Each command's usage line: the options of all of them in one --help."""
+    lines = ["every command and its options (python -m training COMMAND --help explains each):"]
+    for command in commands.values():
+        usage = " ".join(command.format_usage().split()).removeprefix("usage: ")
+        lines.append(
+            textwrap.fill(
+                usage, 96, initial_indent="  ", subsequent_indent="      ", break_on_hyphens=False
+            )
+        )
+    return "\n".join(lines)
 
 
 def _explain(models: Sequence[Path], as_json: bool, write: bool, doc: Path | None) -> int:

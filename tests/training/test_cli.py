@@ -3,6 +3,8 @@
 import argparse
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,31 @@ def test_top_level_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -
 def _commands() -> dict[str, argparse.ArgumentParser]:
     (subparsers,) = [a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)]
     return dict(subparsers.choices)
+
+
+def test_python_m_training_help_shows_every_command_with_its_options() -> None:
+    """`python -m training --help`, as a newcomer types it: each command and all its options."""
+    done = subprocess.run(
+        [sys.executable, "-m", "training", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=MODELS.parent,
+    )
+    # Each command's usage starts a line; its wrapped options continue on deeper-indented lines.
+    usages: dict[str, str] = {}
+    for line in done.stdout.splitlines():
+        if line.startswith("  python -m training "):
+            command = line.split()[3]
+            usages[command] = line
+        elif line.startswith("      ") and usages:
+            usages[command] += line
+    assert set(usages) == set(COMMANDS), done.stdout
+    for name, parser in _commands().items():
+        for action in parser._actions:
+            shown = action.option_strings[0] if action.option_strings else str(action.dest)
+            assert shown in usages[name], f"{name}: {shown} missing from --help"
 
 
 def test_every_command_has_help() -> None:
