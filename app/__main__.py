@@ -9,10 +9,27 @@ import signal
 import sys
 from types import FrameType
 
+import orjson
 from pydantic import ValidationError
 
 from app import process, workers
 from app.settings import Settings
+
+
+class JsonLines(logging.Formatter):
+    """Every log line one JSON object, like the access lines (app.edge), so that one log
+    pipeline reads start-up, errors and requests alike; a traceback stays inside its line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": record.created,
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["traceback"] = self.formatException(record.exc_info)
+        return orjson.dumps(line).decode()
 
 
 def _stopped(signum: int, frame: FrameType | None) -> None:
@@ -30,9 +47,10 @@ def main() -> None:
         name = "COUNTER_" + str(first["loc"][0]).upper() if first["loc"] else "a setting"
         print(f"error: {name}: {first['msg']}", file=sys.stderr)
         raise SystemExit(2) from None
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s"
-    )
+    handler = logging.StreamHandler()  # stderr; the access lines go to stdout
+    handler.setFormatter(JsonLines())
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
+    logging.captureWarnings(True)  # a library's warning is a log line too, not free text
     count = workers.wanted(settings)
     if count > 1 and settings.model_control == "explicit":
         # A load or unload reaches the one worker that takes the request: the others would go

@@ -460,6 +460,9 @@ def run(app: Any, settings: Settings, sock: socket.socket | None = None) -> None
         loop="asyncio",
         ws="none",
         log_level=settings.log_level,
+        # No formatters of uvicorn's own: its lines reach the root logger, which `python -m app`
+        # sets to write JSON, one object a line, as the access log does.
+        log_config=None,
         access_log=False,  # app.http.edge writes one JSON line per request instead
         server_header=False,
         # Nothing here reads the client's address or scheme (no URL is built from them, the

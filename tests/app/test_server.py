@@ -33,6 +33,24 @@ def test_serves_then_exits_cleanly_on_sigterm(shipped: Path, tmp_path: Path) -> 
     assert "Traceback" not in text
 
 
+@pytest.mark.server
+def test_every_line_the_server_writes_is_one_json_object(shipped: Path, tmp_path: Path) -> None:
+    """Start-up, shutdown and access lines alike: a log pipeline parses each line as JSON."""
+    log = tmp_path / "server.log"  # the server's stdout and stderr, both
+    server, base = start_server(shipped, log, COUNTER_LOG_LEVEL="debug")
+    try:
+        assert _post(base, "/increment", b'{"number": "1999"}')[0] == 200
+        assert _post(base, "/increment", b'{"number": "-1"}')[0] == 422
+    finally:
+        assert stop_server(server) == 0, log.read_text()
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    logged = [line["message"] for line in lines if "message" in line]
+    assert "Application startup complete." in logged
+    assert "Application shutdown complete." in logged
+    assert {line["level"] for line in lines if "level" in line} >= {"info", "debug"}
+    assert [line["status"] for line in lines if line.get("path") == "/increment"] == [200, 422]
+
+
 def _post(
     base: str, path: str, body: bytes, request_id: str | None = None
 ) -> tuple[int, dict[str, Any]]:
@@ -64,8 +82,10 @@ def test_each_request_is_one_json_access_line_with_its_id_model_and_digits(
         ]
     finally:
         stop_server(server)
-    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
-    by_id = {line["request_id"]: line for line in lines if line["path"].startswith("/increment")}
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    by_id = {
+        line["request_id"]: line for line in lines if line.get("path", "").startswith("/increment")
+    }
     assert [status for status, _ in sent] == [200, 200, 404, 200]
     assert sent[0][1]["id"] == "trace-42"
     # An id that is not short and plain is replaced, not echoed or logged.
