@@ -38,6 +38,7 @@ def start_server(
         "COUNTER_MODELS_DIR": str(models_dir),
         "COUNTER_DRAIN_SECONDS": "0.5",
         "COUNTER_WORKERS": "1",  # one process, as before app.workers; a test may ask for more
+        "ORT_DISABLE_TELEMETRY": "1",  # as make, the image and the manifests start it
         **settings,
     }
     with log.open("wb") as out:
