@@ -2,7 +2,7 @@
 // it comes (paced so a person can watch), and a Stop button that aborts the fetch.
 
 import * as api from "./api.js";
-import { FLAGS, el, preview, raised, sr, tail } from "./words.js";
+import { FLAGS, el, preview, raised, refusedNumber, sr, tail, typingProblem } from "./words.js";
 
 const LOG_ROWS = 500; // rows kept on the page; a count may run to 10 000
 const ODOMETER_DIGITS = 24;
@@ -73,6 +73,12 @@ export function setupCount(model, choose) {
     const mine = new AbortController();
     controller = mine;
     const start = $("count-start").value.replace(/[\s_,]/g, "");
+    const problem = typingProblem(start);
+    if (problem) {
+      status.textContent = problem;
+      status.dataset.reason = "failed";
+      return;
+    }
     const request = {
       start,
       count: Number($("count-n").value),
@@ -120,7 +126,8 @@ export function setupCount(model, choose) {
         status.textContent = `Stopped: ${sent} number${sent === 1 ? "" : "s"} shown.`;
         status.dataset.reason = "stopped";
       } else {
-        status.textContent = `The count could not run: ${error.message}`;
+        const said = error.kind === "invalid_number" ? refusedNumber(error.message) : error.message;
+        status.textContent = `The count could not run: ${said}`;
         status.dataset.reason = "failed";
       }
     } finally {

@@ -5,7 +5,7 @@ import * as api from "./api.js";
 import { renderCard } from "./card.js";
 import { setupCount } from "./count.js";
 import { columns, describe, render } from "./grid.js";
-import { FLAGS, el, preview, raised } from "./words.js";
+import { FLAGS, el, preview, raised, refusedNumber, typingProblem } from "./words.js";
 
 const $ = (id) => document.getElementById(id);
 const TYPING_PAUSE_MS = 250; // answer once typing pauses, not at every key
@@ -150,6 +150,13 @@ async function ask() {
     $("answer").hidden = true;
     return;
   }
+  const problem = typingProblem(number); // said at once, in a typist's words, not the API's
+  if (problem) {
+    showError(problem);
+    $("verdict").textContent = "";
+    $("answer").hidden = true;
+    return;
+  }
   const mine = new AbortController();
   state.request = mine;
   try {
@@ -159,7 +166,7 @@ async function ask() {
     show(answer, number, stepsRefused);
   } catch (error) {
     if (error.name === "AbortError") return;
-    showError(error.message);
+    showError(error.kind === "invalid_number" ? refusedNumber(error.message) : error.message);
     $("verdict").textContent = "";
     $("answer").hidden = true;
   }

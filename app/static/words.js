@@ -11,6 +11,19 @@ export function tail(number, keep) {
   return number.length <= keep ? number : "…" + number.slice(-(keep - 1));
 }
 
+/** What is wrong with a typed number, in the words of a person typing; "" when it is a number. */
+export function typingProblem(text) {
+  const stray = [...text].find((c) => c < "0" || c > "9");
+  if (stray === undefined) return "";
+  return `Type a whole number, digits only (like 1299): “${preview(text)}” has “${stray}”.`;
+}
+
+/** The service's refusal of a number, without the API's list of what JSON it accepts. */
+export function refusedNumber(message) {
+  const problem = message.split("; accepted:")[0];
+  return `The ${problem}.`;
+}
+
 /** Each flag the service raises, in words (short, and a sentence). */
 export const FLAGS = {
   beyond_reliable_carry: ["beyond reliable carry", "No proof covers this answer: the input has more trailing nines than the model's proved reliable carry length."],
