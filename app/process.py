@@ -9,8 +9,8 @@ allocates, so the process would keep that memory resident for good. `tune` fixes
 at 2 MB, so every larger array is its own mapping, returned to the OS when freed, and caps the
 heaps at two. It also lets a heap keep 4 MB free at its top (glibc's default is 128 KB once the
 threshold is fixed): a 1024 x 20-digit batch's arrays (1.4 MB at most) then reuse the pages the
-last batch freed, where they faulted in about 1 400 fresh pages each time, a sixth of the
-batch's CPU (measured). `release` (malloc_trim) hands back what the heaps still hold: the
+last batch freed, where they faulted in fresh pages each time, a large share of the batch's
+CPU (docs/benchmarks.md). `release` (malloc_trim) hands back what the heaps still hold: the
 service calls it once a request of more than LARGE_DIGITS digits is answered. No-ops off glibc.
 `settle` (once started) and `serve` (before serving) set the garbage collector and the GIL
 switch interval; the reasons are beside them.
@@ -70,10 +70,10 @@ def serve() -> None:
     """The collector's threshold and the GIL switch interval while serving requests."""
     # A request makes no cyclic garbage (what it allocates is freed by reference counting),
     # but the objects of the requests in flight passed the default 700 new objects often: at
-    # 64 connections the collector ran about 260 times a second, scanning answers about to be
-    # freed anyway, about 5% of the CPU and pauses of up to 2 ms (measured with gc.callbacks).
-    # At 10 000 it did not run in 5 s of that load; real cycles, if any, still start a
-    # collection once 10 000 objects are outstanding. (bench.hello is served the same way.)
+    # 64 connections the collector ran hundreds of times a second, scanning answers about to be
+    # freed anyway (docs/benchmarks.md has the figures). At this threshold it did not run under
+    # that load; real cycles, if any, still start a collection once GC_YOUNG_OBJECTS objects
+    # are outstanding. (bench.hello is served the same way.)
     gc.set_threshold(GC_YOUNG_OBJECTS, 10, 10)
     # A worker thread building a large batch's answers holds the GIL; the event loop waits for
     # it at most this long each time (Python's default is 5 ms).

@@ -213,7 +213,7 @@ def long_numbers(port: int, clients: int) -> Tally:
     return tally
 
 
-# The hardening scenarios (issue 21): blocking sockets in threads, each client on its own
+# The hardening scenarios: blocking sockets in threads, each client on its own
 # connection, as the hostile clients of the review were.
 
 

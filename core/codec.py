@@ -21,8 +21,8 @@ _ZERO = ord("0")
 def is_ascii_digits(text: str) -> bool:
     """True for a non-empty string of ASCII 0-9 only ("١٢٣".isdigit() is True; this is not).
 
-    bytes.isdigit is ASCII-only and about 9x faster than str.isdigit's Unicode lookup (2000
-    digits: 1.2 against 10.7 us), which matters for a 2 MB batch parsed on the event loop.
+    bytes.isdigit is ASCII-only and much faster than str.isdigit's Unicode lookup, which
+    matters for a large batch parsed on the event loop.
     """
     return bool(text) and text.isascii() and text.encode("ascii").isdigit()
 

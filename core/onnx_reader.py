@@ -1,8 +1,8 @@
 """A reader of the ONNX file format, just enough to read a model's graph and its constants.
 
 The service re-runs the proof on the weights of the file it loads; that needs the graph's
-nodes, attributes and initializers, not the whole `onnx` package (11 MB resident and 0.23 s
-of import, with ml_dtypes and protobuf, a third of the service's start-up). ONNX files are
+nodes, attributes and initializers, not the whole `onnx` package (whose import, with ml_dtypes
+and protobuf, took a third of the service's start-up: docs/benchmarks.md). ONNX files are
 Protocol Buffers; this reads the wire format directly, for the fields listed in _FIELDS from
 onnx.proto3 (ModelProto, GraphProto, NodeProto, AttributeProto, TensorProto, ValueInfoProto).
 Training, which builds graphs, uses the `onnx` package; tests check both read the same.

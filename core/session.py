@@ -20,8 +20,8 @@ def session_options() -> Any:
     options.log_severity_level = 3  # errors only: ORT's warnings are not the operator's concern
     # No arena: a 10^6-digit request would otherwise keep its hundreds of MB for good.
     options.enable_cpu_mem_arena = False
-    # No memory pattern: with one, every run after the first of a 10^6-digit input peaked at
-    # 274 MB instead of 198 (measured), and small runs were no faster.
+    # No memory pattern: with one, every run after the first of a 10^6-digit input peaked
+    # higher (docs/benchmarks.md), and small runs were no faster.
     options.enable_mem_pattern = False
     return options
 

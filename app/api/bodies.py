@@ -254,7 +254,7 @@ def parse_increment(body: bytes, max_digits: int) -> IncrementRequest:
 
 def _all_digit_strings(items: list[Any], max_digits: int) -> bool:
     """Every item a string of 1 to max_digits ASCII digits: the usual batch, checked at once
-    (1024 numbers of 20 digits: 0.1 ms against 0.8 item by item). Otherwise each item is read
+    (several times faster than item by item). Otherwise each item is read
     on its own, so that a refusal names the items at fault."""
     if not all(type(item) is str for item in items):
         return False

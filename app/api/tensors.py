@@ -182,7 +182,7 @@ def _load(json_part: bytes) -> Any:
     """The JSON part, by orjson alone: what it refuses (a lone surrogate, a number past a
     double, NaN, nesting past 1024) no input of this protocol needs. The collector is held off
     while it builds the objects: a body of a million small arrays otherwise runs it over and
-    over (seconds, measured, for a 4 MB body of empty arrays)."""
+    over, for seconds (docs/benchmarks.md, "Figures behind the code's choices")."""
     if len(json_part) <= GC_FREE_BYTES:
         try:
             return orjson.loads(json_part)

@@ -1,6 +1,6 @@
 """The one middleware every request passes: ids, the body limit, the error shape, metrics,
 the access log, and draining. One pure-ASGI layer instead of several, because each layer costs
-every request (issue 12 measured about 5 us a layer).
+every request (docs/benchmarks.md says how much).
 
 - Request ids: a client's X-Request-ID is kept when it is short and plain (1-64 characters of
   letters, digits, '-', '_', '.', ':'), else one is made; it is echoed in the X-Request-ID
@@ -51,8 +51,8 @@ log = logging.getLogger(__name__)
 _ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
 _JSON = [(b"content-type", b"application/json")]
 # Made request ids: 64 random bits from a generator seeded once from the OS. An id names a
-# request in logs, it guards nothing, so it needs no system call per request (secrets did one:
-# 2% of a request's time, measured).
+# request in logs, it guards nothing, so it needs no system call per request (secrets did one,
+# a measurable share of a request's time).
 _IDS = random.Random(os.urandom(16))
 
 
@@ -276,8 +276,8 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
 
 class _Lines:
     """Access lines written once per event-loop turn, the turn's lines in one write: under
-    load a turn answers many requests, and a write each was 4-6% of a request's time
-    (measured at 16 connections). A line waits at most until the loop's next turn; what is
+    load a turn answers many requests, and a write each cost a measurable share of each
+    request's time (docs/benchmarks.md). A line waits at most until the loop's next turn; what is
     still held at exit is written then."""
 
     def __init__(self, fd: int) -> None:

@@ -455,8 +455,8 @@ def run(app: Any, settings: Settings, sock: socket.socket | None = None) -> None
         port=settings.port,
         http=GuardedProtocol,
         # asyncio's own loop, whether or not uvloop is installed (a dev install pulls it in):
-        # measured side by side it gave no more requests per second here, and 2 MB more
-        # memory; the service serves no WebSockets.
+        # measured side by side it gave no more requests per second here, and more memory;
+        # the service serves no WebSockets.
         loop="asyncio",
         ws="none",
         log_level=settings.log_level,

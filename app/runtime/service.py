@@ -90,8 +90,8 @@ class LargeAdmission:
         queued, steps = service.pending_steps, service.settings.max_pending_steps
         length = self.declared_length
         if length is not None and queued and queued + length > steps:
-            # Its digits are about its bytes: a body this large would be read and parsed (a
-            # 2 MB batch holds the event loop about 3 ms) only to be refused below.
+            # Its digits are about its bytes: a body this large would be read and parsed (which
+            # holds the event loop) only to be refused below.
             raise ServiceError(
                 Kind.OVERLOADED,
                 f"the service is busy: {queued} digit steps are queued or running, and a body "
@@ -224,7 +224,7 @@ class CounterService:
         app.http.exchange.read_body takes its slot only once it has arrived whole (a client
         trickling its body holds none; the body deadline closes it), and at most
         READERS_PER_SLOT bodies per slot are read at once. A small body holds nothing (and
-        skips the 2 us of a context manager).
+        skips the cost of a context manager).
         """
         if declared_length is not None and declared_length <= LARGE_BODY:
             return _SMALL_BODY
