@@ -57,7 +57,7 @@ explain: $(VENV)/.dev  ## regenerate every figure and table of docs/why-the-carr
 	$(BIN)/python -m training explain models/counter models/counter-post --write --doc docs/why-the-carry-fails.md
 	$(BIN)/python -m training explain-seeds --work $(EXPLAIN_WORK) --seeds 10 --rows post-rnn robust-rnn post-gru:3 --out docs/reproduction.md
 
-bench: $(VENV)/.dev  ## every benchmark the README quotes (about 25 minutes; a quiet machine)
+bench: $(VENV)/.dev  ## every benchmark docs/benchmarks.md quotes (about 25 minutes; a quiet machine)
 	$(BIN)/python -m bench.training
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.http

@@ -1,4 +1,4 @@
-"""Load and overload, with every answer checked: what the reliability section of the README says.
+"""Load and overload, with every answer checked: what docs/benchmarks.md's reliability section says.
 
 Starts the real server (`python -m app`, default settings) pinned to one core, drives it from
 the other with asyncio clients on keep-alive connections, and checks every answer against the
