@@ -74,7 +74,8 @@ def test_what_make_starts_runs_with_it() -> None:
 
 
 @pytest.mark.server
-def test_the_tests_servers_run_with_it(tmp_path: Path) -> None:
+def test_the_tests_and_their_servers_run_with_it(tmp_path: Path) -> None:
+    assert os.environ.get(OFF[0]) == OFF[1]  # this process (tests/__init__.py), and so its children
     server, _ = start_server(REPO / "models", tmp_path / "server.log")
     try:
         environ = Path(f"/proc/{server.pid}/environ").read_bytes().split(b"\0")
