@@ -66,12 +66,18 @@ def main() -> None:
         # it cannot start (the supervisor then stops with its status).
         raise SystemExit(workers.supervise(settings, count))
     # Only a worker (or the single process) imports the serving stack: the supervisor stays small.
+    from app import tracing
     from app.http import server
     from app.main import create_app
     from app.metrics import REQUESTS_IN_PROGRESS
     from app.runtime.models import ModelLoadError
     from app.runtime.registry import load_registry
 
+    try:
+        tracing.configure()  # off unless the OTEL_* variables ask for it
+    except tracing.TracingError as exc:
+        print(f"error: cannot start: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     try:
         registry = load_registry(
             settings.models_dir, settings.default_model, settings.max_model_bytes

@@ -12,7 +12,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
-from app import process, workers
+from app import process, tracing, workers
 from app.api import openapi
 from app.api.routes import count, health, increment, models, page, repository, v2
 from app.errors import Kind, ServiceError
@@ -59,6 +59,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if grpc_server is not None:
             await grpc_server.stop()
         service.close()
+        tracing.shutdown()  # the spans still held go out
 
 
 def _shape(request: Request, error: ServiceError) -> Response:

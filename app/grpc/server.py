@@ -29,7 +29,7 @@ from google.protobuf.message import DecodeError, Message
 from grpc import StatusCode as Code
 from grpc import aio
 
-from app import workers
+from app import tracing, workers
 from app.api.inference import Inference, find_model
 from app.api.tensors import SERVER, model_metadata
 from app.errors import Kind, ServiceError
@@ -103,7 +103,9 @@ class Calls:
             ),
         }
         return {
-            name: grpc.unary_unary_rpc_method_handler(self._guarded(kind, handler))
+            name: grpc.unary_unary_rpc_method_handler(
+                tracing.traced_call(name, self._guarded(kind, handler))
+            )
             for name, (kind, handler) in calls.items()
         }
 
@@ -183,8 +185,9 @@ class Calls:
 
     async def model_infer(self, request: Any, context: aio.ServicerContext) -> bytes:
         model = find_model(self.service, request.model_name, request.model_version or None)
-        infer = tensors.read_request(request)
-        inference = Inference(self.service, infer)
+        with tracing.span("parse"):
+            infer = tensors.read_request(request)
+            inference = Inference(self.service, infer)
         stop = asyncio.Event()
         remaining = context.time_remaining()
         timer = None
@@ -201,7 +204,8 @@ class Calls:
         finally:
             if timer is not None:
                 timer.cancel()
-        return tensors.write_response(model.card.name, model.card.version, infer.id, outputs)
+        with tracing.span("answer"):
+            return tensors.write_response(model.card.name, model.card.version, infer.id, outputs)
 
     async def repository_index(self, request: Any, _: aio.ServicerContext) -> Message:
         index = repo_pb.RepositoryIndexResponse.ModelIndex

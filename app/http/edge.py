@@ -16,6 +16,9 @@ every request (docs/benchmarks.md says how much).
   turn go out in one write.
 - Memory: once a request of more than app.process.LARGE_DIGITS digits is answered, and its
   arrays and strings are freed, the allocator's heaps are trimmed (app.process.release).
+- Tracing (app.tracing, when the OTEL_* variables turn it on): the request's span, its parent
+  the client's `traceparent`, current while the route runs; the probes (/healthz, /readyz,
+  /metrics, ...), asked every few seconds, are not traced.
 - Draining: after SIGTERM every response says Connection: close, so keep-alive clients
   move to another pod instead of sending on a connection about to close.
 - Dispatch: the lean routes (app.http.lean, which take the Request and return a Response)
@@ -40,7 +43,7 @@ from starlette.requests import Request
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import process
+from app import process, tracing
 from app.errors import Kind, ServiceError, preview
 from app.http.lean import LeanRoute
 from app.metrics import ERRORS, REQUEST_SECONDS
@@ -144,6 +147,9 @@ class Edge:
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         v2 = scope["path"].startswith("/v2")
+        traced = None
+        if tracing.TRACER is not None and scope["path"] not in _PROBES:  # probes: untraced
+            traced = tracing.RequestSpan(scope)
         status = 500
         started = False
         close = self.draining()
@@ -216,6 +222,8 @@ class Edge:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
             _timer(template, scope["method"], status).observe(elapsed)
+            if traced is not None:
+                traced.end(status, None if route is None else template, request_id)
             if state.get("digits", 0) > process.LARGE_DIGITS:
                 process.release()  # its arrays and strings are freed now: back to the OS
             if self.access_log:

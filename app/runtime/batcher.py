@@ -13,14 +13,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from app import tracing
 from app.runtime.answers import Answer, Detail
 from app.runtime.engine import EngineOptions, answer_with_probabilities
 from app.runtime.models import LoadedModel
 
 MAX_FLUSH_STEPS = 4096  # rows x padded length of one flush: about a millisecond of work
 
-# numbers, detail, padded width, the future, and whether it wants its probabilities too
-_Pending = tuple[list[str], Detail, int, "asyncio.Future[Any]", bool]
+# numbers, detail, padded width, the future, whether it wants its probabilities too, and (when
+# tracing) the request's span context and since when it waits
+_Pending = tuple[list[str], Detail, int, "asyncio.Future[Any]", bool, tracing.Waiting | None]
 Probabilities = npt.NDArray[np.float32]
 
 
@@ -41,7 +43,8 @@ class Batcher:
         future: asyncio.Future[list[Answer]] = loop.create_future()
         if not self._pending:
             loop.call_soon(self._flush)  # runs after every handler ready in this turn
-        self._pending.append((numbers, detail, max(map(len, numbers)) + 1, future, False))
+        waiting = None if tracing.TRACER is None else tracing.Waiting()
+        self._pending.append((numbers, detail, max(map(len, numbers)) + 1, future, False, waiting))
         return await future
 
     async def answer_with_probabilities(
@@ -53,13 +56,14 @@ class Batcher:
         future: asyncio.Future[tuple[list[Answer], Probabilities]] = loop.create_future()
         if not self._pending:
             loop.call_soon(self._flush)
-        self._pending.append((numbers, "none", max(map(len, numbers)) + 1, future, True))
+        waiting = None if tracing.TRACER is None else tracing.Waiting()
+        self._pending.append((numbers, "none", max(map(len, numbers)) + 1, future, True, waiting))
         return await future
 
     def _flush(self) -> None:
         pending = [p for p in self._pending if not p[3].done()]  # cancelled: client gone
         taken, rows, longest = 0, 0, 0
-        for numbers, _, width, _, _ in pending:
+        for numbers, _, width, _, _, _ in pending:
             rows, longest = rows + len(numbers), max(longest, width)
             if taken and rows * longest > MAX_FLUSH_STEPS:
                 break
@@ -69,17 +73,20 @@ class Batcher:
             asyncio.get_running_loop().call_soon(self._flush)  # the rest on the next turn
         if not batch:
             return
+        started = tracing.now()
         try:
             results, probs = answer_with_probabilities(
-                self.model, [(n, d) for n, d, _, _, _ in batch], self.options
+                self.model, [(n, d) for n, d, _, _, _, _ in batch], self.options
             )
         except Exception as exc:  # every waiting request sees the failure, none hangs
-            for _, _, _, future, _ in batch:
+            for _, _, _, future, _, _ in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
+        if started:
+            tracing.ran([p[5] for p in batch], started, len(probs))
         row = 0
-        for (numbers, _, width, future, with_probs), result in zip(batch, results, strict=True):
+        for (numbers, _, width, future, with_probs, _), result in zip(batch, results, strict=True):
             if not future.done():  # a client that went away cancelled its future
                 if with_probs:
                     future.set_result((result, probs[row : row + len(numbers), :width]))
@@ -88,7 +95,9 @@ class Batcher:
             row += len(numbers)
 
 
-_RawPending = tuple[npt.NDArray[np.int64], "asyncio.Future[npt.NDArray[np.float32]]"]
+_RawPending = tuple[
+    npt.NDArray[np.int64], "asyncio.Future[npt.NDArray[np.float32]]", tracing.Waiting | None
+]
 
 
 class RawBatcher:
@@ -111,13 +120,15 @@ class RawBatcher:
         future: asyncio.Future[npt.NDArray[np.float32]] = loop.create_future()
         if not self._pending:
             loop.call_soon(self._flush)
-        self._pending.append((digits, future))
+        self._pending.append(
+            (digits, future, None if tracing.TRACER is None else tracing.Waiting())
+        )
         return await future
 
     def _flush(self) -> None:
         pending = [p for p in self._pending if not p[1].done()]
         taken, rows, longest = 0, 0, 0
-        for digits, _ in pending:
+        for digits, _, _ in pending:
             rows, longest = rows + digits.shape[0], max(longest, digits.shape[1])
             if taken and rows * longest > MAX_FLUSH_STEPS:
                 break
@@ -127,21 +138,24 @@ class RawBatcher:
             asyncio.get_running_loop().call_soon(self._flush)
         if not batch:
             return
-        width = max(digits.shape[1] for digits, _ in batch)
-        stacked = np.zeros((sum(d.shape[0] for d, _ in batch), width), dtype=np.int64)
+        width = max(digits.shape[1] for digits, _, _ in batch)
+        stacked = np.zeros((sum(d.shape[0] for d, _, _ in batch), width), dtype=np.int64)
         row = 0
-        for digits, _ in batch:
+        for digits, _, _ in batch:
             stacked[row : row + digits.shape[0], : digits.shape[1]] = digits
             row += digits.shape[0]
+        started = tracing.now()
         try:
             probs = self.model.run(stacked)  # [rows, width, 10]
         except Exception as exc:  # every waiting request sees the failure, none hangs
-            for _, future in batch:
+            for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
+        if started:
+            tracing.ran([p[2] for p in batch], started, row)
         row = 0
-        for digits, future in batch:
+        for digits, future, _ in batch:
             rows_, time = digits.shape
             if not future.done():
                 future.set_result(probs[row : row + rows_, :time])

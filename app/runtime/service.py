@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
+from app import tracing
 from app.errors import Kind, ServiceError, not_ready, unknown_model
 from app.metrics import MODELS_LOADED, PENDING_STEPS
 from app.runtime.answers import Answer, CountEnd, CountLine, Detail, resolve_detail
@@ -255,7 +256,8 @@ class CounterService:
         if cost <= BATCHED_STEPS and self.in_progress() != 1:
             return await self.batchers[model.card.name].answer(numbers, detail)
         if cost <= INLINE_STEPS:
-            return answer(model, numbers, detail, self.options)
+            with tracing.span("model run"):
+                return answer(model, numbers, detail, self.options)
 
         def work(run_options: Any) -> list[Answer]:
             return answer(model, numbers, detail, self.options, run_options)
@@ -278,7 +280,8 @@ class CounterService:
         if cost <= BATCHED_STEPS and self.in_progress() != 1:  # placed as increment's are
             return await self.batchers[model.card.name].answer_with_probabilities(numbers)
         if cost <= INLINE_STEPS:
-            return work(None)
+            with tracing.span("model run"):
+                return work(None)
         return await self.off_loop(cost, work, stop)
 
     async def probabilities(
@@ -290,7 +293,8 @@ class CounterService:
         if cost <= BATCHED_STEPS and self.in_progress() != 1:
             return await self.raw_batchers[model.card.name].run(digits)
         if cost <= INLINE_STEPS:
-            return model.run(digits)
+            with tracing.span("model run"):
+                return model.run(digits)
         return await self.off_loop(cost, lambda options: model.run(digits, options), stop)
 
     async def off_loop(
@@ -311,11 +315,14 @@ class CounterService:
         run_options = ort.RunOptions()
         deadline = asyncio.get_running_loop().time() + self.settings.max_run_seconds
         try:
-            await self._wait(asyncio.ensure_future(self._workers.acquire()), stop, deadline, None)
+            with tracing.span("queue"):  # for a worker thread
+                acquire = asyncio.ensure_future(self._workers.acquire())
+                await self._wait(acquire, stop, deadline, None)
             try:
                 loop = asyncio.get_running_loop()
-                future = loop.run_in_executor(self._executor, work, run_options)
-                return await self._wait(future, stop, deadline, run_options)
+                with tracing.span("model run"):
+                    future = loop.run_in_executor(self._executor, work, run_options)
+                    return await self._wait(future, stop, deadline, run_options)
             finally:
                 self._workers.release()
         finally:

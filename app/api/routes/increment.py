@@ -7,6 +7,7 @@ the model where it should, and orjson writes the answer (numpy arrays included) 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from app import tracing
 from app.api import openapi
 from app.api.bodies import parse_batch, parse_increment
 from app.http.exchange import (
@@ -36,11 +37,14 @@ async def increment(request: Request) -> Response:
     service = service_of(request)
     require_json(request)
     async with service.admitted(declared_length(request)):
-        asked = parse_increment(await read_body(request), service.settings.max_digits)
+        body = await read_body(request)
+        with tracing.span("parse"):
+            asked = parse_increment(body, service.settings.max_digits)
         log_fields(request, service, asked.model, len(asked.numbers[0]))
         async with ClientGone(request) as gone:
             results = await service.increment(asked.numbers, asked.model, asked.detail, gone)
-        return json_reply(results[0])
+        with tracing.span("answer"):
+            return json_reply(results[0])
 
 
 @router.post(
@@ -55,13 +59,13 @@ async def increment_batch(request: Request) -> Response:
     require_json(request)
     settings = service.settings
     async with service.admitted(declared_length(request)):
-        asked = parse_batch(
-            await read_body(request),
-            settings.max_digits,
-            settings.max_batch_items,
-            settings.max_batch_digits,
-        )
+        body = await read_body(request)
+        with tracing.span("parse"):
+            asked = parse_batch(
+                body, settings.max_digits, settings.max_batch_items, settings.max_batch_digits
+            )
         log_fields(request, service, asked.model, sum(map(len, asked.numbers)))
         async with ClientGone(request) as gone:
             results = await service.increment(asked.numbers, asked.model, asked.detail, gone)
-        return json_reply({"results": results})
+        with tracing.span("answer"):
+            return json_reply({"results": results})

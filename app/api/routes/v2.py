@@ -15,7 +15,7 @@ The inference itself (checks, runs, outputs) is app.api.inference's, shared with
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app import workers
+from app import tracing, workers
 from app.api import openapi
 from app.api.inference import Inference, find_model
 from app.api.tensors import (
@@ -148,14 +148,17 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
 async def _answer(
     request: Request, service: CounterService, model: LoadedModel, header: str | None
 ) -> Response:
-    infer = parse_request(await read_body(request), header)
-    inference = Inference(service, infer)
+    body = await read_body(request)
+    with tracing.span("parse"):
+        infer = parse_request(body, header)
+        inference = Inference(service, infer)
     request.state.digits = inference.size
     _bounded_answer(infer, inference, service.settings.max_answer_bytes)
     async with ClientGone(request) as gone:
         outputs = await inference.run(service, model, gone)
-    body, headers = write_response(model.card.name, model.card.version, infer, outputs)
-    return reply(body, headers=headers, media_type=None)
+    with tracing.span("answer"):
+        written, headers = write_response(model.card.name, model.card.version, infer, outputs)
+        return reply(written, headers=headers, media_type=None)
 
 
 def _bounded_answer(infer: InferRequest, inference: Inference, limit: int) -> None:
