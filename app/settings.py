@@ -143,6 +143,12 @@ class Settings(BaseSettings):
     model_poll_seconds: float = Field(
         default=5.0, gt=0, le=3600, description="poll: how often the models folder is read"
     )
+    max_model_versions: int = Field(
+        default=2,
+        ge=1,
+        description="versions of a model served at once: a reload of a new version keeps the "
+        "ones before it at /v2/models/{name}/versions/{version}, the oldest dropped past this",
+    )
     admin_token: SecretStr | None = Field(
         default=None,
         description="the bearer token repository load/unload need; unset: they are off (403)",

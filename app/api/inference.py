@@ -34,14 +34,9 @@ NUMBER_OUTPUTS = (
 
 
 def find_model(service: CounterService, name: str, version: str | None = None) -> LoadedModel:
-    """The named model (of this version, if one is named); 404 / NOT_FOUND otherwise."""
-    model = service.model(name)
-    if version is not None and version != model.card.version:
-        raise ServiceError(
-            Kind.UNKNOWN_MODEL,
-            f"model {preview(name)} has no version {preview(version)}; it has {model.card.version}",
-        )
-    return model
+    """The named model (of this version, if one is named: the latest, or one a reload
+    replaced and COUNTER_MAX_MODEL_VERSIONS keeps); 404 / NOT_FOUND otherwise."""
+    return service.model(name, version)
 
 
 def single_input(inputs: list[InferInput]) -> InferInput:
@@ -141,13 +136,20 @@ class Inference:
             self.names = choose(request.outputs, NUMBER_OUTPUTS, "'number'")
 
     async def run(
-        self, service: CounterService, model: LoadedModel, stop: asyncio.Event | None
+        self,
+        service: CounterService,
+        model: LoadedModel,
+        stop: asyncio.Event | None,
+        version: str | None = None,
     ) -> list[OutputTensor]:
-        """The outputs asked for, in the order asked."""
+        """The outputs asked for, in the order asked; by the latest version of the model, or
+        by the version named (a request that named none and found a version being replaced
+        is answered by the latest when it runs)."""
+        name = model.card.name
         if self.digits is not None:
-            probs = await service.probabilities(model.card.name, self.digits, stop)
+            probs = await service.probabilities(name, self.digits, stop, version)
             return [OutputTensor("probabilities", "FP32", list(probs.shape), probs)]
-        answers, probs = await service.numbers(model.card.name, self.numbers, stop)
+        answers, probs = await service.numbers(name, self.numbers, stop, version)
         count = [len(answers)]
         columns: dict[str, OutputTensor] = {
             "output": OutputTensor("output", "BYTES", count, [a["output"] for a in answers]),

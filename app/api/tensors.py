@@ -348,11 +348,12 @@ def _metadata_tensor(name: str, datatype: str, shape: list[int]) -> dict[str, An
     return {"name": name, "datatype": datatype, "shape": shape}
 
 
-def model_metadata(model: LoadedModel) -> dict[str, Any]:
-    """Inputs (either one per request) and outputs of a model, -1 for a dynamic dimension."""
+def model_metadata(model: LoadedModel, versions: list[str] | None = None) -> dict[str, Any]:
+    """Inputs (either one per request) and outputs of a model, -1 for a dynamic dimension;
+    versions: those served (default: the model's own)."""
     return {
         "name": model.card.name,
-        "versions": [model.card.version],
+        "versions": versions or [model.card.version],
         "platform": PLATFORM,
         "inputs": [
             _metadata_tensor("digits", "INT64", [-1, -1]),

@@ -173,7 +173,7 @@ class Calls:
 
     async def model_metadata(self, request: Any, _: aio.ServicerContext) -> Message:
         model = find_model(self.service, request.name, request.version or None)
-        described = model_metadata(model)
+        described = model_metadata(model, self.service.versions(model.card.name))
         tensor = pb.ModelMetadataResponse.TensorMetadata
         return pb.ModelMetadataResponse(
             name=described["name"],
@@ -184,7 +184,8 @@ class Calls:
         )
 
     async def model_infer(self, request: Any, context: aio.ServicerContext) -> bytes:
-        model = find_model(self.service, request.model_name, request.model_version or None)
+        version = request.model_version or None
+        model = find_model(self.service, request.model_name, version)
         with tracing.span("parse"):
             infer = tensors.read_request(request)
             inference = Inference(self.service, infer)
@@ -194,7 +195,7 @@ class Calls:
         if remaining is not None:  # the client's deadline: stop a run still going then
             timer = asyncio.get_running_loop().call_later(max(0.0, remaining), stop.set)
         try:
-            outputs = await inference.run(self.service, model, stop)
+            outputs = await inference.run(self.service, model, stop, version)
         except ServiceError as exc:
             if exc.kind is Kind.CLIENT_DISCONNECTED:
                 raise ServiceError(

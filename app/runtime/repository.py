@@ -98,6 +98,12 @@ class Repository:
         entries = {
             name: Entry(name, model.card.version, "READY", "") for name, model in served.items()
         }
+        # the versions a reload replaced, still served by version (COUNTER_MAX_MODEL_VERSIONS)
+        older = [
+            Entry(name, version, "READY", "")
+            for name, versions in self.service.older.items()
+            for version in versions
+        ]
         reasons = {exc.path.stem: exc.reason for exc in self.service.registry.skipped}
         for path in sorted(self.folder.glob("*.json")):
             try:
@@ -108,7 +114,7 @@ class Repository:
             if name not in entries:
                 reason = reasons.get(path.stem, "not loaded")
                 entries[name] = Entry(name, version, "UNAVAILABLE", reason)
-        return [entries[name] for name in sorted(entries)]
+        return sorted([*entries.values(), *older], key=lambda e: e.name)
 
     def _explicit(self, what: str) -> None:
         mode = self.settings.model_control

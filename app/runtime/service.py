@@ -20,14 +20,14 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, nullcontext, suppress
 from contextvars import ContextVar, Token
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
 from app import tracing
-from app.errors import Kind, ServiceError, not_ready, unknown_model
+from app.errors import Kind, ServiceError, not_ready, preview, unknown_model
 from app.metrics import MODELS_LOADED, PENDING_STEPS
 from app.runtime.answers import Answer, CountEnd, CountLine, Detail, resolve_detail
 from app.runtime.batcher import Batcher, RawBatcher
@@ -58,6 +58,14 @@ def count_line(index: int, result: Answer) -> CountLine:
         "flags": result["flags"],
         "warnings": result["warnings"],
     }
+
+
+class Older(NamedTuple):
+    """A version a reload replaced, served by version (its batchers with it) until dropped."""
+
+    model: LoadedModel
+    batcher: Batcher
+    raw_batcher: RawBatcher
 
 
 # The large request being read or answered in this task, if any (see LargeAdmission).
@@ -176,6 +184,8 @@ class CounterService:
         )
         self.batchers = {name: Batcher(m, self.options) for name, m in registry.models.items()}
         self.raw_batchers = {name: RawBatcher(m) for name, m in registry.models.items()}
+        # name -> version -> an older version, oldest first (COUNTER_MAX_MODEL_VERSIONS)
+        self.older: dict[str, dict[str, Older]] = {}
         self._executor = ThreadPoolExecutor(settings.worker_threads, "counter-worker")
         self._workers = asyncio.Semaphore(settings.worker_threads)
         self.pending_steps = 0  # admitted to the workers and not finished
@@ -188,8 +198,18 @@ class CounterService:
 
     def install(self, model: LoadedModel) -> None:
         """Serve this model (a new one, or a new version in place of the old), in one step:
-        a request finds the old model and its batchers or the new ones, never a mix."""
+        a request finds the old model and its batchers or the new ones, never a mix. The
+        version replaced stays served by version, up to COUNTER_MAX_MODEL_VERSIONS in all; an
+        older one dropped still answers the requests already in its batch."""
         name = model.card.name
+        older = self.older.setdefault(name, {})
+        older.pop(model.card.version, None)  # loaded again: the current one from now on
+        current = self.registry.models.get(name)
+        if current is not None and current.card.version != model.card.version:
+            replaced = Older(current, self.batchers[name], self.raw_batchers[name])
+            older[current.card.version] = replaced
+        while older and len(older) >= self.settings.max_model_versions:
+            del older[next(iter(older))]
         self.batchers[name] = Batcher(model, self.options)
         self.raw_batchers[name] = RawBatcher(model)
         self.registry.models[name] = model
@@ -202,19 +222,47 @@ class CounterService:
             raise unknown_model(name, self.registry.names)
         del self.registry.models[name]
         MODELS_LOADED.set(len(self.registry.models))
-        return [self.batchers.pop(name), self.raw_batchers.pop(name)]
+        older = self.older.pop(name, {}).values()
+        return [
+            self.batchers.pop(name),
+            self.raw_batchers.pop(name),
+            *(b for o in older for b in (o.batcher, o.raw_batcher)),
+        ]
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
-    def model(self, name: str | None) -> LoadedModel:
-        """The named model (the default for None); 404 if not served, 503 if not ready."""
+    def model(self, name: str | None, version: str | None = None) -> LoadedModel:
+        """The named model (the default for None), its latest version or the one named; 404
+        if not served, 503 if not ready."""
         if not self.serving:
             raise not_ready()
         model = self.registry.find(name)
         if model is None:
             raise unknown_model(name, self.registry.names)
-        return model
+        if version is None or version == model.card.version:
+            return model
+        older = self.older.get(model.card.name, {}).get(version)
+        if older is None:
+            raise ServiceError(
+                Kind.UNKNOWN_MODEL,
+                f"model {preview(model.card.name)} has no version {preview(version)}; it serves "
+                f"{', '.join(self.versions(model.card.name))}",
+            )
+        return older.model
+
+    def versions(self, name: str) -> list[str]:
+        """The versions of a model served, the latest first."""
+        return [self.registry.models[name].card.version, *reversed(self.older.get(name, {}))]
+
+    def _batchers(self, model: LoadedModel) -> tuple[Batcher, RawBatcher]:
+        """The batchers of this model (of its version)."""
+        name = model.card.name
+        batcher = self.batchers[name]
+        if batcher.model is model:
+            return batcher, self.raw_batchers[name]
+        older = self.older[name][model.card.version]
+        return older.batcher, older.raw_batcher
 
     def admitted(self, declared_length: int | None) -> AbstractAsyncContextManager[None]:
         """Hold a request whose body is large (or of unknown length) until its answer is made;
@@ -265,10 +313,14 @@ class CounterService:
         return await self.off_loop(cost, work, stop)
 
     async def numbers(
-        self, model_name: str | None, numbers: list[str], stop: asyncio.Event | None
+        self,
+        model_name: str | None,
+        numbers: list[str],
+        stop: asyncio.Event | None,
+        version: str | None = None,
     ) -> tuple[list[Answer], npt.NDArray[np.float32]]:
         """Answers (no steps) and the probabilities [numbers, longest + 1, 10], one run."""
-        model = self.model(model_name)
+        model = self.model(model_name, version)
 
         def work(run_options: Any) -> tuple[list[Answer], npt.NDArray[np.float32]]:
             results, probs = answer_with_probabilities(
@@ -278,20 +330,24 @@ class CounterService:
 
         cost = len(numbers) * (max(map(len, numbers)) + 1)
         if cost <= BATCHED_STEPS and self.in_progress() != 1:  # placed as increment's are
-            return await self.batchers[model.card.name].answer_with_probabilities(numbers)
+            return await self._batchers(model)[0].answer_with_probabilities(numbers)
         if cost <= INLINE_STEPS:
             with tracing.span("model run"):
                 return work(None)
         return await self.off_loop(cost, work, stop)
 
     async def probabilities(
-        self, model_name: str | None, digits: npt.NDArray[np.int64], stop: asyncio.Event | None
+        self,
+        model_name: str | None,
+        digits: npt.NDArray[np.int64],
+        stop: asyncio.Event | None,
+        version: str | None = None,
     ) -> npt.NDArray[np.float32]:
         """The raw model: int64 digits [batch, time] -> float32 probabilities [batch, time, 10]."""
-        model = self.model(model_name)
+        model = self.model(model_name, version)
         cost = int(digits.size)
         if cost <= BATCHED_STEPS and self.in_progress() != 1:
-            return await self.raw_batchers[model.card.name].run(digits)
+            return await self._batchers(model)[1].run(digits)
         if cost <= INLINE_STEPS:
             with tracing.span("model run"):
                 return model.run(digits)

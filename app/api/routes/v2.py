@@ -98,8 +98,10 @@ async def ready(request: Request) -> Response:
     responses=openapi.v2_errors(404, 503),
 )
 async def metadata(request: Request) -> Response:
-    """The model's name, versions, platform, inputs and outputs (404 for another version)."""
-    return json_reply(model_metadata(_model(request, *_path(request))))
+    """The model's name, the versions served (the latest first), platform, inputs and
+    outputs; 404 for a version not served."""
+    model = _model(request, *_path(request))
+    return json_reply(model_metadata(model, service_of(request).versions(model.card.name)))
 
 
 @router.get(
@@ -142,11 +144,15 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
         if key == HEADER_LENGTH.encode():
             header = value.decode("latin-1")
     async with service.admitted(declared_length(request)):
-        return await _answer(request, service, model, header)
+        return await _answer(request, service, model, version, header)
 
 
 async def _answer(
-    request: Request, service: CounterService, model: LoadedModel, header: str | None
+    request: Request,
+    service: CounterService,
+    model: LoadedModel,
+    version: str | None,
+    header: str | None,
 ) -> Response:
     body = await read_body(request)
     with tracing.span("parse"):
@@ -155,7 +161,7 @@ async def _answer(
     request.state.digits = inference.size
     _bounded_answer(infer, inference, service.settings.max_answer_bytes)
     async with ClientGone(request) as gone:
-        outputs = await inference.run(service, model, gone)
+        outputs = await inference.run(service, model, gone, version)
     with tracing.span("answer"):
         written, headers = write_response(model.card.name, model.card.version, infer, outputs)
         return reply(written, headers=headers, media_type=None)
