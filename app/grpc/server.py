@@ -5,9 +5,11 @@ same CounterService, so both protocols share the models, the batchers and admiss
 and give the same answers. Each call reads its request's bytes itself rather than through a
 generated servicer: a message that is not a valid protobuf is INVALID_ARGUMENT (grpc's own
 deserializer would answer INTERNAL), and a message past COUNTER_GRPC_MAX_MESSAGE_BYTES is
-refused naming that setting. Triton's repository calls (RepositoryIndex, RepositoryModelLoad,
-RepositoryModelUnload) are served too, over app.runtime.repository as REST's, the operator's
-token in the call's `authorization` metadata. Against hostile clients:
+refused naming that setting. Triton's ModelConfig (minimal, as REST's GET
+/v2/models/{name}/config: what perf_analyzer asks first) and its repository calls
+(RepositoryIndex, RepositoryModelLoad, RepositoryModelUnload) are served too, the latter over
+app.runtime.repository as REST's, the operator's token in the call's `authorization` metadata.
+Against hostile clients:
 - a size cap per message (above) and, a little above it, grpc's own transport cap as a backstop;
 - a cap on streams per connection (COUNTER_GRPC_MAX_STREAMS, the HTTP/2 setting) and on calls
   in progress over all (COUNTER_GRPC_MAX_CALLS; past it RESOURCE_EXHAUSTED at once);
@@ -31,10 +33,11 @@ from grpc import aio
 
 from app import tracing, workers
 from app.api.inference import Inference, find_model
-from app.api.tensors import SERVER, model_metadata
+from app.api.tensors import SERVER, model_config, model_metadata
 from app.errors import Kind, ServiceError
 from app.grpc import tensors
 from app.grpc.v2 import grpc_predict_v2_pb2 as pb
+from app.grpc.v2 import model_config_pb2 as config_pb
 from app.grpc.v2 import model_repository_pb2 as repo_pb
 from app.metrics import ERRORS
 from app.runtime.repository import Repository, authorize
@@ -95,6 +98,7 @@ class Calls:
             "ServerMetadata": (pb.ServerMetadataRequest, self.server_metadata),
             "ModelMetadata": (pb.ModelMetadataRequest, self.model_metadata),
             "ModelInfer": (pb.ModelInferRequest, self.model_infer),
+            "ModelConfig": (config_pb.ModelConfigRequest, self.model_config),
             "RepositoryIndex": (repo_pb.RepositoryIndexRequest, self.repository_index),
             "RepositoryModelLoad": (repo_pb.RepositoryModelLoadRequest, self.repository_load),
             "RepositoryModelUnload": (
@@ -181,6 +185,31 @@ class Calls:
             platform=described["platform"],
             inputs=[tensor(**t) for t in described["inputs"]],
             outputs=[tensor(**t) for t in described["outputs"]],
+        )
+
+    async def model_config(self, request: Any, _: aio.ServicerContext) -> Message:
+        """Triton's model configuration, minimal (REST's GET /v2/models/{name}/config)."""
+        described = model_config(find_model(self.service, request.name, request.version or None))
+        types = config_pb.DataType.Value
+        return config_pb.ModelConfigResponse(
+            config=config_pb.ModelConfig(
+                name=described["name"],
+                platform=described["platform"],
+                backend=described["backend"],
+                max_batch_size=described["max_batch_size"],
+                input=[
+                    config_pb.ModelInput(
+                        name=t["name"], data_type=types(t["data_type"]), dims=t["dims"]
+                    )
+                    for t in described["input"]
+                ],
+                output=[
+                    config_pb.ModelOutput(
+                        name=t["name"], data_type=types(t["data_type"]), dims=t["dims"]
+                    )
+                    for t in described["output"]
+                ],
+            )
         )
 
     async def model_infer(self, request: Any, context: aio.ServicerContext) -> bytes:

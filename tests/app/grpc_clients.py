@@ -86,6 +86,7 @@ def triton_sync(address: str, job: dict[str, Any]) -> dict[str, Any]:
         "model_ready": client.is_model_ready(job["model"]),
         "server": client.get_server_metadata(as_json=True),
         "metadata": metadata,
+        "config": client.get_model_config(job["model"], as_json=True)["config"],
         **_triton_result(result, _output_names(job)),
     }
 

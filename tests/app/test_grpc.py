@@ -155,6 +155,19 @@ def test_metadata_is_the_rest_metadata(served: Served) -> None:
     assert got["outputs"] == {"output": ["2"]}
 
 
+def test_model_config_is_the_rest_config(served: Served) -> None:
+    """Triton's ModelConfig, read by tritonclient with Triton's own model_config.proto (what
+    perf_analyzer asks first over gRPC), says what GET /v2/models/{name}/config says."""
+    job = {"model": "counter", "input": "number", "data": ["1"], "outputs": ["output"]}
+    config = run_client("triton", served.address, job)["config"]
+    rest_config = rest(served.base, "/v2/models/counter/config")
+    assert rest_config.pop("max_batch_size") == 0  # protobuf's JSON leaves out a zero
+    for tensor in config["input"] + config["output"]:
+        tensor["dims"] = [int(d) for d in tensor["dims"]]  # int64 in protobuf's JSON: strings
+    assert config == rest_config
+    assert [t["name"] for t in config["input"]] == ["number"]
+
+
 @pytest.mark.parametrize(
     ("job", "code", "message"),
     [
