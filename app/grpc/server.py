@@ -190,7 +190,6 @@ class Calls:
     async def model_config(self, request: Any, _: aio.ServicerContext) -> Message:
         """Triton's model configuration, minimal (REST's GET /v2/models/{name}/config)."""
         described = model_config(find_model(self.service, request.name, request.version or None))
-        types = config_pb.DataType.Value
         return config_pb.ModelConfigResponse(
             config=config_pb.ModelConfig(
                 name=described["name"],
@@ -198,15 +197,11 @@ class Calls:
                 backend=described["backend"],
                 max_batch_size=described["max_batch_size"],
                 input=[
-                    config_pb.ModelInput(
-                        name=t["name"], data_type=types(t["data_type"]), dims=t["dims"]
-                    )
+                    config_pb.ModelInput(name=t["name"], data_type=t["data_type"], dims=t["dims"])
                     for t in described["input"]
                 ],
                 output=[
-                    config_pb.ModelOutput(
-                        name=t["name"], data_type=types(t["data_type"]), dims=t["dims"]
-                    )
+                    config_pb.ModelOutput(name=t["name"], data_type=t["data_type"], dims=t["dims"])
                     for t in described["output"]
                 ],
             )
