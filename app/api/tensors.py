@@ -322,9 +322,9 @@ TRITON_TYPES = {
 
 
 def model_config(model: LoadedModel) -> dict[str, Any]:
-    """A minimal Triton model configuration (GET /v2/models/{name}/config), as Triton's
-    perf_analyzer reads it before any inference: it sends every input declared, so only the
-    counter's own `number` is (the raw `digits` is in the metadata)."""
+    """A minimal Triton model configuration (GET /v2/models/{name}/config, gRPC ModelConfig),
+    as Triton's perf_analyzer reads it before any inference: both inputs, each optional (a
+    request sends exactly one), so that perf_analyzer sends the one it is given data for."""
     described = model_metadata(model)
 
     def entry(tensor: dict[str, Any]) -> dict[str, Any]:
@@ -339,7 +339,7 @@ def model_config(model: LoadedModel) -> dict[str, Any]:
         "platform": PLATFORM,
         "backend": "onnxruntime",
         "max_batch_size": 0,
-        "input": [entry(t) for t in described["inputs"] if t["name"] == "number"],
+        "input": [{**entry(t), "optional": True} for t in described["inputs"]],
         "output": [entry(t) for t in described["outputs"]],
     }
 

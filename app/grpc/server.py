@@ -197,7 +197,12 @@ class Calls:
                 backend=described["backend"],
                 max_batch_size=described["max_batch_size"],
                 input=[
-                    config_pb.ModelInput(name=t["name"], data_type=t["data_type"], dims=t["dims"])
+                    config_pb.ModelInput(
+                        name=t["name"],
+                        data_type=t["data_type"],
+                        dims=t["dims"],
+                        optional=t["optional"],
+                    )
                     for t in described["input"]
                 ],
                 output=[

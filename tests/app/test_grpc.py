@@ -165,7 +165,10 @@ def test_model_config_is_the_rest_config(served: Served) -> None:
     for tensor in config["input"] + config["output"]:
         tensor["dims"] = [int(d) for d in tensor["dims"]]  # int64 in protobuf's JSON: strings
     assert config == rest_config
-    assert [t["name"] for t in config["input"]] == ["number"]
+    assert [(t["name"], t["optional"]) for t in config["input"]] == [
+        ("digits", True),
+        ("number", True),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -133,11 +133,15 @@ def test_the_kserve_rest_client_infers(base: str, shipped: Path, binary: bool) -
 
 def test_the_triton_config_names_what_perf_analyzer_sends(base: str) -> None:
     """perf_analyzer reads GET /v2/models/{name}/config first and sends every input it
-    declares: the `number` input alone, and the outputs with Triton's type names."""
+    declares that is not optional: both inputs, optional (a request sends one), and the
+    outputs with Triton's type names."""
     client = triton.InferenceServerClient(base.removeprefix("http://"))
     config = client.get_model_config("counter")
     assert config["name"] == "counter"
-    assert config["input"] == [{"name": "number", "data_type": "TYPE_STRING", "dims": [-1]}]
+    assert config["input"] == [
+        {"name": "digits", "data_type": "TYPE_INT64", "dims": [-1, -1], "optional": True},
+        {"name": "number", "data_type": "TYPE_STRING", "dims": [-1], "optional": True},
+    ]
     types = {o["name"]: o["data_type"] for o in config["output"]}
     assert types == {
         "output": "TYPE_STRING",
