@@ -68,7 +68,7 @@ bench: $(VENV)/.dev  ## every benchmark docs/benchmarks.md quotes (about 25 minu
 
 # bench/peers.py's peers, MLServer 1.7 and KServe 0.21, each in a virtualenv of its own under
 # $(PEERS_VENVS) (never the project's), with the same onnxruntime and numpy as ours;
-# constraints.txt holds any torch to the project's pin.
+# constraints.txt holds any torch to the project's pin. Triton's perf_analyzer has one too.
 PEERS_VENVS ?= .bench
 PEERS_ARGS ?=
 
@@ -81,9 +81,18 @@ $(PEERS_VENVS)/%/.installed: bench/peers/%.txt constraints.txt | $(VENV)/.serve
 		"numpy==$$($(BIN)/python -c 'import numpy; print(numpy.__version__)')"
 	touch $@
 
-peers-env: $(PEERS_VENVS)/mlserver/.installed $(PEERS_VENVS)/kserve/.installed  ## build the peers' virtualenvs
+# Triton's perf_analyzer (bench/peers/perf_analyzer.txt says why this version and what it needs).
+$(PEERS_VENVS)/perf_analyzer/.installed: bench/peers/perf_analyzer.txt
+	dpkg -s libb64-0d >/dev/null 2>&1 || apt-get install -y libb64-0d
+	rm -rf $(PEERS_VENVS)/perf_analyzer
+	$(PYTHON) -m venv $(PEERS_VENVS)/perf_analyzer
+	$(PEERS_VENVS)/perf_analyzer/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS_VENVS)/perf_analyzer/bin/python -m pip install --quiet -r $<
+	touch $@
 
-peers: $(VENV)/.serve peers-env  ## ours against MLServer and KServe, V2 infer (PEERS_ARGS='--rounds 5 --duration 10')
+peers-env: $(PEERS_VENVS)/mlserver/.installed $(PEERS_VENVS)/kserve/.installed $(PEERS_VENVS)/perf_analyzer/.installed  ## build the peers' virtualenvs
+
+peers: $(VENV)/.serve peers-env  ## ours against MLServer and KServe, V2 infer by wrk and perf_analyzer (PEERS_ARGS='--rounds 5 --duration 10')
 	$(BIN)/python -m bench.peers $(PEERS_ARGS)
 
 clean:

@@ -20,10 +20,20 @@ rounds that alternate between the servers (the order rotates each round). Prints
 the rounds with their min-max spread, the resident memory of each server's process tree after
 the load, and ours / peer ratios, as Markdown tables.
 
+Then Triton's perf_analyzer (.bench/perf_analyzer, `make peers-env`), the load tool V2 users
+trust, pinned to the load core, drives ours and MLServer over HTTP and gRPC at each concurrency,
+rounds alternating as wrk's (KServe has no Triton model configuration, which perf_analyzer reads
+first). It sends the inputs the server's configuration declares: ours its `number` input (the
+counter's answer: output, probabilities, carry run, flags, proof, check), MLServer `digits`
+(probabilities only, the lighter request), the same number 1476233999. MLServer answers that
+configuration through bench/peers/mlserver_runtime.py (REST) and mlserver_start.py (gRPC).
+
     python -m bench.peers [--rounds 2] [--duration 3] [--connections 1,16,64] [--starts 2]
+                          [--no-perf-analyzer] [--protocols http,grpc]
 """
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -63,6 +73,12 @@ INFER = "/v2/models/counter/infer"
 READY = "/v2/models/counter/ready"
 TOLERANCE = 1e-6
 GOALS = {"mlserver": 3.0, "kserve": 4.0}  # ours / peer, V2 infer req/s at c = 16
+PA_GOALS = {("mlserver", "grpc"): 3.0}  # ours / peer, perf_analyzer infer/s at c = 16
+# perf_analyzer's --input-data: what each server's model configuration declares
+PA_INPUTS = {
+    "ours": {"number": {"content": [NUMBER], "shape": [1]}},
+    "mlserver": {"digits": {"content": DIGITS, "shape": [1, len(DIGITS)]}},
+}
 P99_GOAL_MS = 20.0  # ours at c = 64
 
 WRK_SCRIPT = f"""-- bench/peers.py: the same V2 infer request for every server
@@ -83,6 +99,15 @@ class Run:
     socket_errors: int  # connect, read, write errors and timeouts (wrk's is 2 s)
 
 
+@dataclass(frozen=True)
+class PaRun:
+    """One perf_analyzer run: infer/s and latency percentiles (ms)."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+
+
 @dataclass
 class Server:
     """How to start one server, and what was measured on it."""
@@ -94,8 +119,10 @@ class Server:
     port: int
     workdir: Path
     versions: str = ""
+    grpc_port: int | None = None
     starts: list[float] = field(default_factory=list)
     runs: dict[int, list[Run]] = field(default_factory=dict)
+    pa_runs: dict[tuple[str, int], list[PaRun]] = field(default_factory=dict)
     rss_mb: float = float("nan")
     process: "subprocess.Popen[bytes] | None" = None
 
@@ -134,7 +161,7 @@ def _versions(python: Path, packages: list[str]) -> str:
 
 def ours(work: Path) -> Server:
     """Ours, default settings, serving counter alone like the peers (its card beside it)."""
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     folder = work / "ours"
     models = folder / "models"
     models.mkdir(parents=True)
@@ -145,25 +172,26 @@ def ours(work: Path) -> Server:
         "COUNTER_MODELS_DIR": str(models),
         "COUNTER_DRAIN_SECONDS": "0",  # stop at once: nothing is in flight when we stop it
         "COUNTER_WORKERS": "1",  # one process, as each peer is measured
+        "COUNTER_GRPC_PORT": str(grpc_port),
     }
     versions = _versions(Path(sys.executable), ["rnn-counter", "uvicorn", "onnxruntime"])
     # The project's console script runs `python -m app`'s main(); its command line does not
     # match a `pkill -f "python -m app"` meant for some other copy of the service.
     script = Path(sys.executable).parent / "rnn-counter-serve"
     argv = [sys.executable, str(script)] if script.exists() else [sys.executable, "-m", "app"]
-    return Server("ours", "ours", argv, env, port, folder, versions)
+    return Server("ours", "ours", argv, env, port, folder, versions, grpc_port)
 
 
 def mlserver(work: Path, venvs: Path, parallel_workers: int) -> Server:
     """MLServer in its own folder: settings.json and counter/model-settings.json."""
     python = _peer_python(venvs, "mlserver")
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     folder = work / "mlserver"
     (folder / "counter").mkdir(parents=True)
     settings = {
         "host": "127.0.0.1",
         "http_port": port,
-        "grpc_port": free_port(),  # MLServer always starts its gRPC server too
+        "grpc_port": grpc_port,  # MLServer always starts its gRPC server (perf_analyzer's)
         "metrics_port": free_port(),
         "parallel_workers": parallel_workers,
     }
@@ -175,10 +203,11 @@ def mlserver(work: Path, venvs: Path, parallel_workers: int) -> Server:
     (folder / "settings.json").write_text(json.dumps(settings))
     (folder / "counter" / "model-settings.json").write_text(json.dumps(model))
     env = {"PYTHONPATH": f"{RUNTIMES}{os.pathsep}{REPO}"}
-    argv = [str(python.parent / "mlserver"), "start", str(folder)]
+    # `mlserver start`, with Triton's ModelConfig added over gRPC for perf_analyzer
+    argv = [str(python), str(RUNTIMES / "mlserver_start.py"), "start", str(folder)]
     versions = _versions(python, ["mlserver", "uvicorn", "onnxruntime"])
     label = f"MLServer (parallel_workers {parallel_workers})"
-    return Server("mlserver", label, argv, env, port, folder, versions)
+    return Server("mlserver", label, argv, env, port, folder, versions, grpc_port)
 
 
 def kserve(work: Path, venvs: Path) -> Server:
@@ -326,6 +355,53 @@ def wrk(
     return parse_wrk(done.stdout)
 
 
+def find_perf_analyzer(venvs: Path) -> tuple[Path, dict[str, str]]:
+    """perf_analyzer in its virtualenv, and the environment it runs in (libcudart's folder)."""
+    binary = venvs / "perf_analyzer" / "bin" / "perf_analyzer"
+    if not binary.exists():
+        sys.exit(f"{binary} is missing: build the peers' virtualenvs first (make peers-env)")
+    found = sorted((venvs / "perf_analyzer").glob("lib/python*/site-packages/nvidia/*/lib"))
+    libraries = os.pathsep.join([str(f) for f in found] + [os.environ.get("LD_LIBRARY_PATH", "")])
+    return binary, {**os.environ, "LD_LIBRARY_PATH": libraries.rstrip(os.pathsep)}
+
+
+def perf_analyzer(
+    tool: tuple[Path, dict[str, str]],
+    core: int,
+    server: Server,
+    protocol: str,
+    seconds: int,
+    connections: int,
+    work: Path,
+    stability: int,
+) -> PaRun:
+    """One perf_analyzer run at one concurrency: measurement windows of seconds / 2 until
+    three agree within `stability` percent (at most 10 windows)."""
+    binary, env = tool
+    inputs = work / f"pa-{server.key}.json"
+    inputs.write_text(json.dumps({"data": [PA_INPUTS[server.key]]}))
+    out = work / f"pa-{server.key}-{protocol}-c{connections}.csv"
+    port = server.port if protocol == "http" else server.grpc_port
+    args = ["taskset", "-c", str(core), str(binary), "-i", protocol, "-u", f"127.0.0.1:{port}"]
+    args += ["-m", "counter", "--input-data", str(inputs), "-f", str(out)]
+    args += ["--concurrency-range", f"{connections}:{connections}"]
+    args += ["-p", str(max(500, seconds * 500)), "-r", "10", "-s", str(stability)]
+    done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=work)
+    server.exit_if_dead(f"under perf_analyzer ({protocol}, c{connections})")
+    if done.returncode != 0 or not out.exists():
+        sys.exit(
+            f"perf_analyzer failed against {server.label} ({protocol}): "
+            f"{done.stdout[-2000:]}{done.stderr[-2000:]}"
+        )
+    with out.open() as rows:
+        row = next(csv.DictReader(rows))
+    return PaRun(
+        rps=float(row["Inferences/Second"]),
+        p50_ms=float(row["p50 latency"]) / 1000,
+        p99_ms=float(row["p99 latency"]) / 1000,
+    )
+
+
 def _tree(pid: int) -> list[int]:
     """The process and all its descendants (MLServer's workers, say)."""
     children: dict[int, list[int]] = {}
@@ -445,6 +521,7 @@ def report(servers: list[Server], args: argparse.Namespace, command: str, wrk_ve
             p99 = median(mine.runs[64], "p99_ms")
             verdict = "met" if p99 < P99_GOAL_MS else "NOT met"
             lines.append(f"- c=64, our p99: {p99:.2f} ms (goal < {P99_GOAL_MS:g} ms): {verdict}")
+    lines += pa_report(servers, args)
     every = [r for s in servers for runs in s.runs.values() for r in runs]
     if any(r.non_2xx or r.socket_errors for r in every):
         lines.append(
@@ -452,6 +529,66 @@ def report(servers: list[Server], args: argparse.Namespace, command: str, wrk_ve
             f"{sum(r.socket_errors for r in every)} socket errors or timeouts under load"
         )
     return "\n".join(lines)
+
+
+def pa_report(servers: list[Server], args: argparse.Namespace) -> list[str]:
+    """perf_analyzer's table, its ratios and the gRPC goal."""
+    measured = [s for s in servers if s.pa_runs]
+    if not measured:
+        return []
+    lines = [
+        "",
+        f"perf_analyzer (tritonclient {args.pa_version}, pinned to core {args.load_core}, "
+        f"stability {args.pa_stability}%): "
+        f"{args.rounds} run(s) per server, protocol and concurrency; ours sends `number` "
+        f"[1] (the counter's whole answer), MLServer `digits` [1, {len(DIGITS)}] (probabilities "
+        "only), each what its model configuration declares.",
+        "",
+        "| server | protocol | connections | infer/s | p50 ms | p99 ms |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for protocol in args.protocol_list:
+        for connections in args.connection_list:
+            for server in measured:
+                runs = server.pa_runs[(protocol, connections)]
+                lines.append(
+                    f"| {server.label} | {protocol} | {connections} | "
+                    f"{spread([r.rps for r in runs], 0)} | {spread([r.p50_ms for r in runs], 2)} "
+                    f"| {spread([r.p99_ms for r in runs], 2)} |"
+                )
+    mine = next((s for s in measured if s.key == "ours"), None)
+    peers = [s for s in measured if s.key != "ours"]
+    if mine is None or not peers:
+        return lines
+    lines += [
+        "",
+        "| protocol | connections | "
+        + " | ".join(f"ours / {p.label} infer/s" for p in peers)
+        + " |",
+        "| --- | --- | " + "--- | " * len(peers),
+    ]
+    for protocol in args.protocol_list:
+        for connections in args.connection_list:
+            ratios = " | ".join(f"{_pa_ratio(mine, p, protocol, connections):.2f}x" for p in peers)
+            lines.append(f"| {protocol} | {connections} | {ratios} |")
+    lines.append("")
+    for (key, protocol), goal in PA_GOALS.items():
+        peer = next((p for p in peers if p.key == key), None)
+        if peer is None or protocol not in args.protocol_list or 16 not in args.connection_list:
+            continue
+        ratio = _pa_ratio(mine, peer, protocol, 16)
+        verdict = "met" if ratio >= goal else "NOT met"
+        lines.append(
+            f"- perf_analyzer {protocol}, c=16, ours / {peer.label}: {ratio:.2f}x "
+            f"(goal >= {goal:g}x): {verdict}"
+        )
+    return lines
+
+
+def _pa_ratio(mine: Server, peer: Server, protocol: str, connections: int) -> float:
+    ours_rps = statistics.median(r.rps for r in mine.pa_runs[(protocol, connections)])
+    peer_rps = statistics.median(r.rps for r in peer.pa_runs[(protocol, connections)])
+    return float(ours_rps / peer_rps)
 
 
 @contextmanager
@@ -491,11 +628,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=REPO / ".bench" / "logs",
         help="each server's folder and log (emptied at the start)",
     )
+    parser.add_argument(
+        "--perf-analyzer",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also drive ours and MLServer with Triton's perf_analyzer",
+    )
+    parser.add_argument("--protocols", default="http,grpc", help="perf_analyzer's: http,grpc")
+    parser.add_argument(
+        "--pa-stability",
+        type=int,
+        default=10,
+        help="perf_analyzer's stability: three windows within this percent (a busy host needs "
+        "more)",
+    )
     parser.add_argument("--server-core", type=int, default=0)
     parser.add_argument("--load-core", type=int, default=1)
     args = parser.parse_args(argv)
     args.connection_list = [int(c) for c in args.connections.split(",")]
     args.server_list = args.servers.split(",")
+    args.protocol_list = args.protocols.split(",")
+    if set(args.protocol_list) - {"http", "grpc"}:
+        parser.error("protocols are http, grpc")
     unknown = set(args.server_list) - {"ours", "mlserver", "kserve"}
     if unknown or min(args.rounds, args.duration, args.starts) < 1:
         parser.error("servers are ours, mlserver, kserve; rounds, duration, starts >= 1")
@@ -513,6 +667,9 @@ def main(argv: list[str] | None = None) -> None:
     binary = find_wrk()
     wrk_version = subprocess.run([binary, "-v"], capture_output=True, text=True).stdout
     wrk_version = wrk_version.split(" [")[0].strip() or "wrk"
+    tool = find_perf_analyzer(args.venvs) if args.perf_analyzer else None
+    if tool is not None:
+        args.pa_version = _versions(tool[0].parent / "python", ["tritonclient"]).split()[-1]
     reference = expected()
 
     work = args.logs
@@ -556,6 +713,32 @@ def main(argv: list[str] | None = None) -> None:
                         f"socket errors {run.socket_errors}",
                         flush=True,
                     )
+        measured = [s for s in servers if s.key in PA_INPUTS]
+        for protocol in args.protocol_list if tool is not None else []:
+            for connections in args.connection_list:
+                for server in measured:
+                    server.pa_runs[(protocol, connections)] = []
+                for round_ in range(args.rounds):
+                    shift = round_ % len(measured)
+                    for server in measured[shift:] + measured[:shift]:
+                        assert tool is not None
+                        pa = perf_analyzer(
+                            tool,
+                            args.load_core,
+                            server,
+                            protocol,
+                            args.duration,
+                            connections,
+                            work,
+                            args.pa_stability,
+                        )
+                        server.pa_runs[(protocol, connections)].append(pa)
+                        print(
+                            f"perf_analyzer {protocol} c{connections} round {round_ + 1} "
+                            f"{server.label}: {pa.rps:.0f} infer/s, p50 {pa.p50_ms:.2f} ms, "
+                            f"p99 {pa.p99_ms:.2f} ms",
+                            flush=True,
+                        )
         stolen = steal.sentence()
         for server in servers:
             assert server.process is not None

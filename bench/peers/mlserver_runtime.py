@@ -16,6 +16,7 @@ import numpy as np
 from mlserver import MLModel
 from mlserver.codecs import NumpyCodec
 from mlserver.errors import MLServerError
+from mlserver.handlers import custom_handler
 from mlserver.types import InferenceRequest, InferenceResponse
 from mlserver.utils import get_model_uri
 
@@ -28,6 +29,20 @@ class CounterRuntime(MLModel):  # type: ignore[misc]  # MLServer ships no types 
     async def load(self) -> bool:
         self._session: Any = open_session(await get_model_uri(self.settings))
         return True
+
+    @custom_handler(rest_path="/v2/models/counter/config", rest_method="GET")  # type: ignore[untyped-decorator]
+    async def config(self) -> dict[str, Any]:
+        """Triton's model configuration, minimal, which perf_analyzer reads before any
+        inference (MLServer has none of its own; bench/peers/mlserver_start.py answers the
+        same over gRPC)."""
+        return {
+            "name": "counter",
+            "platform": "onnxruntime_onnx",
+            "backend": "onnxruntime",
+            "max_batch_size": 0,
+            "input": [{"name": "digits", "data_type": "TYPE_INT64", "dims": [-1, -1]}],
+            "output": [{"name": "probabilities", "data_type": "TYPE_FP32", "dims": [-1, -1, 10]}],
+        }
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         tensors = [tensor for tensor in payload.inputs if tensor.name == "digits"]
