@@ -199,6 +199,9 @@ def mlserver(work: Path, venvs: Path, parallel_workers: int) -> Server:
         "name": "counter",
         "implementation": "mlserver_runtime.CounterRuntime",
         "parameters": {"uri": str(MODEL)},
+        # its metadata's tensors: perf_analyzer reads them (the runtime decodes as before)
+        "inputs": [{"name": "digits", "datatype": "INT64", "shape": [-1, -1]}],
+        "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, -1, 10]}],
     }
     (folder / "settings.json").write_text(json.dumps(settings))
     (folder / "counter" / "model-settings.json").write_text(json.dumps(model))
@@ -386,6 +389,8 @@ def perf_analyzer(
     args += ["-m", "counter", "--input-data", str(inputs), "-f", str(out)]
     args += ["--concurrency-range", f"{connections}:{connections}"]
     args += ["-p", str(max(500, seconds * 500)), "-r", "10", "-s", str(stability)]
+    if protocol == "http":  # JSON tensors, as wrk's body: MLServer refuses the binary extension
+        args += ["--input-tensor-format", "json", "--output-tensor-format", "json"]
     done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=work)
     server.exit_if_dead(f"under perf_analyzer ({protocol}, c{connections})")
     if done.returncode != 0 or not out.exists():
