@@ -11,8 +11,9 @@ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set (then `otlp`); OTEL_SDK_DISABLED=true 
 The SDK itself reads the rest: OTEL_SERVICE_NAME (else `rnn-counter`), OTEL_RESOURCE_ATTRIBUTES,
 OTEL_TRACES_SAMPLER, OTEL_PROPAGATORS, OTEL_BSP_*, the exporters' own OTEL_EXPORTER_* settings.
 
-Off, nothing of OpenTelemetry is imported and no span object is made: the request path pays a
-`TRACER is None` test and, for `parse` and `answer`, one shared do-nothing context manager.
+Off, the SDK is not imported and no span object is made: the request path pays a few `TRACER
+is None` tests, and the hot paths (/increment, V2 infer, gRPC ModelInfer, a run on the event
+loop) branch on it rather than enter even a do-nothing context manager; span() serves the rest.
 The packages are the optional `tracing` extra (`pip install 'rnn-counter[tracing]'`).
 """
 

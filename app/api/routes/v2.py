@@ -22,6 +22,7 @@ from app.api.tensors import (
     HEADER_LENGTH,
     SERVER,
     InferRequest,
+    OutputTensor,
     model_config,
     model_metadata,
     parse_request,
@@ -155,16 +156,26 @@ async def _answer(
     header: str | None,
 ) -> Response:
     body = await read_body(request)
-    with tracing.span("parse"):
+    if tracing.TRACER is None:  # off: the plain calls, not even a do-nothing `with`
         infer = parse_request(body, header)
         inference = Inference(service, infer)
+    else:
+        with tracing.span("parse"):
+            infer = parse_request(body, header)
+            inference = Inference(service, infer)
     request.state.digits = inference.size
     _bounded_answer(infer, inference, service.settings.max_answer_bytes)
     async with ClientGone(request) as gone:
         outputs = await inference.run(service, model, gone, version)
+    if tracing.TRACER is None:
+        return _written(model, infer, outputs)
     with tracing.span("answer"):
-        written, headers = write_response(model.card.name, model.card.version, infer, outputs)
-        return reply(written, headers=headers, media_type=None)
+        return _written(model, infer, outputs)
+
+
+def _written(model: LoadedModel, infer: InferRequest, outputs: list[OutputTensor]) -> Response:
+    body, headers = write_response(model.card.name, model.card.version, infer, outputs)
+    return reply(body, headers=headers, media_type=None)
 
 
 def _bounded_answer(infer: InferRequest, inference: Inference, limit: int) -> None:
