@@ -570,7 +570,7 @@ def pa_report(servers: list[Server], args: argparse.Namespace) -> list[str]:
         "| protocol | connections | "
         + " | ".join(f"ours / {p.label} infer/s" for p in peers)
         + " |",
-        "| --- | --- | " + "--- | " * len(peers),
+        ("| --- | --- | " + "--- | " * len(peers)).rstrip(),
     ]
     for protocol in args.protocol_list:
         for connections in args.connection_list:
