@@ -10,9 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
-from tests.app.server import serving
+from tests.app.server import free_port, serving
 
 pytestmark = pytest.mark.server
 TOKEN = "an-operator-token"
@@ -46,13 +47,76 @@ def proved(base: str, path: str) -> list[bool]:
     return list(outputs["proved"])
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _fields(message: bytes) -> dict[int, list[bytes]]:
+    """A protobuf message's length-delimited fields (all a ModelInferResponse's top-level ones
+    are), by number: read by hand, as tests/app/test_grpc.py says why."""
+    found: dict[int, list[bytes]] = {}
+    at = 0
+    while at < len(message):
+        key, shift = 0, 0
+        while True:
+            byte = message[at]
+            at, key, shift = at + 1, key | (byte & 0x7F) << shift, shift + 7
+            if not byte & 0x80:
+                break
+        length, shift = 0, 0
+        while True:
+            byte = message[at]
+            at, length, shift = at + 1, length | (byte & 0x7F) << shift, shift + 7
+            if not byte & 0x80:
+                break
+        found.setdefault(key >> 3, []).append(message[at : at + length])
+        at += length
+    return found
+
+
+def grpc_proved(address: str, version: str) -> tuple[str, list[bool]]:
+    """gRPC ModelInfer of counter-post at `version` for the same two numbers: the version that
+    answered, and `proved`."""
+    numbers = [b"1299", b"99999999999"]
+    raw = b"".join(len(n).to_bytes(4, "little") + n for n in numbers)
+    tensor = _field(1, b"number") + _field(2, b"BYTES") + _field(3, _varint(2))
+    request = (
+        _field(1, b"counter-post")
+        + _field(2, version.encode())
+        + _field(5, tensor)
+        + _field(6, _field(1, b"proved"))
+        + _field(7, raw)
+    )
+    with grpc.insecure_channel(address) as channel:
+        answer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")(
+            request, timeout=30
+        )
+    fields = _fields(answer)
+    return fields[2][0].decode(), [bool(b) for b in fields[6][0]]
+
+
 def test_a_reload_keeps_the_version_before_addressable_until_unloaded(
     models_copy: Path, tmp_path: Path
 ) -> None:
     post_card = models_copy / "counter-post.json"
     post = json.loads(post_card.read_text())
     counter = json.loads((models_copy / "counter.json").read_text())
-    settings = {"COUNTER_MODEL_CONTROL": "explicit", "COUNTER_ADMIN_TOKEN": TOKEN}
+    grpc_port = free_port()
+    settings = {
+        "COUNTER_MODEL_CONTROL": "explicit",
+        "COUNTER_ADMIN_TOKEN": TOKEN,
+        "COUNTER_GRPC_PORT": str(grpc_port),
+    }
+    address = f"127.0.0.1:{grpc_port}"
     with serving(models_copy, tmp_path, **settings) as (_, base, _):
         assert call(base, "GET", MODEL)[1]["versions"] == ["2.0.0"]
         assert proved(base, MODEL) == [False, False]
@@ -72,6 +136,9 @@ def test_a_reload_keeps_the_version_before_addressable_until_unloaded(
         assert proved(base, f"{MODEL}/versions/2.0.0") == [False, False]
         assert proved(base, f"{MODEL}/versions/3.0.0") == [True, True]
         assert proved(base, MODEL) == [True, True]
+        assert grpc_proved(address, "2.0.0") == ("2.0.0", [False, False])  # model_version
+        assert grpc_proved(address, "3.0.0") == ("3.0.0", [True, True])
+        assert grpc_proved(address, "") == ("3.0.0", [True, True])  # none named: the latest
         # At once (so that they share batches): each still answered by its own version.
         paths = [f"{MODEL}/versions/{v}" for v in ("2.0.0", "3.0.0")] * 24
         with ThreadPoolExecutor(8) as pool:
