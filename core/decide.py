@@ -3,10 +3,12 @@
 Adding one reads digits least significant first, with a carry that starts at 1. An input whose
 trailing run is j <= K nines goes through three phases:
 
-- carrying: the state after i <= j nines is one point of one trajectory from the zero state
-  (a tight box: rounding only); the right digit is 0;
+- carrying: the state after i <= j nines is one point of one trajectory from the zero state,
+  enclosed with its rounding and activation errors in a zonotope (core.zonotope: a box around
+  it would grow by the row sums of |R| per nine, the zonotope only as the map does); the right
+  digit is 0;
 - absorbed: the digit d in 0-8 after the nines, read with carry 1; right digit d + 1. Again a
-  tight box, one per (j, d);
+  zonotope, one per (j, d);
 - copying: every later digit e (leading zeros and the extra zero step are digit 0) is read
   with carry 0; right digit e. These states are covered by an invariant: one parallelotope
   P_s = c_s + A_s [-1, 1]^H per key s, a suffix of the digits read (zeros before the start).
@@ -37,23 +39,28 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from core import interval
+from core import interval, zonotope
 from core.cells import SOFTMAX_SLACK, RnnCell
 from core.codec import add_one
 from core.interval import Array
 from core.weights import RnnWeights
+from core.zonotope import relax
 
 Ints = npt.NDArray[np.int64]
 METHOD = (
-    "tight boxes while carrying and where the carry is absorbed; copying states in one "
-    "parallelotope per key (the last digits read), each mapped into its successor's"
+    "zonotopes around the trajectory while carrying and where the carry is absorbed; copying "
+    "states in one parallelotope per key (the last digits read), each mapped into its successor's"
 )
+# the carry chain's zonotope keeps this many generators exactly (the rest boxed), so a long run
+# of nines costs the same per nine
+CHAIN_GENERATORS = 32
 MAX_DEPTH = 12  # the deepest key a certificate may hold (its code still fits an int64)
 # This proof's own float64 rounding in the copying step, bounded generously: every computed
 # quantity is a chain of at most a few dot products of length H over terms whose magnitudes
 # are summed in `size`; gamma64(8 H + 32) of that covers them all.
 _CHAIN = 8
-_NINE = 9
+_NINES = np.full(1, 9, dtype=np.int64)  # the digit read while carrying
+_ZERO = np.zeros(1, dtype=np.int64)  # the right digit while carrying
 
 
 class CertificateError(ValueError):
@@ -247,29 +254,6 @@ def _inside(sets: Sets, keys: Ints, lo: Array, hi: Array) -> Array:
     return result
 
 
-def _relax(lo: Array, hi: Array, error: float) -> tuple[Array, Array, Array]:
-    """Parallel lines around tanh on [lo, hi]: tanh(x) + (deployed error) lies in
-    slope x + offset +- width for every x in the interval, every array elementwise.
-
-    The slope is at most tanh's least derivative on the interval (at an end: tanh' is
-    unimodal), so tanh(x) - slope x is non-decreasing there and lies between its values at
-    the ends, which are bounded outward.
-    """
-    t_lo, t_hi = np.tanh(lo), np.tanh(hi)
-    slope = np.minimum(1 - t_lo * t_lo, 1 - t_hi * t_hi)
-    slope = np.maximum(slope * (1 - 2.0**-30) - 2.0**-60, 0.0)  # below the true least slope
-    slack = interval.TRANSCENDENTAL * (np.abs(t_lo) + np.abs(t_hi)) + 2.0**-1000
-    low = t_lo - slope * lo
-    high = t_hi - slope * hi
-    slack = slack + 4 * interval.U64 * (
-        np.abs(t_lo) + np.abs(t_hi) + slope * (np.abs(lo) + np.abs(hi))
-    )
-    low, high = low - slack, high + slack
-    offset = (low + high) / 2
-    width = interval.up(interval.up((high - low) / 2) + interval.U64 * np.abs(offset) + error)
-    return slope, offset, width
-
-
 def step_coordinates(cell: RnnCell, sets: Sets) -> Array:
     """For every key s and digit e, the image of P_s under e measured in P_(s e): an upper
     bound of |M (x - c)| over the image per coordinate, (S, 10, H)."""
@@ -293,7 +277,7 @@ def step_coordinates(cell: RnnCell, sets: Sets) -> Array:
     noise = interval.upper(deployed + proofs + 3 * interval.U64 * shift_size[None], size + 4)
     pre = centre[:, None, :] + shift[None]  # (S, 10, H)
     radius = interval.upper(reach[:, None, :] + noise, size + 1)
-    slope, offset, width = _relax(
+    slope, offset, width = relax(
         interval.down(pre - radius), interval.up(pre + radius), cell.activation_error
     )
     # image: slope * (pre + W A u + n) + offset +- width, |n| <= noise
@@ -363,42 +347,46 @@ def _digit_name(key_code: int) -> str:
 
 
 def entries(cell: RnnCell, proved: int) -> tuple[Array, Array, Ints, float]:
-    """Check the carrying and absorbed states of every run of up to `proved` nines (tight
-    boxes) and return the boxes of the first copying states after them, (N, H) each, their
-    histories (N,: the value of the last MAX_DEPTH digits read, see key_index), ordered by
-    (run, absorbing digit, next digit), and the least logit gap met.
+    """Check the carrying and absorbed states of every run of up to `proved` nines (zonotopes
+    around their one trajectory) and return the boxes of the first copying states after them,
+    (N, H) each, their histories (N,: the value of the last MAX_DEPTH digits read, see
+    key_index), ordered by (run, absorbing digit, next digit), and the least logit gap met.
     CertificateError when a carrying or absorbed state is not sure to read right."""
     unit = 10**MAX_DEPTH
+    weights, error = cell.weights, cell.activation_error
     margins: list[float] = []
-    # carrying: one tight box per run of nines, reading 0; absorbed: its images under 0-8
-    lo = hi = cell.initial()[None]
+    # carrying: one zonotope per run of nines, reading 0; absorbed: its images under 0-8
+    centre, generators = zonotope.point(cell.initial())
     entry_lo: list[Array] = []
     entry_hi: list[Array] = []
     entry_keys: list[int] = []
+    absorbing = np.arange(9)
     for j in range(proved + 1):
         if j > 0:
-            image_lo, image_hi = cell.image(lo, hi)
-            lo, hi = image_lo[:, _NINE], image_hi[:, _NINE]
-            readout = cell.readout(lo, hi, np.zeros(1, dtype=np.int64))
-            if readout.slack[0] <= 0:
+            centre, generators = zonotope.image(weights, centre, generators, _NINES, error)
+            generators = zonotope.reduce(generators, CHAIN_GENERATORS)
+            slack, gap = _readout(cell, centre, generators, _ZERO)
+            if slack[0] <= 0:
                 raise CertificateError(
-                    f"after {j} nines the carry's digit 0 is not sure to win (digit "
-                    f"{int(readout.rival[0])} is within {readout.gap[0]:.3g})"
+                    f"after {j} nines the carry's digit 0 is not sure to win (least logit gap "
+                    f"{gap[0]:.3g})"
                 )
-            margins.append(float(readout.gap[0]))
-        image_lo, image_hi = cell.image(lo, hi)  # (1, 10, H)
-        absorbed_lo, absorbed_hi = image_lo[0, :9], image_hi[0, :9]
-        readout = cell.readout(absorbed_lo, absorbed_hi, np.arange(1, 10))
-        worst = int(readout.slack.argmin())
-        if readout.slack[worst] <= 0:
+            margins.append(float(gap[0]))
+        absorbed = zonotope.image(weights, centre, generators, absorbing, error)  # (9, H)
+        slack, gap = _readout(cell, *absorbed, absorbing + 1)
+        worst = int(slack.argmin())
+        if slack[worst] <= 0:
             raise CertificateError(
                 f"after {j} nines, the digit {worst} absorbing the carry is not sure to "
                 f"give {worst + 1}"
             )
-        margins.append(float(readout.gap.min()))
+        margins.append(float(gap.min()))
         # the first copying state: each absorbed state read with every digit
-        copy_lo, copy_hi = cell.image(absorbed_lo, absorbed_hi)  # (9, 10, H)
-        entry_lo.append(copy_lo.reshape(-1, cell.state_size))
+        copy = zonotope.image(
+            weights, absorbed[0][:, None], absorbed[1][:, None], np.arange(10), error
+        )  # (9, 10, H)
+        copy_lo, copy_hi = zonotope.hull(*copy)
+        entry_lo.append(copy_lo.reshape(-1, cell.state_size))  # by (absorbing, next digit)
         entry_hi.append(copy_hi.reshape(-1, cell.state_size))
         nines = (10 ** min(j, MAX_DEPTH) - 1) * 100 % unit  # j nines, then two digits
         entry_keys += [(nines + d * 10 + e) % unit for d in range(9) for e in range(10)]

@@ -153,6 +153,42 @@ def test_the_post_models_carrying_states_fail_where_its_scan_does() -> None:
         decide.entries(cell, failure.nines)
 
 
+def test_the_post_models_carrying_states_are_proved_up_to_its_scans_exact_run() -> None:
+    """Every carrying and absorbed state of counter-post, up to the longest run its scan
+    found exact, reads right as proved (zonotopes around the chain; boxes wrapped past it),
+    and the run after it does not: the carrying phase is decided exactly."""
+    card = ModelCard.model_validate_json((MODELS / "counter-post.json").read_text())
+    exact = card.metrics.carry_scan.longest_exact_run
+    cell = RnnCell(weights_from_onnx(MODELS / "counter-post.onnx"), DEFAULT_TANH_ERROR)
+    lo, hi, tails, margin = decide.entries(cell, exact)
+    assert margin > 0
+    assert len(lo) == len(tails) == 90 * (exact + 1)
+    assert np.all(lo <= hi)
+    with pytest.raises(CertificateError, match=f"after {exact + 1} nines"):
+        decide.entries(cell, exact + 1)
+
+
+def test_the_first_copying_states_hold_the_real_trajectories() -> None:
+    """The boxes entries returns hold the float64 trajectory of every (run, absorbing digit,
+    next digit): the enclosure is around the states the network reaches, not beside them."""
+    weights = weights_from_onnx(MODELS / "counter-post.onnx")
+    assert isinstance(weights, RnnWeights)
+    cell = RnnCell(weights, DEFAULT_TANH_ERROR)
+    lo, hi, _, _ = decide.entries(cell, 6)
+    shift = weights.w_ih.T + weights.b_ih + weights.b_hh
+    state = np.zeros(weights.hidden_size)
+    row = 0
+    for _ in range(7):
+        for d in range(9):
+            absorbed = np.tanh(weights.w_hh @ state + shift[d])
+            for e in range(10):
+                copy = np.tanh(weights.w_hh @ absorbed + shift[e])
+                assert np.all(lo[row] <= copy), (d, e)
+                assert np.all(copy <= hi[row]), (d, e)
+                row += 1
+        state = np.tanh(weights.w_hh @ state + shift[9])
+
+
 def _codes(*keys: str) -> decide.Ints:
     return np.asarray([decide.code(key) for key in keys], dtype=np.int64)
 

@@ -1,0 +1,109 @@
+"""Zonotope images of a tanh RNN step, rounded outward: the tight enclosure of a few states.
+
+A zonotope is c + G u over u in [-1, 1]^g (c (N, H), G (N, H, g)). Its image under one step
+keeps the affine part exact (W G); only each tanh is relaxed, by two parallel lines over the
+interval hull of its pre-activation (relax, below), and the rest - the relaxation's
+width, the deployed float32 sum's rounding, the deployed tanh's error and this proof's own
+float64 rounding - is a new generator per unit. Boxes wrap: a box's image is the hull of an
+image whose unit sums |R| reach far above 1, so a box around one trajectory grows by that sum
+per step although the trajectory's neighbours do not. The zonotope grows only as the map does.
+"""
+
+import numpy as np
+import numpy.typing as npt
+
+from core import interval
+from core.interval import Array
+from core.weights import RnnWeights
+
+Ints = npt.NDArray[np.int64]
+
+
+def relax(lo: Array, hi: Array, error: float) -> tuple[Array, Array, Array]:
+    """Parallel lines around tanh on [lo, hi]: tanh(x) + (deployed error) lies in
+    slope x + offset +- width for every x in the interval, every array elementwise.
+
+    The slope is at most tanh's least derivative on the interval (at an end: tanh' is
+    unimodal), so tanh(x) - slope x is non-decreasing there and lies between its values at
+    the ends, which are bounded outward.
+    """
+    t_lo, t_hi = np.tanh(lo), np.tanh(hi)
+    slope = np.minimum(1 - t_lo * t_lo, 1 - t_hi * t_hi)
+    slope = np.maximum(slope * (1 - 2.0**-30) - 2.0**-60, 0.0)  # below the true least slope
+    slack = interval.TRANSCENDENTAL * (np.abs(t_lo) + np.abs(t_hi)) + 2.0**-1000
+    low = t_lo - slope * lo
+    high = t_hi - slope * hi
+    slack = slack + 4 * interval.U64 * (
+        np.abs(t_lo) + np.abs(t_hi) + slope * (np.abs(lo) + np.abs(hi))
+    )
+    low, high = low - slack, high + slack
+    offset = (low + high) / 2
+    width = interval.up(interval.up((high - low) / 2) + interval.U64 * np.abs(offset) + error)
+    return slope, offset, width
+
+
+def point(state: Array) -> tuple[Array, Array]:
+    """One exact state (H,) as a zonotope with no generators: (1, H), (1, H, 0)."""
+    return state[None].copy(), np.zeros((1, state.shape[0], 0))
+
+
+def radius(generators: Array) -> Array:
+    """An upper bound of |G u| per unit over u in [-1, 1]^g, (N, H)."""
+    terms = generators.shape[-1]
+    return interval.upper(np.abs(generators).sum(axis=-1), terms)
+
+
+def hull(centres: Array, generators: Array) -> tuple[Array, Array]:
+    """The box (lo, hi) holding each zonotope, outward."""
+    reach = radius(generators)
+    return interval.down(centres - reach), interval.up(centres + reach)
+
+
+def image(
+    weights: RnnWeights,
+    centres: Array,
+    generators: Array,
+    digits: Ints,
+    error: float,
+) -> tuple[Array, Array]:
+    """Each zonotope (N) read with its digit (N,): a zonotope that holds every state the
+    deployed step can reach from it, with H generators more."""
+    w = weights
+    size = w.hidden_size
+    shift = (w.w_ih.T + (w.b_ih + w.b_hh))[digits]  # (N, H), float64: covered below
+    shift_size = (np.abs(w.w_ih.T) + np.abs(w.b_ih) + np.abs(w.b_hh))[digits]
+    magnitude = interval.upper(np.abs(centres) + radius(generators), 1)
+    weight_size = interval.upper(magnitude @ np.abs(w.w_hh).T, size)  # sum |W h| terms
+    pre = centres @ w.w_hh.T + shift
+    moved = w.w_hh @ generators  # (..., H, g): once for zonotopes that share generators
+    # the deployed float32 sum (H products and 3 shift terms, any order), and this proof's
+    # float64 ones: W c and the shift (H + 2 terms), W G (H), the shift's own two additions
+    noise = interval.gamma32(size + 3) * (weight_size + shift_size)
+    noise = noise + interval.gamma64(size + 4) * (weight_size + shift_size)
+    noise = interval.upper(noise + 3 * interval.U64 * shift_size, 4)
+    reach = interval.upper(radius(moved) + noise, 2)
+    slope, offset, width = relax(interval.down(pre - reach), interval.up(pre + reach), error)
+    # tanh lies in slope (pre + moved u + n) + offset +- width, |n| <= noise
+    centre = slope * pre + offset
+    mapped = slope[..., None] * moved
+    rounding = 2 * interval.U64 * (np.abs(slope * pre) + np.abs(offset)) + interval.U64 * (
+        np.abs(mapped).sum(axis=-1)
+    )
+    box = interval.upper(width + slope * noise + rounding, mapped.shape[-1] + 4)
+    fresh = np.eye(size)[None] * box[..., None]  # (N, H, H): one generator per unit
+    return centre, np.concatenate([mapped, fresh], axis=-1)
+
+
+def reduce(generators: Array, keep: int) -> Array:
+    """At most keep + H generators: the `keep` largest (by their sum of |entries|) stay, and
+    the rest are boxed into one generator per unit (the sum of their |entries| there), which
+    holds every point they reach. Bounds the cost of a long run of steps."""
+    count = generators.shape[-1]
+    if count <= keep + generators.shape[-2]:
+        return generators
+    size = np.abs(generators).sum(axis=-2)  # (..., g)
+    order = np.argsort(-size, axis=-1)
+    ranked = np.take_along_axis(generators, order[..., None, :], axis=-1)
+    rest = interval.upper(np.abs(ranked[..., keep:]).sum(axis=-1), count - keep)
+    box = np.eye(generators.shape[-2]) * rest[..., None]
+    return np.concatenate([ranked[..., :keep], box], axis=-1)
