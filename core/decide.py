@@ -21,7 +21,7 @@ trailing run is j <= K nines goes through three phases:
   every input with a run of at most K nines is right.
 
 The image of P_s is exact in its affine part (W A_s u); each tanh is relaxed over the interval
-hull of its pre-activation by two parallel lines (slope the least derivative on the interval),
+hull of its pre-activation by two parallel lines (the chord's slope, core.zonotope.relax),
 and the rest (the relaxation's width, float32 rounding of the deployed sums, the deployed
 tanh's error, this proof's float64 rounding) is a box added on top. Containment never trusts a
 float inverse: with M ~ A^-1 and eps >= ||I - M A||_inf, a point x lies in P whenever

@@ -23,23 +23,66 @@ def relax(lo: Array, hi: Array, error: float) -> tuple[Array, Array, Array]:
     """Parallel lines around tanh on [lo, hi]: tanh(x) + (deployed error) lies in
     slope x + offset +- width for every x in the interval, every array elementwise.
 
-    The slope is at most tanh's least derivative on the interval (at an end: tanh' is
-    unimodal), so tanh(x) - slope x is non-decreasing there and lies between its values at
-    the ends, which are bounded outward.
+    The slope is the chord's (any slope in [0, 1] is sound; the chord's band is narrower than
+    the one of tanh's least slope on the interval, by far on a wide interval).
+    g(x) = tanh(x) - slope x is concave for x >= 0 and convex for x <= 0, so on each part
+    one extreme is at the part's ends and the other is bounded by g's tangent at the point
+    where g' = 0 is computed (clamped into the part): a concave function lies below each of
+    its tangents, a convex one above. Every value is bounded outward.
     """
     t_lo, t_hi = np.tanh(lo), np.tanh(hi)
-    slope = np.minimum(1 - t_lo * t_lo, 1 - t_hi * t_hi)
-    slope = np.maximum(slope * (1 - 2.0**-30) - 2.0**-60, 0.0)  # below the true least slope
-    slack = interval.TRANSCENDENTAL * (np.abs(t_lo) + np.abs(t_hi)) + 2.0**-1000
-    low = t_lo - slope * lo
-    high = t_hi - slope * hi
-    slack = slack + 4 * interval.U64 * (
-        np.abs(t_lo) + np.abs(t_hi) + slope * (np.abs(lo) + np.abs(hi))
+    span = hi - lo
+    wide = span > 2.0**-20
+    chord = (t_hi - t_lo) / np.where(wide, span, 1.0)
+    slope = np.clip(np.where(wide, chord, 1 - t_lo * t_lo), 0.0, 1.0)
+    slope = np.where(slope < 2.0**-20, 0.0, slope)  # g' = 0 only far out: treat as flat
+    turn = np.arctanh(np.sqrt(np.minimum(1 - slope, 1 - 2.0**-40)))  # g'(+-turn) = 0
+    # the concave part [a, b] (x >= 0) and the convex part [c, d] (x <= 0); either may be empty
+    a, b = np.maximum(lo, 0.0), hi
+    c, d = lo, np.minimum(hi, 0.0)
+    concave, convex = b >= a, d >= c
+    upper_concave = _tangent(np.clip(turn, a, b), slope, a, b, +1.0)
+    lower_convex = _tangent(np.clip(-turn, c, d), slope, c, d, -1.0)
+    ends_a, ends_b, ends_c, ends_d = (_g(x, slope) for x in (a, b, c, d))
+    inf = np.inf
+    high = np.maximum(
+        np.where(concave, upper_concave, -inf),
+        np.where(convex, np.maximum(ends_c[1], ends_d[1]), -inf),
     )
-    low, high = low - slack, high + slack
+    low = np.minimum(
+        np.where(concave, np.minimum(ends_a[0], ends_b[0]), inf),
+        np.where(convex, lower_convex, inf),
+    )
     offset = (low + high) / 2
     width = interval.up(interval.up((high - low) / 2) + interval.U64 * np.abs(offset) + error)
     return slope, offset, width
+
+
+def _g(x: Array, slope: Array) -> tuple[Array, Array]:
+    """Bounds of tanh(x) - slope x: numpy's tanh within TRANSCENDENTAL, two roundings."""
+    t = np.tanh(x)
+    value = t - slope * x
+    slack = (interval.TRANSCENDENTAL + 4 * interval.U64) * (np.abs(t) + slope * np.abs(x))
+    slack = slack + 2.0**-1000
+    return value - slack, value + slack
+
+
+def _tangent(p: Array, slope: Array, a: Array, b: Array, sign: float) -> Array:
+    """sign = +1: an upper bound of g on [a, b] where g is concave, from its tangent at p in
+    [a, b]; sign = -1: a lower bound where g is convex. g'(p) = 1 - tanh(p)^2 - slope is
+    computed within 2^-45."""
+    low, high = _g(p, slope)
+    t = np.tanh(p)
+    derivative = 1 - t * t - slope
+    slack = 2.0**-45
+    rise = np.maximum(derivative + slack, 0.0)  # g'(p) at most
+    fall = np.maximum(-(derivative - slack), 0.0)  # -g'(p) at most
+    if sign > 0:  # g(x) <= g(p) + g'(p) (x - p) <= g(p) + rise (b - p) + fall (p - a)
+        return interval.up(
+            interval.up(high + rise * interval.up(b - p)) + fall * interval.up(p - a)
+        )
+    # g(x) >= g(p) + g'(p) (x - p) >= g(p) - rise (p - a) - fall (b - p)
+    return interval.down(interval.down(low - rise * interval.up(p - a)) - fall * interval.up(b - p))
 
 
 def point(state: Array) -> tuple[Array, Array]:
