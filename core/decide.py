@@ -20,6 +20,14 @@ trailing run is j <= K nines goes through three phases:
   induction every copying state at any length lies in its key's P, so every output digit of
   every input with a run of at most K nines is right.
 
+  When one step is not enough (the network forgets its past only over a few digits, so a
+  set's one-step image pokes out of its successor's even where the states do not), a
+  certificate with steps > 1 is checked by `walk` instead: from every P_s, every digit string
+  is followed as a zonotope one digit at a time, the digit just read must win at every node,
+  and a node is a leaf once it lies in the set of its own key; a string still outside after
+  `steps` digits fails. A copying state in its key's set is then followed by right answers up
+  to a leaf, where it is in a set again, so the same induction covers every length.
+
 The image of P_s is exact in its affine part (W A_s u); each tanh is relaxed over the interval
 hull of its pre-activation by two parallel lines (the chord's slope, core.zonotope.relax),
 and the rest (the relaxation's width, float32 rounding of the deployed sums, the deployed
@@ -27,8 +35,9 @@ tanh's error, this proof's float64 rounding) is a box added on top. Containment 
 float inverse: with M ~ A^-1 and eps >= ||I - M A||_inf, a point x lies in P whenever
 |M (x - c)|_inf <= 1 - eps (Krawczyk).
 
-The certificate holds only the sets (c_s, A_s) and K; the search that finds them is in
-training.decide. Pure numpy, no torch: the service runs `check` at load.
+The certificate holds only the sets (c_s, A_s), K and steps (the walk's tree is re-derived);
+the search that finds them is in training.decide. Pure numpy, no torch: the service runs
+`check` at load.
 """
 
 import io
@@ -54,6 +63,7 @@ METHOD = (
 # the carry chain's zonotope keeps this many generators exactly (the rest boxed), so a long run
 # of nines costs the same per nine
 CHAIN_GENERATORS = 32
+MAX_STEPS = 8  # the longest digit strings a walk follows from a set (its cost grows tenfold)
 MAX_DEPTH = 12  # the deepest key a certificate may hold (its code still fits an int64)
 # This proof's own float64 rounding in the copying step, bounded generously: every computed
 # quantity is a chain of at most a few dot products of length H over terms whose magnitudes
@@ -95,6 +105,9 @@ class Invariant:
     shapes: Array  # (S, H, H): P_s = centres[s] + shapes[s] @ [-1, 1]^H
     # the key codes (see `code`), increasing; None: every key of key_digits digits
     keys: Ints | None = None
+    # how many digits a set's images may be followed before they must lie in their key's set
+    # (1: each set's one-step images; more: the digit trees of `walk`)
+    steps: int = 1
 
     def codes(self) -> Ints:
         return uniform_keys(self.key_digits) if self.keys is None else self.keys
@@ -109,6 +122,7 @@ class Invariant:
             centres=self.centres,
             shapes=self.shapes,
             keys=self.codes(),
+            steps=np.int64(self.steps),
         )
         return buffer.getvalue()
 
@@ -125,10 +139,13 @@ class Invariant:
                     if "keys" in data.files
                     else uniform_keys(min(max(key_digits, 1), 4))
                 )
+                steps = int(data["steps"]) if "steps" in data.files else 1
         except (OSError, KeyError, ValueError) as exc:
             raise CertificateError(f"not a certificate file: {exc}") from None
         if not 1 <= key_digits <= MAX_DEPTH or proved < 0 or keys.ndim != 1:
             raise CertificateError(f"out of range: key_digits {key_digits}, proved {proved}")
+        if not 1 <= steps <= MAX_STEPS:
+            raise CertificateError(f"out of range: steps {steps} (1 to {MAX_STEPS})")
         count = len(keys)
         if (
             centres.ndim != 2
@@ -140,7 +157,7 @@ class Invariant:
             )
         if not (np.isfinite(centres).all() and np.isfinite(shapes).all()):
             raise CertificateError("the sets hold a NaN or an infinity")
-        return Invariant(proved, key_digits, centres, shapes, keys)
+        return Invariant(proved, key_digits, centres, shapes, keys, steps)
 
 
 @dataclass(frozen=True)
@@ -295,6 +312,97 @@ def step_coordinates(cell: RnnCell, sets: Sets) -> Array:
     return result
 
 
+def zonotope_coordinates(sets: Sets, targets: Ints, centres: Array, generators: Array) -> Array:
+    """|M (x - c)| over zonotopes (N, H), (N, H, g) in the sets of their targets (N,), bounded
+    above per coordinate, (N, H)."""
+    inverse = sets.inverses[targets]
+    target = sets.centres[targets]
+    size, terms = centres.shape[-1], generators.shape[-1]
+    value = np.abs(np.einsum("nij,nj->ni", inverse, centres - target))
+    spread = np.abs(inverse @ generators).sum(axis=-1)
+    scale = np.abs(centres) + np.abs(target) + np.abs(generators).sum(axis=-1)
+    slop = interval.gamma64(size + terms + 4) * np.einsum("nij,nj->ni", np.abs(inverse), scale)
+    bound: Array = interval.upper(value + spread + slop, size + terms + 2)
+    return bound
+
+
+@dataclass(frozen=True)
+class Walk:
+    """The digit trees from every copying set: how far they went and what they met."""
+
+    nodes: int  # zonotope images computed
+    slack: float  # the least readout slack at any node (must be > 0)
+    margin: float  # the least logit gap at any node
+    worst: float  # the largest max-coordinate minus limit among the leaves that closed
+    # the leaves still open at the deepest level: their targets (N,) and coordinates (N, H)
+    open_targets: Ints
+    open_coordinates: Array
+    failure: str | None  # the first reason the walk fails, or None
+
+
+def walk(cell: RnnCell, sets: Sets, longest: int, keep_going: bool = False) -> Walk:
+    """From every set P_s, read every digit string w, one digit at a time, as a zonotope
+    (core.zonotope): at every node the digit just read must win (readout), and the node is a
+    leaf once its image lies in the set of its key (the key of s w); a node still outside
+    after `longest` digits fails the walk. keep_going: walk every key even after a failure
+    (the search's measure of where the sets must grow)."""
+    weights, error = cell.weights, cell.activation_error
+    size = cell.state_size
+    nodes, least, worst, margin = 0, math.inf, -math.inf, math.inf
+    open_targets: list[Ints] = []
+    open_coordinates: list[Array] = []
+    failure: str | None = None
+    digits = np.arange(10)
+    for start in range(len(sets.keys)):
+        centres, generators = sets.centres[start][None], sets.shapes[start][None]
+        at = np.full(1, start, dtype=np.int64)
+        for level in range(1, longest + 1):
+            count = len(centres)
+            centres, generators = zonotope.image(
+                weights, centres[:, None], generators[:, None], digits, error
+            )
+            centres = centres.reshape(count * 10, size)
+            generators = generators.reshape(count * 10, size, -1)
+            read = np.tile(digits, count)
+            at = sets.after[at].reshape(-1)
+            nodes += len(centres)
+            slack, gap = _readout(cell, centres, generators, read)
+            least, margin = min(least, float(slack.min())), min(margin, float(gap.min()))
+            if slack.min() <= 0 and failure is None:
+                failure = (
+                    f"from the set of key {_digit_name(int(sets.keys[start]))}, after {level} "
+                    f"digits, digit {int(read[int(slack.argmin())])} is not sure to win"
+                )
+            inside = zonotope_coordinates(sets, at, centres, generators)
+            over = inside.max(axis=1) - sets.limit[at]
+            closed = over <= 0
+            if closed.any():
+                worst = max(worst, float(over[closed].max()))
+            centres, generators, at = centres[~closed], generators[~closed], at[~closed]
+            if len(centres) == 0:
+                break
+            if level == longest:
+                open_targets.append(at)
+                open_coordinates.append(inside[~closed])
+                if failure is None:
+                    failure = (
+                        f"from the set of key {_digit_name(int(sets.keys[start]))}, "
+                        f"{len(centres)} digit strings of {longest} still leave their sets"
+                    )
+        if failure is not None and not keep_going:
+            break
+    empty = np.zeros((0, size))
+    return Walk(
+        nodes,
+        least,
+        margin,
+        worst,
+        np.concatenate(open_targets) if open_targets else np.zeros(0, dtype=np.int64),
+        np.concatenate(open_coordinates) if open_coordinates else empty,
+        failure,
+    )
+
+
 def successors(keys: Ints) -> Ints:
     """The key after reading each digit from each key, (S, 10): the key that is a suffix of
     the key followed by the digit. CertificateError when that key is deeper, so that older
@@ -414,15 +522,23 @@ def check(weights: RnnWeights, invariant: Invariant, tanh_error: float) -> Check
             f"the state after {j} nines, {rest // 10} and {rest % 10} is not inside the set "
             f"of key {_digit_name(int(sets.keys[keys[worst_entry]]))}"
         )
-    bounds = step_coordinates(cell, sets)
-    over = bounds.max(axis=2) - sets.limit[sets.after]  # (S, 10)
-    if over.max() > 0:
-        key, digit = np.unravel_index(int(over.argmax()), over.shape)
-        raise CertificateError(
-            f"the set of key {_digit_name(int(sets.keys[key]))} read with digit {digit} leaves "
-            f"the set of key {_digit_name(int(sets.keys[sets.after[key, digit]]))} (by "
-            f"{float(over.max()):.3g} of its size)"
-        )
+    if invariant.steps > 1:
+        walked = walk(cell, sets, invariant.steps)
+        if walked.failure is not None:
+            raise CertificateError(walked.failure)
+        worst_step, walk_margin = walked.worst, walked.margin
+    else:
+        walk_margin = math.inf
+        bounds = step_coordinates(cell, sets)
+        over = bounds.max(axis=2) - sets.limit[sets.after]  # (S, 10)
+        if over.max() > 0:
+            key, digit = np.unravel_index(int(over.argmax()), over.shape)
+            raise CertificateError(
+                f"the set of key {_digit_name(int(sets.keys[key]))} read with digit {digit} "
+                f"leaves the set of key {_digit_name(int(sets.keys[sets.after[key, digit]]))} "
+                f"(by {float(over.max()):.3g} of its size)"
+            )
+        worst_step = float(over.max())
     slack, gap = _readout(cell, sets.centres, sets.shapes, sets.keys % 10)
     if slack.min() <= 0:
         loser = int(slack.argmin())
@@ -431,8 +547,8 @@ def check(weights: RnnWeights, invariant: Invariant, tanh_error: float) -> Check
             f"{int(sets.keys[loser]) % 10} is not sure to win "
             f"(worst logit gap {float(gap[loser]):.3g})"
         )
-    margin = min(entry_margin, float(gap.min()))
-    worst = max(float(outside.max()), float(over.max()))
+    margin = min(entry_margin, float(gap.min()), walk_margin)
+    worst = max(float(outside.max()), worst_step)
     return Checked(proved=proved, margin=math.floor(margin * 1e6) / 1e6, worst_containment=-worst)
 
 

@@ -1,0 +1,74 @@
+"""The walked certificate (core.decide.walk): every digit string from each copying set is
+followed until it lies in its key's set, every digit read on the way must win; a set that is
+too small or a readout that loses is refused, and the walk's depth survives the file."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from core import decide
+from core.cells import RnnCell
+from core.certify import DEFAULT_TANH_ERROR
+from core.decide import CertificateError, Invariant
+from core.weights import RnnWeights
+from tests.training.hand_counter import leaky_counter
+from training.decide import fit
+
+
+@pytest.fixture(scope="module")
+def walked() -> tuple[RnnWeights, Invariant]:
+    """The leaky counter's one-step certificate, checked as a walk of up to three digits."""
+    weights = leaky_counter()
+    found = fit(weights, 2, 1)
+    assert not isinstance(found, str), found
+    return weights, replace(found[0], steps=3)
+
+
+def test_a_walk_checks_what_one_step_proves(walked: tuple[RnnWeights, Invariant]) -> None:
+    weights, invariant = walked
+    checked = decide.check(weights, invariant, DEFAULT_TANH_ERROR)
+    assert checked.proved == 2
+    assert checked.margin > 0
+
+
+def test_a_walks_depth_survives_its_file(walked: tuple[RnnWeights, Invariant]) -> None:
+    weights, invariant = walked
+    read = Invariant.from_bytes(invariant.to_bytes())
+    assert read.steps == 3
+    assert decide.check(weights, read, DEFAULT_TANH_ERROR).proved == 2
+
+
+@pytest.mark.parametrize("steps", [0, decide.MAX_STEPS + 1])
+def test_a_walk_depth_out_of_range_is_refused(
+    walked: tuple[RnnWeights, Invariant], steps: int
+) -> None:
+    _, invariant = walked
+    with pytest.raises(CertificateError, match="steps"):
+        Invariant.from_bytes(replace(invariant, steps=steps).to_bytes())
+
+
+def test_a_walk_refuses_sets_too_small_to_hold_their_images(
+    walked: tuple[RnnWeights, Invariant],
+) -> None:
+    weights, invariant = walked
+    shrunk = replace(invariant, shapes=invariant.shapes * 1e-3)
+    with pytest.raises(CertificateError):
+        decide.check(weights, shrunk, DEFAULT_TANH_ERROR)
+    walk = decide.walk(RnnCell(weights, DEFAULT_TANH_ERROR), decide.sets_of(shrunk), 3)
+    assert walk.failure is not None
+    assert "still leave their sets" in walk.failure
+
+
+def test_a_walk_refuses_a_digit_that_loses_on_the_way(
+    walked: tuple[RnnWeights, Invariant],
+) -> None:
+    """Digit 3's logit lowered far below its rivals: a node that reads 3 must fail."""
+    weights, invariant = walked
+    b_out = weights.b_out.copy()
+    b_out[3] -= 1e3
+    sets = decide.sets_of(invariant)
+    walk = decide.walk(RnnCell(replace(weights, b_out=b_out), DEFAULT_TANH_ERROR), sets, 3)
+    assert walk.failure is not None
+    assert "digit 3 is not sure to win" in walk.failure
+    assert np.isfinite(walk.slack)
