@@ -60,6 +60,11 @@ METHOD = (
     "zonotopes around the trajectory while carrying and where the carry is absorbed; copying "
     "states in one parallelotope per key (the last digits read), each mapped into its successor's"
 )
+WALK_METHOD = (
+    "zonotopes around the trajectory while carrying and where the carry is absorbed; copying "
+    "states in one parallelotope per key (the last digits read), every digit string from each "
+    "followed as a zonotope until it lies in its key's set"
+)
 # the carry chain's zonotope keeps this many generators exactly (the rest boxed), so a long run
 # of nines costs the same per nine
 CHAIN_GENERATORS = 32

@@ -500,8 +500,9 @@ def on_card(decision: Decision, target: Path, key_digits: int) -> card_schema.De
             got=decision.refuted_answer,
         )
     shipped = decision.invariant is not None
+    walked = decision.invariant is not None and decision.invariant.steps > 1
     return card_schema.Decision(
-        method=decide.METHOD,
+        method=decide.WALK_METHOD if walked else decide.METHOD,
         proved_carry_length=decision.proved,
         refutation=refutation,
         certificate_file=target.name if shipped else None,
