@@ -171,6 +171,13 @@ def _parser() -> argparse.ArgumentParser:
     decide.add_argument(
         "--limit", type=_count(0), default=1000, help="the longest run of nines tried"
     )
+    decide.add_argument(
+        "--walk",
+        action="store_true",
+        help="where one-step sets do not close, try sets whose digit strings are walked "
+        "(core.decide.walk): minutes to search, and its certificate takes seconds, not "
+        "milliseconds, to check at load",
+    )
 
     seeds = commands.add_parser(
         "decide-seeds",
@@ -491,7 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if ok else 1
     if args.command == "decide":
         for model in args.models:
-            print(decide_file(model, args.key_digits, args.limit), flush=True)
+            print(decide_file(model, args.key_digits, args.limit, args.walk), flush=True)
         return 0
     if args.command == "decide-seeds":
         kernels.pin("portable")  # before torch runs anything

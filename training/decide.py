@@ -378,6 +378,7 @@ def decide_carry(
     key_digits: int = 2,
     tanh_error: float = DEFAULT_TANH_ERROR,
     limit: int = CARRY_LIMIT,
+    walk: bool = False,
 ) -> Decision:
     """The largest K the certificate proves (up to `limit`), and an input of run K + 1 that
     `answer` (the served graph) gets wrong, when one is found."""
@@ -389,7 +390,7 @@ def decide_carry(
 
     def attempt(k: int) -> bool:
         tried[k] = fit(weights, k, key_digits, tanh_error)
-        if isinstance(tried[k], str):
+        if walk and isinstance(tried[k], str):
             walked = fit_walk(weights, k, tanh_error)
             if not isinstance(walked, str):
                 tried[k] = walked
@@ -441,7 +442,9 @@ def certificate_path(model: Path) -> Path:
     return model.with_name(model.name + ".cert.npz")
 
 
-def decide_file(model: Path, key_digits: int = 2, limit: int = CARRY_LIMIT) -> str:
+def decide_file(
+    model: Path, key_digits: int = 2, limit: int = CARRY_LIMIT, walk: bool = False
+) -> str:
     """Decide a shipped model (MODEL.onnx, MODEL.json) without retraining it: write
     MODEL.cert.npz when a K >= 0 is proved (and remove a stale one otherwise) and the decision
     on the card; one line saying what was decided."""
@@ -460,7 +463,7 @@ def decide_file(model: Path, key_digits: int = 2, limit: int = CARRY_LIMIT) -> s
         (probs,) = session.run(None, {card.input_name: encode_batch([number])})
         return decode(np.asarray(probs).argmax(axis=-1)[0])
 
-    decision = decide_carry(weights, answer, key_digits, limit=limit)
+    decision = decide_carry(weights, answer, key_digits, limit=limit, walk=walk)
     decision = _scans_failure(decision, card, answer)
     target = certificate_path(model)
     if decision.invariant is not None:
