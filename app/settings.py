@@ -70,10 +70,16 @@ class Settings(BaseSettings):
         ge=1,
         description="digit steps admitted to the workers and not finished; beyond, 503",
     )
+    # One: the largest run (a 10^6-digit number, onnxruntime's tensors included) and the
+    # largest answer held for a client (a batch's probabilities as binary data) each need a
+    # few hundred MB at most, and two at once passed the 400 MB a pod is sized for
+    # (README, Reliability). The runs take the worker thread (COUNTER_WORKER_THREADS) in turn
+    # anyway: a second slot mostly held an answer being written.
     max_large_requests: int = Field(
-        default=2,
+        default=1,
         ge=1,
-        description="requests with bodies over 64 KiB held at once, from reading to answering",
+        description="requests with bodies over 64 KiB held at once, from their arrival to their "
+        "answer's last byte",
     )
     max_run_seconds: float = Field(
         default=10.0, gt=0, description="longest a request may wait and run; then it is stopped"

@@ -406,9 +406,10 @@ def _v2_examples(paths: dict[str, Any], service: CounterService) -> None:
     digits = encode_batch(["1299"])
     probs = model.run(digits)
     request = InferRequest(id=None, inputs=[], outputs=None)
-    body, _ = write_response(
+    parts, _ = write_response(
         name, version, request, [OutputTensor("probabilities", "FP32", list(probs.shape), probs)]
     )
+    body = b"".join(parts)
     ready = {"name": name, "ready": True}
     examples = {
         "/v2": {"name": SERVER, "version": "2.0.0", "extensions": ["binary_tensor_data"]},

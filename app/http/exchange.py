@@ -132,44 +132,63 @@ class ClientGone(asyncio.Event):
 
 
 ANSWER_CHUNK = 1 << 20  # a larger answer is written a megabyte at a time
+Buffer = bytes | memoryview  # a part of an answer: bytes, or an array's memory lent as it is
 
 
 class LargeAnswer(Response):
     """An answer written in ANSWER_CHUNK pieces: each waits until the client has taken the
     last (uvicorn waits on a full write buffer before each send), so the request's large
     slot is held until its answer is nearly all written, and a client that stops reading is
-    cut off by COUNTER_WRITE_TIMEOUT_SECONDS instead of holding the answer in a buffer."""
+    cut off by COUNTER_WRITE_TIMEOUT_SECONDS instead of holding the answer in a buffer.
+    Its parts are sent as they are, never joined: a binary tensor goes out of its array."""
+
+    def __init__(
+        self,
+        parts: list[Buffer],
+        status_code: int = 200,
+        media_type: str | None = JSON,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        size = str(sum(map(len, parts)))
+        super().__init__(b"", status_code, {**(headers or {}), "content-length": size}, media_type)
+        self.parts = parts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
-        view = memoryview(self.body)
-        for at in range(0, len(view), ANSWER_CHUNK):
-            more = at + ANSWER_CHUNK < len(view)
+        views = [memoryview(part) for part in self.parts]
+        pieces = [
+            view[at : at + ANSWER_CHUNK]
+            for view in views
+            for at in range(0, len(view), ANSWER_CHUNK)
+        ]
+        for index, piece in enumerate(pieces, start=1):
             await send(
-                {
-                    "type": "http.response.body",
-                    "body": view[at : at + ANSWER_CHUNK],
-                    "more_body": more,
-                }
+                {"type": "http.response.body", "body": piece, "more_body": index < len(pieces)}
             )
+        if not pieces:
+            await send({"type": "http.response.body", "body": b""})
 
 
 def reply(
-    body: bytes,
+    parts: list[Buffer],
     status: int = 200,
     headers: dict[str, str] | None = None,
     media_type: str | None = JSON,
 ) -> Response:
-    """The answer's bytes as a response: written in pieces when it is large."""
-    kind = LargeAnswer if len(body) > ANSWER_CHUNK else Response
-    return kind(body, status_code=status, media_type=media_type, headers=headers)
+    """The answer's parts (bytes, or byte views of arrays) as a response: joined when small,
+    written in pieces when large."""
+    size = sum(map(len, parts))
+    if size > ANSWER_CHUNK:
+        return LargeAnswer(parts, status, media_type, headers)
+    body = parts[0] if len(parts) == 1 else b"".join(parts)
+    return Response(body, status_code=status, media_type=media_type, headers=headers)
 
 
 def json_reply(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """orjson's bytes of an answer (numpy arrays and scalars written as JSON numbers)."""
     body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
     if len(body) > ANSWER_CHUNK:
-        return LargeAnswer(body, status_code=status, media_type=JSON, headers=headers)
+        return LargeAnswer([body], status, JSON, headers)
     return Response(body, status_code=status, media_type=JSON, headers=headers)

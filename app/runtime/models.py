@@ -16,6 +16,7 @@ from core.card import ModelCard
 from core.codec import Digits
 
 Probabilities = npt.NDArray[np.float32]  # [batch, time, 10]
+RUN_CELLS = 1 << 18  # digit steps one onnxruntime run of a splittable batch takes at most
 
 
 class ModelLoadError(Exception):
@@ -68,16 +69,39 @@ class LoadedModel:
     _digits: Any = field(repr=False)  # this model's digits-processed counter
 
     def run(self, digits: Digits, run_options: Any = None) -> Probabilities:
-        """int64 [batch, time] -> float32 [batch, time, 10]: one onnxruntime run, timed.
+        """int64 [batch, time] -> float32 [batch, time, 10]: one onnxruntime run, timed; a
+        batch of more than RUN_CELLS digit steps runs a few rows at a time (_run_rows).
 
         run_options (onnxruntime.RunOptions) lets another thread stop the run (terminate).
         """
         start = perf_counter()
-        feeds = {self.card.input_name: digits}
-        (probs,) = self.session.run([self.card.output_name], feeds, run_options)
+        if digits.size > RUN_CELLS and len(digits) > 1:
+            probs = self._run_rows(digits, run_options)
+        else:
+            feeds = {self.card.input_name: digits}
+            (probs,) = self.session.run([self.card.output_name], feeds, run_options)
         self._timer.observe(perf_counter() - start)
         result: Probabilities = probs
         return result
+
+    def _run_rows(self, digits: Digits, run_options: Any) -> Probabilities:
+        """The batch in runs of at most RUN_CELLS steps (whole rows: each row's answer is its
+        own), written into one array, so onnxruntime's intermediate tensors are those of a
+        part, not of the whole batch."""
+        # They take about 200 bytes a step beside the answer's 40: a 1024 x 1953-step batch in
+        # one run peaked about 400 MB above the process at rest, in parts of RUN_CELLS about
+        # 120 (tests/app/test_memory.py; the README's Reliability section).
+        per = max(1, RUN_CELLS // digits.shape[1])
+        names, key = [self.card.output_name], self.card.input_name
+        probs: Probabilities | None = None
+        for at in range(0, len(digits), per):
+            (part,) = self.session.run(names, {key: digits[at : at + per]}, run_options)
+            if probs is None:
+                probs = np.empty((len(digits), *part.shape[1:]), dtype=part.dtype)
+            probs[at : at + len(part)] = part
+            del part  # freed before the next part's run
+        assert probs is not None  # at least one row
+        return probs
 
     def count_digits(self, digits: int) -> None:
         """Add to the digits-processed metric (the numbers' own digits, without padding)."""

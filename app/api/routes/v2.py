@@ -174,8 +174,8 @@ async def _answer(
 
 
 def _written(model: LoadedModel, infer: InferRequest, outputs: list[OutputTensor]) -> Response:
-    body, headers = write_response(model.card.name, model.card.version, infer, outputs)
-    return reply(body, headers=headers, media_type=None)
+    parts, headers = write_response(model.card.name, model.card.version, infer, outputs)
+    return reply(parts, headers=headers, media_type=None)
 
 
 def _bounded_answer(infer: InferRequest, inference: Inference, limit: int) -> None:
