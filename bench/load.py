@@ -20,7 +20,9 @@ And the hardening scenarios (each asked by name):
 - trickle: two clients trickle large bodies while 40 large requests are sent;
 - streams: 100 /count streams never read, and small requests' latency beside them;
 - memory: --clients clients send the largest requests the defaults admit on every route,
-  half never reading: the peak resident memory;
+  half never reading: the peak resident memory; then the worst the limits admit at once (the
+  places for large bodies being received all taken but one, and each largest request
+  through it): the peak of each;
 - drain: SIGTERM under 32 keep-alive clients and 8 /count streams (stops the server).
 
     python -m bench.load [--requests 100000] [--clients 64] [--scenarios steady batches long
@@ -418,12 +420,57 @@ def memory(pid: int, port: int, clients: int) -> str:
 
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(one, range(clients)))
+    crowd = proc(pid, "VmHWM")
+    time.sleep(1)  # the last unread answers are cut off and freed
+    # The worst the limits admit at once, which a crowd meets only by chance: every place for
+    # a large body being received taken by a body of COUNTER_MAX_BODY_BYTES short of its last
+    # byte, but one, and through it each largest request in turn, alone and read.
+    readers = _fill_reading_places(port, 4 << 20)
+    peaks = []
+    for path, body in largest:
+        reset_peak(pid)
+        answer = _post(port, path, body)
+        status = answer if isinstance(answer, str) else answer[0]
+        peaks.append(f"{path} {status}: {proc(pid, 'VmHWM'):.0f} MB")
+    worst = max(float(peak.rsplit(": ", 1)[1].split()[0]) for peak in peaks)
+    for sock in readers:
+        sock.close()
     return (
         f"memory: {clients} clients at once send the largest requests the defaults admit "
         f"(1024 x 1952-digit batch, the same as V2 with binary or BYTES outputs, a 10^6-digit "
         f"number), half never reading: outcomes {outcomes}; peak resident memory "
-        f"{proc(pid, 'VmHWM'):.0f} MB (goal <= 400), now {proc(pid, 'VmRSS'):.0f} MB"
+        f"{crowd:.0f} MB (goal <= 400), now {proc(pid, 'VmRSS'):.0f} MB. Beside "
+        f"{len(readers)} 4 MiB bodies being received (every place for one but the last), each "
+        f"alone: {'; '.join(peaks)}: **worst {worst:.0f} MB**"
     )
+
+
+def _fill_reading_places(port: int, size: int) -> list[socket.socket]:
+    """Connections each sending a body of `size` bytes but its last, until the service refuses
+    one (503: the places for large bodies being received are taken); that one and one more are
+    closed, so one place is left."""
+    head = (
+        f"POST /increment HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {size}\r\n\r\n"
+    ).encode()
+    body = b'{"number": "1"' + b" " * (size - 15)  # its last byte, the closing brace, unsent
+    held: list[socket.socket] = []
+    for _ in range(1000):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        sock.sendall(head + body)
+        sock.settimeout(0.5)
+        try:
+            refused = bool(sock.recv(12))
+        except TimeoutError:
+            refused = False
+        sock.settimeout(60)
+        held.append(sock)
+        if refused:
+            break
+    for sock in held[-2:]:
+        sock.close()
+    time.sleep(0.5)  # the service sees them go
+    return held[:-2]
 
 
 def drain(server: "subprocess.Popen[bytes]", port: int, clients: int) -> str:
