@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     # One: the largest run (a 10^6-digit number, onnxruntime's tensors included) and the
     # largest answer held for a client (a batch's probabilities as binary data) each need a
     # few hundred MB at most, and two at once passed the 400 MB a pod is sized for
-    # (README, Reliability). The runs take the worker thread (COUNTER_WORKER_THREADS) in turn
+    # (docs/benchmarks.md). The runs take the worker thread (COUNTER_WORKER_THREADS) in turn
     # anyway: a second slot mostly held an answer being written.
     max_large_requests: int = Field(
         default=1,

@@ -90,7 +90,7 @@ class LoadedModel:
         part, not of the whole batch."""
         # They take about 200 bytes a step beside the answer's 40: a 1024 x 1953-step batch in
         # one run peaked about 400 MB above the process at rest, in parts of RUN_CELLS about
-        # 120 (tests/app/test_memory.py; the README's Reliability section).
+        # 120 (tests/app/test_memory.py; docs/benchmarks.md).
         per = max(1, RUN_CELLS // digits.shape[1])
         names, key = [self.card.output_name], self.card.input_name
         probs: Probabilities | None = None

@@ -1,5 +1,6 @@
 """Where the deployment files are, how to read them, and which settings the app knows."""
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,17 @@ CONTAINER_PORT = 8000
 GRPC_PORT = 8001
 # The uid the image runs as; the Kubernetes pod security context names it too.
 APP_UID = 10001
+# The peak resident memory, in MB, of the worst the defaults admit at once in one worker
+# (`python -m bench.load --scenarios memory`): the manifests' memory limits are set from it.
+WORST_MB = 347
+
+
+def quantity_bytes(quantity: str | int) -> int:
+    """A Kubernetes quantity of bytes ("512Mi", "1G", 1024) as a number."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "K": 10**3, "M": 10**6, "G": 10**9}
+    found = re.fullmatch(r"(\d+)([KMG]i?)?", str(quantity))
+    assert found, quantity
+    return int(found.group(1)) * units.get(found.group(2) or "", 1)
 
 
 def load_yaml_documents(path: Path) -> list[dict[str, Any]]:

@@ -15,8 +15,10 @@ from tests.deploy.files import (
     CONTAINER_PORT,
     GRPC_PORT,
     KUBERNETES_DIR,
+    WORST_MB,
     known_setting_variables,
     load_yaml_documents,
+    quantity_bytes,
 )
 
 # The newest schema kubernetes-validate ships, and an older one that clusters still run.
@@ -113,6 +115,10 @@ def test_resources_have_requests_and_limits() -> None:
     resources = container()["resources"]
     for kind in ("requests", "limits"):
         assert {"cpu", "memory"} <= set(resources[kind]), kind
+    # The worst the defaults admit at once in a worker, and half as much again: the pod is not
+    # killed for what it admits (one worker at the limit of one CPU).
+    assert resources["limits"]["cpu"] == "1"
+    assert quantity_bytes(resources["limits"]["memory"]) >= 1.5 * WORST_MB * 10**6
 
 
 def test_settings_are_variables_the_app_reads() -> None:
