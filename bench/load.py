@@ -23,7 +23,8 @@ And the hardening scenarios (each asked by name):
   half never reading: the peak resident memory; then the worst the limits admit at once (the
   places for large bodies being received all taken but one, and each largest request
   through it): the peak of each;
-- drain: SIGTERM under 32 keep-alive clients and 8 /count streams (stops the server).
+- drain: SIGTERM under 32 keep-alive clients, 8 /count streams and 4 clients uploading
+  bodies slowly (stops the server).
 
     python -m bench.load [--requests 100000] [--clients 64] [--scenarios steady batches long
                          hostile-v2 refusals trickle streams memory drain]
@@ -476,6 +477,7 @@ def _fill_reading_places(port: int, size: int) -> list[socket.socket]:
 def drain(server: "subprocess.Popen[bytes]", port: int, clients: int) -> str:
     """SIGTERM under keep-alive clients and 8 /count streams: what each request got."""
     outcomes: dict[str, int] = {}
+    uploads: dict[str, int] = {}
     ends: list[str] = []
     lock = threading.Lock()
     sent = threading.Event()
@@ -508,6 +510,40 @@ def drain(server: "subprocess.Popen[bytes]", port: int, clients: int) -> str:
                 if close:
                     return
 
+    numbers = [str(10**40 + i) for i in range(700)]
+    upload_body = json.dumps({"numbers": numbers, "detail": "none"}).encode()  # about 30 KB
+    upload_head = (
+        "POST /increment/batch HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(upload_body)}\r\n\r\n"
+    ).encode()
+
+    def upload() -> None:
+        """Bodies sent in 10 pieces over about half a second, one after another."""
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            reader = sock.makefile("rb")
+            while True:
+                try:
+                    sock.sendall(upload_head)
+                    for at in range(0, len(upload_body), len(upload_body) // 10 + 1):
+                        sock.sendall(upload_body[at : at + len(upload_body) // 10 + 1])
+                        time.sleep(0.05)
+                    status = int(reader.readline().split()[1])
+                    close, length = False, 0
+                    while (line := reader.readline()) not in (b"\r\n", b""):
+                        name, _, value = line.decode().partition(":")
+                        close |= name.lower() == "connection" and "close" in value
+                        length = int(value) if name.lower() == "content-length" else length
+                    answer = reader.read(length)
+                    key = str(status)
+                    if status == 200 and wrong_answers(answer, numbers):
+                        key = "wrong"
+                except (OSError, IndexError, ValueError) as exc:
+                    key, close = type(exc).__name__, True
+                with lock:
+                    uploads[key] = uploads.get(key, 0) + 1
+                if close:
+                    return
+
     def stream() -> None:
         body = json.dumps({"start": "1", "count": 10_000}).encode()
         with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
@@ -529,6 +565,7 @@ def drain(server: "subprocess.Popen[bytes]", port: int, clients: int) -> str:
 
     threads = [threading.Thread(target=keep_alive) for _ in range(clients)]
     threads += [threading.Thread(target=stream) for _ in range(8)]
+    threads += [threading.Thread(target=upload) for _ in range(4)]
     for thread in threads:
         thread.start()
     sent.wait(30)
@@ -538,9 +575,10 @@ def drain(server: "subprocess.Popen[bytes]", port: int, clients: int) -> str:
     for thread in threads:
         thread.join(timeout=30)
     return (
-        f"drain: SIGTERM under {clients} keep-alive clients and 8 /count streams: every "
-        f"request sent on a connection until it was told to close: {outcomes}; the streams' "
-        f"last lines: {sorted(ends)}; exit {code}"
+        f"drain: SIGTERM under {clients} keep-alive clients, 8 /count streams and 4 clients "
+        f"uploading 30 KB bodies over half a second each: every request sent on a connection "
+        f"until it was told to close: {outcomes}; the uploads: {uploads}; the streams' last "
+        f"lines: {sorted(ends)}; exit {code}"
     )
 
 

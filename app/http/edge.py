@@ -152,7 +152,6 @@ class Edge:
             traced = tracing.RequestSpan(scope)
         status = 500
         started = False
-        close = self.draining()
         limit = self.limit
 
         async def reply(error: ServiceError) -> None:
@@ -166,7 +165,7 @@ class Edge:
                 (b"x-request-id", request_id.encode()),
                 *[(k.encode(), v.encode()) for k, v in error.headers.items()],
             ]
-            if error.kind is Kind.BODY_TOO_LARGE or close:
+            if error.kind is Kind.BODY_TOO_LARGE or self.draining():
                 headers.append((b"connection", b"close"))
             await send({"type": "http.response.start", "status": error.status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
@@ -188,7 +187,7 @@ class Edge:
                 status, started = message["status"], True
                 headers = list(message.get("headers", ()))
                 headers.append((b"x-request-id", request_id.encode()))
-                if close:
+                if self.draining():  # asked as the answer starts: SIGTERM may have come since
                     headers.append((b"connection", b"close"))
                 message = {**message, "headers": headers}
             await send(message)

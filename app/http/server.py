@@ -15,8 +15,8 @@ uvicorn stays the server (and httptools its parser); this adds, in as small a la
   answer leaves in one send (one system call, one TCP segment);
 - draining on SIGTERM: /readyz turns 503 at once, new connections are refused, and every
   response on the open ones says Connection: close; once they are gone, or after
-  COUNTER_DRAIN_SECONDS, uvicorn's own graceful shutdown closes what is idle and lets in-flight
-  requests finish.
+  COUNTER_DRAIN_SECONDS, a request whose body is still arriving is refused (503, Retry-After)
+  and uvicorn's own graceful shutdown closes what is idle and lets in-flight requests finish.
 """
 
 import asyncio
@@ -137,6 +137,7 @@ class GuardedProtocol(HttpToolsProtocol):
     body_timeout = 30.0
     write_timeout = 10.0
     linger_bytes = 16 * 1024 * 1024  # the most of a refused body read and dropped
+    drain_seconds = 5.0
     refusals = _Throttled("refused %d connection(s) past COUNTER_MAX_CONNECTIONS")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -215,6 +216,27 @@ class GuardedProtocol(HttpToolsProtocol):
         self._arm_body_deadline()
         return True
 
+    def stop_body(self) -> None:
+        """The drain is over: a request whose body is still arriving could not be run before
+        the process stops. It is refused now (503 with Retry-After: nothing of it was done, a
+        retry goes to another instance), lingering so that the client reads the refusal, and
+        its task ends; left to uvicorn, the graceful shutdown's timeout cancelled it into a 500."""
+        raw, cycle = self._raw, self.cycle
+        if raw is None or raw.is_closing() or self._message_done or not self._headers_done:
+            return
+        if cycle is None or cycle.response_started:
+            return  # answered early (a refusal, already lingering) or answering
+        ERRORS.labels(Kind.NOT_READY.label).inc()
+        message = (
+            "the service is stopping and the request's body had not arrived "
+            f"(COUNTER_DRAIN_SECONDS, {self.drain_seconds:g}); retry"
+        )
+        raw.write(_raw_reply(503, "Service Unavailable", Kind.NOT_READY, message, True))
+        self._refused = True  # the rest of the body is read and dropped, not handed on
+        cycle.disconnected = True  # the app's receive() says the client is gone: its task ends
+        cycle.message_event.set()
+        self._linger()
+
     def _close_now(self) -> None:
         if self._raw is not None:
             self._raw.close()
@@ -230,7 +252,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._body_deadline = None
         if self._message_done or self._raw is None or self._raw.is_closing():
             return
-        if self.cycle is not None and not self.cycle.response_started:
+        if self.cycle is not None and not self.cycle.response_started and not self._lingering:
             ERRORS.labels(Kind.REQUEST_TIMEOUT.label).inc()
             message = (
                 f"the request body did not arrive within {self.body_timeout:g} s "
@@ -431,6 +453,9 @@ class DrainingServer(uvicorn.Server):
         if self.server_state.connections and loop.time() < deadline:
             loop.call_later(0.05, self._drain, sig, frame, deadline)
             return
+        for connection in list(self.server_state.connections):
+            if isinstance(connection, GuardedProtocol):
+                connection.stop_body()
         super().handle_exit(sig, frame)
 
 
@@ -449,6 +474,7 @@ def run(app: Any, settings: Settings, sock: socket.socket | None = None) -> None
     GuardedProtocol.body_timeout = settings.body_timeout_seconds
     GuardedProtocol.write_timeout = settings.write_timeout_seconds
     GuardedProtocol.linger_bytes = LINGER_BODIES * settings.max_body_bytes
+    GuardedProtocol.drain_seconds = settings.drain_seconds
     config = uvicorn.Config(
         app,
         host=settings.host,
