@@ -45,6 +45,7 @@ RESERVED_FILES = 64  # descriptors kept for models, logs and the listener itself
 LOG_EVERY_SECONDS = 10.0
 COALESCE_BYTES = 64 * 1024  # a body up to this size is sent with its head in one write
 LINGER_BODIES = 4  # a refused body is read and dropped up to this many COUNTER_MAX_BODY_BYTES
+REFUSED_LINGERING = RESERVED_FILES // 2  # connections refused past the cap that linger at once
 
 
 def connection_cap(wanted: int) -> int:
@@ -139,6 +140,7 @@ class GuardedProtocol(HttpToolsProtocol):
     linger_bytes = 16 * 1024 * 1024  # the most of a refused body read and dropped
     drain_seconds = 5.0
     refusals = _Throttled("refused %d connection(s) past COUNTER_MAX_CONNECTIONS")
+    refused_lingering = 0  # connections refused past the cap, reading their request to drop it
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -167,14 +169,32 @@ class GuardedProtocol(HttpToolsProtocol):
                 "retry shortly"
             )
             transport.write(_raw_reply(503, "Service Unavailable", Kind.OVERLOADED, message, True))
-            transport.close()
             self.transport = transport
+            self._refused = True
+            # Closed at once, a request written whole before reading makes the kernel answer
+            # it with a reset that can overtake the 503 (as for the refusals below): the reply
+            # is followed by the end of the sending side, and what the client sends is read and
+            # dropped until it closes, for the body deadline at most. The descriptors this
+            # takes come from the reserve below the file limit, so only so many linger.
+            if (
+                GuardedProtocol.refused_lingering >= REFUSED_LINGERING
+                or not transport.can_write_eof()
+            ):
+                transport.close()
+                return
+            GuardedProtocol.refused_lingering += 1
+            self._lingering = True
+            transport.write_eof()
+            self._body_deadline = self.loop.call_later(self.body_timeout, transport.close)
             return
         self._raw = transport
         super().connection_made(cast(asyncio.Transport, _OneWrite(transport, self._linger)))
         self._arm_header_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._raw is None and self._lingering:  # refused past the cap, lingering
+            GuardedProtocol.refused_lingering -= 1
+            self._lingering = False
         GuardedProtocol.in_progress -= self._open
         self._open = 0
         self._disarm_header_deadline()
@@ -325,6 +345,11 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:
+            if self._raw is None:  # refused past the cap: nothing of it is parsed
+                self._discarded += len(data)
+                if self._discarded > self.linger_bytes:
+                    self.transport.close()
+                return
             self._drop(data)
             return
         # Headers still arriving: count raw bytes, so an unterminated header is cut off after

@@ -59,6 +59,26 @@ def test_refusals_before_the_body_reach_clients_that_send_it_whole(
             assert answer[1]["retry-after"] == "1"
 
 
+def test_a_connection_past_the_cap_reads_its_503_after_sending_its_body(
+    shipped: Path, tmp_path: Path
+) -> None:
+    """Past COUNTER_MAX_CONNECTIONS, a client that writes a 1 MB body before reading reads the
+    503 and its Retry-After, not a reset."""
+    body = json.dumps({"numbers": ["7" * 1000] * 1000, "detail": "none"}).encode()
+    with serving(shipped, tmp_path, COUNTER_MAX_CONNECTIONS="4") as (_, base, _):
+        held = [connect(base) for _ in range(4)]
+        time.sleep(0.3)  # the server has taken them
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: post_whole(base, "/increment/batch", body), range(8)))
+        for sock in held:
+            sock.close()
+    assert [a if isinstance(a, str) else a[0] for a in answers] == [503] * 8
+    for answer in answers:
+        assert not isinstance(answer, str)
+        assert answer[1]["retry-after"] == "1"
+        assert b"COUNTER_MAX_CONNECTIONS" in answer[2]
+
+
 def test_a_413_reaches_a_client_that_sends_its_body_whole(shipped: Path, tmp_path: Path) -> None:
     body = b'{"number": "' + b"1" * 3_000_000 + b'"}'
     with serving(shipped, tmp_path, COUNTER_MAX_BODY_BYTES="1000000") as (_, base, _):
