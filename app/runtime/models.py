@@ -88,9 +88,9 @@ class LoadedModel:
         """The batch in runs of at most RUN_CELLS steps (whole rows: each row's answer is its
         own), written into one array, so onnxruntime's intermediate tensors are those of a
         part, not of the whole batch."""
-        # They take about 200 bytes a step beside the answer's 40: a 1024 x 1953-step batch in
-        # one run peaked about 400 MB above the process at rest, in parts of RUN_CELLS about
-        # 120 (tests/app/test_memory.py; docs/benchmarks.md).
+        # They take about 200 bytes a step beside the answer's 40: a 1024 x 1953-step batch's
+        # run peaked about 400 MB above the process at rest in one run, about 120 in parts of
+        # RUN_CELLS, its 80 MB answer included (tests/app/test_memory.py, docs/benchmarks.md).
         per = max(1, RUN_CELLS // digits.shape[1])
         names, key = [self.card.output_name], self.card.input_name
         probs: Probabilities | None = None
