@@ -23,7 +23,7 @@ GRPC_PORT = 8001
 APP_UID = 10001
 # The peak resident memory, in MB, of the worst the defaults admit at once in one worker
 # (`python -m bench.load --scenarios memory`): the manifests' memory limits are set from it.
-WORST_MB = 354
+WORST_MB = 356
 
 
 def quantity_bytes(quantity: str | int) -> int:
