@@ -8,7 +8,7 @@ PORT ?= $(or $(COUNTER_PORT),8000)
 # unless this is set: off for everything make starts, as in the image and the manifests.
 export ORT_DISABLE_TELEMETRY := 1
 
-.PHONY: serve test lint train explain bench peers peers-env clean
+.PHONY: serve test lint check train explain bench peers peers-env clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,30 @@ lint: $(VENV)/.dev
 
 test: lint  ## install everything the tests need, lint, type-check and run every test
 	$(BIN)/python -m pytest
+
+# The fast loop, in a virtualenv of its own that never has torch (the core dependencies and the
+# dev extra): lint, types of every file that needs no torch (tests/torch_stack.py tells which),
+# and every test that needs neither torch, a browser, a container engine nor a Ray cluster, on
+# every core, with a coverage summary. `make test` runs all of it again, and the rest.
+CHECK_VENV ?= .venv-check
+CHECK_BIN := $(CHECK_VENV)/bin
+CHECK_MARKS ?= not torch and not browser and not docker and not ray and not slow
+
+$(CHECK_BIN)/python:
+	$(PYTHON) -m venv $(CHECK_VENV)
+	$(CHECK_BIN)/python -m pip install --quiet --upgrade pip
+
+$(CHECK_VENV)/.installed: pyproject.toml | $(CHECK_BIN)/python
+	$(CHECK_BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+check: $(CHECK_VENV)/.installed  ## lint, types and the tests that need no torch, browser or container (under a minute)
+	@$(CHECK_BIN)/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)" \
+		|| { echo "$(CHECK_VENV) has torch, and make check must run without it: rm -rf $(CHECK_VENV)"; exit 1; }
+	$(CHECK_BIN)/ruff check .
+	$(CHECK_BIN)/ruff format --check .
+	$(CHECK_BIN)/mypy --cache-dir $(CHECK_VENV)/.mypy_cache $$($(CHECK_BIN)/python -m tests.torch_stack)
+	$(CHECK_BIN)/python -m pytest -n auto -m "$(CHECK_MARKS)" --cov --cov-report=term:skip-covered
 
 # Retrains each shipped model from its card into $(TRAIN_OUT) and says, per model, "same bytes"
 # or how it differs. models/ is overwritten only when asked: `make train SHIP=1`.
@@ -96,4 +120,4 @@ peers: $(VENV)/.serve peers-env  ## ours against MLServer and KServe, V2 infer b
 	$(BIN)/python -m bench.peers $(PEERS_ARGS)
 
 clean:
-	rm -rf $(VENV) $(PEERS_VENVS) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(CHECK_VENV) $(PEERS_VENVS) .mypy_cache .ruff_cache .pytest_cache .hypothesis

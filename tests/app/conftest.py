@@ -1,25 +1,17 @@
-"""Fixtures for the service tests: the app on the SHIPPED models, and copies of them to break."""
+"""Fixtures for the service tests: the app on the SHIPPED models, and copies of them to break.
+The helpers the tests import (post, started, conforms, metric) are in tests/app/client.py."""
 
-import json
 import shutil
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
+from fastapi.testclient import TestClient
 
-from app.main import create_app
 from app.settings import DEFAULT_MODELS_DIR, Settings
 from core.card import ModelCard
-
-with warnings.catch_warnings():
-    # Starlette would rather have httpx2; httpx (a dev dependency) works the same here.
-    warnings.simplefilter("ignore")
-    from fastapi.testclient import TestClient
-
-JSON = {"content-type": "application/json"}
+from tests.app.client import started
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +25,7 @@ def shipped() -> Path:
 @pytest.fixture(scope="session")
 def client(shipped: Path) -> Iterator[TestClient]:
     """The service with default settings, started (models loaded) for the whole session."""
-    with TestClient(create_app(Settings(models_dir=shipped))) as test_client:
+    with started(Settings(models_dir=shipped)) as test_client:
         yield test_client
 
 
@@ -58,32 +50,3 @@ def spec(client: TestClient) -> dict[str, Any]:
     """The live OpenAPI document (examples made by the loaded models)."""
     document: dict[str, Any] = client.get("/openapi.json").json()
     return document
-
-
-def conforms(spec: dict[str, Any], value: Any, schema: str) -> None:
-    """Validate a live answer against the schema /docs publishes for it."""
-    jsonschema.Draft202012Validator({**spec, "$ref": f"#/components/schemas/{schema}"}).validate(
-        value
-    )
-
-
-def started(settings: Settings) -> TestClient:
-    """A TestClient for an app with these settings (use as a context manager to start it)."""
-    return TestClient(create_app(settings))
-
-
-def post(client: TestClient, path: str, body: Any, **headers: str) -> Any:
-    """POST raw bytes (or JSON-encode anything else) with a JSON content type by default."""
-    content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return client.post(path, content=content, headers={**JSON, **headers})
-
-
-def metric(client: TestClient, series: str) -> float:
-    """One series' value from GET /metrics, 0 when it is not there yet.
-
-    The metrics registry is process-wide, so tests compare a value before and after a request.
-    """
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith(series + " "):
-            return float(line.split()[-1])
-    return 0.0

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from app.settings import Settings
 from core.codec import add_one
-from tests.app.conftest import conforms, post, started
+from tests.app.client import conforms, post, started
 from tests.app.server import start_server, stop_server
 
 

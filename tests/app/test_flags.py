@@ -14,7 +14,7 @@ from app.runtime.models import Registry
 from app.settings import Settings
 from core.card import ModelCard
 from core.codec import carry_run
-from tests.app.conftest import post, started
+from tests.app.client import post, started
 
 
 def ask(client: TestClient, number: str, model: str = "counter-post", **extra: Any) -> Any:

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from core.codec import add_one
-from tests.app.conftest import conforms, post
+from tests.app.client import conforms, post
 
 # Lengths drawn uniformly from 1-200, then the digits (leading zeros included).
 numbers_of_1_to_200_digits = st.integers(min_value=1, max_value=200).flatmap(

@@ -8,7 +8,7 @@ from starlette.types import Message
 
 from app.main import create_app, lifespan
 from app.settings import Settings
-from tests.app.conftest import post, started
+from tests.app.client import post, started
 
 LIMIT = 1024
 

@@ -11,7 +11,7 @@ from app.api.schemas import ModelList
 from app.main import create_app
 from app.settings import Settings
 from core.codec import add_one
-from tests.app.conftest import conforms, metric, post, started
+from tests.app.client import conforms, metric, post, started
 
 
 def test_healthz_is_alive(client: TestClient) -> None:

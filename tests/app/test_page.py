@@ -14,7 +14,7 @@ from httpx import Response
 
 from app.api.routes.page import STATIC
 from app.settings import Settings
-from tests.app.conftest import started
+from tests.app.client import started
 
 # What each file is sent as, for a browser to use it (nosniff makes the type binding).
 TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}

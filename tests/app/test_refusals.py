@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from app.api.bodies import JsonFloat, JsonInt, load_json
 from app.errors import ServiceError
 from app.settings import Settings
-from tests.app.conftest import JSON, metric, post, started
+from tests.app.client import JSON, metric, post, started
 
 ACCEPTED = "accepted: a string of ASCII digits 0-9"
 

@@ -20,7 +20,7 @@ import torch
 from app.runtime.models import ModelLoadError
 from app.runtime.registry import load_registry
 from app.settings import Settings
-from tests.app.conftest import started
+from tests.app.client import started
 from training.export import export_onnx
 from training.model import Counter, ModelConfig
 

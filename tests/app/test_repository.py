@@ -8,21 +8,17 @@ import http.client
 import json
 import threading
 import time
-import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
 from core.codec import add_one
 from tests.app.server import serving
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from fastapi.testclient import TestClient
 
 TOKEN = "an-operator-token"
 LOAD = "/v2/repository/models/counter-post/load"

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from tests.app.conftest import post
+from tests.app.client import post
 
 DOCUMENT = Path(__file__).resolve().parents[1] / "reference" / "kserve" / "rest_predict_v2.yaml"
 SPEC: dict[str, Any] = yaml.safe_load(DOCUMENT.read_text())
