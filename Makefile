@@ -8,7 +8,7 @@ PORT ?= $(or $(COUNTER_PORT),8000)
 # unless this is set: off for everything make starts, as in the image and the manifests.
 export ORT_DISABLE_TELEMETRY := 1
 
-.PHONY: serve test lint check train explain bench peers peers-env clean
+.PHONY: serve test lint types check train explain bench peers peers-env clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,12 +51,16 @@ $(CHECK_VENV)/.installed: pyproject.toml | $(CHECK_BIN)/python
 	$(CHECK_BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-check: $(CHECK_VENV)/.installed  ## lint, types and the tests that need no torch, browser or container (under a minute)
+# mypy --strict over every file that needs no torch (`make lint` checks all of them, with torch).
+types: $(CHECK_VENV)/.installed  ## mypy --strict on the files that need no torch, in the check virtualenv
+	$(CHECK_BIN)/mypy --cache-dir $(CHECK_VENV)/.mypy_cache $$($(CHECK_BIN)/python -m tests.torch_stack)
+
+check: $(CHECK_VENV)/.installed  ## lint, types and the tests that need no torch, browser or container (about a minute)
 	@$(CHECK_BIN)/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)" \
 		|| { echo "$(CHECK_VENV) has torch, and make check must run without it: rm -rf $(CHECK_VENV)"; exit 1; }
 	$(CHECK_BIN)/ruff check .
 	$(CHECK_BIN)/ruff format --check .
-	$(CHECK_BIN)/mypy --cache-dir $(CHECK_VENV)/.mypy_cache $$($(CHECK_BIN)/python -m tests.torch_stack)
+	@$(MAKE) --no-print-directory types
 	$(CHECK_BIN)/python -m pytest -n auto -m "$(CHECK_MARKS)" --cov --cov-report=term:skip-covered
 
 # Retrains each shipped model from its card into $(TRAIN_OUT) and says, per model, "same bytes"

@@ -29,14 +29,19 @@ def _imported(path: Path) -> set[str]:
             # `from a import b` runs a, and a.b too when b is a submodule.
             names.add(node.module)
             names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return {".".join(name.split(".")[:end]) for name in names for end in range(1, name.count(".") + 2)}
+    return {
+        ".".join(name.split(".")[:end]) for name in names for end in range(1, name.count(".") + 2)
+    }
 
 
 def _source(module: str) -> Path | None:
     """The repository file that defines a module, or None for one from elsewhere."""
     parts = module.split(".")
     for base in _SEARCH:
-        for candidate in (base.joinpath(*parts).with_suffix(".py"), base.joinpath(*parts, "__init__.py")):
+        for candidate in (
+            base.joinpath(*parts).with_suffix(".py"),
+            base.joinpath(*parts, "__init__.py"),
+        ):
             if candidate.is_file():
                 return candidate
     return None
@@ -67,7 +72,9 @@ def typed_files() -> list[Path]:
     found: list[Path] = []
     for entry in config["files"]:
         for path in sorted((ROOT / entry).rglob("*.py*")):
-            if path.suffix == ".pyi" or (path.suffix == ".py" and not path.with_suffix(".pyi").exists()):
+            if path.suffix == ".pyi" or (
+                path.suffix == ".py" and not path.with_suffix(".pyi").exists()
+            ):
                 found.append(path)
     return found
 

@@ -14,7 +14,10 @@ from tests.app.server import request, serving
 BATCH = http.BATCH.encode()  # what bench.http measures: 1024 numbers of 20 digits, detail none
 JSON = {"Content-Type": "application/json"}
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+pytestmark = [
+    pytest.mark.server,
+    pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc"),
+]
 
 
 def page_faults(pid: int) -> int:

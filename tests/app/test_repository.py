@@ -9,6 +9,7 @@ import json
 import threading
 import time
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,7 @@ class Load:
                 if status == 200 and answer["output"] != add_one(str(number)):
                     self.wrong += 1
             if self._stop.is_set():
+                connection.close()
                 return
 
     def snapshot(self) -> Counter[int]:
@@ -112,22 +114,25 @@ class Load:
             return Counter(self.statuses)
 
 
-def _post(base: str, path: str, token: str = TOKEN) -> tuple[int, Any]:
+def _call(base: str, method: str, path: str, headers: dict[str, str]) -> tuple[int, Any]:
+    """One request on a connection of its own, closed after: status and JSON body."""
     port = int(base.rsplit(":", 1)[1])
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    connection.request("POST", path, b"", {"authorization": f"Bearer {token}"})
-    reply = connection.getresponse()
-    return reply.status, json.loads(reply.read())
+    with closing(http.client.HTTPConnection("127.0.0.1", port, timeout=120)) as connection:
+        connection.request(method, path, b"", headers)
+        reply = connection.getresponse()
+        return reply.status, json.loads(reply.read())
+
+
+def _post(base: str, path: str, token: str = TOKEN) -> tuple[int, Any]:
+    return _call(base, "POST", path, {"authorization": f"Bearer {token}"})
 
 
 def _version(base: str) -> str:
-    port = int(base.rsplit(":", 1)[1])
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    connection.request("GET", "/v2/models/counter-post")
-    version: str = json.loads(connection.getresponse().read())["versions"][0]
+    version: str = _call(base, "GET", "/v2/models/counter-post", {})[1]["versions"][0]
     return version
 
 
+@pytest.mark.server
 def test_load_reload_and_unload_under_load_fail_nothing_on_the_others(
     models_copy: Path, tmp_path: Path
 ) -> None:
@@ -167,12 +172,8 @@ def test_load_reload_and_unload_under_load_fail_nothing_on_the_others(
 
 
 def _served_version(base: str) -> str | None:
-    port = int(base.rsplit(":", 1)[1])
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    connection.request("GET", "/v2/models/counter-post")
-    reply = connection.getresponse()
-    body = json.loads(reply.read())
-    return body["versions"][0] if reply.status == 200 else None
+    status, body = _call(base, "GET", "/v2/models/counter-post", {})
+    return body["versions"][0] if status == 200 else None
 
 
 def _until(condition: Any, within: float = 60) -> bool:
@@ -185,6 +186,7 @@ def _until(condition: Any, within: float = 60) -> bool:
     return False
 
 
+@pytest.mark.server
 def test_poll_mode_follows_the_models_folder(models_copy: Path, tmp_path: Path) -> None:
     card = models_copy / "counter-post.json"
     original = card.read_text()

@@ -117,14 +117,17 @@ def test_tritonclient_async_runs_concurrent_requests(base: str) -> None:
 def test_the_kserve_rest_client_infers(base: str, shipped: Path, binary: bool) -> None:
     async def run() -> Any:
         client = InferenceRESTClient(RESTConfig(protocol="v2", retries=0))
-        assert await client.is_server_live(base)
-        assert await client.is_server_ready(base)
-        assert await client.is_model_ready(base, "counter")
-        digits = encode_batch(NUMBERS)
-        tensor = InferInput("digits", list(digits.shape), "INT64")
-        tensor.set_data_from_numpy(digits, binary_data=binary)
-        request = InferRequest(model_name="counter", infer_inputs=[tensor])
-        return await client.infer(base, request, model_name="counter"), digits
+        try:
+            assert await client.is_server_live(base)
+            assert await client.is_server_ready(base)
+            assert await client.is_model_ready(base, "counter")
+            digits = encode_batch(NUMBERS)
+            tensor = InferInput("digits", list(digits.shape), "INT64")
+            tensor.set_data_from_numpy(digits, binary_data=binary)
+            request = InferRequest(model_name="counter", infer_inputs=[tensor])
+            return await client.infer(base, request, model_name="counter"), digits
+        finally:
+            await client.close()  # its connection pool, else a socket left to the collector
 
     response, digits = asyncio.run(run())
     probs = response.outputs[0].as_numpy()

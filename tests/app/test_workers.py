@@ -165,33 +165,38 @@ def test_sigterm_drains_every_worker_and_the_supervisor_exits_after_the_last(
     server, base, log = two
     pids = _children(server.pid)
     held = _spread(base, pids)
-    server.send_signal(signal.SIGTERM)
-    # Every worker drains: on a connection it already had, /readyz turns 503, stopping, and
-    # the answer says Connection: close.
-    for socks in held.values():
-        probe = socks[0]
-        answers: list[tuple[int, dict[str, str], bytes]] = []
+    try:
+        server.send_signal(signal.SIGTERM)
+        # Every worker drains: on a connection it already had, /readyz turns 503, stopping, and
+        # the answer says Connection: close.
+        for socks in held.values():
+            probe = socks[0]
+            answers: list[tuple[int, dict[str, str], bytes]] = []
 
-        def stopping(
-            probe: socket.socket = probe,
-            answers: list[tuple[int, dict[str, str], bytes]] = answers,
-        ) -> bool:
-            probe.sendall(b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n")
-            answers.append(read_response(probe))
-            return answers[-1][0] == 503
+            def stopping(
+                probe: socket.socket = probe,
+                answers: list[tuple[int, dict[str, str], bytes]] = answers,
+            ) -> bool:
+                probe.sendall(b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n")
+                answers.append(read_response(probe))
+                return answers[-1][0] == 503
 
-        _wait(stopping, "/readyz 503 in every worker")
-        _, headers, answer = answers[-1]
-        assert headers.get("connection") == "close", headers
-        assert b"stopping" in answer
-    assert server.wait(timeout=WITHIN_S) == 0, log.read_text()
-    for pid in pids:
-        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
-    with pytest.raises(ConnectionRefusedError):
-        connect(base)
-    text = log.read_text()
-    assert text.count("Application shutdown complete") == 2, text
-    assert "Traceback" not in text
+            _wait(stopping, "/readyz 503 in every worker")
+            _, headers, answer = answers[-1]
+            assert headers.get("connection") == "close", headers
+            assert b"stopping" in answer
+        assert server.wait(timeout=WITHIN_S) == 0, log.read_text()
+        for pid in pids:
+            assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+        with pytest.raises(ConnectionRefusedError):
+            connect(base)
+        text = log.read_text()
+        assert text.count("Application shutdown complete") == 2, text
+        assert "Traceback" not in text
+    finally:
+        for socks in held.values():
+            for sock in socks:
+                sock.close()
 
 
 @pytest.mark.server

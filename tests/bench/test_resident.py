@@ -10,7 +10,7 @@ from bench.host import resident
 
 def test_memory_a_process_writes_is_counted_as_anonymous_not_file() -> None:
     # A child that maps 64 MB, writes every page, and waits to be read.
-    child = subprocess.Popen(
+    with subprocess.Popen(
         [
             sys.executable,
             "-c",
@@ -19,14 +19,13 @@ def test_memory_a_process_writes_is_counted_as_anonymous_not_file() -> None:
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-    )
-    try:
-        assert child.stdout is not None
-        child.stdout.readline()  # the pages are written
-        reading = resident(child.pid)
-    finally:
-        child.kill()
-        child.wait()
+    ) as child:  # closes its pipes on the way out
+        try:
+            assert child.stdout is not None
+            child.stdout.readline()  # the pages are written
+            reading = resident(child.pid)
+        finally:
+            child.kill()
     before = resident(os.getpid())  # this interpreter: its code is mapped from files
     assert reading.anonymous >= 64
     assert reading.file < reading.anonymous
