@@ -37,11 +37,13 @@ test: lint  ## install everything the tests need, lint, type-check and run every
 
 # The fast loop, in a virtualenv of its own that never has torch (the core dependencies and the
 # dev extra): lint, types of every file that needs no torch (tests/torch_stack.py tells which),
-# and every test that needs neither torch, a browser, a container engine nor a Ray cluster, on
-# every core, with a coverage summary. `make test` runs all of it again, and the rest.
+# and, on every core with a coverage summary, every test that needs neither torch, a browser, a
+# container engine, a Ray cluster nor a real server process (those wait on real deadlines and
+# alone take minutes; CHECK_MARKS='not torch and not browser and not docker and not ray' adds
+# them). `make test` runs all of it again, and the rest.
 CHECK_VENV ?= .venv-check
 CHECK_BIN := $(CHECK_VENV)/bin
-CHECK_MARKS ?= not torch and not browser and not docker and not ray and not slow
+CHECK_MARKS ?= not torch and not browser and not docker and not ray and not slow and not server
 
 $(CHECK_BIN)/python:
 	$(PYTHON) -m venv $(CHECK_VENV)
@@ -61,7 +63,7 @@ check: $(CHECK_VENV)/.installed  ## lint, types and the tests that need no torch
 	$(CHECK_BIN)/ruff check .
 	$(CHECK_BIN)/ruff format --check .
 	@$(MAKE) --no-print-directory types
-	$(CHECK_BIN)/python -m pytest -n auto -m "$(CHECK_MARKS)" --cov --cov-report=term:skip-covered
+	$(CHECK_BIN)/python -m pytest -n auto -m "$(CHECK_MARKS)" --cov=app --cov=core --cov-report=term:skip-covered
 
 # Retrains each shipped model from its card into $(TRAIN_OUT) and says, per model, "same bytes"
 # or how it differs. models/ is overwritten only when asked: `make train SHIP=1`.
