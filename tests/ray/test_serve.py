@@ -140,12 +140,10 @@ def served() -> Iterator[Served]:
 @pytest.fixture(scope="module")
 def direct() -> Iterator[Any]:
     """The single-process service (app.main.create_app), for the answers to equal."""
+    from fastapi.testclient import TestClient
+
     from app.main import create_app
     from app.settings import Settings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from fastapi.testclient import TestClient
 
     with TestClient(create_app(Settings())) as client:
         yield client
