@@ -63,7 +63,8 @@ check: $(CHECK_VENV)/.installed  ## lint, types and the tests that need no torch
 	$(CHECK_BIN)/ruff check .
 	$(CHECK_BIN)/ruff format --check .
 	@$(MAKE) --no-print-directory types
-	$(CHECK_BIN)/python -m pytest -n auto -m "$(CHECK_MARKS)" --cov=app --cov=core --cov-report=term:skip-covered
+	$(CHECK_BIN)/python -m pytest -n auto -m "$(CHECK_MARKS)" --durations=10 \
+		--cov=app --cov=core --cov-report=term:skip-covered
 
 # Retrains each shipped model from its card into $(TRAIN_OUT) and says, per model, "same bytes"
 # or how it differs. models/ is overwritten only when asked: `make train SHIP=1`.
