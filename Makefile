@@ -57,7 +57,7 @@ $(CHECK_VENV)/.installed: pyproject.toml | $(CHECK_BIN)/python
 types: $(CHECK_VENV)/.installed  ## mypy --strict on the files that need no torch, in the check virtualenv
 	$(CHECK_BIN)/mypy --cache-dir $(CHECK_VENV)/.mypy_cache $$($(CHECK_BIN)/python -m tests.torch_stack)
 
-check: $(CHECK_VENV)/.installed  ## lint, types and the tests that need no torch, browser or container (about a minute)
+check: $(CHECK_VENV)/.installed  ## ruff, mypy and the tests that need no torch, browser, container or server, without torch
 	@$(CHECK_BIN)/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)" \
 		|| { echo "$(CHECK_VENV) has torch, and make check must run without it: rm -rf $(CHECK_VENV)"; exit 1; }
 	$(CHECK_BIN)/ruff check .
