@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 _SEARCH = (ROOT, ROOT / "deploy" / "ray")
 
 
-def _imported(path: Path) -> set[str]:
+@cache
+def _imported(path: Path) -> frozenset[str]:
     """Every module an import statement in the file runs, with its parent packages."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
@@ -29,11 +30,12 @@ def _imported(path: Path) -> set[str]:
             # `from a import b` runs a, and a.b too when b is a submodule.
             names.add(node.module)
             names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return {
+    return frozenset(
         ".".join(name.split(".")[:end]) for name in names for end in range(1, name.count(".") + 2)
-    }
+    )
 
 
+@cache
 def _source(module: str) -> Path | None:
     """The repository file that defines a module, or None for one from elsewhere."""
     parts = module.split(".")
