@@ -345,57 +345,111 @@ class Walk:
     failure: str | None  # the first reason the walk fails, or None
 
 
+# the children of one batch of walk nodes stay below this many float64s (cache and memory)
+_BATCH_FLOATS = 1 << 22
+
+
+@dataclass
+class _Frontier:
+    """Open walk nodes at one level, ordered so that nodes whose keys have the same
+    successors are adjacent (one matrix product per run and digit)."""
+
+    centres: Array  # (n, H)
+    rows: Array  # (n, g, H): generators as rows (zonotope.branch)
+    at: Ints  # (n,): each node's key
+    start: Ints  # (n,): the key of the set it came from
+    level: int  # digits read
+
+
 def walk(cell: RnnCell, sets: Sets, longest: int, keep_going: bool = False) -> Walk:
     """From every set P_s, read every digit string w, one digit at a time, as a zonotope
     (core.zonotope): at every node the digit just read must win (readout), and the node is a
     leaf once its image lies in the set of its key (the key of s w); a node still outside
     after `longest` digits fails the walk. keep_going: walk every key even after a failure
-    (the search's measure of where the sets must grow)."""
-    weights, error = cell.weights, cell.activation_error
+    (the search's measure of where the sets must grow).
+
+    Every start key's nodes are walked together, in batches of a bounded size taken depth
+    first (the tree is the same whatever the order)."""
     size = cell.state_size
+    # keys with the same successor row lead every digit to the same key: one class
+    _, family = np.unique(sets.after, axis=0, return_inverse=True)
+    family = family.reshape(-1)
     nodes, least, worst, margin = 0, math.inf, -math.inf, math.inf
     open_targets: list[Ints] = []
     open_coordinates: list[Array] = []
     failure: str | None = None
-    digits = np.arange(10)
-    for start in range(len(sets.keys)):
-        centres, generators = sets.centres[start][None], sets.shapes[start][None]
-        at = np.full(1, start, dtype=np.int64)
-        for level in range(1, longest + 1):
-            count = len(centres)
-            centres, generators = zonotope.image(
-                weights, centres[:, None], generators[:, None], digits, error
-            )
-            centres = centres.reshape(count * 10, size)
-            generators = generators.reshape(count * 10, size, -1)
-            read = np.tile(digits, count)
-            at = sets.after[at].reshape(-1)
-            nodes += len(centres)
-            slack, gap = _readout(cell, centres, generators, read)
-            least, margin = min(least, float(slack.min())), min(margin, float(gap.min()))
-            if slack.min() <= 0 and failure is None:
-                failure = (
-                    f"from the set of key {_digit_name(int(sets.keys[start]))}, after {level} "
-                    f"digits, digit {int(read[int(slack.argmin())])} is not sure to win"
+    every = np.arange(len(sets.keys))
+    order = np.argsort(family, kind="stable")
+    pending = [
+        _Frontier(
+            sets.centres[order],
+            np.ascontiguousarray(sets.shapes[order].transpose(0, 2, 1)),
+            every[order],
+            every[order],
+            0,
+        )
+    ]
+    while pending and (failure is None or keep_going):
+        node = pending.pop()
+        level = node.level + 1
+        centres, rows, bound = zonotope.branch(
+            cell.weights, node.centres, node.rows, cell.activation_error
+        )
+        count, terms = len(node.at), rows.shape[2]
+        nodes += 10 * count
+        targets = sets.after[node.at].T  # (10, n)
+        slack = np.empty((10, count))
+        gap = np.empty((10, count))
+        inside = np.empty((10, count, size))
+        cut = np.flatnonzero(np.diff(family[node.at])) + 1
+        for lo, hi in zip(np.r_[0, cut], np.r_[cut, count], strict=True):
+            for digit in range(10):
+                target = int(targets[digit, lo])
+                at = slice(lo, hi)
+                slack[digit, at], gap[digit, at], inside[digit, at] = _measure(
+                    cell, sets, target, digit, centres[digit, at], rows[digit, at], bound[digit, at]
                 )
-            inside = zonotope_coordinates(sets, at, centres, generators)
-            over = inside.max(axis=1) - sets.limit[at]
-            closed = over <= 0
-            if closed.any():
-                worst = max(worst, float(over[closed].max()))
-            centres, generators, at = centres[~closed], generators[~closed], at[~closed]
-            if len(centres) == 0:
-                break
-            if level == longest:
-                open_targets.append(at)
-                open_coordinates.append(inside[~closed])
-                if failure is None:
-                    failure = (
-                        f"from the set of key {_digit_name(int(sets.keys[start]))}, "
-                        f"{len(centres)} digit strings of {longest} still leave their sets"
-                    )
-        if failure is not None and not keep_going:
-            break
+        least, margin = min(least, float(slack.min())), min(margin, float(gap.min()))
+        if slack.min() <= 0 and failure is None:
+            digit, where = np.unravel_index(int(slack.argmin()), slack.shape)
+            failure = (
+                f"from the set of key {_digit_name(int(sets.keys[node.start[where]]))}, after "
+                f"{level} digits, digit {digit} is not sure to win"
+            )
+        over = inside.max(axis=2) - sets.limit[targets]
+        closed = over <= 0
+        if closed.any():
+            worst = max(worst, float(over[closed].max()))
+        still = np.flatnonzero(~closed.reshape(-1))
+        if len(still) == 0:
+            continue
+        flat_targets = targets.reshape(-1)[still]
+        flat_start = np.broadcast_to(node.start, (10, count)).reshape(-1)[still]
+        if level == longest:
+            open_targets.append(flat_targets)
+            open_coordinates.append(inside.reshape(-1, size)[still])
+            if failure is None:
+                origin = _digit_name(int(sets.keys[flat_start.min()]))
+                failure = (
+                    f"from the set of key {origin}, {len(still)} digit strings of {longest} "
+                    "still leave their sets"
+                )
+            continue
+        still = still[np.argsort(family[flat_targets], kind="stable")]
+        batch = max(1, _BATCH_FLOATS // (10 * (terms + size) * size))
+        flat_rows = rows.reshape(-1, terms, size)
+        flat_centres = centres.reshape(-1, size)
+        for first in range(0, len(still), batch):
+            pick = still[first : first + batch]
+            pending.append(
+                _Frontier(
+                    flat_centres[pick],
+                    flat_rows[pick],
+                    targets.reshape(-1)[pick],
+                    np.broadcast_to(node.start, (10, count)).reshape(-1)[pick],
+                    level,
+                )
+            )
     empty = np.zeros((0, size))
     return Walk(
         nodes,
@@ -406,6 +460,40 @@ def walk(cell: RnnCell, sets: Sets, longest: int, keep_going: bool = False) -> W
         np.concatenate(open_coordinates) if open_coordinates else empty,
         failure,
     )
+
+
+def _measure(
+    cell: RnnCell, sets: Sets, target: int, digit: int, centres: Array, rows: Array, bound: Array
+) -> tuple[Array, Array, Array]:
+    """For zonotopes (m, H), rows (m, g, H) that have just read `digit` and whose key is
+    `target`, with bound (m, H) >= their sums of |generators| per unit: the readout's slack
+    and margin (_readout's, (m,) each) and |M (x - c)| in the target's set
+    (zonotope_coordinates', (m, H)). One matrix product serves both."""
+    w_out, b_out = cell.weights.w_out, cell.weights.b_out
+    count, terms, size = rows.shape
+    diff = w_out[digit][None] - w_out  # (10, H), exact
+    bias = b_out[digit] - b_out
+    inverse = sets.inverses[target]
+    both = np.abs(rows.reshape(count * terms, size) @ np.vstack([inverse, diff]).T)
+    reaches = both.reshape(count, terms, size + 10).sum(axis=1)  # (m, H + 10)
+    # containment: zonotope_coordinates' terms
+    centre = sets.centres[target]
+    value = np.abs((centres - centre) @ inverse.T)
+    scale = np.abs(centres) + np.abs(centre) + bound
+    slop = interval.gamma64(size + terms + 4) * (scale @ np.abs(inverse).T)
+    inside = interval.upper(value + reaches[:, :size] + slop, size + terms + 2)
+    # readout: _readout's terms
+    gap = centres @ diff.T + bias - reaches[:, size:]
+    magnitude = interval.upper(np.abs(centres) + bound, terms + 1)
+    own = magnitude @ np.abs(diff).T + np.abs(bias)
+    gap = interval.down(gap - interval.gamma64(_CHAIN * size + 8 + terms) * own)
+    logit_error = interval.upper(
+        interval.gamma32(size + 1) * (magnitude @ np.abs(w_out).T + np.abs(b_out)), size + 1
+    )
+    slack = gap - (logit_error + logit_error[:, digit][:, None] + SOFTMAX_SLACK)
+    slack[:, digit] = np.inf
+    gap[:, digit] = np.inf
+    return slack.min(axis=1), gap.min(axis=1), inside
 
 
 def successors(keys: Ints) -> Ints:

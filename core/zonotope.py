@@ -150,3 +150,48 @@ def reduce(generators: Array, keep: int) -> Array:
     rest = interval.upper(np.abs(ranked[..., keep:]).sum(axis=-1), count - keep)
     box = np.eye(generators.shape[-2]) * rest[..., None]
     return np.concatenate([ranked[..., :keep], box], axis=-1)
+
+
+def branch(
+    weights: RnnWeights, centres: Array, rows: Array, error: float
+) -> tuple[Array, Array, Array]:
+    """Each zonotope (n) read with every digit: the same enclosure as `image`, laid out for
+    batches. Generators are rows here (rows (n, g, H): generator k of zonotope i is
+    rows[i, k]), so W G of every zonotope is one matrix product, (n g, H) by (H, H).
+    Returns the ten children by digit: centres (10, n, H), rows (10, n, g + H, H), and an
+    upper bound of each child's sum of |generators| per unit, (10, n, H).
+
+    The arithmetic is `image`'s term for term (sums in another order are covered by the same
+    gamma bounds), except that the children's sums of |slope * moved| are bounded from their
+    parent's sum of |moved| instead of summed again: sum_k |fl(s m_k)| <= (1 + u) s sum_k |m_k|,
+    one rounding more than the parent's bound, which upper(., 1) covers.
+    """
+    w = weights
+    count, terms, size = rows.shape
+    shift = (w.w_ih.T + (w.b_ih + w.b_hh))[:, None, :]  # (10, 1, H)
+    shift_size = (np.abs(w.w_ih.T) + np.abs(w.b_ih) + np.abs(w.b_hh))[:, None, :]
+    magnitude = interval.upper(np.abs(centres) + radius_rows(rows), 1)  # (n, H)
+    weight_size = interval.upper(magnitude @ np.abs(w.w_hh).T, size)
+    pre = (centres @ w.w_hh.T)[None] + shift  # (10, n, H)
+    moved = (rows.reshape(count * terms, size) @ w.w_hh.T).reshape(count, terms, size)
+    noise = interval.gamma32(size + 3) * (weight_size + shift_size)
+    noise = noise + interval.gamma64(size + 4) * (weight_size + shift_size)
+    noise = interval.upper(noise + 3 * interval.U64 * shift_size, 4)
+    spread = radius_rows(moved)  # (n, H)
+    reach = interval.upper(spread + noise, 2)
+    slope, offset, width = relax(interval.down(pre - reach), interval.up(pre + reach), error)
+    centre = slope * pre + offset
+    mapped_size = interval.upper(slope * spread, 1)  # >= sum_k |fl(slope moved_k)|
+    rounding = 2 * interval.U64 * (np.abs(slope * pre) + np.abs(offset)) + interval.U64 * (
+        mapped_size
+    )
+    box = interval.upper(width + slope * noise + rounding, terms + 4)
+    children = np.empty((10, count, terms + size, size))
+    np.multiply(slope[:, :, None, :], moved[None], out=children[:, :, :terms])
+    children[:, :, terms:] = np.eye(size) * box[:, :, None, :]  # one generator per unit
+    return centre, children, interval.upper(mapped_size + box, 1)
+
+
+def radius_rows(rows: Array) -> Array:
+    """`radius` of generators laid out as rows (n, g, H): an upper bound of |G u| per unit."""
+    return interval.upper(np.abs(rows).sum(axis=1), rows.shape[1])
