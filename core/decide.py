@@ -345,14 +345,16 @@ class Walk:
     failure: str | None  # the first reason the walk fails, or None
 
 
-# the children of one batch of walk nodes stay below this many float64s (cache and memory)
-_BATCH_FLOATS = 1 << 22
+# a walk's batch: at most this many parent nodes (their ten children's bounds are kept)
+_BATCH = 512
+# the products (M diag(slope)) moved are taken for parents in groups of at most this many
+# float64s of output (they stay in cache while their |.| is summed)
+_PRODUCT_FLOATS = 1 << 17
 
 
 @dataclass
 class _Frontier:
-    """Open walk nodes at one level, ordered so that nodes whose keys have the same
-    successors are adjacent (one matrix product per run and digit)."""
+    """Open walk nodes at one level."""
 
     centres: Array  # (n, H)
     rows: Array  # (n, g, H): generators as rows (zonotope.branch)
@@ -369,47 +371,32 @@ def walk(cell: RnnCell, sets: Sets, longest: int, keep_going: bool = False) -> W
     (the search's measure of where the sets must grow).
 
     Every start key's nodes are walked together, in batches of a bounded size taken depth
-    first (the tree is the same whatever the order)."""
+    first (the tree is the same whatever the order); a child is built only when it is not a
+    leaf."""
     size = cell.state_size
-    # keys with the same successor row lead every digit to the same key: one class
-    _, family = np.unique(sets.after, axis=0, return_inverse=True)
-    family = family.reshape(-1)
     nodes, least, worst, margin = 0, math.inf, -math.inf, math.inf
     open_targets: list[Ints] = []
     open_coordinates: list[Array] = []
     failure: str | None = None
     every = np.arange(len(sets.keys))
-    order = np.argsort(family, kind="stable")
     pending = [
         _Frontier(
-            sets.centres[order],
-            np.ascontiguousarray(sets.shapes[order].transpose(0, 2, 1)),
-            every[order],
-            every[order],
-            0,
+            sets.centres, np.ascontiguousarray(sets.shapes.transpose(0, 2, 1)), every, every, 0
         )
     ]
     while pending and (failure is None or keep_going):
         node = pending.pop()
+        if len(node.at) > _BATCH:
+            pending += [_part(node, slice(i, i + _BATCH)) for i in range(0, len(node.at), _BATCH)]
+            continue
         level = node.level + 1
-        centres, rows, bound = zonotope.branch(
-            cell.weights, node.centres, node.rows, cell.activation_error
-        )
-        count, terms = len(node.at), rows.shape[2]
+        branch = zonotope.branch(cell.weights, node.centres, node.rows, cell.activation_error)
+        count = len(node.at)
         nodes += 10 * count
         targets = sets.after[node.at].T  # (10, n)
-        slack = np.empty((10, count))
-        gap = np.empty((10, count))
-        inside = np.empty((10, count, size))
-        cut = np.flatnonzero(np.diff(family[node.at])) + 1
-        for lo, hi in zip(np.r_[0, cut], np.r_[cut, count], strict=True):
-            for digit in range(10):
-                target = int(targets[digit, lo])
-                at = slice(lo, hi)
-                slack[digit, at], gap[digit, at], inside[digit, at] = _measure(
-                    cell, sets, target, digit, centres[digit, at], rows[digit, at], bound[digit, at]
-                )
+        slack, gap, inside = _measure(cell, sets, targets, branch)
         least, margin = min(least, float(slack.min())), min(margin, float(gap.min()))
+        starts = np.broadcast_to(node.start, (10, count))
         if slack.min() <= 0 and failure is None:
             digit, where = np.unravel_index(int(slack.argmin()), slack.shape)
             failure = (
@@ -420,36 +407,28 @@ def walk(cell: RnnCell, sets: Sets, longest: int, keep_going: bool = False) -> W
         closed = over <= 0
         if closed.any():
             worst = max(worst, float(over[closed].max()))
-        still = np.flatnonzero(~closed.reshape(-1))
-        if len(still) == 0:
+        digits, parents = np.nonzero(~closed)
+        if len(digits) == 0:
             continue
-        flat_targets = targets.reshape(-1)[still]
-        flat_start = np.broadcast_to(node.start, (10, count)).reshape(-1)[still]
         if level == longest:
-            open_targets.append(flat_targets)
-            open_coordinates.append(inside.reshape(-1, size)[still])
+            open_targets.append(targets[digits, parents])
+            open_coordinates.append(inside[digits, parents])
             if failure is None:
-                origin = _digit_name(int(sets.keys[flat_start.min()]))
+                origin = _digit_name(int(sets.keys[starts[digits, parents].min()]))
                 failure = (
-                    f"from the set of key {origin}, {len(still)} digit strings of {longest} "
+                    f"from the set of key {origin}, {len(digits)} digit strings of {longest} "
                     "still leave their sets"
                 )
             continue
-        still = still[np.argsort(family[flat_targets], kind="stable")]
-        batch = max(1, _BATCH_FLOATS // (10 * (terms + size) * size))
-        flat_rows = rows.reshape(-1, terms, size)
-        flat_centres = centres.reshape(-1, size)
-        for first in range(0, len(still), batch):
-            pick = still[first : first + batch]
-            pending.append(
-                _Frontier(
-                    flat_centres[pick],
-                    flat_rows[pick],
-                    targets.reshape(-1)[pick],
-                    np.broadcast_to(node.start, (10, count)).reshape(-1)[pick],
-                    level,
-                )
+        pending.append(
+            _Frontier(
+                branch.centres[digits, parents],
+                branch.children(digits, parents),
+                targets[digits, parents],
+                starts[digits, parents],
+                level,
             )
+        )
     empty = np.zeros((0, size))
     return Walk(
         nodes,
@@ -462,38 +441,64 @@ def walk(cell: RnnCell, sets: Sets, longest: int, keep_going: bool = False) -> W
     )
 
 
+def _part(node: _Frontier, part: slice) -> _Frontier:
+    return _Frontier(
+        node.centres[part], node.rows[part], node.at[part], node.start[part], node.level
+    )
+
+
 def _measure(
-    cell: RnnCell, sets: Sets, target: int, digit: int, centres: Array, rows: Array, bound: Array
+    cell: RnnCell, sets: Sets, targets: Ints, branch: zonotope.Branch
 ) -> tuple[Array, Array, Array]:
-    """For zonotopes (m, H), rows (m, g, H) that have just read `digit` and whose key is
-    `target`, with bound (m, H) >= their sums of |generators| per unit: the readout's slack
-    and margin (_readout's, (m,) each) and |M (x - c)| in the target's set
-    (zonotope_coordinates', (m, H)). One matrix product serves both."""
+    """For each child (e, i) of a branch, whose key is targets[e, i]: the readout's slack and
+    margin (_readout's bounds, (10, n) each) and |M (x - c)| over it in its key's set
+    (zonotope_coordinates' bound, (10, n, H)). Both need sums of |L G_k| over the child's
+    generators G_k, for L = the key's M and the digit's logit differences: taken as
+    (L diag(slope)) moved, one product per parent for all ten children. Each product is one
+    rounding more than L (slope moved) (the gamma terms below count it)."""
     w_out, b_out = cell.weights.w_out, cell.weights.b_out
-    count, terms, size = rows.shape
-    diff = w_out[digit][None] - w_out  # (10, H), exact
-    bias = b_out[digit] - b_out
-    inverse = sets.inverses[target]
-    both = np.abs(rows.reshape(count * terms, size) @ np.vstack([inverse, diff]).T)
-    reaches = both.reshape(count, terms, size + 10).sum(axis=1)  # (m, H + 10)
-    # containment: zonotope_coordinates' terms
-    centre = sets.centres[target]
-    value = np.abs((centres - centre) @ inverse.T)
+    count, terms, size = branch.moved.shape
+    every = terms + size  # the children's generators
+    diffs = w_out[:, None, :] - w_out[None]  # (10, 10, H): digit e's logit minus each rival's
+    left = np.concatenate(
+        [sets.inverses[targets], np.broadcast_to(diffs[:, None], (10, count, 10, size))], axis=2
+    )  # (10, n, H + 10, H)
+    rows = size + 10
+    reach = np.empty((count, 10, rows))
+    group = max(1, _PRODUCT_FLOATS // (terms * 10 * rows))
+    for first in range(0, count, group):
+        part = slice(first, first + group)
+        scaled = left[:, part] * branch.slope[:, part, None, :]  # (10, q, rows, H)
+        right = scaled.transpose(1, 3, 0, 2).reshape(-1, size, 10 * rows)
+        product = np.abs(branch.moved[part] @ right)  # (q, g, 10 rows)
+        reach[part] = product.sum(axis=1).reshape(-1, 10, rows)
+    # the box generators: |L_ij box_j| summed over j
+    reach = reach.transpose(1, 0, 2) + np.einsum("enij,enj->eni", np.abs(left), branch.box)
+    centres, bound = branch.centres, branch.size
+    # containment: zonotope_coordinates' terms, one rounding more in each product
+    inverse = left[:, :, :size]
+    centre = sets.centres[targets]
+    value = np.abs(np.einsum("enij,enj->eni", inverse, centres - centre))
     scale = np.abs(centres) + np.abs(centre) + bound
-    slop = interval.gamma64(size + terms + 4) * (scale @ np.abs(inverse).T)
-    inside = interval.upper(value + reaches[:, :size] + slop, size + terms + 2)
-    # readout: _readout's terms
-    gap = centres @ diff.T + bias - reaches[:, size:]
-    magnitude = interval.upper(np.abs(centres) + bound, terms + 1)
-    own = magnitude @ np.abs(diff).T + np.abs(bias)
-    gap = interval.down(gap - interval.gamma64(_CHAIN * size + 8 + terms) * own)
+    slop = interval.gamma64(size + every + 6) * np.einsum("enij,enj->eni", np.abs(inverse), scale)
+    inside = interval.upper(value + reach[..., :size] + slop, size + every + 2)
+    # readout: _readout's terms (its gamma covers one rounding more by far)
+    diff = diffs[:, None]  # (10, 1, 10, H)
+    bias = (b_out[:, None] - b_out[None])[:, None]  # (10, 1, 10)
+    gap = np.einsum("enkh,enh->enk", np.broadcast_to(diff, (10, count, 10, size)), centres)
+    gap = gap + bias - reach[..., size:]
+    magnitude = interval.upper(np.abs(centres) + bound, every + 1)
+    own = np.einsum("ekh,enh->enk", np.abs(diffs), magnitude) + np.abs(bias)
+    gap = interval.down(gap - interval.gamma64(_CHAIN * size + 8 + every) * own)
     logit_error = interval.upper(
         interval.gamma32(size + 1) * (magnitude @ np.abs(w_out).T + np.abs(b_out)), size + 1
-    )
-    slack = gap - (logit_error + logit_error[:, digit][:, None] + SOFTMAX_SLACK)
-    slack[:, digit] = np.inf
-    gap[:, digit] = np.inf
-    return slack.min(axis=1), gap.min(axis=1), inside
+    )  # (10, n, 10)
+    own_error = np.take_along_axis(logit_error, np.arange(10)[:, None, None], axis=2)
+    slack = gap - (logit_error + own_error + SOFTMAX_SLACK)
+    right_digit = np.arange(10)[:, None, None] == np.arange(10)[None, None, :]
+    slack = np.where(right_digit, np.inf, slack)
+    gap = np.where(right_digit, np.inf, gap)
+    return slack.min(axis=2), gap.min(axis=2), inside
 
 
 def successors(keys: Ints) -> Ints:

@@ -9,6 +9,8 @@ image whose unit sums |R| reach far above 1, so a box around one trajectory grow
 per step although the trajectory's neighbours do not. The zonotope grows only as the map does.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 
@@ -152,19 +154,18 @@ def reduce(generators: Array, keep: int) -> Array:
     return np.concatenate([ranked[..., :keep], box], axis=-1)
 
 
-def branch(
-    weights: RnnWeights, centres: Array, rows: Array, error: float
-) -> tuple[Array, Array, Array]:
+def branch(weights: RnnWeights, centres: Array, rows: Array, error: float) -> "Branch":
     """Each zonotope (n) read with every digit: the same enclosure as `image`, laid out for
-    batches. Generators are rows here (rows (n, g, H): generator k of zonotope i is
-    rows[i, k]), so W G of every zonotope is one matrix product, (n g, H) by (H, H).
-    Returns the ten children by digit: centres (10, n, H), rows (10, n, g + H, H), and an
-    upper bound of each child's sum of |generators| per unit, (10, n, H).
+    batches and not yet assembled. Generators are rows here (rows (n, g, H): generator k of
+    zonotope i is rows[i, k]), so W G of every zonotope is one matrix product, (n g, H) by
+    (H, H). Child (e, i) is centre[e, i] + [slope[e, i] * moved[i]; diag(box[e, i])] u: the
+    products slope * moved taken exactly (`children` rounds them, which box covers), so a
+    child may be measured as (M diag(slope)) moved without being built.
 
     The arithmetic is `image`'s term for term (sums in another order are covered by the same
     gamma bounds), except that the children's sums of |slope * moved| are bounded from their
     parent's sum of |moved| instead of summed again: sum_k |fl(s m_k)| <= (1 + u) s sum_k |m_k|,
-    one rounding more than the parent's bound, which upper(., 1) covers.
+    which upper(., 1) covers.
     """
     w = weights
     count, terms, size = rows.shape
@@ -186,10 +187,27 @@ def branch(
         mapped_size
     )
     box = interval.upper(width + slope * noise + rounding, terms + 4)
-    children = np.empty((10, count, terms + size, size))
-    np.multiply(slope[:, :, None, :], moved[None], out=children[:, :, :terms])
-    children[:, :, terms:] = np.eye(size) * box[:, :, None, :]  # one generator per unit
-    return centre, children, interval.upper(mapped_size + box, 1)
+    return Branch(centre, slope, moved, box, interval.upper(mapped_size + box, 1))
+
+
+@dataclass(frozen=True)
+class Branch:
+    """The ten children by digit of n zonotopes (see `branch`)."""
+
+    centres: Array  # (10, n, H)
+    slope: Array  # (10, n, H)
+    moved: Array  # (n, g, H): W G of each parent, as rows
+    box: Array  # (10, n, H): the new generator per unit
+    size: Array  # (10, n, H): an upper bound of each child's sum of |generators| per unit
+
+    def children(self, digits: Ints, parents: Ints) -> Array:
+        """The generators (as rows) of the children (digits[m], parents[m]), (m, g + H, H)."""
+        terms, size = self.moved.shape[1:]
+        rows = np.empty((len(digits), terms + size, size))
+        slope = self.slope[digits, parents]
+        np.multiply(slope[:, None, :], self.moved[parents], out=rows[:, :terms])
+        rows[:, terms:] = np.eye(size) * self.box[digits, parents][:, None, :]
+        return rows
 
 
 def radius_rows(rows: Array) -> Array:
