@@ -460,23 +460,27 @@ def _measure(
     count, terms, size = branch.moved.shape
     every = terms + size  # the children's generators
     diffs = w_out[:, None, :] - w_out[None]  # (10, 10, H): digit e's logit minus each rival's
-    left = np.concatenate(
-        [sets.inverses[targets], np.broadcast_to(diffs[:, None], (10, count, 10, size))], axis=2
-    )  # (10, n, H + 10, H)
     rows = size + 10
+    inverse = sets.inverses[targets]  # (10, n, H, H)
+    flipped = inverse.transpose(1, 3, 0, 2)  # (n, H, 10, H): [i, h, e, r] = M_rh
+    spread = diffs.transpose(2, 0, 1)[None]  # (1, H, 10, 10): [., h, e, k] = diff_ekh
+    slopes = branch.slope.transpose(1, 2, 0)[..., None]  # (n, H, 10, 1)
     reach = np.empty((count, 10, rows))
     group = max(1, _PRODUCT_FLOATS // (terms * 10 * rows))
+    right = np.empty((group, size, 10, rows))
     for first in range(0, count, group):
         part = slice(first, first + group)
-        scaled = left[:, part] * branch.slope[:, part, None, :]  # (10, q, rows, H)
-        right = scaled.transpose(1, 3, 0, 2).reshape(-1, size, 10 * rows)
-        product = np.abs(branch.moved[part] @ right)  # (q, g, 10 rows)
-        reach[part] = product.sum(axis=1).reshape(-1, 10, rows)
+        take = len(range(count)[part])
+        np.multiply(flipped[part], slopes[part], out=right[:take, ..., :size])
+        np.multiply(spread, slopes[part], out=right[:take, ..., size:])
+        product = branch.moved[part] @ right[:take].reshape(take, size, 10 * rows)
+        reach[part] = np.abs(product, out=product).sum(axis=1).reshape(take, 10, rows)
     # the box generators: |L_ij box_j| summed over j
-    reach = reach.transpose(1, 0, 2) + np.einsum("enij,enj->eni", np.abs(left), branch.box)
+    reach = reach.transpose(1, 0, 2)
+    reach[..., :size] += np.einsum("enij,enj->eni", np.abs(inverse), branch.box)
+    reach[..., size:] += np.einsum("ekj,enj->enk", np.abs(diffs), branch.box)
     centres, bound = branch.centres, branch.size
     # containment: zonotope_coordinates' terms, one rounding more in each product
-    inverse = left[:, :, :size]
     centre = sets.centres[targets]
     value = np.abs(np.einsum("enij,enj->eni", inverse, centres - centre))
     scale = np.abs(centres) + np.abs(centre) + bound

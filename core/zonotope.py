@@ -45,7 +45,11 @@ def relax(lo: Array, hi: Array, error: float) -> tuple[Array, Array, Array]:
     concave, convex = b >= a, d >= c
     upper_concave = _tangent(np.clip(turn, a, b), slope, a, b, +1.0)
     lower_convex = _tangent(np.clip(-turn, c, d), slope, c, d, -1.0)
-    ends_a, ends_b, ends_c, ends_d = (_g(x, slope) for x in (a, b, c, d))
+    # tanh at the parts' ends is tanh at lo or hi, or tanh(0) = 0 exactly: not taken again
+    ends_a = _g(a, slope, np.where(lo > 0, t_lo, 0.0))
+    ends_b = _g(b, slope, t_hi)
+    ends_c = _g(c, slope, t_lo)
+    ends_d = _g(d, slope, np.where(hi < 0, t_hi, 0.0))
     inf = np.inf
     high = np.maximum(
         np.where(concave, upper_concave, -inf),
@@ -60,9 +64,9 @@ def relax(lo: Array, hi: Array, error: float) -> tuple[Array, Array, Array]:
     return slope, offset, width
 
 
-def _g(x: Array, slope: Array) -> tuple[Array, Array]:
-    """Bounds of tanh(x) - slope x: numpy's tanh within TRANSCENDENTAL, two roundings."""
-    t = np.tanh(x)
+def _g(x: Array, slope: Array, t: Array) -> tuple[Array, Array]:
+    """Bounds of tanh(x) - slope x, given t = numpy's tanh(x) (within TRANSCENDENTAL): two
+    roundings."""
     value = t - slope * x
     slack = (interval.TRANSCENDENTAL + 4 * interval.U64) * (np.abs(t) + slope * np.abs(x))
     slack = slack + 2.0**-1000
@@ -73,8 +77,8 @@ def _tangent(p: Array, slope: Array, a: Array, b: Array, sign: float) -> Array:
     """sign = +1: an upper bound of g on [a, b] where g is concave, from its tangent at p in
     [a, b]; sign = -1: a lower bound where g is convex. g'(p) = 1 - tanh(p)^2 - slope is
     computed within 2^-45."""
-    low, high = _g(p, slope)
     t = np.tanh(p)
+    low, high = _g(p, slope, t)
     derivative = 1 - t * t - slope
     slack = 2.0**-45
     rise = np.maximum(derivative + slack, 0.0)  # g'(p) at most
