@@ -477,14 +477,16 @@ def _measure(
         reach[part] = np.abs(product, out=product).sum(axis=1).reshape(take, 10, rows)
     # the box generators: |L_ij box_j| summed over j
     reach = reach.transpose(1, 0, 2)
-    reach[..., :size] += np.einsum("enij,enj->eni", np.abs(inverse), branch.box)
-    reach[..., size:] += np.einsum("ekj,enj->enk", np.abs(diffs), branch.box)
+    absolute = np.abs(sets.inverses)[targets]  # (10, n, H, H)
     centres, bound = branch.centres, branch.size
-    # containment: zonotope_coordinates' terms, one rounding more in each product
     centre = sets.centres[targets]
-    value = np.abs(np.einsum("enij,enj->eni", inverse, centres - centre))
     scale = np.abs(centres) + np.abs(centre) + bound
-    slop = interval.gamma64(size + every + 6) * np.einsum("enij,enj->eni", np.abs(inverse), scale)
+    boxed, scaled = np.moveaxis(absolute @ np.stack([branch.box, scale], axis=-1), -1, 0)
+    reach[..., :size] += boxed
+    reach[..., size:] += np.einsum("ekj,enj->enk", np.abs(diffs), branch.box)
+    # containment: zonotope_coordinates' terms, one rounding more in each product
+    value = np.abs(np.einsum("enij,enj->eni", inverse, centres - centre))
+    slop = interval.gamma64(size + every + 6) * scaled
     inside = interval.upper(value + reach[..., :size] + slop, size + every + 2)
     # readout: _readout's terms (its gamma covers one rounding more by far)
     diff = diffs[:, None]  # (10, 1, 10, H)
