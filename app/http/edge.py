@@ -11,9 +11,7 @@ every request (docs/benchmarks.md says how much).
   {"error", "message", "request_id"}, or {"error": message} under /v2), counted by kind; an
   unexpected exception is logged with its traceback and answered 500, never a bare reset.
 - Metrics: latency by route template (never the raw path), method and status.
-- The access log: one JSON line per request on stdout (time, method, path, status, duration,
-  request id, model, digits), with no logging record built for it; the lines of one event-loop
-  turn go out in one write.
+- The access log: one JSON line per request (app.http.access_log).
 - Memory: once a request of more than app.process.LARGE_DIGITS digits is answered, and its
   arrays and strings are freed, the allocator's heaps are trimmed (app.process.release).
 - Tracing (app.tracing, when the OTEL_* variables turn it on): the request's span, its parent
@@ -27,15 +25,12 @@ every request (docs/benchmarks.md says how much).
   than the model run does. Every other path goes through FastAPI as usual.
 """
 
-import asyncio
-import atexit
 import logging
 import os
 import random
 import re
 import time
 from collections.abc import Callable
-from contextlib import suppress
 from typing import Any
 
 import orjson
@@ -45,6 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import process, tracing
 from app.errors import Kind, ServiceError, preview
+from app.http import access_log
 from app.http.lean import LeanRoute
 from app.metrics import ERRORS, REQUEST_SECONDS
 from app.runtime.service import finish_admission
@@ -229,7 +225,7 @@ class Edge:
                 # Alone, its line goes out at once: holding it would cost a loop turn and
                 # gather no other line to share the write with.
                 alone = self.in_progress() == 0
-                _access_line(scope, status, elapsed, request_id, state, alone)
+                access_log.write(scope, status, elapsed, request_id, state, alone)
 
 
 # The latency histogram's children by (route template, method, status): a few dozen at most
@@ -279,70 +275,3 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
         if name == b"content-length":
             return int(value) if value.isdigit() and len(value) < 19 else None
     return None
-
-
-class _Lines:
-    """Access lines written once per event-loop turn, the turn's lines in one write: under
-    load a turn answers many requests, and a write each cost a measurable share of each
-    request's time (docs/benchmarks.md). A line waits at most until the loop's next turn; what is
-    still held at exit is written then."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._held: list[bytes] = []
-        self._due: asyncio.AbstractEventLoop | None = None  # the loop a flush is due on
-
-    def add(self, line: bytes, now: bool = False) -> None:
-        """Hold the line for this loop turn's write, or (now) write it and any held at once."""
-        self._held.append(line)
-        if now:
-            self.flush()
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop running (called directly): write now
-            self.flush()
-            return
-        if self._due is not loop:  # none due, or due on a loop that has since stopped
-            self._due = loop
-            loop.call_soon(self.flush)
-
-    def flush(self) -> None:
-        self._due = None
-        if not self._held:
-            return
-        data = memoryview(b"".join(self._held))
-        self._held.clear()
-        with suppress(OSError):  # stdout closed or full: not worth failing a request for
-            while data:
-                data = data[os.write(self._fd, data) :]
-
-
-_LINES = _Lines(1)
-atexit.register(_LINES.flush)
-
-
-def _access_line(
-    scope: Scope,
-    status: int,
-    elapsed: float,
-    request_id: str,
-    state: dict[str, Any],
-    now: bool,
-) -> None:
-    _LINES.add(
-        orjson.dumps(
-            {
-                "time": time.time(),
-                "method": scope["method"],
-                "path": scope["path"][:200],
-                "status": status,
-                "duration_ms": round(elapsed * 1000, 3),
-                "request_id": request_id,
-                "model": state.get("model"),
-                "digits": state.get("digits"),
-            },
-            option=orjson.OPT_APPEND_NEWLINE,
-        ),
-        now,
-    )

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from app.http.edge import _Lines
+from app.http.access_log import Lines
 
 
 class Pipe:
@@ -32,7 +32,7 @@ class Pipe:
 
 def test_one_turns_lines_are_one_write_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
     pipe = Pipe(monkeypatch)
-    lines = _Lines(pipe.write_end)
+    lines = Lines(pipe.write_end)
 
     async def answer_three_then_one() -> None:
         for line in (b"a\n", b"b\n", b"c\n"):
@@ -51,7 +51,7 @@ def test_a_line_held_when_its_loop_stopped_goes_out_with_the_next(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pipe = Pipe(monkeypatch)
-    lines = _Lines(pipe.write_end)
+    lines = Lines(pipe.write_end)
     loop = asyncio.new_event_loop()
 
     def add_and_stop() -> None:
@@ -75,7 +75,7 @@ def test_without_a_running_loop_a_line_is_written_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pipe = Pipe(monkeypatch)
-    lines = _Lines(pipe.write_end)
+    lines = Lines(pipe.write_end)
     lines.add(b"now\n")
     assert pipe.writes == 1
     assert pipe.text() == b"now\n"
@@ -86,7 +86,7 @@ def test_a_line_written_now_takes_the_held_ones_with_it_in_order(
 ) -> None:
     """A request answered alone writes at once (no loop turn's wait), after what is held."""
     pipe = Pipe(monkeypatch)
-    lines = _Lines(pipe.write_end)
+    lines = Lines(pipe.write_end)
 
     async def two_then_one_alone() -> None:
         lines.add(b"held 1\n")
