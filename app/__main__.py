@@ -87,9 +87,10 @@ def main() -> None:
         raise SystemExit(2) from None
     signal.signal(signal.SIGTERM, _stopped)
     signal.signal(signal.SIGINT, _stopped)  # Ctrl-C: the same clean stop, no traceback
+    app = create_app(settings, registry)
     if workers.is_worker():
-        workers.sample_every_second(REQUESTS_IN_PROGRESS, server.requests_in_progress)
-    server.run(create_app(settings, registry), settings, workers.inherited_socket())
+        workers.sample_every_second(REQUESTS_IN_PROGRESS, lambda: app.traffic.in_flight)
+    server.run(app, settings, workers.inherited_socket(), app.traffic)
 
 
 if __name__ == "__main__":

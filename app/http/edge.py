@@ -19,10 +19,8 @@ every request (docs/benchmarks.md says how much).
   /metrics, ...), asked every few seconds, are not traced.
 - Draining: after SIGTERM every response says Connection: close, so keep-alive clients
   move to another pod instead of sending on a connection about to close.
-- Dispatch: the lean routes (app.http.lean, which take the Request and return a Response)
-  are called from here directly, by exact path or by their path pattern, instead of through
-  FastAPI's nested routers and its two inner middlewares: that walk cost every request more
-  than the model run does. Every other path goes through FastAPI as usual.
+- Dispatch: the lean routes (app.http.lean's LeanTable) are called from here directly; every
+  other path goes through FastAPI as usual.
 """
 
 import logging
@@ -30,20 +28,19 @@ import os
 import random
 import re
 import time
-from collections.abc import Callable
 from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import process, tracing
 from app.errors import Kind, ServiceError, preview
 from app.http import access_log
-from app.http.lean import LeanRoute
+from app.http.lean import LeanTable
 from app.metrics import ERRORS, REQUEST_SECONDS
 from app.runtime.service import finish_admission
+from app.runtime.traffic import Traffic
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +72,15 @@ def error_body(error: ServiceError, request_id: str, v2: bool) -> bytes:
 
 
 class Edge:
-    """The middleware above; `draining()` says whether SIGTERM has arrived."""
+    """The middleware above, in front of the app's own stack (app.http.application)."""
 
     def __init__(
         self,
         app: ASGIApp,
         max_body_bytes: int,
         access_log: bool,
-        draining: Callable[[], bool],
-        lean: Callable[[], list[LeanRoute]],
-        in_progress: Callable[[], int] = lambda: 0,
+        traffic: Traffic,
+        lean: LeanTable,
         allowed_hosts: list[str] | None = None,
     ) -> None:
         self.app = app
@@ -92,41 +88,13 @@ class Edge:
         self.hosts = frozenset(h.lower().encode("latin-1") for h in allowed_hosts or ())
         self.limit = max_body_bytes
         self.access_log = access_log
-        self.in_progress = in_progress  # requests read and not yet answered, server-wide
-        self.draining = draining
-        self._lean = lean
-        self._exact: dict[tuple[str, str], LeanRoute] | None = None
-        # (methods, path regex, route): a cheap filter before the route's own matching
-        self._patterns: list[tuple[set[str], Any, LeanRoute]] = []
-
-    def _routes(
-        self,
-    ) -> tuple[dict[tuple[str, str], LeanRoute], list[tuple[set[str], Any, LeanRoute]]]:
-        """The lean routes by (method, path), and those with path parameters, found once."""
-        if self._exact is None:
-            self._exact = {}
-            for route in self._lean():
-                if route.param_convertors:
-                    self._patterns.append((route.methods or set(), route.path_regex, route))
-                else:
-                    for method in route.methods or ():
-                        self._exact[(method, route.path)] = route
-        return self._exact, self._patterns
+        self.traffic = traffic  # requests in flight server-wide, and whether draining
+        self.lean = lean
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Call a lean route's endpoint directly, or hand the request to FastAPI."""
-        exact, patterns = self._routes()
-        route = exact.get((scope["method"], scope["path"]))
-        if route is None:
-            method, path = scope["method"], scope["path"]
-            for methods, regex, candidate in patterns:
-                if method not in methods or regex.match(path) is None:
-                    continue  # one regex instead of the route's whole matching
-                match, child = candidate.matches(scope)
-                if match is Match.FULL:
-                    scope.update(child)
-                    route = candidate
-                    break
+        lean = self.lean
+        route = lean.exact.get((scope["method"], scope["path"])) or lean.match(scope)
         if route is None:
             await self.app(scope, receive, send)
             return
@@ -161,7 +129,7 @@ class Edge:
                 (b"x-request-id", request_id.encode()),
                 *[(k.encode(), v.encode()) for k, v in error.headers.items()],
             ]
-            if error.kind is Kind.BODY_TOO_LARGE or self.draining():
+            if error.kind is Kind.BODY_TOO_LARGE or self.traffic.draining:
                 headers.append((b"connection", b"close"))
             await send({"type": "http.response.start", "status": error.status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
@@ -183,7 +151,7 @@ class Edge:
                 status, started = message["status"], True
                 headers = list(message.get("headers", ()))
                 headers.append((b"x-request-id", request_id.encode()))
-                if self.draining():  # asked as the answer starts: SIGTERM may have come since
+                if self.traffic.draining:  # asked as the answer starts: SIGTERM may have come since
                     headers.append((b"connection", b"close"))
                 message = {**message, "headers": headers}
             await send(message)
@@ -224,7 +192,7 @@ class Edge:
             if self.access_log:
                 # Alone, its line goes out at once: holding it would cost a loop turn and
                 # gather no other line to share the write with.
-                alone = self.in_progress() == 0
+                alone = self.traffic.in_flight == 0
                 access_log.write(scope, status, elapsed, request_id, state, alone)
 
 

@@ -26,6 +26,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any, cast
 
@@ -37,6 +38,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from app import process
 from app.errors import Kind
 from app.metrics import ERRORS, REFUSED_CONNECTIONS, REQUESTS_IN_PROGRESS
+from app.runtime.traffic import Traffic
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -127,23 +129,53 @@ class _OneWrite:
         return getattr(self._transport, name)
 
 
+@dataclass(frozen=True)
+class ProtocolLimits:
+    """What each connection is held to, from the settings (each named in its refusal)."""
+
+    max_connections: int = 512
+    max_header_bytes: int = 32 * 1024
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    write_timeout: float = 10.0
+    linger_bytes: int = 16 * 1024 * 1024  # the most of a refused body read and dropped
+    drain_seconds: float = 5.0
+
+    @classmethod
+    def of(cls, settings: Settings) -> "ProtocolLimits":
+        return cls(
+            max_connections=connection_cap(settings.max_connections),
+            max_header_bytes=settings.max_header_bytes,
+            header_timeout=settings.header_timeout_seconds,
+            body_timeout=settings.body_timeout_seconds,
+            write_timeout=settings.write_timeout_seconds,
+            linger_bytes=LINGER_BODIES * settings.max_body_bytes,
+            drain_seconds=settings.drain_seconds,
+        )
+
+
+class GuardedConfig(uvicorn.Config):
+    """uvicorn's Config, with what every GuardedProtocol connection reads: its limits and the
+    traffic it counts (requests read and not yet answered, over every connection)."""
+
+    def __init__(self, app: Any, limits: ProtocolLimits, traffic: Traffic, **kwargs: Any) -> None:
+        super().__init__(app, http=GuardedProtocol, **kwargs)
+        self.limits = limits
+        self.traffic = traffic
+
+
 class GuardedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the connection cap, header deadline and header cap,
-    and a count of the requests read and not yet answered, over every connection."""
+    counting the requests read and not yet answered in the traffic its config names."""
 
-    in_progress = 0  # requests whose headers are complete and whose response is not
-    max_connections = 512
-    max_header_bytes = 32 * 1024
-    header_timeout = 10.0
-    body_timeout = 30.0
-    write_timeout = 10.0
-    linger_bytes = 16 * 1024 * 1024  # the most of a refused body read and dropped
-    drain_seconds = 5.0
     refusals = _Throttled("refused %d connection(s) past COUNTER_MAX_CONNECTIONS")
     refused_lingering = 0  # connections refused past the cap, reading their request to drop it
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        guarded = cast(GuardedConfig, config)
+        self.limits = guarded.limits
+        self.traffic = guarded.traffic
         self._header_bytes = 0  # raw bytes received while headers are incomplete
         self._header_size = 0
         self._headers_done = False
@@ -155,18 +187,18 @@ class GuardedProtocol(HttpToolsProtocol):
         self._write_deadline: asyncio.TimerHandle | None = None
         self._write_buffered = 0  # bytes the transport held when the write deadline was armed
         self._discarded = 0  # body bytes read and dropped after a refusal, before closing
-        self._open = 0  # this connection's share of in_progress (pipelining: more than 1)
+        self._open = 0  # this connection's share of traffic.in_flight (pipelining: more than 1)
         self._raw: asyncio.Transport | None = None
         self._lingering = False  # a refusal was sent: the body is read and dropped, then close
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        if len(self.connections) >= self.max_connections:
+        if len(self.connections) >= self.limits.max_connections:
             self.refusals.hit()
             ERRORS.labels(Kind.OVERLOADED.label).inc()
             REFUSED_CONNECTIONS.inc()
             message = (
-                f"too many open connections (COUNTER_MAX_CONNECTIONS, {self.max_connections}); "
-                "retry shortly"
+                "too many open connections (COUNTER_MAX_CONNECTIONS, "
+                f"{self.limits.max_connections}); retry shortly"
             )
             transport.write(_raw_reply(503, "Service Unavailable", Kind.OVERLOADED, message, True))
             self.transport = transport
@@ -185,7 +217,7 @@ class GuardedProtocol(HttpToolsProtocol):
             GuardedProtocol.refused_lingering += 1
             self._lingering = True
             transport.write_eof()
-            self._body_deadline = self.loop.call_later(self.body_timeout, transport.close)
+            self._body_deadline = self.loop.call_later(self.limits.body_timeout, transport.close)
             return
         self._raw = transport
         super().connection_made(cast(asyncio.Transport, _OneWrite(transport, self._linger)))
@@ -195,7 +227,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._raw is None and self._lingering:  # refused past the cap, lingering
             GuardedProtocol.refused_lingering -= 1
             self._lingering = False
-        GuardedProtocol.in_progress -= self._open
+        self.traffic.in_flight -= self._open
         self._open = 0
         self._disarm_header_deadline()
         for timer in (self._body_deadline, self._write_deadline):
@@ -249,7 +281,7 @@ class GuardedProtocol(HttpToolsProtocol):
         ERRORS.labels(Kind.NOT_READY.label).inc()
         message = (
             "the service is stopping and the request's body had not arrived "
-            f"(COUNTER_DRAIN_SECONDS, {self.drain_seconds:g}); retry"
+            f"(COUNTER_DRAIN_SECONDS, {self.limits.drain_seconds:g}); retry"
         )
         raw.write(_raw_reply(503, "Service Unavailable", Kind.NOT_READY, message, True))
         self._refused = True  # the rest of the body is read and dropped, not handed on
@@ -266,7 +298,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def _arm_body_deadline(self) -> None:
         if self._body_deadline is not None:
             self._body_deadline.cancel()
-        self._body_deadline = self.loop.call_later(self.body_timeout, self._body_late)
+        self._body_deadline = self.loop.call_later(self.limits.body_timeout, self._body_late)
 
     def _body_late(self) -> None:
         self._body_deadline = None
@@ -275,7 +307,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if self.cycle is not None and not self.cycle.response_started and not self._lingering:
             ERRORS.labels(Kind.REQUEST_TIMEOUT.label).inc()
             message = (
-                f"the request body did not arrive within {self.body_timeout:g} s "
+                f"the request body did not arrive within {self.limits.body_timeout:g} s "
                 "(COUNTER_BODY_TIMEOUT_SECONDS)"
             )
             self._raw.write(_raw_reply(408, "Request Timeout", Kind.REQUEST_TIMEOUT, message))
@@ -297,7 +329,7 @@ class GuardedProtocol(HttpToolsProtocol):
             self._write_deadline.cancel()
         if self._raw is not None:
             self._write_buffered = self._raw.get_write_buffer_size()
-        self._write_deadline = self.loop.call_later(self.write_timeout, self._write_late)
+        self._write_deadline = self.loop.call_later(self.limits.write_timeout, self._write_late)
 
     def _write_late(self) -> None:
         self._write_deadline = None
@@ -312,7 +344,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def _arm_header_deadline(self) -> None:
         self._disarm_header_deadline()
-        self._header_deadline = self.loop.call_later(self.header_timeout, self._headers_late)
+        self._header_deadline = self.loop.call_later(self.limits.header_timeout, self._headers_late)
 
     def _disarm_header_deadline(self) -> None:
         if self._header_deadline is not None:
@@ -327,7 +359,7 @@ class GuardedProtocol(HttpToolsProtocol):
             return
         ERRORS.labels("header_timeout").inc()
         message = (
-            f"the request line and headers did not arrive within {self.header_timeout:g} s "
+            f"the request line and headers did not arrive within {self.limits.header_timeout:g} s "
             "(COUNTER_HEADER_TIMEOUT_SECONDS)"
         )
         self.transport.write(_raw_reply(408, "Request Timeout", Kind.INVALID_REQUEST, message))
@@ -336,7 +368,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def _refuse_headers(self) -> None:
         ERRORS.labels(Kind.HEADERS_TOO_LARGE.label).inc()
         message = (
-            f"the request line and headers are larger than {self.max_header_bytes} bytes "
+            f"the request line and headers are larger than {self.limits.max_header_bytes} bytes "
             "(COUNTER_MAX_HEADER_BYTES)"
         )
         reply = _raw_reply(431, "Request Header Fields Too Large", Kind.HEADERS_TOO_LARGE, message)
@@ -347,7 +379,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._lingering:
             if self._raw is None:  # refused past the cap: nothing of it is parsed
                 self._discarded += len(data)
-                if self._discarded > self.linger_bytes:
+                if self._discarded > self.limits.linger_bytes:
                     self.transport.close()
                 return
             self._drop(data)
@@ -359,7 +391,7 @@ class GuardedProtocol(HttpToolsProtocol):
         super().data_received(data)
         if self._headers_done and not self._message_done and self._body_deadline is None:
             self._arm_body_deadline()  # a body that takes more than one read: it has a deadline
-        over = self._header_bytes > self.max_header_bytes
+        over = self._header_bytes > self.limits.max_header_bytes
         if not self._headers_done and over and not self.transport.is_closing():
             self._refuse_headers()
 
@@ -382,12 +414,12 @@ class GuardedProtocol(HttpToolsProtocol):
         self._headers_done = True
         self._header_bytes = 0
         self._disarm_header_deadline()
-        if self._header_size > self.max_header_bytes:  # complete, but too large: not served
+        if self._header_size > self.limits.max_header_bytes:  # complete, but too large: not served
             self._refused = True
             self._refuse_headers()
             return
         cast(_OneWrite, self.transport).hold = True
-        GuardedProtocol.in_progress += 1
+        self.traffic.in_flight += 1
         self._open += 1
         super().on_headers_complete()
 
@@ -398,7 +430,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def _drop(self, data: bytes) -> None:
         """A lingering connection: the refused body read and dropped, then closed."""
         self._discarded += len(data)
-        if self._discarded > self.linger_bytes:
+        if self._discarded > self.limits.linger_bytes:
             self._close_now()
             return
         try:
@@ -422,7 +454,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         cast(_OneWrite, self.transport).flush()  # a head with no body write (HEAD requests)
         if self._open:
-            GuardedProtocol.in_progress -= 1
+            self.traffic.in_flight -= 1
             self._open -= 1
         super().on_response_complete()
         if self.transport.is_closing():
@@ -444,30 +476,29 @@ class GuardedProtocol(HttpToolsProtocol):
 class DrainingServer(uvicorn.Server):
     """uvicorn.Server whose first SIGTERM starts a drain before the usual graceful shutdown."""
 
-    def __init__(self, config: uvicorn.Config, drain_seconds: float, app: Any) -> None:
+    def __init__(self, config: uvicorn.Config, drain_seconds: float, traffic: Traffic) -> None:
         super().__init__(config)
         self.drain_seconds = drain_seconds
-        self.app = app
+        self.traffic = traffic
         self._draining = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        service = getattr(self.app.state, "service", None)
-        if sig != signal.SIGTERM or self._draining or service is None or not self.drain_seconds:
+        # Before the start is complete (models loading) there is nothing to drain.
+        if sig != signal.SIGTERM or self._draining or not self.started or not self.drain_seconds:
             super().handle_exit(sig, frame)
             return
         self._draining = True
         log.info("SIGTERM: draining for up to %g s before shutting down", self.drain_seconds)
         loop = asyncio.get_event_loop()
-        loop.call_soon_threadsafe(self._begin_drain, service, sig, frame)
+        loop.call_soon_threadsafe(self._begin_drain, sig, frame)
 
-    def _begin_drain(self, service: Any, sig: int, frame: FrameType | None) -> None:
+    def _begin_drain(self, sig: int, frame: FrameType | None) -> None:
         """Refuse new connections first (the orchestrator sends them elsewhere), then tell
         the open ones: a client told Connection: close reconnects and finds nobody listening,
         rather than a listener about to vanish with its connection in the backlog."""
         for listener in self.servers:
             listener.close()
-        service.draining = True
-        service.ready = False  # /readyz: 503 from now on
+        self.traffic.draining = True  # /readyz: 503 from now on, every response: close
         loop = asyncio.get_event_loop()
         self._drain(sig, frame, loop.time() + self.drain_seconds)
 
@@ -484,27 +515,20 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def requests_in_progress() -> int:
-    """Requests read and not yet answered, over every connection (0 outside this server)."""
-    return GuardedProtocol.in_progress
-
-
-def run(app: Any, settings: Settings, sock: socket.socket | None = None) -> None:
+def run(
+    app: Any, settings: Settings, sock: socket.socket | None = None, traffic: Traffic | None = None
+) -> None:
     """Serve the app with uvicorn and the protections above, until SIGTERM or Ctrl-C; on a
-    listening socket already opened (app.workers), or on settings.host and port."""
-    REQUESTS_IN_PROGRESS.set_function(requests_in_progress)
-    GuardedProtocol.max_connections = connection_cap(settings.max_connections)
-    GuardedProtocol.max_header_bytes = settings.max_header_bytes
-    GuardedProtocol.header_timeout = settings.header_timeout_seconds
-    GuardedProtocol.body_timeout = settings.body_timeout_seconds
-    GuardedProtocol.write_timeout = settings.write_timeout_seconds
-    GuardedProtocol.linger_bytes = LINGER_BODIES * settings.max_body_bytes
-    GuardedProtocol.drain_seconds = settings.drain_seconds
-    config = uvicorn.Config(
+    listening socket already opened (app.workers), or on settings.host and port. The traffic
+    is the app's (app.main.create_app makes it), counted and drained here."""
+    traffic = traffic or Traffic()
+    REQUESTS_IN_PROGRESS.set_function(lambda: traffic.in_flight)
+    config = GuardedConfig(
         app,
+        ProtocolLimits.of(settings),
+        traffic,
         host=settings.host,
         port=settings.port,
-        http=GuardedProtocol,
         # asyncio's own loop, whether or not uvloop is installed (a dev install pulls it in):
         # measured side by side it gave no more requests per second here, and more memory;
         # the service serves no WebSockets.
@@ -524,4 +548,4 @@ def run(app: Any, settings: Settings, sock: socket.socket | None = None) -> None
         backlog=256,
     )
     process.serve()  # the collector's threshold and the GIL switch interval, for serving
-    DrainingServer(config, settings.drain_seconds, app).run(sockets=[sock] if sock else None)
+    DrainingServer(config, settings.drain_seconds, traffic).run(sockets=[sock] if sock else None)

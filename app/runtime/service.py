@@ -33,6 +33,7 @@ from app.runtime.answers import Answer, CountEnd, CountLine, Detail, resolve_det
 from app.runtime.batcher import Batcher, RawBatcher
 from app.runtime.engine import EngineOptions, answer, answer_with_probabilities
 from app.runtime.models import LoadedModel, Registry
+from app.runtime.traffic import Traffic
 from app.settings import Settings
 
 BATCHED_STEPS = 256  # digit steps (rows x padded length) that join a shared batch
@@ -172,12 +173,12 @@ class CounterService:
         self,
         registry: Registry,
         settings: Settings,
-        in_progress: Callable[[], int] = lambda: 0,
+        traffic: Traffic | None = None,
     ) -> None:
-        """in_progress: how many requests the server has read and not yet answered (0 when it
-        cannot tell, as under a test client): with 1, nobody can share this one's batch."""
+        """traffic: the server's (app.runtime.traffic); with 1 request in flight, nobody can
+        share this one's batch, and draining ends counts."""
         self.registry = registry
-        self.in_progress = in_progress
+        self.traffic = traffic or Traffic()
         self.settings = settings
         self.options = EngineOptions(
             settings.low_confidence, settings.summary_steps, settings.echo_digits
@@ -192,9 +193,26 @@ class CounterService:
         self.large_requests = 0  # requests with large bodies held now (arrived to answered)
         self.large_reading = 0  # large bodies being received now
         self.streams = 0  # POST /count streams under way
-        self.ready = False  # every model loaded and warm, and not stopping (/readyz)
+        self._ready = False  # every model loaded and warm (the lifespan sets it)
         self.serving = False  # models loaded: requests are answered, draining or not
-        self.draining = False  # SIGTERM received: finish in-flight work, take no more
+
+    @property
+    def ready(self) -> bool:
+        """Every model loaded and warm, and not draining (/readyz)."""
+        return self._ready and not self.traffic.draining
+
+    @ready.setter
+    def ready(self, ready: bool) -> None:
+        self._ready = ready
+
+    @property
+    def draining(self) -> bool:
+        """SIGTERM received: finish in-flight work, take no more."""
+        return self.traffic.draining
+
+    @draining.setter
+    def draining(self, draining: bool) -> None:
+        self.traffic.draining = draining
 
     def install(self, model: LoadedModel) -> None:
         """Serve this model (a new one, or a new version in place of the old), in one step:
@@ -301,7 +319,7 @@ class CounterService:
             detail_asked, sum(map(len, numbers)), self.settings.max_detail_digits
         )
         cost = len(numbers) * (max(map(len, numbers)) + 1)
-        if cost <= BATCHED_STEPS and self.in_progress() != 1:
+        if cost <= BATCHED_STEPS and self.traffic.in_flight != 1:
             return await self.batchers[model.card.name].answer(numbers, detail)
         if cost <= INLINE_STEPS:
             if tracing.TRACER is None:  # off: the plain call, not even a do-nothing `with`
@@ -331,7 +349,7 @@ class CounterService:
             return results[0], probs
 
         cost = len(numbers) * (max(map(len, numbers)) + 1)
-        if cost <= BATCHED_STEPS and self.in_progress() != 1:  # placed as increment's are
+        if cost <= BATCHED_STEPS and self.traffic.in_flight != 1:  # placed as increment's are
             return await self._batchers(model)[0].answer_with_probabilities(numbers)
         if cost <= INLINE_STEPS:
             if tracing.TRACER is None:
@@ -350,7 +368,7 @@ class CounterService:
         """The raw model: int64 digits [batch, time] -> float32 probabilities [batch, time, 10]."""
         model = self.model(model_name, version)
         cost = int(digits.size)
-        if cost <= BATCHED_STEPS and self.in_progress() != 1:
+        if cost <= BATCHED_STEPS and self.traffic.in_flight != 1:
             return await self._batchers(model)[1].run(digits)
         if cost <= INLINE_STEPS:
             if tracing.TRACER is None:

@@ -98,7 +98,7 @@ def test_a_request_alone_in_the_server_runs_at_once_without_a_batch(shipped: obj
         app = create_app(Settings())
         async with lifespan(app):
             service = app.state.service
-            service.in_progress = lambda: in_progress
+            service.traffic.in_flight = in_progress
             batcher = service.batchers["counter"]
             original = batcher.answer
 
