@@ -7,10 +7,11 @@ import atexit
 import os
 import time
 from contextlib import suppress
-from typing import Any
 
 import orjson
 from starlette.types import Scope
+
+from app.http.headers import RequestState
 
 
 class Lines:
@@ -54,14 +55,8 @@ _LINES = Lines(1)
 atexit.register(_LINES.flush)
 
 
-def write(
-    scope: Scope,
-    status: int,
-    elapsed: float,
-    request_id: str,
-    state: dict[str, Any],
-    now: bool,
-) -> None:
+def write(scope: Scope, status: int, elapsed: float, state: RequestState, now: bool) -> None:
+    """The request's line: held for this loop turn's write, or (now) written at once."""
     _LINES.add(
         orjson.dumps(
             {
@@ -70,9 +65,9 @@ def write(
                 "path": scope["path"][:200],
                 "status": status,
                 "duration_ms": round(elapsed * 1000, 3),
-                "request_id": request_id,
-                "model": state.get("model"),
-                "digits": state.get("digits"),
+                "request_id": state.request_id,
+                "model": state.model,
+                "digits": state.digits,
             },
             option=orjson.OPT_APPEND_NEWLINE,
         ),

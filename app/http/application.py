@@ -14,6 +14,7 @@ from starlette.types import ASGIApp
 from app.errors import Kind, ServiceError
 from app.http import docs_pages
 from app.http.edge import Edge, error_body
+from app.http.headers import STATE, RequestState
 from app.http.lean import LeanTable
 from app.metrics import ERRORS
 from app.runtime.traffic import Traffic
@@ -64,7 +65,8 @@ class CounterApp(FastAPI):
 def _shape(request: Request, error: ServiceError) -> Response:
     """A refusal raised by the framework itself (no such path, wrong method, bad path value)."""
     ERRORS.labels(error.kind.label).inc()
-    request_id = request.scope.get("state", {}).get("request_id", "")
+    state: RequestState | None = request.scope.get(STATE)
+    request_id = state.request_id if state is not None else ""
     v2 = request.url.path.startswith("/v2")
     body = error_body(error, request_id, v2)
     return Response(body, error.status, media_type="application/json", headers=error.headers)

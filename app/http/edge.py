@@ -2,9 +2,9 @@
 the access log, and draining. One pure-ASGI layer instead of several, because each layer costs
 every request (docs/benchmarks.md says how much).
 
-- Request ids: a client's X-Request-ID is kept when it is short and plain (1-64 characters of
-  letters, digits, '-', '_', '.', ':'), else one is made; it is echoed in the X-Request-ID
-  header, in every error body and in the access log line.
+- Request ids: the client's X-Request-ID when it is short and plain, else a made one
+  (app.http.headers, which reads the headers once into the request's state); echoed in the
+  X-Request-ID header, in every error body and in the access log line.
 - The body limit: a declared Content-Length over COUNTER_MAX_BODY_BYTES is refused at once
   (413, the body unread), a chunked one the moment it passes the limit; never read whole.
 - Errors: anything a route raises becomes one reply in the protocol's shape (the counter's
@@ -24,9 +24,6 @@ every request (docs/benchmarks.md says how much).
 """
 
 import logging
-import os
-import random
-import re
 import time
 from typing import Any
 
@@ -36,7 +33,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import process, tracing
 from app.errors import Kind, ServiceError, preview
-from app.http import access_log
+from app.http import access_log, headers
+from app.http.headers import STATE
 from app.http.lean import LeanTable
 from app.metrics import ERRORS, REQUEST_SECONDS
 from app.runtime.service import finish_admission
@@ -44,22 +42,7 @@ from app.runtime.traffic import Traffic
 
 log = logging.getLogger(__name__)
 
-_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
 _JSON = [(b"content-type", b"application/json")]
-# Made request ids: 64 random bits from a generator seeded once from the OS. An id names a
-# request in logs, it guards nothing, so it needs no system call per request (secrets did one,
-# a measurable share of a request's time).
-_IDS = random.Random(os.urandom(16))
-
-
-def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
-    """The client's X-Request-ID if it is short and plain, else a new one."""
-    for name, value in headers:
-        if name == b"x-request-id":
-            if _ID.fullmatch(value):
-                return value.decode("ascii")
-            break
-    return f"{_IDS.getrandbits(64):016x}"
 
 
 def error_body(error: ServiceError, request_id: str, v2: bool) -> bytes:
@@ -107,9 +90,8 @@ class Edge:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        request_id = request_id_from(scope["headers"])
-        state = scope.setdefault("state", {})
-        state["request_id"] = request_id
+        state = scope[STATE] = headers.read(scope["headers"])
+        request_id = state.request_id
         v2 = scope["path"].startswith("/v2")
         traced = None
         if tracing.TRACER is not None and scope["path"] not in _PROBES:  # probes: untraced
@@ -157,15 +139,11 @@ class Edge:
             await send(message)
 
         try:
-            declared = _content_length(scope["headers"])
+            declared = state.declared_length
             if declared is not None and declared > limit:
                 await reply(_too_large(limit))
-            elif (
-                self.hosts
-                and scope["path"] not in _PROBES
-                and _host(scope["headers"]) not in self.hosts
-            ):
-                await reply(_unknown_host(scope["headers"], self.hosts))
+            elif self.hosts and scope["path"] not in _PROBES and state.host not in self.hosts:
+                await reply(_unknown_host(state.host, self.hosts))
             else:
                 await self._dispatch(scope, limited_receive, tracked_send)
         except ServiceError as error:
@@ -187,13 +165,13 @@ class Edge:
             _timer(template, scope["method"], status).observe(elapsed)
             if traced is not None:
                 traced.end(status, None if route is None else template, request_id)
-            if state.get("digits", 0) > process.LARGE_DIGITS:
+            if state.digits is not None and state.digits > process.LARGE_DIGITS:
                 process.release()  # its arrays and strings are freed now: back to the OS
             if self.access_log:
                 # Alone, its line goes out at once: holding it would cost a loop turn and
                 # gather no other line to share the write with.
                 alone = self.traffic.in_flight == 0
-                access_log.write(scope, status, elapsed, request_id, state, alone)
+                access_log.write(scope, status, elapsed, state, alone)
 
 
 # The latency histogram's children by (route template, method, status): a few dozen at most
@@ -221,25 +199,11 @@ def _too_large(limit: int) -> ServiceError:
 _PROBES = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
 
 
-def _host(headers: list[tuple[bytes, bytes]]) -> bytes:
-    for name, value in headers:
-        if name == b"host":
-            return value.lower()
-    return b""
-
-
-def _unknown_host(headers: list[tuple[bytes, bytes]], hosts: frozenset[bytes]) -> ServiceError:
-    shown = preview(_host(headers).decode("latin-1"), 60)
+def _unknown_host(host: bytes, hosts: frozenset[bytes]) -> ServiceError:
+    shown = preview(host.decode("latin-1"), 60)
     return ServiceError(
         Kind.UNKNOWN_HOST,
         f"this service does not answer to Host {shown}; it answers to "
         f"{', '.join(sorted(h.decode('latin-1') for h in hosts))} (COUNTER_ALLOWED_HOSTS)",
         {"connection": "close"},
     )
-
-
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    for name, value in headers:
-        if name == b"content-length":
-            return int(value) if value.isdigit() and len(value) < 19 else None
-    return None

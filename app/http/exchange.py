@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from app.errors import Kind, ServiceError
+from app.http.headers import state_of
 from app.runtime.service import CounterService, large_admission
 
 JSON = "application/json"
@@ -30,22 +31,14 @@ def log_fields(request: Request, service: CounterService, model: str | None, dig
     """What the access line says of a request beyond HTTP: the model asked (the default for
     None; an unknown name cut short) and how many digits it asked about."""
     name = service.registry.default if model is None else model
-    state = request.scope.setdefault("state", {})
-    state["model"] = name if len(name) <= 64 else name[:64] + "..."
-    state["digits"] = digits
-
-
-def _media_type(request: Request) -> str:
-    for name, value in request.scope["headers"]:
-        if name == b"content-type":
-            media: str = value.split(b";", 1)[0].strip().lower().decode("latin-1")
-            return media
-    return ""
+    state = state_of(request)
+    state.model = name if len(name) <= 64 else name[:64] + "..."
+    state.digits = digits
 
 
 def require_json(request: Request) -> None:
     """415 unless the body is declared as JSON (application/json or any */*+json)."""
-    media = _media_type(request)
+    media = state_of(request).media_type
     if media != JSON and not (media.startswith("application/") and media.endswith("+json")):
         shown = repr(media[:60]) if media else "no Content-Type"
         raise ServiceError(
@@ -61,7 +54,7 @@ def require_tensor_media(request: Request) -> None:
     """415 for an inference request sent as a form or text: the Content-Types a web page may
     POST from another origin without asking first (a CORS preflight). JSON, the binary
     extension's application/octet-stream, and none at all (tritonclient sends none) pass."""
-    media = _media_type(request)
+    media = state_of(request).media_type
     if media not in TENSOR_MEDIA and not (
         media.startswith("application/") and media.endswith("+json")
     ):
@@ -74,10 +67,7 @@ def require_tensor_media(request: Request) -> None:
 
 def declared_length(request: Request) -> int | None:
     """The request's Content-Length, or None when it sends none (chunked)."""
-    for name, value in request.scope["headers"]:
-        if name == b"content-length":
-            return int(value) if value.isdigit() and len(value) < 19 else None
-    return None
+    return state_of(request).declared_length
 
 
 async def read_body(request: Request) -> bytes:

@@ -38,6 +38,7 @@ from app.http.exchange import (
     require_tensor_media,
     service_of,
 )
+from app.http.headers import header, state_of
 from app.http.lean import LeanRoute
 from app.runtime.models import LoadedModel
 from app.runtime.service import CounterService
@@ -139,13 +140,11 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
     require_tensor_media(request)
     service = service_of(request)
     model = _model(request, name, version)
-    request.state.model = model.card.name
-    header = None
-    for key, value in request.scope["headers"]:
-        if key == HEADER_LENGTH.encode():
-            header = value.decode("latin-1")
+    state_of(request).model = model.card.name
+    raw = header(request.scope["headers"], HEADER_LENGTH.encode())
+    header_length = None if raw is None else raw.decode("latin-1")
     async with service.admitted(declared_length(request)):
-        return await _answer(request, service, model, version, header)
+        return await _answer(request, service, model, version, header_length)
 
 
 async def _answer(
@@ -153,17 +152,17 @@ async def _answer(
     service: CounterService,
     model: LoadedModel,
     version: str | None,
-    header: str | None,
+    header_length: str | None,
 ) -> Response:
     body = await read_body(request)
     if tracing.TRACER is None:  # off: the plain calls, not even a do-nothing `with`
-        infer = parse_request(body, header)
+        infer = parse_request(body, header_length)
         inference = Inference(service, infer)
     else:
         with tracing.span("parse"):
-            infer = parse_request(body, header)
+            infer = parse_request(body, header_length)
             inference = Inference(service, infer)
-    request.state.digits = inference.size
+    state_of(request).digits = inference.size
     _bounded_answer(infer, inference, service.settings.max_answer_bytes)
     async with ClientGone(request) as gone:
         outputs = await inference.run(service, model, gone, version)
