@@ -3,7 +3,7 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from app import process, tracing, workers
+from app import __version__, process, tracing, workers
 from app.api import openapi, routes
 from app.api.routes import page
 from app.http.application import CounterApp
@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         LeanTable(routes.lean()),
         openapi.openapi,
         title="RNN Counter",
-        version="2.0.0",
+        version=__version__,
         summary="A recurrent network adds one to a number digit by digit, shows its work, "
         "and says when a proof covers the answer.",
         lifespan=lifespan,

@@ -79,10 +79,6 @@ def load_json(body: bytes) -> Any:
     )
 
 
-def _preview(text: str) -> str:
-    return repr(text if len(text) <= 24 else text[:20] + "...")
-
-
 def _what_is_wrong(text: str) -> str:
     """Plain words for why a string is not a number of ASCII digits."""
     if not text:
@@ -150,12 +146,12 @@ def parse_number(value: object, max_digits: int, where: str = "number") -> str:
         if whole is not None:
             return whole
         problem = f"is a JSON number that is not a whole number >= 0 of at most {most} "
-        problem += f"digits written out ({_preview(value)}); send longer numbers as strings"
+        problem += f"digits written out ({preview(value, 20)}); send longer numbers as strings"
     elif isinstance(value, JsonInt):
         if value == "-0":
             return "0"  # JSON's -0 is the integer zero
         if value.startswith("-"):
-            problem = f"is a negative integer ({_preview(value)})"
+            problem = f"is a negative integer ({preview(value, 20)})"
         elif len(value) > max_digits:
             problem = (
                 f"has {len(value)} digits, more than the limit of {max_digits} (COUNTER_MAX_DIGITS)"
@@ -171,7 +167,7 @@ def parse_number(value: object, max_digits: int, where: str = "number") -> str:
         elif is_ascii_digits(value):
             return value
         else:
-            problem = f"{_what_is_wrong(value)}: {_preview(value)}"
+            problem = f"{_what_is_wrong(value)}: {preview(value, 20)}"
     elif value is None:
         problem = "is null"
     elif isinstance(value, bool):
@@ -228,7 +224,7 @@ def _optional_text(
         return None
     if type(value) is not str or (choices is not None and value not in choices):
         hint = f"one of {', '.join(map(repr, choices))}" if choices else "a model name (a string)"
-        shown = repr(value[:40]) if type(value) is str else _kind(value)
+        shown = preview(value) if type(value) is str else _kind(value)
         raise ServiceError(Kind.INVALID_REQUEST, f"{field} must be {hint}, not {shown}")
     return value
 
@@ -328,7 +324,7 @@ def parse_count(body: bytes, max_digits: int, max_count: int) -> CountRequest:
         count = JsonInt(_integral(count, 12) or count) if len(count) <= 40 else count
     digits_ok = isinstance(count, JsonInt) and count.isdigit() and len(count) <= 12
     if not digits_ok or not 1 <= int(str(count)) <= max_count:
-        shown = repr(str(count)[:20]) if isinstance(count, JsonInt | JsonFloat) else _kind(count)
+        shown = preview(str(count), 20) if isinstance(count, JsonInt | JsonFloat) else _kind(count)
         raise ServiceError(
             Kind.INVALID_REQUEST,
             f"count must be a whole number from 1 to {max_count} (COUNTER_MAX_COUNT), not {shown}",

@@ -41,7 +41,7 @@ def find_model(service: CounterService, name: str, version: str | None = None) -
 
 def single_input(inputs: list[InferInput]) -> InferInput:
     if len(inputs) != 1 or inputs[0].name not in ("digits", "number"):
-        names = ", ".join(repr(i.name[:20]) for i in inputs) or "none"
+        names = ", ".join(preview(i.name, 20) for i in inputs) or "none"
         raise ServiceError(
             Kind.MALFORMED_TENSOR,
             f"send exactly one input, 'digits' (INT64 [batch, time]) or 'number' (BYTES "

@@ -13,6 +13,7 @@ import orjson
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from app import __version__
 from app.api.bodies import parse_increment
 from app.api.schemas import model_list
 from app.api.tensors import (
@@ -412,7 +413,7 @@ def _v2_examples(paths: dict[str, Any], service: CounterService) -> None:
     body = b"".join(parts)
     ready = {"name": name, "ready": True}
     examples = {
-        "/v2": {"name": SERVER, "version": "2.0.0", "extensions": ["binary_tensor_data"]},
+        "/v2": {"name": SERVER, "version": __version__, "extensions": ["binary_tensor_data"]},
         "/v2/health/live": {"live": True},
         "/v2/health/ready": {"ready": True},
         "/v2/models/{name}": model_metadata(model),

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from app.errors import Kind, ServiceError
+from app.errors import Kind, ServiceError, preview
 from app.http.headers import state_of
 from app.runtime.service import CounterService, large_admission
 
@@ -40,7 +40,7 @@ def require_json(request: Request) -> None:
     """415 unless the body is declared as JSON (application/json or any */*+json)."""
     media = state_of(request).media_type
     if media != JSON and not (media.startswith("application/") and media.endswith("+json")):
-        shown = repr(media[:60]) if media else "no Content-Type"
+        shown = preview(media, 60) if media else "no Content-Type"
         raise ServiceError(
             Kind.UNSUPPORTED_MEDIA_TYPE,
             f"the body must be JSON sent with Content-Type: application/json, not {shown}",
@@ -61,7 +61,7 @@ def require_tensor_media(request: Request) -> None:
         raise ServiceError(
             Kind.UNSUPPORTED_MEDIA_TYPE,
             f"an inference request is sent with Content-Type: application/json (or "
-            f"application/octet-stream with binary tensors), not {media[:60]!r}",
+            f"application/octet-stream with binary tensors), not {preview(media, 60)}",
         )
 
 

@@ -150,15 +150,20 @@ class CountLine(TypedDict):
     warnings: list[str]
 
 
+# Why a count stopped (a client that goes away is sent nothing more: it has no reason line).
+CountReason = Literal["count", "error", "time_limit", "shutdown"]
+
+
 class CountEnd(TypedDict):
     """The last line of a count: why it stopped."""
 
     done: Literal[True]
     reason: Annotated[
-        Literal["count", "error", "disconnect", "time_limit", "shutdown"],
+        CountReason,
         Field(
             description="count: N numbers sent; error: stop_on_error met a wrong answer; "
-            "shutdown: the service is stopping (count on from the last number elsewhere)"
+            "time_limit: the count ran COUNTER_MAX_COUNT_SECONDS; shutdown: the service is "
+            "stopping (count on from the last number elsewhere)"
         ),
     ]
     sent: int

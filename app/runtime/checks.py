@@ -24,7 +24,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import onnxruntime as ort
@@ -119,7 +119,7 @@ class ActivationErrors:
 class ProofCheck:
     """The card's proof, re-run on the loaded weights."""
 
-    proved: int | str  # the reliable carry length reached: at least the card's claim
+    proved: int | Literal["unbounded"]  # reached: at least the card's claim
     margin: float | None
     seconds: float
     activation_error: float | None  # measured here; None when nothing is claimed
@@ -161,7 +161,7 @@ def recheck_proof(
         key_digits=certificate.key_digits,
         transient=certificate.transient_steps,
     )
-    proved: int | str = "unbounded" if proof.reliable is None else proof.reliable
+    proved: int | Literal["unbounded"] = "unbounded" if proof.reliable is None else proof.reliable
     confirmed = proved == "unbounded" or (claimed != "unbounded" and int(proved) >= int(claimed))
     if not confirmed:
         raise ModelLoadError(

@@ -198,8 +198,9 @@ def _steps(
     ]
 
 
-def preview(number: str, keep: int = 12) -> str:
-    """A long number cut to its ends: '123456789012...345678901234 (1000000 digits)'."""
+def ends(number: str, keep: int = 12) -> str:
+    """A long number of an answer cut to its ends: '123456789012...345678901234 (1000000
+    digits)' (a client's value echoed in an error is app.errors.preview)."""
     if len(number) <= 2 * keep + 3:
         return number
     return f"{number[:keep]}...{number[-keep:]} ({len(number)} digits)"
@@ -322,11 +323,11 @@ def _answer(run: _Run, number: str, row: int, detail: Detail) -> Answer:
     if expected is not None:
         warnings = [
             *warnings,
-            f"The model's answer is wrong: {preview(number)} + 1 = {preview(expected)}.",
+            f"The model's answer is wrong: {ends(number)} + 1 = {ends(expected)}.",
         ]
     check: Check = {"correct": correct, "expected": expected}
     return {
-        "input": number if len(number) <= options.echo_digits else preview(number),
+        "input": number if len(number) <= options.echo_digits else ends(number),
         "input_digits": len(number),
         "output": rows.outputs[row],
         "detail": detail,

@@ -7,10 +7,11 @@ the runtime and shown by GET /models.
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import Field
 
 from core.card import ModelCard
 from core.codec import Digits
@@ -29,32 +30,60 @@ class ModelLoadError(Exception):
 
 
 @dataclass(frozen=True)
-class ServingCheck:
-    """What the service verified itself at load: shown beside the card by GET /models/{name}."""
+class DecisionCheck:
+    """The card's decided carry length as this service checked it at load."""
 
-    onnxruntime: str  # the version running here (the card records the one it was measured on)
-    # the largest tanh or sigmoid error of that onnxruntime's kernels for this model's op, over
-    # a dense grid; None when the card claims no proof (nothing relies on it)
-    activation_error_measured: float | None
-    proved_carry_length: int | str  # what the re-run proof established on the loaded weights
-    proof_margin: float | None
-    proof_seconds: float
-    warm_up_answers: int  # answers checked against exact arithmetic before serving
-    # the card's decided carry length (core.decide), checked here: None when the card has none
-    decision: "DecisionCheck | None" = None
-    # the card's dynamics.carry_attractor re-derived from the loaded weights (core.dynamics);
-    # None when the card makes no such claim
-    carry_attractor: bool | None = None
+    # its certificate on the loaded weights, its refuting input on the loaded graph
+
+    result: Literal["checked"]  # the certificate holds and the refuting input fails here
+    proved_carry_length: Annotated[
+        int, Field(description="K, re-derived from the certificate (-1: it proves nothing)")
+    ]
+    seconds: Annotated[float, Field(description="the certificate's one-pass check")]
+    refutation: Annotated[
+        str | None, Field(description="the refuting input as this graph answered it")
+    ]  # e.g. "99999 + 1 gave 0"
 
 
 @dataclass(frozen=True)
-class DecisionCheck:
-    """The card's decided carry length, checked on the loaded weights and graph."""
+class ServingCheck:
+    """What this service verified itself when it loaded the model, beside what the card says."""
 
-    result: str  # "checked": the certificate holds and the refuting input fails here
-    proved_carry_length: int  # K, re-derived by the check (-1: the card proves nothing)
-    seconds: float  # the certificate's check
-    refutation: str | None  # e.g. "99999 + 1 gave 0", as this service's graph answered
+    # GET /models/{name} shows it as the card's `serving` (app.api.schemas.ServedModel)
+
+    onnxruntime: Annotated[
+        str, Field(description="the onnxruntime running here (the card has its own)")
+    ]
+    activation_error_measured: Annotated[
+        float | None,
+        Field(
+            description="the largest tanh or sigmoid error of this onnxruntime's kernels for the "
+            "model's op (RNN, GRU or LSTM), measured through the op itself on a dense grid; the "
+            "proof allows the card's certificate.tanh_error_bound; null when the card claims no "
+            "proof"
+        ),
+    ]
+    proved_carry_length: Annotated[
+        int | Literal["unbounded"],
+        Field(description="the proof re-run on the loaded weights: at least the card's claim"),
+    ]
+    proof_margin: float | None
+    proof_seconds: float
+    warm_up_answers: Annotated[
+        int, Field(description="answers checked against exact arithmetic before serving")
+    ]
+    decision: Annotated[
+        DecisionCheck | None,
+        Field(description="the card's decided carry length, checked here (null: none)"),
+    ] = None
+    carry_attractor: Annotated[
+        bool | None,
+        Field(
+            description="the card's dynamics.carry_attractor re-derived from the loaded weights "
+            "(a stable fixed point of the map 'read a 9' that reads out the carry); null when "
+            "the card makes no such claim"
+        ),
+    ] = None
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, nullcontext, suppress
 from contextvars import ContextVar, Token
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -29,7 +29,14 @@ import onnxruntime as ort
 from app import tracing
 from app.errors import Kind, ServiceError, not_ready, preview, unknown_model
 from app.metrics import MODELS_LOADED, PENDING_STEPS
-from app.runtime.answers import Answer, CountEnd, CountLine, Detail, resolve_detail
+from app.runtime.answers import (
+    Answer,
+    CountEnd,
+    CountLine,
+    CountReason,
+    Detail,
+    resolve_detail,
+)
 from app.runtime.batcher import Batcher, RawBatcher
 from app.runtime.engine import EngineOptions, answer, answer_with_probabilities
 from app.runtime.models import LoadedModel, Registry
@@ -457,12 +464,9 @@ class CounterService:
         """The model counting on from `start`, its own answer fed back as the next input."""
         model = self.model(model_name)
         number, sent, wrong = start, 0, 0
-        reason: Literal["count", "error", "disconnect", "time_limit", "shutdown"] = "count"
+        reason: CountReason = "count"
         deadline = asyncio.get_running_loop().time() + self.settings.max_count_seconds
         while sent < count:
-            if stop is not None and stop.is_set():
-                reason = "disconnect"
-                break
             if asyncio.get_running_loop().time() > deadline:
                 reason = "time_limit"
                 break

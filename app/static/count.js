@@ -51,8 +51,8 @@ function ending(end, last) {
         `the model said ${preview(last.output)}, exact ${preview(last.expected)}. ${counted}.`;
     case "time_limit":
       return `The service stopped the count at its time limit (COUNTER_MAX_COUNT_SECONDS). ${counted}.`;
-    case "disconnect":
-      return `The count ended early. ${counted}.`;
+    case "shutdown":
+      return `The service is stopping, so the count ended early${last ? `; count on from ${preview(last.output)} shortly` : ""}. ${counted}.`;
     default:
       return `Done: ${counted}.`;
   }
