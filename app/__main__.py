@@ -17,7 +17,7 @@ from app.settings import Settings
 
 
 class JsonLines(logging.Formatter):
-    """Every log line one JSON object, like the access lines (app.http.edge), so that one log
+    """Every log line one JSON object, like the access lines (app.http.access_log), so that one log
     pipeline reads start-up, errors and requests alike; a traceback stays inside its line."""
 
     def format(self, record: logging.LogRecord) -> str:

@@ -538,7 +538,7 @@ def run(
         # No formatters of uvicorn's own: its lines reach the root logger, which `python -m app`
         # sets to write JSON, one object a line, as the access log does.
         log_config=None,
-        access_log=False,  # app.http.edge writes one JSON line per request instead
+        access_log=False,  # app.http.access_log writes one JSON line per request instead
         server_header=False,
         # Nothing here reads the client's address or scheme (no URL is built from them, the
         # access log has none): uvicorn's X-Forwarded-* middleware would cost every request.
