@@ -7,14 +7,17 @@ what was wrong and what is accepted.
 """
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any, NotRequired, cast
 
 import orjson
+from pydantic import ConfigDict, Field, TypeAdapter, WithJsonSchema, with_config
+from typing_extensions import TypedDict
 
 from app.errors import Kind, ServiceError, preview
-from app.runtime.answers import DETAILS
+from app.runtime.answers import DETAILS, DetailAsked
 from core.codec import is_ascii_digits
 
 
@@ -229,8 +232,133 @@ def _optional_text(
     return value
 
 
+# The request bodies, typed once: each TypedDict is the JSON its parser below accepts (its
+# fields, which are required, what each may hold), and /docs shows the schema pydantic derives
+# from it (`schema`), with the running limits in place of the "{setting}" marks. The parsers
+# read their field names from the same types.
+
+_CLOSED = ConfigDict(extra="forbid")  # a field not listed is refused, as the parsers do
+
+Number = Annotated[
+    str | int,
+    WithJsonSchema(
+        {
+            "description": "ASCII digits 0-9 (a string), or a JSON integer >= 0; at most "
+            "{max_digits} digits (COUNTER_MAX_DIGITS). Leading zeros are accepted.",
+            "oneOf": [
+                {
+                    "type": "string",
+                    "pattern": "^[0-9]+$",
+                    "minLength": 1,
+                    "maxLength": "{max_digits}",
+                },
+                {"type": "integer", "minimum": 0},
+            ],
+        }
+    ),
+]
+ModelName = Annotated[
+    str | None, Field(description="a model name from GET /models; null or absent: the default")
+]
+DetailLevel = Annotated[
+    DetailAsked | None,
+    Field(
+        description="'full': every step with its 10 probabilities; 'digits': every step without "
+        "them; 'summary': only the least confident steps; 'none': no steps. 'auto' (the default, "
+        "also for null): 'full' up to COUNTER_MAX_DETAIL_DIGITS digits, 'summary' beyond."
+    ),
+]
+
+
+@with_config(_CLOSED)
+class IncrementRequest(TypedDict):
+    """The body of POST /increment."""
+
+    number: Number
+    model: NotRequired[ModelName]
+    detail: NotRequired[DetailLevel]
+
+
+@with_config(_CLOSED)
+class BatchRequest(TypedDict):
+    """The body of POST /increment/batch."""
+
+    numbers: Annotated[
+        list[Number],
+        Field(
+            min_length=1,
+            description="one bad item refuses the whole request; numbers x (longest + 1) at "
+            "most {max_batch_digits} (COUNTER_MAX_BATCH_DIGITS)",
+            json_schema_extra={"maxItems": "{max_batch_items}"},
+        ),
+    ]
+    model: NotRequired[ModelName]
+    detail: NotRequired[DetailLevel]
+
+
+@with_config(_CLOSED)
+class CountRequest(TypedDict):
+    """The body of POST /count."""
+
+    start: Number
+    count: Annotated[int, Field(ge=1, json_schema_extra={"maximum": "{max_count}"})]
+    model: NotRequired[ModelName]
+    stop_on_error: NotRequired[
+        Annotated[bool | None, Field(description="stop at the first wrong answer (default false)")]
+    ]
+
+
+def schema(body: Any, limits: Mapping[str, Any]) -> dict[str, Any]:
+    """A body's JSON schema as /docs shows it: derived from its type, each "{setting}" mark
+    replaced by the running limit (a bare mark by the number itself)."""
+    derived: dict[str, Any] = TypeAdapter(body).json_schema()
+    return cast(dict[str, Any], _limited(derived, limits))
+
+
+def _limited(node: Any, limits: Mapping[str, Any]) -> Any:
+    if isinstance(node, dict):
+        return {k: _limited(v, limits) for k, v in node.items() if k != "title"}
+    if isinstance(node, list):
+        return [_limited(v, limits) for v in node]
+    if isinstance(node, str) and "{" in node:
+        bare = node[1:-1]
+        if node == "{" + bare + "}" and bare in limits:
+            return limits[bare]
+        for name, value in limits.items():
+            node = node.replace("{" + name + "}", str(value))
+    return node
+
+
+_INCREMENT_FIELDS = tuple(IncrementRequest.__annotations__)
+_BATCH_FIELDS = tuple(BatchRequest.__annotations__)
+_COUNT_FIELDS = tuple(CountRequest.__annotations__)
+
+# Named examples for /docs, checked against the types by mypy.
+INCREMENT_EXAMPLES: dict[str, IncrementRequest] = {
+    "a string of digits": {"number": "1299"},
+    "a JSON integer": {"number": 1299},
+    "the post's model, past its carry, no steps": {
+        "number": "999999999999999999",
+        "model": "counter-post",
+        "detail": "none",
+    },
+}
+BATCH_EXAMPLES: dict[str, BatchRequest] = {
+    "two numbers": {"numbers": ["1299", 41], "detail": "none"}
+}
+COUNT_EXAMPLES: dict[str, CountRequest] = {
+    "watch the post's model break": {
+        "start": "999999999999999990",
+        "count": 20,
+        "model": "counter-post",
+        "stop_on_error": True,
+    },
+    "a proved roll-over": {"start": "9" * 30, "count": 3},
+}
+
+
 @dataclass(frozen=True, slots=True)
-class IncrementRequest:
+class Increment:
     """What POST /increment and POST /increment/batch were asked, after every rule passed."""
 
     numbers: list[str]
@@ -238,12 +366,12 @@ class IncrementRequest:
     detail: str  # as asked: "auto" or a Detail
 
 
-def parse_increment(body: bytes, max_digits: int) -> IncrementRequest:
+def parse_increment(body: bytes, max_digits: int) -> Increment:
     """The body of POST /increment: {"number": ..., "model"?: ..., "detail"?: ...}."""
     example = '{"number": "1299"}'
-    data = _object(load_json(body), ("number", "model", "detail"), "number", example)
+    data = _object(load_json(body), _INCREMENT_FIELDS, "number", example)
     number = parse_number(data["number"], max_digits)
-    return IncrementRequest(
+    return Increment(
         [number], _optional_text(data, "model"), _optional_text(data, "detail", DETAILS) or "auto"
     )
 
@@ -260,10 +388,10 @@ def _all_digit_strings(items: list[Any], max_digits: int) -> bool:
     return is_ascii_digits("".join(items))
 
 
-def parse_batch(body: bytes, max_digits: int, max_items: int, max_padded: int) -> IncrementRequest:
+def parse_batch(body: bytes, max_digits: int, max_items: int, max_padded: int) -> Increment:
     """The body of POST /increment/batch: {"numbers": [...], ...}; one bad item refuses all."""
     example = '{"numbers": ["1299", "41"]}'
-    data = _object(load_json(body), ("numbers", "model", "detail"), "numbers", example)
+    data = _object(load_json(body), _BATCH_FIELDS, "numbers", example)
     items = data["numbers"]
     if not isinstance(items, list) or not items:
         raise ServiceError(
@@ -294,13 +422,13 @@ def parse_batch(body: bytes, max_digits: int, max_items: int, max_padded: int) -
             f"the limit of {max_padded} (COUNTER_MAX_BATCH_DIGITS); send long numbers in smaller "
             "batches",
         )
-    return IncrementRequest(
+    return Increment(
         numbers, _optional_text(data, "model"), _optional_text(data, "detail", DETAILS) or "auto"
     )
 
 
 @dataclass(frozen=True, slots=True)
-class CountRequest:
+class Count:
     """What POST /count was asked, after every rule passed."""
 
     start: str
@@ -309,11 +437,10 @@ class CountRequest:
     stop_on_error: bool
 
 
-def parse_count(body: bytes, max_digits: int, max_count: int) -> CountRequest:
+def parse_count(body: bytes, max_digits: int, max_count: int) -> Count:
     """The body of POST /count: {"start": ..., "count": N, "model"?: ..., "stop_on_error"?: ...}."""
     example = '{"start": "99999990", "count": 20}'
-    fields = ("start", "count", "model", "stop_on_error")
-    data = _object(load_json(body), fields, "start", example)
+    data = _object(load_json(body), _COUNT_FIELDS, "start", example)
     start = parse_number(data["start"], max_digits, "start")
     if "count" not in data:
         raise ServiceError(
@@ -334,4 +461,4 @@ def parse_count(body: bytes, max_digits: int, max_count: int) -> CountRequest:
         raise ServiceError(
             Kind.INVALID_REQUEST, f"stop_on_error must be true or false, not {_kind(stop)}"
         )
-    return CountRequest(start, int(count), _optional_text(data, "model"), bool(stop))
+    return Count(start, int(count), _optional_text(data, "model"), bool(stop))

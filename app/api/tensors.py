@@ -258,6 +258,62 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
     return request
 
 
+V2_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+_V2_PARAMETERS = {"type": ["object", "null"], "description": "binary_data_size, binary_data"}
+
+
+def request_schema() -> dict[str, Any]:
+    """The inference request as parse_request reads it (the protocol's $inference_request):
+    anything outside it is refused with 400."""
+    scalar = {"type": ["number", "string", "boolean"]}
+    return {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "id": {"type": ["string", "null"], "description": "echoed in the answer"},
+            "parameters": {
+                **_V2_PARAMETERS,
+                "description": "binary_data_output: true asks every output as binary data",
+            },
+            "inputs": {
+                "type": "array",
+                "minItems": 1,
+                "description": "exactly one: 'digits' (INT64 [batch, time]) or 'number' "
+                "(BYTES [batch])",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "shape", "datatype"],
+                    "properties": {
+                        "name": {"type": "string", "enum": ["digits", "number"]},
+                        "shape": {
+                            "type": "array",
+                            "maxItems": MAX_RANK,
+                            "items": {"type": "integer", "minimum": 0},
+                        },
+                        "datatype": {"type": "string", "enum": ["INT64", "BYTES"]},
+                        "parameters": _V2_PARAMETERS,
+                        "data": {
+                            "type": "array",
+                            "description": "row-major: flat, or nested exactly as the shape "
+                            "says; absent when parameters.binary_data_size says where its "
+                            "binary data is",
+                            "items": {"anyOf": [scalar, {"type": "array"}]},
+                        },
+                    },
+                },
+            },
+            "outputs": {
+                "type": ["array", "null"],
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {"name": {"type": "string"}, "parameters": _V2_PARAMETERS},
+                },
+            },
+        },
+    }
+
+
 @dataclass
 class OutputTensor:
     """One output: its name, datatype, shape and values (numpy array or list of str)."""

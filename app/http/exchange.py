@@ -17,6 +17,7 @@ from app.http.headers import state_of
 from app.runtime.service import CounterService, large_admission
 
 JSON = "application/json"
+NDJSON = "application/x-ndjson"  # POST /count's lines
 
 
 def service_of(request: Request) -> CounterService:

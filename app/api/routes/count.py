@@ -15,9 +15,16 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from app.api import openapi
-from app.api.bodies import parse_count
+from app.api.bodies import COUNT_EXAMPLES, CountRequest, parse_count
 from app.errors import Kind, ServiceError
-from app.http.exchange import declared_length, log_fields, read_body, require_json, service_of
+from app.http.exchange import (
+    NDJSON,
+    declared_length,
+    log_fields,
+    read_body,
+    require_json,
+    service_of,
+)
 from app.http.lean import LeanRoute
 from app.runtime.service import CounterService
 
@@ -27,7 +34,7 @@ router = APIRouter(tags=["count"], route_class=LeanRoute)
 @router.post(
     "/count",
     summary="Count on from a number, the model's answer fed back as the next input",
-    openapi_extra=openapi.request_body("CountRequest", openapi.COUNT_REQUESTS),
+    openapi_extra=openapi.request_body(CountRequest, COUNT_EXAMPLES),
     responses=openapi.count_responses(),
 )
 async def count(request: Request) -> Response:
@@ -56,7 +63,7 @@ async def count(request: Request) -> Response:
             yield orjson.dumps(line) + b"\n"
 
     service.streams += 1
-    return _Counted(service, lines(), media_type=openapi.NDJSON)
+    return _Counted(service, lines(), media_type=NDJSON)
 
 
 class _Counted(StreamingResponse):

@@ -9,7 +9,14 @@ from fastapi.responses import Response
 
 from app import tracing
 from app.api import openapi
-from app.api.bodies import parse_batch, parse_increment
+from app.api.bodies import (
+    BATCH_EXAMPLES,
+    INCREMENT_EXAMPLES,
+    BatchRequest,
+    IncrementRequest,
+    parse_batch,
+    parse_increment,
+)
 from app.http.exchange import (
     ClientGone,
     declared_length,
@@ -28,7 +35,7 @@ router = APIRouter(tags=["increment"], route_class=LeanRoute)
 @router.post(
     "/increment",
     summary="Add one to a number, digit by digit",
-    openapi_extra=openapi.request_body("IncrementRequest", openapi.INCREMENT_REQUESTS),
+    openapi_extra=openapi.request_body(IncrementRequest, INCREMENT_EXAMPLES),
     responses=openapi.answer_responses(Answer, "the model's n + 1, its steps, proof, flags, check"),
 )
 async def increment(request: Request) -> Response:
@@ -55,7 +62,7 @@ async def increment(request: Request) -> Response:
 @router.post(
     "/increment/batch",
     summary="Add one to many numbers in one model run",
-    openapi_extra=openapi.request_body("BatchRequest", openapi.BATCH_REQUESTS),
+    openapi_extra=openapi.request_body(BatchRequest, BATCH_EXAMPLES),
     responses=openapi.answer_responses(BatchAnswer, "one answer per number, in the order sent"),
 )
 async def increment_batch(request: Request) -> Response:
