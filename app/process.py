@@ -12,14 +12,16 @@ threshold is fixed): a 1024 x 20-digit batch's arrays (1.4 MB at most) then reus
 last batch freed, where they faulted in fresh pages each time, a large share of the batch's
 CPU (docs/benchmarks.md). `release` (malloc_trim) hands back what the heaps still hold: the
 service calls it once a request of more than LARGE_DIGITS digits is answered. No-ops off glibc.
-`settle` (once started) and `serve` (before serving) set the garbage collector and the GIL
-switch interval; the reasons are beside them.
+`settle` (once started), `serve` (before serving) and `collector_held` (while a large body is
+read) set the garbage collector and the GIL switch interval; the reasons are beside them.
 """
 
 import ctypes
 import ctypes.util
 import gc
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 _M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's malloc.h
@@ -78,3 +80,16 @@ def serve() -> None:
     # A worker thread building a large batch's answers holds the GIL; the event loop waits for
     # it at most this long each time (Python's default is 5 ms).
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+
+
+@contextmanager
+def collector_held() -> Iterator[None]:
+    """The garbage collector off while a large body's objects are built (none of them is
+    garbage yet, and each collection would scan them all), back on as it was after."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -8,7 +8,6 @@ and its bytes. Outputs are written the same way when asked (binary_data, or bina
 for all). Every malformed tensor is a ServiceError (400) that says what was wrong.
 """
 
-import gc
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from app import process
 from app.errors import Kind, ServiceError, preview
 from app.runtime.models import LoadedModel
 
@@ -188,15 +188,11 @@ def _load(json_part: bytes) -> Any:
             return orjson.loads(json_part)
         except orjson.JSONDecodeError as exc:
             raise _not_json(exc) from None
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return orjson.loads(json_part)
-    except orjson.JSONDecodeError as exc:
-        raise _not_json(exc) from None
-    finally:
-        if enabled:
-            gc.enable()
+    with process.collector_held():
+        try:
+            return orjson.loads(json_part)
+        except orjson.JSONDecodeError as exc:
+            raise _not_json(exc) from None
 
 
 def parse_request(body: bytes, header_length: str | None) -> InferRequest:
