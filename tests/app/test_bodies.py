@@ -51,9 +51,12 @@ def test_the_schemas_carry_the_running_limits() -> None:
 def test_every_field_the_schema_shows_is_taken_and_no_other(name: str) -> None:
     schema = SCHEMAS[name]
     assert schema["additionalProperties"] is False
-    base = {"IncrementRequest": {"number": "12"}, "BatchRequest": {"numbers": ["12"]}}.get(
-        name, {"start": "12", "count": 2}
-    )
+    bases: dict[str, dict[str, Any]] = {
+        "IncrementRequest": {"number": "12"},
+        "BatchRequest": {"numbers": ["12"]},
+        "CountRequest": {"start": "12", "count": 2},
+    }
+    base = bases[name]
     for field in schema["properties"]:
         PARSERS[name](orjson.dumps({**base, field: base.get(field)}))  # null: absent
     with pytest.raises(ServiceError, match="unknown field 'colour'"):
