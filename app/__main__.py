@@ -80,7 +80,10 @@ def main() -> None:
         raise SystemExit(2) from None
     try:
         registry = load_registry(
-            settings.models_dir, settings.default_model, settings.max_model_bytes
+            settings.models_dir,
+            settings.default_model,
+            settings.max_model_bytes,
+            settings.walked_certificates,
         )
     except ModelLoadError as exc:
         print(f"error: cannot start: {exc}", file=sys.stderr)

@@ -22,7 +22,10 @@ async def lifespan(app: CounterApp) -> AsyncIterator[None]:
     registry: Registry | None = app.state.registry
     if registry is None:
         registry = load_registry(
-            settings.models_dir, settings.default_model, settings.max_model_bytes
+            settings.models_dir,
+            settings.default_model,
+            settings.max_model_bytes,
+            settings.walked_certificates,
         )
     service = CounterService(registry, settings, app.traffic)
     app.state.service = service

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+WalkedCertificates = Literal["check", "skip"]
 
 
 class Settings(BaseSettings):
@@ -158,6 +159,13 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         default=None,
         description="the bearer token repository load/unload need; unset: they are off (403)",
+    )
+    # A walked certificate (core.decide.walk, steps > 1) takes seconds of CPU to check, not
+    # milliseconds (docs/benchmarks.md); skip serves its model as proving only what was checked.
+    walked_certificates: WalkedCertificates = Field(
+        default="check",
+        description="check: a model's walked certificate is checked at load, before it is ready; "
+        "skip: it is not, and the model is served as proving nothing from it",
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)

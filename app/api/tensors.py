@@ -447,4 +447,6 @@ def _proof_parameters(model: LoadedModel) -> dict[str, Any]:
         found["decision_check_seconds"] = check.decision.seconds
         found["decided_carry_length"] = check.decision.proved_carry_length
         found["refutation"] = check.decision.refutation
+        if check.decision.reason is not None:
+            found["decision_check_reason"] = check.decision.reason
     return found

@@ -31,6 +31,7 @@ import onnxruntime as ort
 
 from app.runtime.files import UnreadableFileError, read_capped
 from app.runtime.models import DecisionCheck, ModelLoadError
+from app.settings import WalkedCertificates
 from core.activation import measured_error
 from core.canonical import NotCanonicalError, check_canonical
 from core.card import ModelCard
@@ -173,18 +174,29 @@ def recheck_proof(
 
 
 CERTIFICATE_BYTES = 64 << 20  # a certificate is a few hundred KB
+WALKED_SKIPPED = "walked certificate not checked: COUNTER_WALKED_CERTIFICATES=skip"
 
 
 def check_decision(
-    card: ModelCard, onnx_path: Path, blob: bytes, session: Any, errors: ActivationErrors
+    card: ModelCard,
+    onnx_path: Path,
+    blob: bytes,
+    session: Any,
+    errors: ActivationErrors,
+    walked: WalkedCertificates = "check",
 ) -> DecisionCheck | None:
     """Check the card's decision: its certificate file (sha256, then core.decide's one-pass
     check on the loaded weights, under an activation error this onnxruntime keeps), and its
-    refuting input, run on the loaded graph, must come out wrong."""
+    refuting input, run on the loaded graph, must come out wrong.
+
+    walked="skip" (COUNTER_WALKED_CERTIFICATES): a walked certificate (steps > 1) is not
+    checked, and the decision is served as proving nothing (DecisionCheck.result "skipped")."""
     decision = card.metrics.decision
     if decision is None:
         return None
     proved, seconds = -1, 0.0
+    result: Literal["checked", "skipped"] = "checked"
+    reason: str | None = None
     if decision.certificate_file is not None:
         name = decision.certificate_file
         where = onnx_path.parent / name
@@ -196,20 +208,14 @@ def check_decision(
         start = perf_counter()
         try:
             invariant = Invariant.from_bytes(blob_cert)
-            weights = recurrent_weights_from_onnx(blob)
-            if not isinstance(weights, RnnWeights):
-                raise CertificateError(f"it covers tanh RNNs; this graph is a {weights.OP}")
-            error = errors.of(weights.OP)
-            if error > decision.tanh_error_bound:
-                raise CertificateError(
-                    f"it allows each tanh an error of {decision.tanh_error_bound:g}; this "
-                    f"onnxruntime's ({ort.__version__}) is off by {error:.3g}"
-                )
-            proved = check_certificate(weights, invariant, decision.tanh_error_bound).proved
+            if invariant.steps > 1 and walked == "skip":
+                result, reason = "skipped", WALKED_SKIPPED
+            else:
+                proved = _check_invariant(invariant, blob, decision.tanh_error_bound, errors)
         except (CertificateError, UnsupportedModelError) as exc:
             raise ModelLoadError(where, f"the certificate does not check: {exc}") from None
         seconds = perf_counter() - start
-    if proved != decision.proved_carry_length:
+    if result == "checked" and proved != decision.proved_carry_length:
         raise ModelLoadError(
             onnx_path,
             f"the card's decided carry length is {decision.proved_carry_length}, its "
@@ -230,12 +236,36 @@ def check_decision(
                 f"the card says {failure.got}",
             )
         refuted = f"{failure.example} + 1 gave {got}"
-    return DecisionCheck("checked", proved, round(seconds, 4), refuted)
+    return DecisionCheck(result, proved, round(seconds, 4), refuted, reason)
+
+
+def _check_invariant(
+    invariant: Invariant, blob: bytes, tanh_error: float, errors: ActivationErrors
+) -> int:
+    """The K a certificate proves on the loaded weights (core.decide.check, one pass)."""
+    weights = recurrent_weights_from_onnx(blob)
+    if not isinstance(weights, RnnWeights):
+        raise CertificateError(f"it covers tanh RNNs; this graph is a {weights.OP}")
+    error = errors.of(weights.OP)
+    if error > tanh_error:
+        raise CertificateError(
+            f"it allows each tanh an error of {tanh_error:g}; this "
+            f"onnxruntime's ({ort.__version__}) is off by {error:.3g}"
+        )
+    return check_certificate(weights, invariant, tanh_error).proved
 
 
 def served_card(card: ModelCard, decision: DecisionCheck | None) -> ModelCard:
     """The card as served: its reliable carry length raised to the decided K when the checked
-    certificate proves more than the card's box proof."""
+    certificate proves more than the card's box proof; a decision whose certificate was not
+    checked is served as proving nothing, with the reason."""
+    if decision is not None and decision.result == "skipped" and card.metrics.decision:
+        unchecked = card.metrics.decision.model_copy(
+            update={"proved_carry_length": -1, "reason": decision.reason}
+        )
+        card = card.model_copy(
+            update={"metrics": card.metrics.model_copy(update={"decision": unchecked})}
+        )
     claimed = card.metrics.reliable_carry_length
     if decision is None or claimed == "unbounded" or decision.proved_carry_length <= claimed:
         return card

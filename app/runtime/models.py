@@ -35,7 +35,9 @@ class DecisionCheck:
 
     # its certificate on the loaded weights, its refuting input on the loaded graph
 
-    result: Literal["checked"]  # the certificate holds and the refuting input fails here
+    # checked: the certificate holds and the refuting input fails here; skipped: a walked
+    # certificate left unchecked (COUNTER_WALKED_CERTIFICATES=skip), so nothing of it is proved
+    result: Literal["checked", "skipped"]
     proved_carry_length: Annotated[
         int, Field(description="K, re-derived from the certificate (-1: it proves nothing)")
     ]
@@ -43,6 +45,9 @@ class DecisionCheck:
     refutation: Annotated[
         str | None, Field(description="the refuting input as this graph answered it")
     ]  # e.g. "99999 + 1 gave 0"
+    reason: Annotated[
+        str | None, Field(description="why the certificate was not checked (null: it was)")
+    ] = None
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from app.runtime.checks import (
     warm_up,
 )
 from app.runtime.models import LoadedModel, ModelLoadError, Registry, ServingCheck
+from app.settings import WalkedCertificates
 from core.card import ModelCard
 from core.session import open_session
 
@@ -69,20 +70,29 @@ def _open(card: ModelCard, onnx_path: Path, cap: int) -> tuple[bytes, Any]:
 
 
 def load_model(
-    card_path: Path, max_model_bytes: int, errors: ActivationErrors | None = None
+    card_path: Path,
+    max_model_bytes: int,
+    errors: ActivationErrors | None = None,
+    walked: WalkedCertificates = "check",
 ) -> LoadedModel:
-    """Read, verify, open, re-prove and warm up one model; ModelLoadError says what is wrong."""
-    return _serve(_read_card(card_path), card_path, max_model_bytes, errors or ActivationErrors())
+    """Read, verify, open, re-prove and warm up one model; ModelLoadError says what is wrong.
+    walked: COUNTER_WALKED_CERTIFICATES (app.runtime.checks.check_decision)."""
+    card = _read_card(card_path)
+    return _serve(card, card_path, max_model_bytes, errors or ActivationErrors(), walked)
 
 
 def _serve(
-    card: ModelCard, card_path: Path, max_model_bytes: int, errors: ActivationErrors
+    card: ModelCard,
+    card_path: Path,
+    max_model_bytes: int,
+    errors: ActivationErrors,
+    walked: WalkedCertificates,
 ) -> LoadedModel:
     onnx_path = card_path.parent / card.onnx_file
     blob, session = _open(card, onnx_path, max_model_bytes)
     check_contract(card, onnx_path, session)
     proof = recheck_proof(card, onnx_path, blob, errors)
-    decision = check_decision(card, onnx_path, blob, session, errors)
+    decision = check_decision(card, onnx_path, blob, session, errors, walked)
     card = served_card(card, decision)
     answers = warm_up(card, onnx_path, session)
     attractor = recheck_attractor(card, onnx_path, blob)
@@ -107,12 +117,16 @@ def _serve(
 
 
 def _serve_checked(
-    card: ModelCard, card_path: Path, max_model_bytes: int, errors: ActivationErrors
+    card: ModelCard,
+    card_path: Path,
+    max_model_bytes: int,
+    errors: ActivationErrors,
+    walked: WalkedCertificates,
 ) -> LoadedModel:
     """_serve, with any fault it did not foresee (a card figure the proof cannot use) made a
     ModelLoadError: one line, so a bad non-default model is skipped, not a crash at start."""
     try:
-        return _serve(card, card_path, max_model_bytes, errors)
+        return _serve(card, card_path, max_model_bytes, errors, walked)
     except ModelLoadError:
         raise
     except Exception as exc:  # a fault of this model, not of the service
@@ -120,8 +134,14 @@ def _serve_checked(
         raise ModelLoadError(card_path, f"cannot be checked: {what}") from None
 
 
-def load_registry(models_dir: Path, default: str, max_model_bytes: int = 64 << 20) -> Registry:
-    """Load every model in models_dir under the fault policy in this module's docstring."""
+def load_registry(
+    models_dir: Path,
+    default: str,
+    max_model_bytes: int = 64 << 20,
+    walked: WalkedCertificates = "check",
+) -> Registry:
+    """Load every model in models_dir under the fault policy in this module's docstring;
+    walked: COUNTER_WALKED_CERTIFICATES (app.runtime.checks.check_decision)."""
     start = perf_counter()
     card_paths = sorted(models_dir.glob("*.json")) if models_dir.is_dir() else []
     if not card_paths:
@@ -137,7 +157,7 @@ def load_registry(models_dir: Path, default: str, max_model_bytes: int = 64 << 2
             name = card.name
             if name in models:
                 raise ModelLoadError(card_path, f"a second model named {name!r}")
-            model = _serve_checked(card, card_path, max_model_bytes, errors)
+            model = _serve_checked(card, card_path, max_model_bytes, errors, walked)
         except ModelLoadError as exc:
             # The default is looked up by card name; a file named after it counts too.
             if default in (card_path.stem, name):

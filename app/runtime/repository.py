@@ -139,7 +139,8 @@ class Repository:
                 )
             cap = self.settings.max_model_bytes
             try:  # every check the start runs, off the event loop: the old version serves on
-                model = await asyncio.to_thread(load_model, path, cap)
+                walked = self.settings.walked_certificates
+                model = await asyncio.to_thread(load_model, path, cap, None, walked)
             except ModelLoadError as exc:
                 log.warning("repository: refused %s: %s", name, exc)
                 raise ServiceError(

@@ -36,11 +36,12 @@ def post_card(shipped: Path) -> ModelCard:
 
 @pytest.fixture
 def models_copy(shipped: Path, tmp_path: Path) -> Path:
-    """A writable copy of the shipped models (cards and .onnx files) to break on purpose."""
+    """A writable copy of the shipped models (cards, .onnx files, certificates) to break on
+    purpose."""
     folder = tmp_path / "models"
     folder.mkdir()
     for path in shipped.glob("*"):
-        if path.suffix in (".json", ".onnx"):
+        if path.suffix in (".json", ".onnx", ".npz"):
             shutil.copy(path, folder / path.name)
     return folder
 

@@ -22,7 +22,7 @@ def model_runs(name: str) -> float:
 
 
 async def concurrently(bodies: list[dict[str, Any]]) -> list[httpx.Response]:
-    app = create_app(Settings())
+    app = create_app(Settings(walked_certificates="skip"))
     async with lifespan(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
@@ -71,7 +71,7 @@ def test_concurrent_raw_tensors_share_a_run_and_each_gets_its_own(shipped: objec
     tensors = [rng.integers(0, 10, size=shape, dtype=np.int64) for shape in shapes]
 
     async def run() -> list[np.ndarray]:
-        app = create_app(Settings())
+        app = create_app(Settings(walked_certificates="skip"))
         async with lifespan(app):
             service = app.state.service
             before = model_runs("counter")
@@ -95,7 +95,7 @@ def test_a_request_alone_in_the_server_runs_at_once_without_a_batch(shipped: obj
     used: list[int] = []
 
     async def run(in_progress: int) -> httpx.Response:
-        app = create_app(Settings())
+        app = create_app(Settings(walked_certificates="skip"))
         async with lifespan(app):
             service = app.state.service
             service.traffic.in_flight = in_progress
@@ -160,7 +160,7 @@ def test_v2_numbers_share_runs_with_increments_and_keep_their_own_probabilities(
     singles = [str(n) for n in range(90, 102)]
 
     async def run() -> tuple[list[Any], list[httpx.Response], float]:
-        app = create_app(Settings())
+        app = create_app(Settings(walked_certificates="skip"))
         async with lifespan(app):
             service = app.state.service
             before = model_runs("counter")

@@ -56,7 +56,7 @@ def test_a_graph_changed_around_the_proved_weights_is_refused_at_load(
 ) -> None:
     card = add_model(models_copy, "tampered", tampered(tampering))
     with pytest.raises(ModelLoadError) as refused:
-        load_model(card, MAX_BYTES)
+        load_model(card, MAX_BYTES, walked="skip")
     line = str(refused.value)
     assert line.startswith(f"{models_copy / 'tampered.onnx'}: not the graph training exports: ")
     assert words in line
@@ -81,7 +81,7 @@ def test_a_card_that_disagrees_with_the_file_is_refused_naming_the_field(
 ) -> None:
     card = add_model(models_copy, "claims", None, **{field: value})
     with pytest.raises(ModelLoadError) as refused:
-        load_model(card, MAX_BYTES)
+        load_model(card, MAX_BYTES, walked="skip")
     assert str(refused.value).startswith(f"{models_copy / 'claims.onnx'}: the card's ")
     assert str(refused.value).endswith(words)
 
@@ -107,7 +107,7 @@ def test_a_card_figure_out_of_range_is_refused_not_a_crash(
 ) -> None:
     card = add_model(models_copy, "ranged", **changes)
     with pytest.raises(ModelLoadError) as refused:
-        load_model(card, MAX_BYTES)
+        load_model(card, MAX_BYTES, walked="skip")
     line = str(refused.value)
     assert line.startswith(f"{card}: not a valid model card: ")
     assert words in line
@@ -122,12 +122,12 @@ def test_a_fault_nobody_foresaw_skips_that_model_only(
         raise ZeroDivisionError("the proof divided by zero")
 
     monkeypatch.setattr(app.runtime.checks, "prove_carry", broken)  # only counter claims a proof
-    registry = load_registry(models_copy, "counter-post")
+    registry = load_registry(models_copy, "counter-post", walked="skip")
     assert registry.names == ["counter-post"]
     [skipped] = registry.skipped
     assert skipped.reason == "cannot be checked: ZeroDivisionError: the proof divided by zero"
     with pytest.raises(ModelLoadError, match="cannot be checked: ZeroDivisionError"):
-        load_registry(models_copy, "counter")
+        load_registry(models_copy, "counter", walked="skip")
 
 
 # each bad model the server test adds: name -> how (tampered bytes, or card changes)

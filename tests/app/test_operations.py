@@ -26,7 +26,7 @@ def test_health_docs_show_the_live_answer(client: TestClient, path: str) -> None
 
 
 def test_readyz_is_503_until_models_are_loaded_then_200(shipped: object) -> None:
-    app = create_app(Settings())
+    app = create_app(Settings(walked_certificates="skip"))
     not_started = TestClient(app)  # no `with`: the lifespan (loading) has not run
     response = not_started.get("/readyz")
     assert response.status_code == 503
@@ -198,7 +198,9 @@ def test_a_failing_model_run_is_a_logged_json_500_and_nobody_hangs(
         raise RuntimeError("onnxruntime fell over")
 
     monkeypatch.setattr("app.runtime.batcher.answer_with_probabilities", broken)
-    with TestClient(create_app(Settings()), raise_server_exceptions=False) as client:
+    with TestClient(
+        create_app(Settings(walked_certificates="skip")), raise_server_exceptions=False
+    ) as client:
         response = post(client, "/increment", {"number": "12"})
         assert client.get("/healthz").status_code == 200  # the service goes on
     assert response.status_code == 500
@@ -220,7 +222,9 @@ def test_a_failing_framework_route_is_a_json_500_too(
         raise RuntimeError("the card would not serialise")
 
     monkeypatch.setattr("app.api.routes.models.model_list", broken)
-    with TestClient(create_app(Settings()), raise_server_exceptions=False) as client:
+    with TestClient(
+        create_app(Settings(walked_certificates="skip")), raise_server_exceptions=False
+    ) as client:
         response = client.get("/models")
         missing = client.get("/models/nope")
     assert response.status_code == 500
@@ -242,7 +246,9 @@ def test_a_failing_request_is_timed_as_a_500(
         raise RuntimeError("onnxruntime fell over")
 
     monkeypatch.setattr("app.runtime.batcher.answer_with_probabilities", broken)
-    with TestClient(create_app(Settings()), raise_server_exceptions=False) as client:
+    with TestClient(
+        create_app(Settings(walked_certificates="skip")), raise_server_exceptions=False
+    ) as client:
         before = metric(client, _timed(500))
         assert post(client, "/increment", {"number": "12"}).status_code == 500
         after = metric(client, _timed(500))

@@ -124,7 +124,7 @@ def test_a_faulty_default_model_refuses_to_start(
 ) -> None:
     fault(models_copy, "counter-post")
     with pytest.raises(ModelLoadError) as raised:
-        load_registry(models_copy, "counter-post")
+        load_registry(models_copy, "counter-post", walked="skip")
     assert "counter-post." in str(raised.value.path)
     assert reason in raised.value.reason
 
@@ -132,7 +132,7 @@ def test_a_faulty_default_model_refuses_to_start(
 def test_random_weights_under_the_proved_default_card_are_refused(models_copy: Path) -> None:
     random_weights(models_copy, "counter")
     with pytest.raises(ModelLoadError, match="claims a proved reliable carry length of unbounded"):
-        load_registry(models_copy, "counter")
+        load_registry(models_copy, "counter", walked="skip")
 
 
 def test_the_other_models_weights_under_the_default_card_are_refused(models_copy: Path) -> None:
@@ -140,7 +140,7 @@ def test_the_other_models_weights_under_the_default_card_are_refused(models_copy
     re-run on it cannot reach the card's claim."""
     the_other_model(models_copy, "counter")
     with pytest.raises(ModelLoadError, match="the card claims a proved reliable carry length"):
-        load_registry(models_copy, "counter")
+        load_registry(models_copy, "counter", walked="skip")
 
 
 def test_a_proof_whose_allowance_this_onnxruntime_exceeds_is_refused(
@@ -156,7 +156,7 @@ def test_a_proof_whose_allowance_this_onnxruntime_exceeds_is_refused(
 
     monkeypatch.setattr("app.runtime.checks.measured_error", too_large)
     with pytest.raises(ModelLoadError, match=r"RNN kernels are off by 0\.001") as raised:
-        load_registry(models_copy, "counter")
+        load_registry(models_copy, "counter", walked="skip")
     assert "allows each tanh and sigmoid an error of 1e-05" in raised.value.reason
     assert measured == ["RNN"]
 
@@ -171,7 +171,7 @@ def test_the_kernels_are_measured_once_per_op_and_only_for_a_claimed_proof(
         return 1e-7
 
     monkeypatch.setattr("app.runtime.checks.measured_error", recorded)
-    registry = load_registry(models_copy, "counter")
+    registry = load_registry(models_copy, "counter", walked="skip")
     assert measured == ["RNN"]  # counter-post claims no proof: nothing measured for it
     assert registry.models["counter"].check.activation_error_measured == 1e-7
     assert registry.models["counter-post"].check.activation_error_measured is None
@@ -179,7 +179,7 @@ def test_the_kernels_are_measured_once_per_op_and_only_for_a_claimed_proof(
 
 def test_a_model_file_past_the_size_cap_is_refused(models_copy: Path) -> None:
     huge_onnx(models_copy, "counter-post")
-    registry = load_registry(models_copy, "counter", max_model_bytes=8192)
+    registry = load_registry(models_copy, "counter", max_model_bytes=8192, walked="skip")
     [skipped] = registry.skipped
     assert "more than the limit of 8192 (COUNTER_MAX_MODEL_BYTES)" in skipped.reason
 
@@ -191,7 +191,7 @@ def test_a_card_the_warm_up_contradicts_is_refused(models_copy: Path) -> None:
     assert card["metrics"]["carry_scan"]["failing_runs"], "counter-post is expected to fail"
     card["metrics"]["carry_scan"]["failing_runs"] = []
     card_path.write_text(json.dumps(card))
-    registry = load_registry(models_copy, "counter")
+    registry = load_registry(models_copy, "counter", walked="skip")
     [skipped] = registry.skipped
     assert "the warm-up got" in skipped.reason
     assert "that the card claims right" in skipped.reason
@@ -203,7 +203,7 @@ def test_another_faulty_model_is_skipped_with_a_warning(
 ) -> None:
     fault(models_copy, "counter-post")
     with caplog.at_level(logging.WARNING, logger="app.runtime.registry"):
-        registry = load_registry(models_copy, "counter")
+        registry = load_registry(models_copy, "counter", walked="skip")
     assert registry.names == ["counter"]
     assert [str(e.path.name) for e in registry.skipped] in (
         ["counter-post.onnx"],
@@ -225,14 +225,14 @@ def test_models_lists_a_skipped_model_with_its_reason(models_copy: Path) -> None
 
 def test_an_empty_folder_refuses_to_start(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="has no model cards"):
-        load_registry(tmp_path, "counter")
+        load_registry(tmp_path, "counter", walked="skip")
 
 
 def test_a_missing_default_model_refuses_to_start(models_copy: Path) -> None:
     with pytest.raises(
         ModelLoadError, match=r"no default model 'counter2'.*found: counter, counter-post"
     ):
-        load_registry(models_copy, "counter2")
+        load_registry(models_copy, "counter2", walked="skip")
 
 
 def test_a_fault_in_the_default_under_another_file_name_says_why(models_copy: Path) -> None:
@@ -240,13 +240,13 @@ def test_a_fault_in_the_default_under_another_file_name_says_why(models_copy: Pa
     (models_copy / "counter.json").rename(models_copy / "primary.json")
     break_sha256(models_copy, "counter")
     with pytest.raises(ModelLoadError) as raised:
-        load_registry(models_copy, "counter")
+        load_registry(models_copy, "counter", walked="skip")
     assert raised.value.path == models_copy / "counter.onnx"
     assert "sha256 is" in raised.value.reason
 
 
 def test_every_shipped_model_loads_verified_and_warm(shipped: Path) -> None:
-    registry = load_registry(shipped, "counter")
+    registry = load_registry(shipped, "counter", walked="skip")
     assert registry.names == ["counter", "counter-post"]
     assert registry.skipped == []
     assert registry.find(None) is registry.models["counter"]
@@ -299,14 +299,14 @@ def test_a_card_whose_carry_attractor_the_weights_contradict_is_refused(
 
     _edit_card(models_copy, "counter-post", claim_attractor)
     with pytest.raises(ModelLoadError, match="carry_attractor is True, but the loaded weights"):
-        load_registry(models_copy, "counter-post")
+        load_registry(models_copy, "counter-post", walked="skip")
 
 
 def test_carry_attractor_is_re_derived_and_a_card_without_it_still_loads(
     models_copy: Path,
 ) -> None:
     _edit_card(models_copy, "counter-post", lambda card: card.pop("dynamics", None))
-    registry = load_registry(models_copy, "counter")
+    registry = load_registry(models_copy, "counter", walked="skip")
     assert registry.models["counter-post"].card.dynamics is None
     assert registry.models["counter-post"].check.carry_attractor is None
     assert registry.models["counter"].check.carry_attractor is True

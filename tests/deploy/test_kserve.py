@@ -321,7 +321,7 @@ def test_image_tag_is_the_version_the_app_reports() -> None:
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[TestClient, FastAPI]]:
     """The app, started (models loaded, re-proved and warmed up), and a client of it."""
-    app = create_app(Settings(access_log=False))
+    app = create_app(Settings(access_log=False, walked_certificates="skip"))
     with TestClient(app) as client:
         yield client, app
 
