@@ -28,7 +28,9 @@ function certificate(cert) {
 function decisionText(decision, check) {
   const proved = decision.proved_carry_length;
   const claim = proved < 0 ? "Nothing proved" : `Proved K = ${fmt(proved)}`;
-  const seconds = check ? ` (checked by this service in ${(check.seconds * 1000).toFixed(0)} ms)` : "";
+  const seconds = !check ? ""
+    : check.result === "skipped" ? ` (${check.reason})`
+    : ` (checked by this service in ${(check.seconds * 1000).toFixed(0)} ms)`;
   const failure = decision.refutation;
   if (!failure) return `${claim}${seconds}; no failing input found past it.`;
   const where = failure.nines === proved + 1
