@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 import onnxruntime as ort
+from threadpoolctl import threadpool_limits
 
 from app.runtime.files import UnreadableFileError, read_capped
 from app.runtime.models import DecisionCheck, ModelLoadError
@@ -252,7 +253,10 @@ def _check_invariant(
             f"it allows each tanh an error of {tanh_error:g}; this "
             f"onnxruntime's ({ort.__version__}) is off by {error:.3g}"
         )
-    return check_certificate(weights, invariant, tanh_error).proved
+    # One BLAS thread: the walk is many small products, which a second thread only slows
+    # (twice the CPU for about the same wall time), and it must not take the serving core.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return check_certificate(weights, invariant, tanh_error).proved
 
 
 def served_card(card: ModelCard, decision: DecisionCheck | None) -> ModelCard:
