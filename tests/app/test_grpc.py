@@ -26,6 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.codec import add_one, encode_batch
+from tests.app.protowire import field as _field
+from tests.app.protowire import varint as _varint
 from tests.app.server import free_port, start_server, stop_server
 
 pytestmark = pytest.mark.server
@@ -191,18 +193,6 @@ def test_refusals_are_statuses_with_the_rest_message(
 
 # A malformed request, built on the wire: protobuf fields by number, with any wire type,
 # any value, and the message shapes of ModelInferRequest (model, inputs, contents, outputs).
-def _varint(value: int) -> bytes:
-    value &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
 def _packed(number: int, values: list[int]) -> bytes:

@@ -20,6 +20,8 @@ import grpc
 import pytest
 
 from app import tracing
+from tests.app.protowire import field as _field
+from tests.app.protowire import varint as _varint
 from tests.app.server import free_port
 
 pytestmark = pytest.mark.server
@@ -127,19 +129,6 @@ def post(base: str, path: str, body: dict[str, Any], parent: str | None = None) 
     sent = urllib.request.Request(base + path, json.dumps(body).encode(), headers)
     with urllib.request.urlopen(sent, timeout=30) as answer:
         return json.loads(answer.read())
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
 def model_infer(number: str) -> bytes:

@@ -13,6 +13,8 @@ from typing import Any
 import grpc
 import pytest
 
+from tests.app.protowire import field as _field
+from tests.app.protowire import varint as _varint
 from tests.app.server import free_port, serving
 
 pytestmark = pytest.mark.server
@@ -45,19 +47,6 @@ def proved(base: str, path: str) -> list[bool]:
     outputs = {o["name"]: o["data"] for o in answer["outputs"]}
     assert outputs["output"] == ["1300", "100000000000"]
     return list(outputs["proved"])
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
 def _fields(message: bytes) -> dict[int, list[bytes]]:

@@ -1,0 +1,19 @@
+"""Protobuf messages built on the wire, by field number: for requests a generated client
+could not send (malformed ones) and for calls made without registering protobuf names in
+the test process (other tests' clients register the same ones)."""
+
+
+def varint(value: int) -> bytes:
+    """A base-128 varint; a negative value as protobuf writes an int64 (two's complement)."""
+    value &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field (wire type 2): a string, bytes or a sub-message."""
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
