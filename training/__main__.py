@@ -192,6 +192,11 @@ def _parser() -> argparse.ArgumentParser:
         default=Path("docs/reproduction.md"),
         help="the page to put the rows into (default: docs/reproduction.md)",
     )
+    seeds.add_argument(
+        "--walk",
+        action="store_true",
+        help="as decide --walk: try walked certificates where one-step sets do not close",
+    )
 
     reproduce = commands.add_parser(
         "reproduce",
@@ -502,8 +507,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "decide-seeds":
         kernels.pin("portable")  # before torch runs anything
-        command = f"python -m training decide-seeds --seeds {args.seeds} --out {args.out}"
-        decided_seeds.write(args.out, decided_seeds.section(args.seeds, command))
+        walk = " --walk" if args.walk else ""
+        command = f"python -m training decide-seeds --seeds {args.seeds}{walk} --out {args.out}"
+        decided_seeds.write(args.out, decided_seeds.section(args.seeds, command, args.walk))
         return 0
     kernels.pin(args.kernels)  # before torch runs anything
     if args.command == "train":

@@ -32,15 +32,16 @@ def _row(seed: int, card: ModelCard) -> str:
     )
 
 
-def section(seeds: int, command: str) -> str:
-    """Train and decide every seed; the page's section, markers included."""
+def section(seeds: int, command: str, walk: bool = False) -> str:
+    """Train and decide every seed (walk: try walked certificates where one-step sets do not
+    close, as `decide --walk`); the page's section, markers included."""
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for seed in range(seeds):
             trained = train(RECIPES["post"](cell="rnn", seed=seed), progress=False)
             model = Path(folder) / f"post-{seed}"
             export.export(trained, model, scan_up_to=SCAN)
-            line = decide_file(model)
+            line = decide_file(model, walk=walk)
             print(f"seed {seed}: {line}", flush=True)
             card = ModelCard.model_validate_json(model.with_suffix(".json").read_text())
             rows.append(_row(seed, card))
