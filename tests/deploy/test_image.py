@@ -138,14 +138,21 @@ def test_answers_increment_with_the_exact_check(running: Running) -> None:
     assert answer["check"] == {"correct": True, "expected": None}  # expected: only when wrong
 
 
-def test_flags_a_carry_run_beyond_what_the_card_measured(running: Running) -> None:
+def test_flags_a_carry_run_beyond_what_the_image_proved(running: Running) -> None:
     card = ModelCard.model_validate_json((MODELS_DIR / "counter-post.json").read_text())
-    reliable = card.reliable_carry
-    # One nine more than the card trusts; a certified card trusts every run, so try a long one.
-    nines = 1000 if reliable is None else reliable + 1
-    answer = increment(running, "1" + "9" * nines, model="counter-post")
-    assert answer["model"]["name"] == "counter-post"
-    assert answer["flags"]["beyond_reliable_carry"] is (reliable is not None)
+    decided = card.metrics.decision
+    # The image keeps the default (COUNTER_WALKED_CERTIFICATES=check): it checks the walked
+    # certificate at load and serves the K it proves, not the card's one-step figure.
+    served = increment(running, "12", model="counter-post")["reliable_carry_length"]
+    assert decided is not None
+    assert served == decided.proved_carry_length
+    within = increment(running, "1" + "9" * served, model="counter-post")
+    assert within["proved"]
+    assert not within["flags"]["beyond_reliable_carry"]
+    beyond = increment(running, "1" + "9" * (served + 1), model="counter-post")
+    assert beyond["model"]["name"] == "counter-post"
+    assert beyond["flags"]["beyond_reliable_carry"]
+    assert not beyond["proved"]
 
 
 def test_serves_as_the_unprivileged_user(running: Running) -> None:
