@@ -160,7 +160,7 @@ class Settings(BaseSettings):
         default=None,
         description="the bearer token repository load/unload need; unset: they are off (403)",
     )
-    # A walked certificate (core.decide.walk, steps > 1) takes seconds of CPU to check, not
+    # A walked certificate (core.walk, steps > 1) takes seconds of CPU to check, not
     # milliseconds (docs/benchmarks.md); skip serves its model as proving only what was checked.
     walked_certificates: WalkedCertificates = Field(
         default="check",

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from core.card import ModelCard
-from core.decide import Invariant, check
+from core.copying import Invariant
+from core.decide import check
 from core.weights import RnnWeights, recurrent_weights_from_onnx
 
 

@@ -38,7 +38,7 @@ from core.canonical import NotCanonicalError, check_canonical
 from core.card import ModelCard
 from core.certify import cell_of, prove_carry
 from core.codec import add_one, add_one_digits, carry_run, decode, encode_batch
-from core.decide import CertificateError, Invariant
+from core.copying import CertificateError, Invariant
 from core.decide import check as check_certificate
 from core.dynamics import carry_attractor
 from core.weights import RnnWeights, UnsupportedModelError, recurrent_weights_from_onnx

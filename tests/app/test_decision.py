@@ -18,7 +18,7 @@ from app.runtime.models import ModelLoadError
 from app.runtime.registry import load_model
 from core.canonical import check_canonical
 from core.card import ModelCard
-from core.decide import Invariant
+from core.copying import Invariant
 from tests.app.server import serving
 from tests.app.test_docs_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.training.hand_counter import export_weights, leaky_counter

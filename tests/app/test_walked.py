@@ -1,4 +1,4 @@
-"""counter-post's walked certificate (core.decide.walk) as the service serves it: with
+"""counter-post's walked certificate (core.walk) as the service serves it: with
 COUNTER_WALKED_CERTIFICATES=check (the default) it is checked at load and proves K = 17, so
 answers within it are proved and unflagged and past it they name the failing input; with skip
 nothing of it is claimed, and /models and the V2 metadata say why. Against real servers."""
@@ -15,7 +15,7 @@ import pytest
 
 from app.runtime.models import ModelLoadError
 from app.runtime.registry import load_model
-from core.decide import Invariant
+from core.copying import Invariant
 from tests.app.server import serving
 
 SKIPPED = "walked certificate not checked: COUNTER_WALKED_CERTIFICATES=skip"

@@ -10,16 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import decide
+from core import copying, decide
 from core.card import CarryFailure, ModelCard
 from core.cells import RnnCell
 from core.certify import DEFAULT_TANH_ERROR
 from core.codec import add_one, carry_run, decode, encode_batch
-from core.decide import CertificateError, Invariant
+from core.copying import CertificateError, Invariant
 from core.session import open_session
 from core.weights import RnnWeights, weights_from_onnx
 from tests.training.hand_counter import add_one_by_network, leaky_counter
-from training.decide import Decision, decide_carry, deepen, fit
+from training.decide import Decision, decide_carry
+from training.sets_fit import deepen, fit
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
@@ -71,7 +72,7 @@ def _reached_keys(decision: Decision) -> list[int]:
     """Keys whose set holds real states: the first copying states' keys and what follows."""
     assert decision.invariant is not None
     tails = np.asarray([900 + 10 * d + e for d in range(9) for e in range(10)])
-    return sorted(set(decide.key_index(decision.invariant.codes(), tails).tolist()))
+    return sorted(set(copying.key_index(decision.invariant.codes(), tails).tolist()))
 
 
 @settings(max_examples=8, deadline=None)
@@ -189,8 +190,8 @@ def test_the_first_copying_states_hold_the_real_trajectories() -> None:
         state = np.tanh(weights.w_hh @ state + shift[9])
 
 
-def _codes(*keys: str) -> decide.Ints:
-    return np.asarray([decide.code(key) for key in keys], dtype=np.int64)
+def _codes(*keys: str) -> copying.Ints:
+    return np.asarray([copying.code(key) for key in keys], dtype=np.int64)
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +200,7 @@ def mixed() -> tuple[RnnWeights, Invariant]:
     before it, then 37 by the one before that (which splits 3 too, so that 3 read with 7
     leads to a key at most one digit deeper)."""
     weights = leaky_counter()
-    keys = deepen(deepen(decide.uniform_keys(1), _codes("7")), _codes("37"))
+    keys = deepen(deepen(copying.uniform_keys(1), _codes("7")), _codes("37"))
     found = fit(weights, 3, 1, keys=keys)
     assert not isinstance(found, str), found
     return weights, found[0]
@@ -207,20 +208,20 @@ def mixed() -> tuple[RnnWeights, Invariant]:
 
 def test_keys_of_mixed_depth_are_checked(mixed: tuple[RnnWeights, Invariant]) -> None:
     weights, invariant = mixed
-    depths = decide.depths(invariant.codes())
+    depths = copying.depths(invariant.codes())
     assert set(depths.tolist()) == {1, 2, 3}
-    assert decide.code("037") in invariant.codes()
-    assert decide.code("7") not in invariant.codes()
+    assert copying.code("037") in invariant.codes()
+    assert copying.code("7") not in invariant.codes()
     again = Invariant.from_bytes(invariant.to_bytes())
     assert decide.check(weights, again, DEFAULT_TANH_ERROR).proved == 3
 
 
 def test_the_key_after_a_digit_is_the_suffix_key(mixed: tuple[RnnWeights, Invariant]) -> None:
     keys = mixed[1].codes()
-    after = decide.successors(keys)
+    after = copying.successors(keys)
 
     def then(key: str, digit: int) -> str:
-        return str(keys[after[int(np.searchsorted(keys, decide.code(key))), digit]])[1:]
+        return str(keys[after[int(np.searchsorted(keys, copying.code(key))), digit]])[1:]
 
     assert then("13", 7) == "137"
     assert then("9", 7) == "97"
@@ -234,7 +235,7 @@ def test_a_shrunk_deep_set_is_refused(mixed: tuple[RnnWeights, Invariant], pick:
     """Every digit string is read in the copying phase, so every three-digit key holds real
     states: halving its set must leave some out."""
     weights, invariant = mixed
-    deep = np.flatnonzero(decide.depths(invariant.codes()) == 3)
+    deep = np.flatnonzero(copying.depths(invariant.codes()) == 3)
     key = int(deep[pick % len(deep)])
     shapes = invariant.shapes.copy()
     shapes[key] *= 0.5
@@ -257,11 +258,11 @@ def test_deep_sets_under_swapped_keys_are_refused(mixed: tuple[RnnWeights, Invar
 def _without(invariant: Invariant, drop: str, add: str | None = None) -> Invariant:
     """The certificate with one key (and its set) dropped, or replaced by another key."""
     keys = invariant.codes()
-    at = int(np.searchsorted(keys, decide.code(drop)))
+    at = int(np.searchsorted(keys, copying.code(drop)))
     keep = np.arange(len(keys)) != at
     codes, centres, shapes = keys[keep], invariant.centres[keep], invariant.shapes[keep]
     if add is not None:
-        codes = np.append(codes, decide.code(add))
+        codes = np.append(codes, copying.code(add))
         centres = np.concatenate([centres, invariant.centres[at : at + 1]])
         shapes = np.concatenate([shapes, invariant.shapes[at : at + 1]])
         order = np.argsort(codes)
@@ -284,18 +285,18 @@ def test_a_key_that_is_a_suffix_of_another_is_refused(mixed: tuple[RnnWeights, I
         decide.check(weights, _without(invariant, "03", "3"), DEFAULT_TANH_ERROR)
     codes = [*"01234568", "9", *(f"{a}7" for a in range(9)), "16"]
     with pytest.raises(CertificateError, match="as a suffix"):
-        decide.suffix_code(np.sort(_codes(*codes)))
+        copying.suffix_code(np.sort(_codes(*codes)))
 
 
 def test_a_successor_more_than_one_digit_deeper_is_refused() -> None:
     """Keys 0-9 but 7, the ten 7s split by the digit before, and 37 split again: complete and
     suffix-free, but 3 read with 7 leads to x37, whose x 3 alone cannot tell."""
-    keys = deepen(decide.uniform_keys(1), _codes("7"))
+    keys = deepen(copying.uniform_keys(1), _codes("7"))
     codes = sorted(
         {str(code)[1:] for code in keys} - {"37"} | {f"{a}37" for a in range(10)},
-        key=decide.code,
+        key=copying.code,
     )
     split = _codes(*codes)
-    assert len(decide.suffix_code(split)) == len(split)  # a complete suffix code
+    assert len(copying.suffix_code(split)) == len(split)  # a complete suffix code
     with pytest.raises(CertificateError, match="more than one digit deeper"):
-        decide.successors(split)
+        copying.successors(split)

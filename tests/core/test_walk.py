@@ -1,4 +1,4 @@
-"""The walked certificate (core.decide.walk): every digit string from each copying set is
+"""The walked certificate (core.walk): every digit string from each copying set is
 followed until it lies in its key's set, every digit read on the way must win; a set that is
 too small or a readout that loses is refused, and the walk's depth survives the file."""
 
@@ -7,13 +7,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from core import decide
+from core import copying, decide
 from core.cells import RnnCell
 from core.certify import DEFAULT_TANH_ERROR
-from core.decide import CertificateError, Invariant
+from core.copying import CertificateError, Invariant
+from core.walk import walk
 from core.weights import RnnWeights
 from tests.training.hand_counter import leaky_counter
-from training.decide import fit
+from training.sets_fit import fit
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def test_a_walks_depth_survives_its_file(walked: tuple[RnnWeights, Invariant]) -
     assert decide.check(weights, read, DEFAULT_TANH_ERROR).proved == 2
 
 
-@pytest.mark.parametrize("steps", [0, decide.MAX_STEPS + 1])
+@pytest.mark.parametrize("steps", [0, copying.MAX_STEPS + 1])
 def test_a_walk_depth_out_of_range_is_refused(
     walked: tuple[RnnWeights, Invariant], steps: int
 ) -> None:
@@ -55,9 +56,9 @@ def test_a_walk_refuses_sets_too_small_to_hold_their_images(
     shrunk = replace(invariant, shapes=invariant.shapes * 1e-3)
     with pytest.raises(CertificateError):
         decide.check(weights, shrunk, DEFAULT_TANH_ERROR)
-    walk = decide.walk(RnnCell(weights, DEFAULT_TANH_ERROR), decide.sets_of(shrunk), 3)
-    assert walk.failure is not None
-    assert "still leave their sets" in walk.failure
+    tree = walk(RnnCell(weights, DEFAULT_TANH_ERROR), copying.sets_of(shrunk), 3)
+    assert tree.failure is not None
+    assert "still leave their sets" in tree.failure
 
 
 def test_a_walk_refuses_a_digit_that_loses_on_the_way(
@@ -67,8 +68,8 @@ def test_a_walk_refuses_a_digit_that_loses_on_the_way(
     weights, invariant = walked
     b_out = weights.b_out.copy()
     b_out[3] -= 1e3
-    sets = decide.sets_of(invariant)
-    walk = decide.walk(RnnCell(replace(weights, b_out=b_out), DEFAULT_TANH_ERROR), sets, 3)
-    assert walk.failure is not None
-    assert "digit 3 is not sure to win" in walk.failure
-    assert np.isfinite(walk.slack)
+    sets = copying.sets_of(invariant)
+    tree = walk(RnnCell(replace(weights, b_out=b_out), DEFAULT_TANH_ERROR), sets, 3)
+    assert tree.failure is not None
+    assert "digit 3 is not sure to win" in tree.failure
+    assert np.isfinite(tree.slack)

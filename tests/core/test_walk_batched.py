@@ -1,5 +1,5 @@
-"""The walk's batched step (core.zonotope.branch, core.decide._measure) bounds what the
-one-zonotope step (zonotope.image, zonotope_coordinates, _readout) bounds, never less: the
+"""The walk's batched step (core.zonotope.branch, core.walk._measure) bounds what the
+one-zonotope step (zonotope.image, zonotope_coordinates, readout) bounds, never less: the
 same children, containment coordinates at least as large, readout slack at most as large, and
 every sampled point's real image inside them."""
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import decide, zonotope
+from core import copying, walk, zonotope
 from core.cells import RnnCell
-from core.decide import Ints, Invariant, Sets
+from core.copying import Ints, Invariant, Sets
 from core.interval import Array
 from core.weights import RnnWeights, weights_from_onnx
 
@@ -31,7 +31,7 @@ def case() -> Case:
     size = weights.hidden_size
     centres = rng.uniform(-0.6, 0.6, (10, size))
     shapes = np.eye(size) * 0.3 + rng.normal(0, 0.02, (10, size, size))
-    sets = decide.sets_of(Invariant(1, 1, centres, shapes, decide.uniform_keys(1), 3))
+    sets = copying.sets_of(Invariant(1, 1, centres, shapes, copying.uniform_keys(1), 3))
     parents = rng.uniform(-0.6, 0.6, (PARENTS, size))
     rows = rng.normal(0, 0.02, (PARENTS, TERMS, size))
     at = rng.integers(0, 10, PARENTS)
@@ -60,18 +60,16 @@ def test_measure_is_at_least_as_cautious_as_the_one_zonotope_bounds(case: Case) 
     cell, sets, parents, rows, at = case
     branch = zonotope.branch(cell.weights, parents, rows, ERROR)
     targets = sets.after[at].T  # (10, n)
-    slack, gap, inside = decide._measure(cell, sets, targets, branch)
+    slack, gap, inside = walk._measure(cell, sets, targets, branch)
     centres, generators = zonotope.image(
         cell.weights, parents[:, None], rows.transpose(0, 2, 1)[:, None], np.arange(10), ERROR
     )
     size = cell.state_size
     flat_centres = centres.transpose(1, 0, 2).reshape(-1, size)
     flat_generators = generators.transpose(1, 0, 2, 3).reshape(10 * PARENTS, size, -1)
-    old_inside = decide.zonotope_coordinates(
-        sets, targets.reshape(-1), flat_centres, flat_generators
-    )
+    old_inside = walk.zonotope_coordinates(sets, targets.reshape(-1), flat_centres, flat_generators)
     read = np.repeat(np.arange(10), PARENTS)
-    old_slack, old_gap = decide._readout(cell, flat_centres, flat_generators, read)
+    old_slack, old_gap = copying.readout(cell, flat_centres, flat_generators, read)
     tolerance = 1e-12
     assert np.all(inside.reshape(-1, size) >= old_inside * (1 - tolerance))
     assert np.all(slack.reshape(-1) <= old_slack + tolerance * np.abs(old_slack))
@@ -83,7 +81,7 @@ def test_measure_holds_every_sampled_points_image(case: Case) -> None:
     w = cell.weights
     branch = zonotope.branch(w, parents, rows, ERROR)
     targets = sets.after[at].T
-    _, gap, inside = decide._measure(cell, sets, targets, branch)
+    _, gap, inside = walk._measure(cell, sets, targets, branch)
     rng = np.random.default_rng(1)
     u = rng.choice([-1.0, 1.0], (500, TERMS)) * rng.uniform(0.9, 1, (500, TERMS))
     shift = w.w_ih.T + w.b_ih + w.b_hh

@@ -9,7 +9,7 @@ import pytest
 from core import decide
 from core.card import ModelCard
 from core.certify import DEFAULT_TANH_ERROR
-from core.decide import Invariant
+from core.copying import Invariant
 from core.weights import weights_from_onnx
 from tests.training.hand_counter import export_weights, leaky_counter
 from training.__main__ import main

@@ -8,7 +8,7 @@ import pytest
 
 from core.card import ModelCard
 from core.weights import RnnWeights, weights_from_onnx
-from training.decide import fit_walk
+from training.walk_fit import fit_walk
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 

@@ -1,0 +1,204 @@
+"""The walk of a certificate with steps > 1 (core.decide's argument): from every copying set,
+every digit string followed as a zonotope until it lies in its key's set, every digit read on
+the way sure to win.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from core import interval, zonotope
+from core.cells import SOFTMAX_SLACK, RnnCell
+from core.copying import CHAIN, Ints, Sets, digit_name
+from core.interval import Array
+
+
+def zonotope_coordinates(sets: Sets, targets: Ints, centres: Array, generators: Array) -> Array:
+    """|M (x - c)| over zonotopes (N, H), (N, H, g) in the sets of their targets (N,), bounded
+    above per coordinate, (N, H)."""
+    inverse = sets.inverses[targets]
+    target = sets.centres[targets]
+    size, terms = centres.shape[-1], generators.shape[-1]
+    value = np.abs(np.einsum("nij,nj->ni", inverse, centres - target))
+    spread = np.abs(inverse @ generators).sum(axis=-1)
+    scale = np.abs(centres) + np.abs(target) + np.abs(generators).sum(axis=-1)
+    slop = interval.gamma64(size + terms + 4) * np.einsum("nij,nj->ni", np.abs(inverse), scale)
+    bound: Array = interval.upper(value + spread + slop, size + terms + 2)
+    return bound
+
+
+@dataclass(frozen=True)
+class Walk:
+    """The digit trees from every copying set: how far they went and what they met."""
+
+    nodes: int  # zonotope images computed
+    slack: float  # the least readout slack at any node (must be > 0)
+    margin: float  # the least logit gap at any node
+    worst: float  # the largest max-coordinate minus limit among the leaves that closed
+    # the leaves still open at the deepest level: their targets (N,) and coordinates (N, H)
+    open_targets: Ints
+    open_coordinates: Array
+    failure: str | None  # the first reason the walk fails, or None
+
+
+# a walk's batch: at most this many parent nodes (their ten children's bounds are kept)
+_BATCH = 512
+# the products (M diag(slope)) moved are taken for parents in groups of at most this many
+# float64s of output (they stay in cache while their |.| is summed)
+_PRODUCT_FLOATS = 1 << 17
+
+
+@dataclass
+class _Frontier:
+    """Open walk nodes at one level."""
+
+    centres: Array  # (n, H)
+    rows: Array  # (n, g, H): generators as rows (zonotope.branch)
+    at: Ints  # (n,): each node's key
+    start: Ints  # (n,): the key of the set it came from
+    level: int  # digits read
+
+
+def walk(cell: RnnCell, sets: Sets, longest: int, keep_going: bool = False) -> Walk:
+    """From every set P_s, read every digit string w, one digit at a time, as a zonotope
+    (core.zonotope): at every node the digit just read must win (readout), and the node is a
+    leaf once its image lies in the set of its key (the key of s w); a node still outside
+    after `longest` digits fails the walk. keep_going: walk every key even after a failure
+    (the search's measure of where the sets must grow).
+
+    Every start key's nodes are walked together, in batches of a bounded size taken depth
+    first (the tree is the same whatever the order); a child is built only when it is not a
+    leaf."""
+    size = cell.state_size
+    nodes, least, worst, margin = 0, math.inf, -math.inf, math.inf
+    open_targets: list[Ints] = []
+    open_coordinates: list[Array] = []
+    failure: str | None = None
+    every = np.arange(len(sets.keys))
+    pending = [
+        _Frontier(
+            sets.centres, np.ascontiguousarray(sets.shapes.transpose(0, 2, 1)), every, every, 0
+        )
+    ]
+    while pending and (failure is None or keep_going):
+        node = pending.pop()
+        if len(node.at) > _BATCH:
+            pending += [_part(node, slice(i, i + _BATCH)) for i in range(0, len(node.at), _BATCH)]
+            continue
+        level = node.level + 1
+        branch = zonotope.branch(cell.weights, node.centres, node.rows, cell.activation_error)
+        count = len(node.at)
+        nodes += 10 * count
+        targets = sets.after[node.at].T  # (10, n)
+        slack, gap, inside = _measure(cell, sets, targets, branch)
+        least, margin = min(least, float(slack.min())), min(margin, float(gap.min()))
+        starts = np.broadcast_to(node.start, (10, count))
+        if slack.min() <= 0 and failure is None:
+            digit, where = np.unravel_index(int(slack.argmin()), slack.shape)
+            failure = (
+                f"from the set of key {digit_name(int(sets.keys[node.start[where]]))}, after "
+                f"{level} digits, digit {digit} is not sure to win"
+            )
+        over = inside.max(axis=2) - sets.limit[targets]
+        closed = over <= 0
+        if closed.any():
+            worst = max(worst, float(over[closed].max()))
+        digits, parents = np.nonzero(~closed)
+        if len(digits) == 0:
+            continue
+        if level == longest:
+            open_targets.append(targets[digits, parents])
+            open_coordinates.append(inside[digits, parents])
+            if failure is None:
+                origin = digit_name(int(sets.keys[starts[digits, parents].min()]))
+                failure = (
+                    f"from the set of key {origin}, {len(digits)} digit strings of {longest} "
+                    "still leave their sets"
+                )
+            continue
+        pending.append(
+            _Frontier(
+                branch.centres[digits, parents],
+                branch.children(digits, parents),
+                targets[digits, parents],
+                starts[digits, parents],
+                level,
+            )
+        )
+    empty = np.zeros((0, size))
+    return Walk(
+        nodes,
+        least,
+        margin,
+        worst,
+        np.concatenate(open_targets) if open_targets else np.zeros(0, dtype=np.int64),
+        np.concatenate(open_coordinates) if open_coordinates else empty,
+        failure,
+    )
+
+
+def _part(node: _Frontier, part: slice) -> _Frontier:
+    return _Frontier(
+        node.centres[part], node.rows[part], node.at[part], node.start[part], node.level
+    )
+
+
+def _measure(
+    cell: RnnCell, sets: Sets, targets: Ints, branch: zonotope.Branch
+) -> tuple[Array, Array, Array]:
+    """For each child (e, i) of a branch, whose key is targets[e, i]: the readout's slack and
+    margin (readout's bounds, (10, n) each) and |M (x - c)| over it in its key's set
+    (zonotope_coordinates' bound, (10, n, H)). Both need sums of |L G_k| over the child's
+    generators G_k, for L = the key's M and the digit's logit differences: taken as
+    (L diag(slope)) moved, one product per parent for all ten children. Each product is one
+    rounding more than L (slope moved) (the gamma terms below count it)."""
+    w_out, b_out = cell.weights.w_out, cell.weights.b_out
+    count, terms, size = branch.moved.shape
+    every = terms + size  # the children's generators
+    diffs = w_out[:, None, :] - w_out[None]  # (10, 10, H): digit e's logit minus each rival's
+    rows = size + 10
+    inverse = sets.inverses[targets]  # (10, n, H, H)
+    flipped = inverse.transpose(1, 3, 0, 2)  # (n, H, 10, H): [i, h, e, r] = M_rh
+    spread = diffs.transpose(2, 0, 1)[None]  # (1, H, 10, 10): [., h, e, k] = diff_ekh
+    slopes = branch.slope.transpose(1, 2, 0)[..., None]  # (n, H, 10, 1)
+    reach = np.empty((count, 10, rows))
+    group = max(1, _PRODUCT_FLOATS // (terms * 10 * rows))
+    right = np.empty((group, size, 10, rows))
+    for first in range(0, count, group):
+        part = slice(first, first + group)
+        take = len(range(count)[part])
+        np.multiply(flipped[part], slopes[part], out=right[:take, ..., :size])
+        np.multiply(spread, slopes[part], out=right[:take, ..., size:])
+        product = branch.moved[part] @ right[:take].reshape(take, size, 10 * rows)
+        reach[part] = np.abs(product, out=product).sum(axis=1).reshape(take, 10, rows)
+    # the box generators: |L_ij box_j| summed over j
+    reach = reach.transpose(1, 0, 2)
+    absolute = np.abs(sets.inverses)[targets]  # (10, n, H, H)
+    centres, bound = branch.centres, branch.size
+    centre = sets.centres[targets]
+    scale = np.abs(centres) + np.abs(centre) + bound
+    boxed, scaled = np.moveaxis(absolute @ np.stack([branch.box, scale], axis=-1), -1, 0)
+    reach[..., :size] += boxed
+    reach[..., size:] += np.einsum("ekj,enj->enk", np.abs(diffs), branch.box)
+    # containment: zonotope_coordinates' terms, one rounding more in each product
+    value = np.abs(np.einsum("enij,enj->eni", inverse, centres - centre))
+    slop = interval.gamma64(size + every + 6) * scaled
+    inside = interval.upper(value + reach[..., :size] + slop, size + every + 2)
+    # readout: readout's terms (its gamma covers one rounding more by far)
+    diff = diffs[:, None]  # (10, 1, 10, H)
+    bias = (b_out[:, None] - b_out[None])[:, None]  # (10, 1, 10)
+    gap = np.einsum("enkh,enh->enk", np.broadcast_to(diff, (10, count, 10, size)), centres)
+    gap = gap + bias - reach[..., size:]
+    magnitude = interval.upper(np.abs(centres) + bound, every + 1)
+    own = np.einsum("ekh,enh->enk", np.abs(diffs), magnitude) + np.abs(bias)
+    gap = interval.down(gap - interval.gamma64(CHAIN * size + 8 + every) * own)
+    logit_error = interval.upper(
+        interval.gamma32(size + 1) * (magnitude @ np.abs(w_out).T + np.abs(b_out)), size + 1
+    )  # (10, n, 10)
+    own_error = np.take_along_axis(logit_error, np.arange(10)[:, None, None], axis=2)
+    slack = gap - (logit_error + own_error + SOFTMAX_SLACK)
+    right_digit = np.arange(10)[:, None, None] == np.arange(10)[None, None, :]
+    slack = np.where(right_digit, np.inf, slack)
+    gap = np.where(right_digit, np.inf, gap)
+    return slack.min(axis=2), gap.min(axis=2), inside

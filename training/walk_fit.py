@@ -1,0 +1,115 @@
+"""The search for core.decide's walked certificate, tried when the one-step sets do not close:
+sets keyed by the last WALK_KEYS digits, boxes in the principal axes of simulated copying
+states, grown where an entry or a walk's open leaf pokes out. Only core.decide.check decides.
+"""
+
+import numpy as np
+
+from core import copying, decide
+from core.cells import RnnCell
+from core.certify import DEFAULT_TANH_ERROR
+from core.copying import CertificateError, Invariant
+from core.decide import Checked
+from core.interval import Array
+from core.walk import walk
+from core.weights import RnnWeights
+from training.sets_fit import WIDEST
+
+# The walked certificate (core.walk), tried when the one-step sets do not close:
+WALK_KEYS = 2  # sets keyed by the last two digits
+WALK_STEPS = 6  # digit strings followed up to this length before they must be inside
+WALK_TRAJECTORIES = 20000  # simulated histories, each WALK_LENGTH copying digits long
+WALK_LENGTH = 24
+WALK_FLOOR = 3e-3  # the least half-width along any axis: the tanh band's room
+WALK_GROWTH = 1.05  # a set grows past what an open leaf needs by this factor
+WALK_ROUNDS = 4
+
+
+def _walk_samples(
+    weights: RnnWeights, proved: int, rng: np.random.Generator
+) -> tuple[Array, copying.Ints]:
+    """Float64 copying states and their histories (the last MAX_DEPTH digits' value): a run
+    of at most `proved` nines, an absorbing digit, then WALK_LENGTH random digits."""
+    shift = weights.w_ih.T + weights.b_ih + weights.b_hh
+    unit = 10**copying.MAX_DEPTH
+    chain = [np.zeros(weights.hidden_size)]
+    for _ in range(proved):
+        chain.append(np.tanh(weights.w_hh @ chain[-1] + shift[9]))
+    run = rng.integers(0, proved + 1, WALK_TRAJECTORIES)
+    absorbing = rng.integers(0, 9, WALK_TRAJECTORIES)
+    states = np.tanh(np.asarray(chain)[run] @ weights.w_hh.T + shift[absorbing])
+    history = ((10 ** np.minimum(run, copying.MAX_DEPTH) - 1) * 10 + absorbing) % unit
+    found, tails = [], []
+    for _ in range(WALK_LENGTH):
+        digits = rng.integers(0, 10, WALK_TRAJECTORIES)
+        states = np.tanh(states @ weights.w_hh.T + shift[digits])
+        history = (history * 10 + digits) % unit
+        found.append(states)
+        tails.append(history)
+    return np.concatenate(found), np.concatenate(tails)
+
+
+def _principal_boxes(states: Array, owner: copying.Ints, count: int) -> tuple[Array, Array, Array]:
+    """Per key: the centre, principal axes and half-widths of the box in those axes that
+    holds its states (at least WALK_FLOOR wide along every axis)."""
+    size = states.shape[1]
+    centres, axes = np.zeros((count, size)), np.tile(np.eye(size), (count, 1, 1))
+    widths = np.full((count, size), WALK_FLOOR)
+    order = np.argsort(owner, kind="stable")
+    bounds = np.searchsorted(owner[order], np.arange(count + 1))
+    for key in range(count):
+        mine = states[order[bounds[key] : bounds[key + 1]]]
+        if len(mine) < 2:
+            continue
+        mean = mine.mean(axis=0)
+        _, _, vt = np.linalg.svd(mine - mean, full_matrices=False)
+        if vt.shape[0] != size:
+            continue
+        along = (mine - mean) @ vt.T
+        low, high = along.min(axis=0), along.max(axis=0)
+        centres[key] = mean + vt.T @ ((low + high) / 2)
+        axes[key] = vt.T
+        widths[key] = np.maximum((high - low) / 2, WALK_FLOOR)
+    return centres, axes, widths
+
+
+def fit_walk(
+    weights: RnnWeights, proved: int, tanh_error: float = DEFAULT_TANH_ERROR, seed: int = 0
+) -> tuple[Invariant, Checked] | str:
+    """A checked certificate of K = proved whose sets are followed by core.decide.walk for
+    up to WALK_STEPS digits, or why none was found. The sets are boxes in the principal axes
+    of simulated copying states keyed by their last WALK_KEYS digits, grown where an entry or
+    a walk's open leaf pokes out, for up to WALK_ROUNDS rounds."""
+    cell = RnnCell(weights, tanh_error)
+    try:
+        entry_lo, entry_hi, tails, _ = decide.entries(cell, proved)
+    except CertificateError as exc:
+        return str(exc)
+    keys = copying.uniform_keys(WALK_KEYS)
+    states, history = _walk_samples(weights, proved, np.random.default_rng(seed))
+    centres, axes, widths = _principal_boxes(states, copying.key_index(keys, history), len(keys))
+    entry_keys = copying.key_index(keys, tails)
+    failure = "no round"
+    for _ in range(WALK_ROUNDS):
+        invariant = Invariant(
+            proved, WALK_KEYS, centres, axes * widths[:, None, :], keys, WALK_STEPS
+        )
+        sets = copying.sets_of(invariant)
+        need = widths.copy()
+        inside = copying.coordinates(sets, entry_keys, entry_lo, entry_hi)
+        np.maximum.at(need, entry_keys, inside * widths[entry_keys] * WALK_GROWTH)
+        walked = walk(cell, sets, WALK_STEPS, keep_going=True)
+        if walked.slack <= 0:
+            return walked.failure or "a walk's readout fails"
+        if walked.failure is None and inside.max() <= sets.limit[entry_keys].min():
+            try:
+                return invariant, decide.check(weights, invariant, tanh_error)
+            except CertificateError as exc:
+                return str(exc)
+        failure = walked.failure or "an entry leaves its set"
+        targets = walked.open_targets
+        np.maximum.at(need, targets, walked.open_coordinates * widths[targets] * WALK_GROWTH)
+        if need.max() > WIDEST:
+            return f"the walked sets grow past tanh's range ({failure})"
+        widths = need
+    return f"no walked certificate after {WALK_ROUNDS} rounds ({failure})"
