@@ -37,7 +37,7 @@ from bench.http import (
     stop,
 )
 from bench.http import wrk as run_wrk
-from bench.peers import BODY, INFER
+from bench.peer_servers import BODY, INFER
 
 REPO = Path(__file__).resolve().parents[1]
 ROUTES = {

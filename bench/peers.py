@@ -33,52 +33,41 @@ configuration through bench/peers/mlserver_runtime.py (REST) and mlserver_start.
 """
 
 import argparse
-import csv
-import json
 import os
 import platform
 import re
 import shlex
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
-from bench.host import Steal, resident
-from bench.http import find_wrk, free_port
-from core.session import open_session
-
-REPO = Path(__file__).resolve().parents[1]
-MODEL = REPO / "models" / "counter.onnx"
-RUNTIMES = REPO / "bench" / "peers"
-NUMBER = "1476233999"
-# The raw ONNX contract: digits least significant first, plus the extra zero step.
-DIGITS = [int(d) for d in reversed(NUMBER)] + [0]
-BODY = json.dumps(
-    {"inputs": [{"name": "digits", "shape": [1, len(DIGITS)], "datatype": "INT64", "data": DIGITS}]}
+from bench.host import Steal
+from bench.http import find_wrk
+from bench.peer_servers import (
+    BODY,
+    DIGITS,
+    INFER,
+    NUMBER,
+    REPO,
+    Run,
+    Server,
+    _versions,
+    check,
+    expected,
+    kserve,
+    mlserver,
+    ours,
+    rss_mb,
+    running,
+    spread,
+    start,
+    stop,
 )
-INFER = "/v2/models/counter/infer"
-READY = "/v2/models/counter/ready"
-TOLERANCE = 1e-6
+from bench.perf_analyzer import PA_INPUTS, find_perf_analyzer, pa_report, perf_analyzer
+
 GOALS = {"mlserver": 3.0, "kserve": 4.0}  # ours / peer, V2 infer req/s at c = 16
-PA_GOALS = {("mlserver", "grpc"): 3.0}  # ours / peer, perf_analyzer infer/s at c = 16
-# perf_analyzer's --input-data: what each server's model configuration declares
-PA_INPUTS = {
-    "ours": {"number": {"content": [NUMBER], "shape": [1]}},
-    "mlserver": {"digits": {"content": DIGITS, "shape": [1, len(DIGITS)]}},
-}
 P99_GOAL_MS = 20.0  # ours at c = 64
 
 WRK_SCRIPT = f"""-- bench/peers.py: the same V2 infer request for every server
@@ -86,230 +75,6 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{BODY}'
 """
-
-
-@dataclass(frozen=True)
-class Run:
-    """One wrk run: throughput, latency percentiles (ms), and what went wrong."""
-
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    non_2xx: int  # answers other than 2xx or 3xx
-    socket_errors: int  # connect, read, write errors and timeouts (wrk's is 2 s)
-
-
-@dataclass(frozen=True)
-class PaRun:
-    """One perf_analyzer run: infer/s and latency percentiles (ms)."""
-
-    rps: float
-    p50_ms: float
-    p99_ms: float
-
-
-@dataclass
-class Server:
-    """How to start one server, and what was measured on it."""
-
-    key: str
-    label: str
-    argv: list[str]
-    env: dict[str, str]
-    port: int
-    workdir: Path
-    versions: str = ""
-    grpc_port: int | None = None
-    starts: list[float] = field(default_factory=list)
-    runs: dict[int, list[Run]] = field(default_factory=dict)
-    pa_runs: dict[tuple[str, int], list[PaRun]] = field(default_factory=dict)
-    rss_mb: float = float("nan")
-    process: "subprocess.Popen[bytes] | None" = None
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def log(self) -> Path:
-        return self.workdir / "server.log"
-
-    def exit_if_dead(self, when: str) -> None:
-        if self.process is not None and self.process.poll() is not None:
-            sys.exit(
-                f"{self.label} exited with {self.process.returncode} {when} (0: something else "
-                f"sent it SIGTERM or SIGINT); the end of its "
-                f"log, {self.log}:\n{self.log.read_text(errors='replace')[-3000:]}"
-            )
-
-
-def _peer_python(venvs: Path, name: str) -> Path:
-    python = venvs / name / "bin" / "python"
-    if not python.exists():
-        sys.exit(f"{python} is missing: build the peers' virtualenvs first (make peers-env)")
-    return python
-
-
-def _versions(python: Path, packages: list[str]) -> str:
-    code = (
-        "import importlib.metadata as m; "
-        f"print(', '.join(p + ' ' + m.version(p) for p in {packages!r}))"
-    )
-    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
-    return out.stdout.strip()
-
-
-def ours(work: Path) -> Server:
-    """Ours, default settings, serving counter alone like the peers (its card beside it)."""
-    port, grpc_port = free_port(), free_port()
-    folder = work / "ours"
-    models = folder / "models"
-    models.mkdir(parents=True)
-    for name in (MODEL.name, MODEL.with_suffix(".json").name):
-        shutil.copyfile(MODEL.parent / name, models / name)
-    env = {
-        "COUNTER_PORT": str(port),
-        "COUNTER_MODELS_DIR": str(models),
-        "COUNTER_DRAIN_SECONDS": "0",  # stop at once: nothing is in flight when we stop it
-        "COUNTER_WORKERS": "1",  # one process, as each peer is measured
-        "COUNTER_GRPC_PORT": str(grpc_port),
-    }
-    versions = _versions(Path(sys.executable), ["rnn-counter", "uvicorn", "onnxruntime"])
-    # The project's console script runs `python -m app`'s main(); its command line does not
-    # match a `pkill -f "python -m app"` meant for some other copy of the service.
-    script = Path(sys.executable).parent / "rnn-counter-serve"
-    argv = [sys.executable, str(script)] if script.exists() else [sys.executable, "-m", "app"]
-    return Server("ours", "ours", argv, env, port, folder, versions, grpc_port)
-
-
-def mlserver(work: Path, venvs: Path, parallel_workers: int) -> Server:
-    """MLServer in its own folder: settings.json and counter/model-settings.json."""
-    python = _peer_python(venvs, "mlserver")
-    port, grpc_port = free_port(), free_port()
-    folder = work / "mlserver"
-    (folder / "counter").mkdir(parents=True)
-    settings = {
-        "host": "127.0.0.1",
-        "http_port": port,
-        "grpc_port": grpc_port,  # MLServer always starts its gRPC server (perf_analyzer's)
-        "metrics_port": free_port(),
-        "parallel_workers": parallel_workers,
-    }
-    model = {
-        "name": "counter",
-        "implementation": "mlserver_runtime.CounterRuntime",
-        "parameters": {"uri": str(MODEL)},
-        # its metadata's tensors: perf_analyzer reads them (the runtime decodes as before)
-        "inputs": [{"name": "digits", "datatype": "INT64", "shape": [-1, -1]}],
-        "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, -1, 10]}],
-    }
-    (folder / "settings.json").write_text(json.dumps(settings))
-    (folder / "counter" / "model-settings.json").write_text(json.dumps(model))
-    env = {"PYTHONPATH": f"{RUNTIMES}{os.pathsep}{REPO}"}
-    # `mlserver start`, with Triton's ModelConfig added over gRPC for perf_analyzer
-    argv = [str(python), str(RUNTIMES / "mlserver_start.py"), "start", str(folder)]
-    versions = _versions(python, ["mlserver", "uvicorn", "onnxruntime"])
-    label = f"MLServer (parallel_workers {parallel_workers})"
-    return Server("mlserver", label, argv, env, port, folder, versions, grpc_port)
-
-
-def kserve(work: Path, venvs: Path) -> Server:
-    python = _peer_python(venvs, "kserve")
-    port = free_port()
-    argv = [
-        str(python),
-        str(RUNTIMES / "kserve_server.py"),
-        f"--model_path={MODEL}",
-        "--model_name=counter",
-        f"--http_port={port}",
-        "--workers=1",
-        "--enable_grpc=false",  # V2 REST only
-    ]
-    env = {"PYTHONPATH": str(REPO)}
-    folder = work / "kserve"
-    folder.mkdir()
-    versions = _versions(python, ["kserve", "uvicorn", "onnxruntime"])
-    return Server("kserve", "KServe", argv, env, port, folder, versions)
-
-
-def _get(url: str, timeout: float = 1.0) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            response.read()
-            status: int = response.status
-            return status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
-def start(server: Server, core: int) -> float:
-    """Start the server pinned to `core`; the seconds from spawn to its first ready answer."""
-    log = server.log.open("ab")
-    began = time.perf_counter()
-    server.process = subprocess.Popen(
-        ["taskset", "-c", str(core), *server.argv],
-        cwd=server.workdir,
-        env={**os.environ, **server.env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: stopped whole, workers included
-    )
-    log.close()
-    while time.perf_counter() - began < 60:
-        server.exit_if_dead("while starting")
-        try:
-            if _get(server.base + READY) == 200:
-                return time.perf_counter() - began
-        except OSError:
-            pass
-        time.sleep(0.005)
-    stop(server)
-    sys.exit(f"{server.label} was not ready within 60 s")
-
-
-def stop(server: Server) -> None:
-    process = server.process
-    if process is None or process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    server.process = None
-
-
-def expected() -> npt.NDArray[np.float32]:
-    """onnxruntime's own answer, through the session options every server uses."""
-    session = open_session(MODEL)
-    (probabilities,) = session.run(["probabilities"], {"digits": np.array([DIGITS])})
-    result: npt.NDArray[np.float32] = probabilities
-    return result
-
-
-def check(server: Server, reference: npt.NDArray[np.float32]) -> None:
-    """One infer; exits unless it is the reference, to TOLERANCE, in the V2 shape."""
-    request = urllib.request.Request(
-        server.base + INFER, data=BODY.encode(), headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            answer: dict[str, Any] = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        sys.exit(f"{server.label}: {exc.code} for the V2 infer: {exc.read()[:500]!r}")
-    outputs = {output["name"]: output for output in answer.get("outputs", [])}
-    tensor = outputs.get("probabilities")
-    if tensor is None or tensor["datatype"] != "FP32" or tensor["shape"] != list(reference.shape):
-        sys.exit(f"{server.label}: not a FP32 {list(reference.shape)} 'probabilities': {answer}")
-    got = np.asarray(tensor["data"], dtype=np.float64).reshape(reference.shape)
-    worst = float(np.max(np.abs(got - reference)))
-    if worst > TOLERANCE:
-        sys.exit(f"{server.label}: probabilities differ from onnxruntime's by {worst:.3g}")
-    with urllib.request.urlopen(server.base + "/v2", timeout=10) as response:
-        about = json.loads(response.read())
-    server.versions += f"; GET /v2 says {about.get('name')} {about.get('version')}"
-    print(f"checked {server.label}: {list(reference.shape)} probabilities, max |diff| {worst:.1e}")
 
 
 def _ms(text: str) -> float:
@@ -356,92 +121,6 @@ def wrk(
     if done.returncode != 0:
         sys.exit(f"wrk failed against {server.label}: {done.stdout}{done.stderr}")
     return parse_wrk(done.stdout)
-
-
-def find_perf_analyzer(venvs: Path) -> tuple[Path, dict[str, str]]:
-    """perf_analyzer in its virtualenv, and the environment it runs in (libcudart's folder)."""
-    binary = venvs / "perf_analyzer" / "bin" / "perf_analyzer"
-    if not binary.exists():
-        sys.exit(f"{binary} is missing: build the peers' virtualenvs first (make peers-env)")
-    found = sorted((venvs / "perf_analyzer").glob("lib/python*/site-packages/nvidia/*/lib"))
-    libraries = os.pathsep.join([str(f) for f in found] + [os.environ.get("LD_LIBRARY_PATH", "")])
-    return binary, {**os.environ, "LD_LIBRARY_PATH": libraries.rstrip(os.pathsep)}
-
-
-def perf_analyzer(
-    tool: tuple[Path, dict[str, str]],
-    core: int,
-    server: Server,
-    protocol: str,
-    seconds: int,
-    connections: int,
-    work: Path,
-    stability: int,
-) -> PaRun:
-    """One perf_analyzer run at one concurrency: measurement windows of seconds / 2 until
-    three agree within `stability` percent (at most 10 windows)."""
-    binary, env = tool
-    inputs = work / f"pa-{server.key}.json"
-    inputs.write_text(json.dumps({"data": [PA_INPUTS[server.key]]}))
-    out = work / f"pa-{server.key}-{protocol}-c{connections}.csv"
-    port = server.port if protocol == "http" else server.grpc_port
-    args = ["taskset", "-c", str(core), str(binary), "-i", protocol, "-u", f"127.0.0.1:{port}"]
-    args += ["-m", "counter", "--input-data", str(inputs), "-f", str(out)]
-    args += ["--concurrency-range", f"{connections}:{connections}"]
-    args += ["-p", str(max(500, seconds * 500)), "-r", "10", "-s", str(stability)]
-    if protocol == "http":  # JSON tensors, as wrk's body: MLServer refuses the binary extension
-        args += ["--input-tensor-format", "json", "--output-tensor-format", "json"]
-    done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=work)
-    server.exit_if_dead(f"under perf_analyzer ({protocol}, c{connections})")
-    if done.returncode != 0 or not out.exists():
-        sys.exit(
-            f"perf_analyzer failed against {server.label} ({protocol}): "
-            f"{done.stdout[-2000:]}{done.stderr[-2000:]}"
-        )
-    with out.open() as rows:
-        row = next(csv.DictReader(rows))
-    return PaRun(
-        rps=float(row["Inferences/Second"]),
-        p50_ms=float(row["p50 latency"]) / 1000,
-        p99_ms=float(row["p99 latency"]) / 1000,
-    )
-
-
-def _tree(pid: int) -> list[int]:
-    """The process and all its descendants (MLServer's workers, say)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        fields = text[text.rindex(")") + 2 :].split()
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(children.get(current, []))
-    return found
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of the process tree, MB."""
-    total = 0.0
-    for member in _tree(pid):
-        try:
-            total += resident(member).total
-        except (OSError, KeyError):  # ended since the tree was read (a zombie has no VmRSS)
-            continue
-    return total
-
-
-def spread(values: list[float], digits: int) -> str:
-    """Median (min-max)."""
-    middle = statistics.median(values)
-    if len(values) == 1:
-        return f"{middle:.{digits}f}"
-    return f"{middle:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
 def median(runs: list[Run], name: str) -> float:
@@ -534,75 +213,6 @@ def report(servers: list[Server], args: argparse.Namespace, command: str, wrk_ve
             f"{sum(r.socket_errors for r in every)} socket errors or timeouts under load"
         )
     return "\n".join(lines)
-
-
-def pa_report(servers: list[Server], args: argparse.Namespace) -> list[str]:
-    """perf_analyzer's table, its ratios and the gRPC goal."""
-    measured = [s for s in servers if s.pa_runs]
-    if not measured:
-        return []
-    lines = [
-        "",
-        f"perf_analyzer (tritonclient {args.pa_version}, pinned to core {args.load_core}, "
-        f"stability {args.pa_stability}%): "
-        f"{args.rounds} run(s) per server, protocol and concurrency; ours sends `number` "
-        f"[1] (the counter's whole answer), MLServer `digits` [1, {len(DIGITS)}] (probabilities "
-        "only), each what its model configuration declares.",
-        "",
-        "| server | protocol | connections | infer/s | p50 ms | p99 ms |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for protocol in args.protocol_list:
-        for connections in args.connection_list:
-            for server in measured:
-                runs = server.pa_runs[(protocol, connections)]
-                lines.append(
-                    f"| {server.label} | {protocol} | {connections} | "
-                    f"{spread([r.rps for r in runs], 0)} | {spread([r.p50_ms for r in runs], 2)} "
-                    f"| {spread([r.p99_ms for r in runs], 2)} |"
-                )
-    mine = next((s for s in measured if s.key == "ours"), None)
-    peers = [s for s in measured if s.key != "ours"]
-    if mine is None or not peers:
-        return lines
-    lines += [
-        "",
-        "| protocol | connections | "
-        + " | ".join(f"ours / {p.label} infer/s" for p in peers)
-        + " |",
-        ("| --- | --- | " + "--- | " * len(peers)).rstrip(),
-    ]
-    for protocol in args.protocol_list:
-        for connections in args.connection_list:
-            ratios = " | ".join(f"{_pa_ratio(mine, p, protocol, connections):.2f}x" for p in peers)
-            lines.append(f"| {protocol} | {connections} | {ratios} |")
-    lines.append("")
-    for (key, protocol), goal in PA_GOALS.items():
-        peer = next((p for p in peers if p.key == key), None)
-        if peer is None or protocol not in args.protocol_list or 16 not in args.connection_list:
-            continue
-        ratio = _pa_ratio(mine, peer, protocol, 16)
-        verdict = "met" if ratio >= goal else "NOT met"
-        lines.append(
-            f"- perf_analyzer {protocol}, c=16, ours / {peer.label}: {ratio:.2f}x "
-            f"(goal >= {goal:g}x): {verdict}"
-        )
-    return lines
-
-
-def _pa_ratio(mine: Server, peer: Server, protocol: str, connections: int) -> float:
-    ours_rps = statistics.median(r.rps for r in mine.pa_runs[(protocol, connections)])
-    peer_rps = statistics.median(r.rps for r in peer.pa_runs[(protocol, connections)])
-    return float(ours_rps / peer_rps)
-
-
-@contextmanager
-def running(servers: list[Server]) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        for server in servers:
-            stop(server)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

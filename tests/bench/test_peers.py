@@ -1,11 +1,11 @@
-"""bench/peers.py without servers: what it sends, how it reads wrk, what it prints."""
+"""bench.peers and bench.peer_servers without servers: what is sent, how wrk is read, the report."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from bench import peers
+from bench import peer_servers, peers
 
 WRK_OUTPUT = """Running 3s test @ http://127.0.0.1:8123/v2/models/counter/infer
   1 threads and 16 connections
@@ -26,19 +26,19 @@ Transfer/sec:      1.40MB
 
 
 def test_the_request_is_the_raw_contract_of_1476233999() -> None:
-    body = json.loads(peers.BODY)
+    body = json.loads(peer_servers.BODY)
     (tensor,) = body["inputs"]
     assert tensor["name"] == "digits"
     assert tensor["datatype"] == "INT64"
     assert tensor["shape"] == [1, 11]
     # least significant first, plus the extra zero step
     assert tensor["data"] == [9, 9, 9, 3, 3, 2, 6, 7, 4, 1, 0]
-    assert f"wrk.body = '{peers.BODY}'" in peers.WRK_SCRIPT
-    assert "'" not in peers.BODY  # the Lua string is single-quoted
+    assert f"wrk.body = '{peer_servers.BODY}'" in peers.WRK_SCRIPT
+    assert "'" not in peer_servers.BODY  # the Lua string is single-quoted
 
 
 def test_the_reference_answer_has_the_v2_shape() -> None:
-    assert peers.expected().shape == (1, 11, 10)
+    assert peer_servers.expected().shape == (1, 11, 10)
 
 
 def test_wrk_output_is_read_with_units_and_errors() -> None:
@@ -54,9 +54,9 @@ def test_wrk_output_without_a_figure_is_refused() -> None:
         peers.parse_wrk(WRK_OUTPUT.replace("Requests/sec:", "Req:"))
 
 
-def _server(key: str, rps: float, p99: float) -> peers.Server:
-    server = peers.Server(key, key, [], {}, 1, Path("."), versions=f"{key} 1.0")
-    run = peers.Run(rps, 1.0, p99, 0, 0)
+def _server(key: str, rps: float, p99: float) -> peer_servers.Server:
+    server = peer_servers.Server(key, key, [], {}, 1, Path("."), versions=f"{key} 1.0")
+    run = peer_servers.Run(rps, 1.0, p99, 0, 0)
     server.runs = {16: [run, run], 64: [run, run]}
     server.starts = [1.0, 2.0]
     server.rss_mb = 100.0
@@ -87,7 +87,7 @@ def test_options_are_checked() -> None:
 
 
 def test_the_peer_runtimes_are_in_the_repository() -> None:
-    assert (peers.RUNTIMES / "mlserver_runtime.py").is_file()
-    assert (peers.RUNTIMES / "kserve_server.py").is_file()
+    assert (peer_servers.RUNTIMES / "mlserver_runtime.py").is_file()
+    assert (peer_servers.RUNTIMES / "kserve_server.py").is_file()
     for name in ("mlserver", "kserve"):
-        assert (peers.RUNTIMES / f"{name}.txt").is_file()
+        assert (peer_servers.RUNTIMES / f"{name}.txt").is_file()
