@@ -92,7 +92,7 @@ class Settings(BaseSettings):
         description="processes serving the port (app.workers); default: one per CPU this process "
         "may use (its affinity and cgroup quota)",
     )
-    # Connections (app.http.server).
+    # Connections (app.http.limits).
     max_connections: int = Field(default=512, ge=1, description="open connections at once")
     max_header_bytes: int = Field(
         default=32 * 1024, ge=1024, le=1 << 20, description="request line and headers (431)"

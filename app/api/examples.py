@@ -9,15 +9,9 @@ from typing import Any
 import orjson
 
 from app import __version__
+from app.api.model_metadata import model_config, model_metadata
 from app.api.schemas import model_list
-from app.api.tensors import (
-    SERVER,
-    InferRequest,
-    OutputTensor,
-    model_config,
-    model_metadata,
-    write_response,
-)
+from app.api.tensors import SERVER, InferRequest, OutputTensor, write_response
 from app.errors import Kind, ServiceError, unknown_model
 from app.http.exchange import JSON, NDJSON
 from app.runtime.engine import answer

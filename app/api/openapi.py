@@ -1,7 +1,7 @@
 """What /docs shows: schemas derived from the code that runs, examples made by the live service.
 
 - Answer schemas come from the TypedDicts the engine builds (app.runtime.answers), request
-  schemas from the body types beside their parsers (app.api.bodies, app.api.tensors) with the
+  schemas from the body types beside their parsers (app.api.bodies, app.api.infer_request) with the
   running limits (patterns, minimum, maxItems, what may be null).
 - Response examples are real answers, made by the loaded models the first time the OpenAPI
   document is asked for (app.api.examples); error examples come from the real rules.
@@ -16,7 +16,7 @@ from fastapi.openapi.utils import get_openapi
 from app.api import examples
 from app.api.bodies import BatchRequest, CountRequest, IncrementRequest, parse_increment, schema
 from app.api.examples import error_examples
-from app.api.tensors import V2_ERROR, request_schema
+from app.api.infer_request import V2_ERROR, request_schema
 from app.errors import Kind, ServiceError, unknown_model
 from app.http.exchange import JSON, NDJSON
 from app.runtime.answers import Answer, BatchAnswer, CountEnd, CountLine, json_schema

@@ -1,2 +1,3 @@
-"""The HTTP layer: uvicorn and its guards (server), the one middleware every request passes
-(edge), the lean routes' class, and what every route needs of a request and its reply."""
+"""The HTTP layer: uvicorn (server) and its guards (protocol, limits, one_write), the one
+middleware every request passes (edge), the lean routes' class, and what every route needs of a
+request and its reply."""

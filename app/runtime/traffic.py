@@ -2,7 +2,7 @@
 once and passed to both, rather than a protocol's class attribute and a flag set from outside.
 
 - in_flight: requests read and not yet answered, over every connection of this process. Counted
-  by the HTTP protocol (app.http.server); read by the service (with 1, a small request runs at
+  by the HTTP protocol (app.http.protocol); read by the service (with 1, a small request runs at
   once instead of waiting a loop turn for company in a batch) and by the edge (a lone access
   line is written at once). Under a server that counts nothing (a test client, Ray Serve) it
   stays 0, and small requests are batched.

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.http.server import COALESCE_BYTES, _OneWrite
+from app.http.one_write import COALESCE_BYTES, OneWrite
 from core.codec import add_one
 from tests.app.server import connect, read_response, start_server, stop_server
 
@@ -38,9 +38,9 @@ class Recorder:
         return f"info {name}"
 
 
-def one_write() -> tuple[_OneWrite, Recorder]:
+def one_write() -> tuple[OneWrite, Recorder]:
     recorder = Recorder()
-    return _OneWrite(cast(Any, recorder)), recorder
+    return OneWrite(cast(Any, recorder)), recorder
 
 
 def test_a_small_answer_leaves_in_one_write() -> None:

@@ -17,17 +17,10 @@ from fastapi.responses import Response
 
 from app import tracing, workers
 from app.api import openapi
+from app.api.infer_request import parse_request
 from app.api.inference import Inference, find_model
-from app.api.tensors import (
-    HEADER_LENGTH,
-    SERVER,
-    InferRequest,
-    OutputTensor,
-    model_config,
-    model_metadata,
-    parse_request,
-    write_response,
-)
+from app.api.model_metadata import model_config, model_metadata
+from app.api.tensors import HEADER_LENGTH, SERVER, InferRequest, OutputTensor, write_response
 from app.errors import Kind, ServiceError
 from app.http.exchange import (
     ClientGone,
