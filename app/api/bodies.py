@@ -1,187 +1,22 @@
-"""The input rules: request body bytes -> validated numbers, model name and detail level.
+"""The request bodies: each body's type (a TypedDict, from which /docs derives its schema)
+beside its parser, request body bytes -> validated numbers, model name and detail level.
 
-Numbers travel as strings of ASCII digits; JSON integers >= 0 (and -0) are accepted too. Integers
-are kept as their text (json's parse_int hook), so a 100 000-digit integer costs no int() call
-and never meets Python's int-string limit. Everything else is refused with a message that says
-what was wrong and what is accepted.
+The JSON is read by app.api.json_body and each number by app.api.numbers. Everything else is
+refused with a message that says what was wrong and what is accepted.
 """
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Annotated, Any, NotRequired, cast
 
-import orjson
 from pydantic import ConfigDict, Field, TypeAdapter, WithJsonSchema, with_config
 from typing_extensions import TypedDict
 
+from app.api.json_body import JsonFloat, JsonInt, load_json
+from app.api.numbers import integral, parse_number
 from app.errors import Kind, ServiceError, preview
 from app.runtime.answers import DETAILS, DetailAsked
 from core.codec import is_ascii_digits
-
-
-class JsonInt(str):
-    """A JSON integer literal, kept as the text the client sent."""
-
-
-class JsonFloat(str):
-    """A JSON number with a fraction or an exponent: never a valid input."""
-
-
-def _no_constants(name: str) -> Any:
-    raise ServiceError(
-        Kind.MALFORMED_JSON, f"the body is not valid JSON: {name} is not a JSON value"
-    )
-
-
-def _plain(data: Any) -> bool:
-    """An object whose values are strings, null, booleans or arrays of those: no JSON number.
-
-    Such a body reads the same from orjson as from the standard parser, so the usual requests
-    ({"number": "1299"}, {"numbers": ["1299", "41"]}) are parsed once. A number needs the
-    standard parser, which keeps its text (JsonInt, JsonFloat).
-    """
-    return type(data) is dict and all(
-        type(v) is str
-        or v is None
-        or type(v) is bool
-        or (type(v) is list and all(type(i) is str or i is None or type(i) is bool for i in v))
-        for v in data.values()
-    )
-
-
-def load_json(body: bytes) -> Any:
-    """Parse the body; malformed JSON, text not in UTF-8 or absurd nesting is a 400, never a 500."""
-    if not body:
-        raise ServiceError(
-            Kind.MALFORMED_JSON, 'the body is empty; send a JSON object like {"number": "1299"}'
-        )
-    try:
-        data = orjson.loads(body)
-        if _plain(data):
-            return data
-    except orjson.JSONDecodeError:
-        pass  # the standard parser below gives the exact error, or reads what orjson cannot
-    try:
-        # Decoded here: json.loads(bytes) would also take UTF-16 and UTF-32. A UTF-8 byte
-        # order mark is tolerated, as it always was.
-        text = body.decode("utf-8-sig")
-        return json.loads(
-            text, parse_int=JsonInt, parse_float=JsonFloat, parse_constant=_no_constants
-        )
-    except json.JSONDecodeError as exc:
-        reason = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-    except UnicodeDecodeError:
-        reason = "it is not UTF-8 text"
-    except RecursionError:
-        reason = "it is nested too deeply"
-    raise ServiceError(
-        Kind.MALFORMED_JSON,
-        f'the body is not valid JSON ({reason}); send an object like {{"number": "1299"}}',
-    )
-
-
-def _what_is_wrong(text: str) -> str:
-    """Plain words for why a string is not a number of ASCII digits."""
-    if not text:
-        return "is empty"
-    if any(c.isspace() for c in text):
-        return "contains spaces"
-    if text[0] in "+-":
-        return "has a sign (only numbers >= 0, without a sign, are accepted)"
-    if "." in text or "," in text:
-        return "has a decimal point or separator"
-    if "_" in text:
-        return "contains underscores"
-    if any(c in "eE" for c in text) and any(c.isdigit() for c in text):
-        return "is in exponent notation"
-    odd = next(c for c in text if not ("0" <= c <= "9"))
-    if odd.isdigit() or odd.isnumeric():
-        return f"contains the non-ASCII digit {odd!r} (U+{ord(odd):04X})"
-    return f"contains {odd!r}, which is not a digit 0-9"
-
-
-def _integral(text: str, max_digits: int) -> str | None:
-    """A JSON number written with a fraction or exponent, if its value is a whole number >= 0
-    of at most max_digits digits: its digits, read exactly (1299.0 -> 1299, 13e2 -> 1300).
-
-    JSON Schema's "integer" is any number with no fractional part, whatever its notation, so
-    the documented schema and this rule agree. None for anything else.
-    """
-    try:
-        number = Decimal(text)
-    except ArithmeticError:
-        return None
-    _, digits, exponent = number.as_tuple()
-    if not isinstance(exponent, int):  # NaN or infinity (the parser refuses them anyway)
-        return None
-    written = "".join(map(str, digits))
-    if exponent < 0:
-        written, fraction = written[:exponent], written[exponent:]
-        if fraction.strip("0"):
-            return None  # a real fraction
-    elif len(written.lstrip("0")) + exponent > max_digits:
-        return None  # checked before 1e1000000000 is written out
-    else:
-        written += "0" * exponent
-    whole = written.lstrip("0") or "0"
-    if (number.is_signed() and whole != "0") or len(whole) > max_digits:
-        return None
-    return whole
-
-
-# The most digits a number written with a fraction or an exponent (1.299e3) may stand for.
-# Admission (app.runtime.service) sizes a request by its body: 35 bytes of {"number": 1e999999}
-# would otherwise ask a 10^6-digit run as a small request, and a batch of them 2 * 10^6.
-EXPONENT_DIGITS = 64
-
-
-def parse_number(value: object, max_digits: int, where: str = "number") -> str:
-    """One number from JSON: ASCII digit string or JSON integer >= 0 -> its digit string."""
-    accepted = (
-        f'a string of ASCII digits 0-9 like "1299", or a JSON integer >= 0 (1299, 1299.0 or '
-        f"1.299e3), at most {max_digits} digits"
-    )
-    if isinstance(value, JsonFloat):
-        most = min(max_digits, EXPONENT_DIGITS)
-        whole = _integral(str(value), most) if len(value) <= 40 else None
-        if whole is not None:
-            return whole
-        problem = f"is a JSON number that is not a whole number >= 0 of at most {most} "
-        problem += f"digits written out ({preview(value, 20)}); send longer numbers as strings"
-    elif isinstance(value, JsonInt):
-        if value == "-0":
-            return "0"  # JSON's -0 is the integer zero
-        if value.startswith("-"):
-            problem = f"is a negative integer ({preview(value, 20)})"
-        elif len(value) > max_digits:
-            problem = (
-                f"has {len(value)} digits, more than the limit of {max_digits} (COUNTER_MAX_DIGITS)"
-            )
-        else:
-            return str(value)
-    elif isinstance(value, str):
-        if len(value) > max_digits:
-            problem = (
-                f"has {len(value)} characters, more than the limit of {max_digits} digits "
-                "(COUNTER_MAX_DIGITS)"
-            )
-        elif is_ascii_digits(value):
-            return value
-        else:
-            problem = f"{_what_is_wrong(value)}: {preview(value, 20)}"
-    elif value is None:
-        problem = "is null"
-    elif isinstance(value, bool):
-        problem = f"is a boolean ({str(value).lower()})"
-    elif isinstance(value, list):
-        problem = "is an array"
-    elif isinstance(value, dict):
-        problem = "is an object"
-    else:  # unreachable with json.loads, kept so no type slips through
-        problem = f"is a {type(value).__name__}"
-    raise ServiceError(Kind.INVALID_NUMBER, f"{where} {problem}; accepted: {accepted}")
 
 
 def _kind(value: object) -> str:
@@ -448,7 +283,7 @@ def parse_count(body: bytes, max_digits: int, max_count: int) -> Count:
         )
     count = data["count"]
     if isinstance(count, JsonFloat):
-        count = JsonInt(_integral(count, 12) or count) if len(count) <= 40 else count
+        count = JsonInt(integral(count, 12) or count) if len(count) <= 40 else count
     digits_ok = isinstance(count, JsonInt) and count.isdigit() and len(count) <= 12
     if not digits_ok or not 1 <= int(str(count)) <= max_count:
         shown = preview(str(count), 20) if isinstance(count, JsonInt | JsonFloat) else _kind(count)

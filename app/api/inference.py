@@ -16,7 +16,7 @@ import asyncio
 import numpy as np
 import numpy.typing as npt
 
-from app.api.bodies import parse_number
+from app.api.numbers import parse_number
 from app.api.tensors import InferInput, InferRequest, OutputTensor
 from app.errors import Kind, ServiceError, preview
 from app.runtime.models import LoadedModel

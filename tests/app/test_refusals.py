@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.api.bodies import JsonFloat, JsonInt, load_json
+from app.api.json_body import JsonFloat, JsonInt, load_json
 from app.errors import ServiceError
 from app.settings import Settings
 from tests.app.client import JSON, metric, post, started
