@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--kernels", choices=["portable", "native"], default="portable")
     args = parser.parse_args()
     kernels.pin(args.kernels)  # before torch runs anything
-    from core.certify import certify_onnx
+    from core.certificate import certify_onnx
     from training.carry_scan import OnnxCarryEngine, scan_carries
     from training.export import export
     from training.model import TorchCarryEngine

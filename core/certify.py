@@ -28,30 +28,19 @@ and the activation error `tanh_error`, allowed on every tanh and sigmoid, and ro
 float64 steps outward). The service re-runs this proof on the weights it loads and checks
 `tanh_error` against the onnxruntime it runs (core.activation measures each op's tanh and
 sigmoid kernels). Pure numpy, no torch.
+
+What a proof established is a CarryProof (core.carry_proof); the card records it as a
+Certificate (core.certificate).
 """
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
-from core.card import Certificate
-from core.cells import Cell, GruCell, Ints, LstmCell, RnnCell
+from core.carry_proof import Box, CarryProof, Invariant
+from core.cells import Cell, Ints
 from core.interval import Array
-from core.weights import (
-    GruWeights,
-    LstmWeights,
-    ModelSource,
-    RnnWeights,
-    UnsupportedModelError,
-    Weights,
-    recurrent_weights_from_onnx,
-)
 
-METHOD = (
-    "interval boxes by phase (carrying after j nines; carry absorbed, keyed by the digit; "
-    "copying, keyed by steps since then and the last digit), iterated to a fixed point"
-)
 TRANSIENT = 1  # copying steps kept apart from the steady boxes
 # Boxes are keyed by this many last digits. With 1, short runs of nines share boxes with long
 # ones and many trained models fail for that alone; 3 costs ten times as much (about 1 s) and
@@ -61,7 +50,6 @@ KEY_DIGITS = 2
 # own tanh by 6.1e-7 and its sigmoids by 2.5e-7 at most (core.activation, on its grid).
 DEFAULT_TANH_ERROR = 1e-5
 DEFAULT_LIMIT = 10_000  # largest finite K searched (about 0.5 s when every K passes)
-MARGIN_STEPS = 1_000_000  # the card keeps the margin to 1e-6, rounded down
 MAX_WIDTH = 2.0  # a box wider than tanh's whole range in some unit proves nothing
 # Growth of a box is overshot by this much, so a contracting map reaches a box that holds its
 # own image in finitely many steps instead of approaching it forever.
@@ -72,73 +60,6 @@ _ZERO = np.zeros(1, dtype=np.int64)  # the right digit while carrying
 
 class _BoxFailedError(Exception):
     """A box where the proof breaks: where, and why, in words."""
-
-
-Box = tuple[Array, Array]  # (lo, hi), each (S,)
-
-
-@dataclass(frozen=True)
-class Invariant:
-    """The boxes of a proof: every state an input covered by it reaches lies in its box.
-
-    Keys are the last key_digits digits read, least recent first, zeros before the start.
-    """
-
-    key_digits: int
-    carrying: list[Box]  # after 1, 2, ... nines, one box each
-    closure: tuple[Box, int] | None  # a box holding every state after >= j nines, and j
-    absorbed: Box  # (10^r, S): the digit that absorbed the carry, by key
-    copying: list[Box]  # (10^r, S) each: copying step 1, 2, ..., transient
-    steady: Box  # (10^r, S): every later copying step
-
-    def boxes_along(self, digits: list[int]) -> list[Box]:
-        """The box of each step's state for one input (digits least significant first, the
-        extra zero step included); ValueError when its run of nines is not covered."""
-        nines = next((i for i, d in enumerate(digits) if d != 9), len(digits))
-        if nines == len(digits):
-            raise ValueError("an input is never all nines: its extra zero step is a 0")
-        closure_from = self.closure[1] if self.closure else None
-        if nines > len(self.carrying) and (closure_from is None or nines < closure_from):
-            raise ValueError(f"a run of {nines} nines is not covered by this proof")
-        keys = 10**self.key_digits
-        history = [0] * (self.key_digits - 1) + list(digits)
-        boxes: list[Box] = []
-        for step in range(len(digits)):
-            if step < nines:
-                if self.closure is not None and step + 1 >= self.closure[1]:
-                    boxes.append(self.closure[0])
-                else:
-                    boxes.append(self.carrying[step])
-                continue
-            key = int("".join(map(str, history[step : step + self.key_digits]))) % keys
-            since = step - nines  # copying steps since the carry was absorbed
-            if since == 0:
-                table = self.absorbed
-            elif since <= len(self.copying):
-                table = self.copying[since - 1]
-            else:
-                table = self.steady
-            boxes.append((table[0][key], table[1][key]))
-        return boxes
-
-
-@dataclass(frozen=True)
-class CarryProof:
-    """What the proof established, and how."""
-
-    key_digits: int  # copying boxes keyed by this many last digits
-    transient: int  # copying steps with boxes of their own
-    reliable: int | None  # proved K; None: every K (unbounded); -1: nothing proved
-    margin: float | None  # smallest lower bound of the right digit's logit gap over every box
-    iterations: int  # pushes of boxes through the cell, in all
-    boxes: int  # boxes in the final invariant
-    limit: int  # the largest finite K that was tried
-    reason: str  # why it stopped: the box that failed, or the invariant found
-    invariant: Invariant | None = None  # the boxes (None when nothing was tried)
-
-    @property
-    def unbounded(self) -> bool:
-        return self.reliable is None
 
 
 def _join(lo: Array, hi: Array, new_lo: Array, new_hi: Array) -> tuple[Array, Array, bool]:
@@ -406,79 +327,3 @@ def _result(prover: _Prover, proved: int | None, limit: int, reason: str) -> Car
         limit=limit,
         reason=reason,
     )
-
-
-def certificate(proof: CarryProof, tanh_error: float) -> Certificate:
-    """The card's record of a proof."""
-    return Certificate(
-        method=METHOD,
-        proved_carry_length="unbounded" if proof.reliable is None else proof.reliable,
-        certified=proof.unbounded,
-        margin=_card_margin(proof.margin),
-        iterations=proof.iterations,
-        boxes=proof.boxes,
-        key_digits=proof.key_digits,
-        transient_steps=proof.transient,
-        search_limit=proof.limit,
-        tanh_error_bound=tanh_error,
-        reason=proof.reason,
-    )
-
-
-def _card_margin(margin: float | None) -> float | None:
-    """The margin as the card records it: rounded down to 1e-6.
-
-    Rounding down keeps it a true lower bound, and drops the last bits, which depend on which
-    BLAS kernel numpy picks on this processor, so a retrain elsewhere writes the same card.
-    """
-    return None if margin is None else math.floor(margin * MARGIN_STEPS) / MARGIN_STEPS
-
-
-def cell_of(weights: Weights, tanh_error: float = DEFAULT_TANH_ERROR) -> Cell:
-    """The certificate's cell for RNN, GRU or LSTM weights; tanh_error is the allowance of
-    every deployed tanh and sigmoid."""
-    if isinstance(weights, RnnWeights):
-        return RnnCell(weights, tanh_error)
-    if isinstance(weights, GruWeights):
-        return GruCell(weights, tanh_error)
-    if isinstance(weights, LstmWeights):
-        return LstmCell(weights, tanh_error)
-    raise TypeError(f"no cell for {type(weights).__name__}")
-
-
-def cell_from_onnx(model: ModelSource, tanh_error: float = DEFAULT_TANH_ERROR) -> Cell:
-    """The cell of an exported RNN, GRU or LSTM graph, as the proof reads it
-    (UnsupportedModelError for any other graph); tanh_error is the allowance of every deployed
-    tanh and sigmoid."""
-    return cell_of(recurrent_weights_from_onnx(model), tanh_error)
-
-
-def certify(
-    cell: Cell,
-    *,
-    limit: int = DEFAULT_LIMIT,
-    key_digits: int = KEY_DIGITS,
-    transient: int = TRANSIENT,
-    max_iterations: int = 2000,
-) -> Certificate:
-    """The proof of a cell's reliable carry length, as the card records it."""
-    proof = prove_carry(
-        cell, limit, key_digits=key_digits, transient=transient, max_iterations=max_iterations
-    )
-    return certificate(proof, cell.activation_error)
-
-
-def certify_onnx(
-    model: ModelSource,
-    *,
-    limit: int = DEFAULT_LIMIT,
-    tanh_error: float = DEFAULT_TANH_ERROR,
-) -> Certificate:
-    """certify() on an exported graph; a graph the boxes do not cover proves nothing (K = -1)."""
-    try:
-        cell = cell_from_onnx(model, tanh_error)
-    except UnsupportedModelError as error:
-        return certificate(
-            CarryProof(KEY_DIGITS, TRANSIENT, -1, None, 0, 0, limit, str(error)), tanh_error
-        )
-    return certify(cell, limit=limit)

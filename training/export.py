@@ -31,7 +31,8 @@ from core.card import (
     ModelCard,
     Recipe,
 )
-from core.certify import DEFAULT_LIMIT, certify_onnx
+from core.certificate import certify_onnx
+from core.certify import DEFAULT_LIMIT
 from core.weights import GruWeights, LstmWeights, Weights, recurrent_weights_from_onnx
 from training import evaluate
 from training.carry_scan import CarryEngine, OnnxCarryEngine, scan_carries

@@ -9,8 +9,10 @@ K stops early; the card's proof (training.export) searches to core.certify.DEFAU
 import numpy as np
 import numpy.typing as npt
 
+from core.carry_proof import CarryProof
 from core.cells import Cell
-from core.certify import DEFAULT_TANH_ERROR, CarryProof, cell_of, prove_carry
+from core.certificate import cell_of
+from core.certify import DEFAULT_TANH_ERROR, prove_carry
 from core.interval import Array
 from core.weights import GruWeights, LstmWeights, RnnWeights, Weights
 from training.model import Cell as CellName

@@ -19,7 +19,7 @@ from torch.nn import functional
 from tqdm import tqdm
 
 from core.card import Kernels
-from core.certify import CarryProof
+from core.carry_proof import CarryProof
 from training import kernels
 from training.data import (
     GATED_DATA,

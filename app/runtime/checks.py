@@ -36,7 +36,8 @@ from app.settings import WalkedCertificates
 from core.activation import measured_error
 from core.canonical import NotCanonicalError, check_canonical
 from core.card import ModelCard
-from core.certify import cell_of, prove_carry
+from core.certificate import cell_of
+from core.certify import prove_carry
 from core.codec import add_one, add_one_digits, carry_run, decode, encode_batch
 from core.copying import CertificateError, Invariant
 from core.decide import check as check_certificate

@@ -10,12 +10,8 @@ import torch
 from onnx import TensorProto, helper
 
 from core.cells import RnnCell
-from core.certify import (
-    DEFAULT_TANH_ERROR,
-    certify,
-    certify_onnx,
-    prove_carry,
-)
+from core.certificate import certify, certify_onnx
+from core.certify import DEFAULT_TANH_ERROR, prove_carry
 from core.codec import add_one, carry_run, encode_batch, target_digits
 from core.session import open_session
 from core.weights import RnnWeights, weights_from_onnx

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from core.card import ModelCard
-from core.certify import cell_of
+from core.certificate import cell_of
 from core.dynamics import (
     analyse,
     carry_attractor,

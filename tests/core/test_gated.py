@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from core.cells import GruCell, LstmCell
-from core.certify import cell_from_onnx, cell_of, certify, certify_onnx, prove_carry
+from core.certificate import cell_from_onnx, cell_of, certify, certify_onnx
+from core.certify import prove_carry
 from core.codec import add_one, encode_batch
 from core.session import open_session
 from core.weights import (

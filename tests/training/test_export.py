@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from core.card import CarryFailure, ModelCard
-from core.certify import certify_onnx
+from core.certificate import certify_onnx
 from core.weights import RnnWeights
 from tests.training.hand_counter import export_weights, hand_counter, leaky_counter
 from training import export as export_module

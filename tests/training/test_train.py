@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.certify import certify_onnx
+from core.certificate import certify_onnx
 from training.data import GATED_DATA, ROBUST_DATA, DataSpec
 from training.evaluate import exact_match, ort_predictor, random_numbers
 from training.export import export_onnx
