@@ -34,7 +34,7 @@ from app.runtime.files import UnreadableFileError, read_capped
 from app.runtime.models import DecisionCheck, ModelLoadError
 from app.settings import WalkedCertificates
 from core.activation import measured_error
-from core.canonical import NotCanonicalError, check_canonical
+from core.canonical import check_canonical
 from core.card import ModelCard
 from core.certificate import cell_of
 from core.certify import prove_carry
@@ -42,6 +42,7 @@ from core.codec import add_one, add_one_digits, carry_run, decode, encode_batch
 from core.copying import CertificateError, Invariant
 from core.decide import check as check_certificate
 from core.dynamics import carry_attractor
+from core.onnx_strict import NotCanonicalError
 from core.weights import RnnWeights, UnsupportedModelError, recurrent_weights_from_onnx
 
 WARM_NINES = 12  # the warm-up's runs of nines: every k up to this, each d and 2-digit tail

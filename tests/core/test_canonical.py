@@ -7,9 +7,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from core.canonical import NotCanonicalError, check_canonical
+from core.canonical import check_canonical
 from core.card import ModelCard
 from core.codec import encode_batch
+from core.onnx_strict import NotCanonicalError
 from core.weights import recurrent_weights_from_onnx
 from tests.core.tampered import (
     LONG,
