@@ -13,7 +13,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from core.card import CarryDynamics, ModelCard
-from core.dynamics import Array, Dynamics, FixedPoint, analyse
+from core.carry_map import Array
+from core.dynamics import Dynamics, analyse
+from core.fixed_points import FixedPoint
 from core.weights import recurrent_weights_from_onnx
 
 DOC_BEGIN = "<!-- explain-models: written by python -m training explain --doc; do not edit -->"

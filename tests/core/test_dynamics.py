@@ -8,15 +8,10 @@ import numpy as np
 import pytest
 
 from core.card import ModelCard
+from core.carry_map import state_size, step_function
 from core.certificate import cell_of
-from core.dynamics import (
-    analyse,
-    carry_attractor,
-    carry_chain,
-    fixed_points,
-    state_size,
-    step_function,
-)
+from core.dynamics import analyse, carry_attractor, carry_chain
+from core.fixed_points import fixed_points
 from core.weights import GruWeights, LstmWeights, RnnWeights, recurrent_weights_from_onnx
 from tests.training.hand_counter import CARRY, hand_counter
 
