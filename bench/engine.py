@@ -26,8 +26,8 @@ from app.runtime.engine import EngineOptions, answer
 from app.runtime.registry import load_model
 from app.settings import DEFAULT_MODELS_DIR
 from core.codec import encode_batch
-from training.export import counter_from_onnx
 from training.model import Probabilities
+from training.onnx_graph import counter_from_onnx
 
 GAP_NS = 200_000  # about the gap between one client's requests at c = 1 (bench.http)
 

@@ -1,5 +1,5 @@
 """The one graph the service runs: an ONNX file is served only if it is, node for node, the graph
-training's exporter writes (training.export: torch.onnx's legacy exporter, opset 17).
+training's exporter writes (training.onnx_graph: torch.onnx's legacy exporter, opset 17).
 
 Why this and not a graph rebuilt from the weights: the proof (core.certify) reads the weights,
 not the graph around them, so a file could keep the weights and change what runs (a node moved

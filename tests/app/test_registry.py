@@ -21,8 +21,8 @@ from app.runtime.models import ModelLoadError
 from app.runtime.registry import load_registry
 from app.settings import Settings
 from tests.app.client import started
-from training.export import export_onnx
 from training.model import Counter, ModelConfig
+from training.onnx_graph import export_onnx
 
 Fault = Callable[[Path, str], None]
 

@@ -21,8 +21,8 @@ from tests.core.tampered import (
     softmax_backed_by_a_local_function,
     tampered,
 )
-from training.export import export_onnx
 from training.model import Counter, ModelConfig, parameter_count
+from training.onnx_graph import export_onnx
 
 MODELS = SHIPPED.parent
 

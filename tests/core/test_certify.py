@@ -30,8 +30,8 @@ from tests.training.hand_counter import (
 )
 from training.carry_scan import expose_recurrent_state, scan_carries
 from training.evaluate import random_numbers
-from training.export import export_onnx
 from training.model import Counter, ModelConfig
+from training.onnx_graph import export_onnx
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 NUMBERS = [

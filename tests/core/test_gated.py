@@ -35,8 +35,8 @@ from tests.training.hand_counter import (
     with_carry_self_weight,
 )
 from training.evaluate import exact_match, ort_predictor, random_numbers
-from training.export import counter_from_onnx, export_onnx
 from training.model import Counter, ModelConfig
+from training.onnx_graph import counter_from_onnx, export_onnx
 from training.proof import model_cell, model_weights
 
 GATED = ["gru", "lstm"]

@@ -11,8 +11,8 @@ import torch
 from onnx import helper, numpy_helper
 
 from core.onnx_reader import OnnxFormatError, read_model
-from training.export import export_onnx
 from training.model import Counter, ModelConfig
+from training.onnx_graph import export_onnx
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 

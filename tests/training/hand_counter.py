@@ -21,8 +21,8 @@ from torch import nn
 
 from core.codec import decode, encode_batch
 from core.weights import GruWeights, LstmWeights, RnnWeights, Weights
-from training.export import counter_from_weights, export_module
-from training.export import export_onnx as training_export_onnx
+from training.onnx_graph import counter_from_weights, export_module
+from training.onnx_graph import export_onnx as training_export_onnx
 
 CARRY = 0  # index of the n unit
 

@@ -18,15 +18,9 @@ from training import kernels
 from training.carry_scan import OnnxCarryEngine, scan_carries
 from training.data import Split
 from training.evaluate import ort_predictor
-from training.export import (
-    InconsistentMeasurementError,
-    counter_from_onnx,
-    counter_from_weights,
-    export,
-    export_onnx,
-    measure,
-)
+from training.export import InconsistentMeasurementError, export, measure
 from training.model import Counter, ModelConfig, Probabilities
+from training.onnx_graph import counter_from_onnx, counter_from_weights, export_onnx
 from training.train import Trained, post_recipe, train
 
 MODELS = Path(__file__).resolve().parents[2] / "models"

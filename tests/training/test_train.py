@@ -10,8 +10,8 @@ import torch
 from core.certificate import certify_onnx
 from training.data import GATED_DATA, ROBUST_DATA, DataSpec
 from training.evaluate import exact_match, ort_predictor, random_numbers
-from training.export import export_onnx
 from training.model import ModelConfig
+from training.onnx_graph import export_onnx
 from training.train import Recipe, post_recipe, robust_recipe, torch_exact_match, train
 
 
