@@ -9,7 +9,7 @@ import pytest
 from core.card import ModelCard
 from core.dynamics import analyse
 from core.weights import recurrent_weights_from_onnx
-from training.__main__ import compare
+from training.cli_cards import compare
 from training.explain import predicted
 from training.export import export, recipe_from_card
 from training.train import POST_SEED, train
