@@ -1,7 +1,8 @@
-"""The V2 gRPC clients users run, each driven in a process of its own by tests/app/test_grpc.py:
-`python -m tests.app.grpc_clients CLIENT ADDRESS` reads a JSON job on stdin and prints what the
-client got as JSON. One process per client because tritonclient's and KServe's generated
-modules register the same protobuf names (inference.*), which one process cannot hold twice.
+"""The V2 gRPC clients users run, each driven in a process of its own (run_client) by the gRPC
+tests: `python -m tests.app.grpc_clients CLIENT ADDRESS` reads a JSON job on stdin and prints
+what the client got as JSON. One process per client because tritonclient's and KServe's
+generated modules register the same protobuf names (inference.*), which one process cannot hold
+twice.
 
 A job: {"model": name, "input": "number" | "digits", "data": [...], "shape": [...],
 "outputs": [names] or null, "id": str, "binary": bool (raw_input_contents or typed contents)}.
@@ -11,6 +12,7 @@ The answer: {"live", "ready", "model_ready", "metadata": {...}, "outputs": {name
 
 import asyncio
 import json
+import subprocess
 import sys
 from typing import Any
 
@@ -165,6 +167,19 @@ def triton_repository(address: str, job: dict[str, Any]) -> dict[str, Any]:
         index = client.get_model_repository_index(as_json=True)["models"]
         steps.append({"outcome": outcome, "index": {m["name"]: m["state"] for m in index}})
     return {"steps": steps}
+
+
+def run_client(client: str, address: str, job: dict[str, Any]) -> dict[str, Any]:
+    """What `client` got for `job` (see above), in a process of its own."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.app.grpc_clients", client, address],
+        input=json.dumps(job).encode(),
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    answer: dict[str, Any] = json.loads(done.stdout)
+    return answer
 
 
 def main() -> None:
