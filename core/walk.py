@@ -149,47 +149,72 @@ def _measure(
 ) -> tuple[Array, Array, Array]:
     """For each child (e, i) of a branch, whose key is targets[e, i]: the readout's slack and
     margin (readout's bounds, (10, n) each) and |M (x - c)| over it in its key's set
-    (zonotope_coordinates' bound, (10, n, H)). Both need sums of |L G_k| over the child's
-    generators G_k, for L = the key's M and the digit's logit differences: taken as
-    (L diag(slope)) moved, one product per parent for all ten children. Each product is one
-    rounding more than L (slope moved) (the gamma terms below count it)."""
-    w_out, b_out = cell.weights.w_out, cell.weights.b_out
+    (zonotope_coordinates' bound, (10, n, H)). Containment needs sums of |M G_k| over the
+    child's generators G_k, M its key's: taken as (M diag(slope)) moved, one product per parent
+    for all ten children, each one rounding more than M (slope moved) (the gamma terms below
+    count it). The readout first bounds its sums by the child's size per unit, and takes them
+    as products only for the children that bound leaves unsure."""
     count, terms, size = branch.moved.shape
     every = terms + size  # the children's generators
+    w_out = cell.weights.w_out
     diffs = w_out[:, None, :] - w_out[None]  # (10, 10, H): digit e's logit minus each rival's
-    rows = size + 10
     inverse = sets.inverses[targets]  # (10, n, H, H)
     flipped = inverse.transpose(1, 3, 0, 2)  # (n, H, 10, H): [i, h, e, r] = M_rh
-    spread = diffs.transpose(2, 0, 1)[None]  # (1, H, 10, 10): [., h, e, k] = diff_ekh
     slopes = branch.slope.transpose(1, 2, 0)[..., None]  # (n, H, 10, 1)
-    reach = np.empty((count, 10, rows))
-    group = max(1, _PRODUCT_FLOATS // (terms * 10 * rows))
-    right = np.empty((group, size, 10, rows))
+    reach = np.empty((count, 10, size))
+    group = max(1, _PRODUCT_FLOATS // (terms * 10 * size))
+    right = np.empty((group, size, 10, size))
     for first in range(0, count, group):
         part = slice(first, first + group)
         take = len(range(count)[part])
-        np.multiply(flipped[part], slopes[part], out=right[:take, ..., :size])
-        np.multiply(spread, slopes[part], out=right[:take, ..., size:])
-        product = branch.moved[part] @ right[:take].reshape(take, size, 10 * rows)
-        reach[part] = np.abs(product, out=product).sum(axis=1).reshape(take, 10, rows)
-    # the box generators: |L_ij box_j| summed over j
+        np.multiply(flipped[part], slopes[part], out=right[:take])
+        product = branch.moved[part] @ right[:take].reshape(take, size, 10 * size)
+        reach[part] = np.abs(product, out=product).sum(axis=1).reshape(take, 10, size)
+    # the box generators: |M_ij box_j| summed over j
     reach = reach.transpose(1, 0, 2)
     absolute = np.abs(sets.inverses)[targets]  # (10, n, H, H)
     centres, bound = branch.centres, branch.size
     centre = sets.centres[targets]
     scale = np.abs(centres) + np.abs(centre) + bound
     boxed, scaled = np.moveaxis(absolute @ np.stack([branch.box, scale], axis=-1), -1, 0)
-    reach[..., :size] += boxed
-    reach[..., size:] += np.einsum("ekj,enj->enk", np.abs(diffs), branch.box)
+    reach += boxed
     # containment: zonotope_coordinates' terms, one rounding more in each product
     value = np.abs(np.einsum("enij,enj->eni", inverse, centres - centre))
     slop = interval.gamma64(size + every + 6) * scaled
-    inside = interval.upper(value + reach[..., :size] + slop, size + every + 2)
-    # readout: readout's terms (its gamma covers one rounding more by far)
-    diff = diffs[:, None]  # (10, 1, 10, H)
+    inside = interval.upper(value + reach + slop, size + every + 2)
+    # readout: readout's terms (its gamma covers one rounding more by far), the sum of |d G_k|
+    # over the generators bounded by |d| times their sum per unit (branch.size); where that
+    # leaves a rival's slack at or below 0 it is taken exactly, as in readout
+    spread = np.einsum("ekj,enj->enk", np.abs(diffs), bound)  # (10, n, 10)
+    slack, gap = _readout_slack(cell, diffs, branch, spread)
+    digits, parents = np.nonzero(slack.min(axis=2) <= 0)
+    if len(digits):
+        spread[digits, parents] = _readout_reach(branch, diffs, digits, parents)
+        slack, gap = _readout_slack(cell, diffs, branch, spread)
+    return slack.min(axis=2), gap.min(axis=2), inside
+
+
+def _readout_reach(branch: zonotope.Branch, diffs: Array, digits: Ints, parents: Ints) -> Array:
+    """sum_k |d G_k| over the generators of children (digits[m], parents[m]), for every rival's
+    logit difference d, (m, 10)."""
+    rows = diffs[digits] * branch.slope[digits, parents][:, None, :]  # (m, 10, H)
+    product = branch.moved[parents] @ rows.transpose(0, 2, 1)  # (m, g, 10)
+    reach: Array = np.abs(product).sum(axis=1)
+    reach += np.einsum("mkj,mj->mk", np.abs(diffs[digits]), branch.box[digits, parents])
+    return reach
+
+
+def _readout_slack(
+    cell: RnnCell, diffs: Array, branch: zonotope.Branch, spread: Array
+) -> tuple[Array, Array]:
+    """The readout's slack and logit gap of each child over each rival (inf for the right
+    digit), (10, n, 10) each, given spread >= sum_k |d G_k| over the child's generators."""
+    w_out, b_out = cell.weights.w_out, cell.weights.b_out
+    _, terms, size = branch.moved.shape
+    every = terms + size
+    centres, bound = branch.centres, branch.size
     bias = (b_out[:, None] - b_out[None])[:, None]  # (10, 1, 10)
-    gap = np.einsum("enkh,enh->enk", np.broadcast_to(diff, (10, count, 10, size)), centres)
-    gap = gap + bias - reach[..., size:]
+    gap = np.einsum("ekh,enh->enk", diffs, centres) + bias - spread
     magnitude = interval.upper(np.abs(centres) + bound, every + 1)
     own = np.einsum("ekh,enh->enk", np.abs(diffs), magnitude) + np.abs(bias)
     gap = interval.down(gap - interval.gamma64(CHAIN * size + 8 + every) * own)
@@ -199,6 +224,4 @@ def _measure(
     own_error = np.take_along_axis(logit_error, np.arange(10)[:, None, None], axis=2)
     slack = gap - (logit_error + own_error + SOFTMAX_SLACK)
     right_digit = np.arange(10)[:, None, None] == np.arange(10)[None, None, :]
-    slack = np.where(right_digit, np.inf, slack)
-    gap = np.where(right_digit, np.inf, gap)
-    return slack.min(axis=2), gap.min(axis=2), inside
+    return np.where(right_digit, np.inf, slack), np.where(right_digit, np.inf, gap)

@@ -142,3 +142,18 @@ def test_mix_bounds_hold_float32_arithmetic_on_single_points(seed: int) -> None:
     ):
         value = deployed.astype(np.float64)
         assert np.all((low <= value) & (value <= high))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(allow_nan=False), min_size=1, max_size=40))
+def test_up_and_down_move_at_least_to_the_next_float(values: list[float]) -> None:
+    """A rounded result's true value lies within half an ulp: up and down must pass it, at
+    every magnitude (subnormals, zero, powers of two, the largest floats, infinities)."""
+    x = np.asarray([*values, 0.0, -0.0, 5e-324, -5e-324, 2.0**-1022, 1.0, -(2.0**60), 1.7e308])
+    with np.errstate(over="ignore"):  # the largest floats step to infinity
+        above, below = np.nextafter(x, np.inf), np.nextafter(x, -np.inf)
+    assert np.all(interval.up(x) >= above)
+    assert np.all(interval.down(x) <= below)
+    finite = np.isfinite(x)
+    assert np.all(interval.up(x)[finite] > x[finite])
+    assert np.all(interval.down(x)[finite] < x[finite])

@@ -95,3 +95,31 @@ def test_measure_holds_every_sampled_points_image(case: Case) -> None:
             logits = moved @ w.w_out.T + w.b_out
             lead = logits[:, digit][:, None] - np.delete(logits, digit, axis=1)
             assert np.all(lead.min(axis=1) >= gap[digit, parent])
+
+
+def test_the_readouts_size_bound_holds_every_sampled_points_image() -> None:
+    """Where the walk's readout takes a child's size per unit instead of its generators (most
+    children of counter-post's own sets), every sampled point's logit lead stays above it."""
+    weights = weights_from_onnx(MODELS / "counter-post.onnx")
+    assert isinstance(weights, RnnWeights)
+    cell = RnnCell(weights, ERROR)
+    invariant = Invariant.from_bytes((MODELS / "counter-post.cert.npz").read_bytes())
+    sets = copying.sets_of(invariant)
+    starts = np.arange(0, len(sets.keys), 7)
+    rows = sets.shapes[starts].transpose(0, 2, 1)
+    branch = zonotope.branch(weights, sets.centres[starts], rows, ERROR)
+    diffs = weights.w_out[:, None, :] - weights.w_out[None]
+    sized = np.einsum("ekj,enj->enk", np.abs(diffs), branch.size)
+    by_size = walk._readout_slack(cell, diffs, branch, sized)[0].min(axis=2) > 0
+    assert by_size.sum() > by_size.size // 2  # the size bound decides most children
+    _, gap, _ = walk._measure(cell, sets, sets.after[starts].T, branch)
+    rng = np.random.default_rng(2)
+    u = rng.choice([-1.0, 1.0], (400, rows.shape[1])) * rng.uniform(0.95, 1, (400, rows.shape[1]))
+    shift = weights.w_ih.T + weights.b_ih + weights.b_hh
+    for parent, start in enumerate(starts):
+        points = sets.centres[start] + u @ rows[parent]
+        for digit in range(10):
+            moved = np.tanh(points @ weights.w_hh.T + shift[digit])
+            logits = moved @ weights.w_out.T + weights.b_out
+            lead = logits[:, digit][:, None] - np.delete(logits, digit, axis=1)
+            assert np.all(lead.min(axis=1) >= gap[digit, parent])
