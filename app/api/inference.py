@@ -141,15 +141,16 @@ class Inference:
         model: LoadedModel,
         stop: asyncio.Event | None,
         version: str | None = None,
+        gather: float = 0.0,
     ) -> list[OutputTensor]:
         """The outputs asked for, in the order asked; by the latest version of the model, or
         by the version named (a request that named none and found a version being replaced
-        is answered by the latest when it runs)."""
+        is answered by the latest when it runs). gather: app.runtime.batcher's."""
         name = model.card.name
         if self.digits is not None:
-            probs = await service.probabilities(name, self.digits, stop, version)
+            probs = await service.probabilities(name, self.digits, stop, version, gather)
             return [OutputTensor("probabilities", "FP32", list(probs.shape), probs)]
-        answers, probs = await service.numbers(name, self.numbers, stop, version)
+        answers, probs = await service.numbers(name, self.numbers, stop, version, gather)
         count = [len(answers)]
         columns: dict[str, OutputTensor] = {
             "output": OutputTensor("output", "BYTES", count, [a["output"] for a in answers]),

@@ -89,6 +89,9 @@ class Calls:
         self.settings = settings
         self.version = version
         self.in_progress = 0
+        # grpc.aio hands the loop each call's events apart, so calls seldom meet in one loop
+        # turn: while they share runs, a run waits this long for more (app.runtime.batcher).
+        self.gather = settings.grpc_batch_window_ms / 1000
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler]:
         calls: dict[str, tuple[type[Message], Handler]] = {
@@ -228,7 +231,7 @@ class Calls:
         if remaining is not None:  # the client's deadline: stop a run still going then
             timer = asyncio.get_running_loop().call_later(max(0.0, remaining), stop.set)
         try:
-            outputs = await inference.run(self.service, model, stop, version)
+            outputs = await inference.run(self.service, model, stop, version, self.gather)
         except ServiceError as exc:
             if exc.kind is Kind.CLIENT_DISCONNECTED:
                 raise ServiceError(

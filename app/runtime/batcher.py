@@ -3,11 +3,15 @@
 Under load many requests are ready in the same event-loop turn; each queues its numbers and
 awaits, and one callback on the next turn runs them through the model padded to the longest,
 then hands each request its own results. A lone request waits one loop turn (microseconds).
+A caller whose requests arrive one a loop turn (gRPC's: grpc.aio hands the loop each call's
+events apart) may ask to `gather`: once a run has had company, the next runs wait that long
+for more, instead of one turn, until LONELY_RUNS runs in a row answer one request each.
 Only small requests come here (app.runtime.service decides), and one flush takes at most
 MAX_FLUSH_STEPS digit steps, so it never holds the loop for long; the rest wait a turn.
 """
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,11 +23,23 @@ from app.runtime.engine import EngineOptions, answer_with_probabilities
 from app.runtime.models import LoadedModel
 
 MAX_FLUSH_STEPS = 4096  # rows x padded length of one flush: about a millisecond of work
+LONELY_RUNS = 2  # runs alone in a row that end gathering (one is chance, at any load)
 
 # numbers, detail, padded width, the future, whether it wants its probabilities too, and (when
 # tracing) the request's span context and since when it waits
 _Pending = tuple[list[str], Detail, int, "asyncio.Future[Any]", bool, tracing.Waiting | None]
 Probabilities = npt.NDArray[np.float32]
+
+
+def _schedule(
+    loop: asyncio.AbstractEventLoop, flush: Callable[[], None], gather: float, alone: int
+) -> None:
+    """A batch's run: after every handler ready in this loop turn, or, for a caller that
+    gathers, `gather` seconds on unless the last runs were alone (module docstring)."""
+    if gather and alone < LONELY_RUNS:
+        loop.call_later(gather, flush)
+    else:
+        loop.call_soon(flush)
 
 
 class Batcher:
@@ -33,6 +49,7 @@ class Batcher:
         self.model = model
         self.options = options
         self._pending: list[_Pending] = []
+        self._alone = LONELY_RUNS  # runs in a row that answered one request (at most this)
 
     def busy(self) -> bool:
         """Requests are waiting for this batcher's next run."""
@@ -48,14 +65,15 @@ class Batcher:
         return await future
 
     async def answer_with_probabilities(
-        self, numbers: list[str]
+        self, numbers: list[str], gather: float = 0.0
     ) -> tuple[list[Answer], Probabilities]:
         """Answers (no steps) and this request's own probabilities [numbers, longest + 1, 10]
-        (the V2 `number` input): cut from the batch's, which padding at the end leaves equal."""
+        (the V2 `number` input): cut from the batch's, which padding at the end leaves equal.
+        gather: seconds the run may wait for company (module docstring)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[list[Answer], Probabilities]] = loop.create_future()
         if not self._pending:
-            loop.call_soon(self._flush)
+            _schedule(loop, self._flush, gather, self._alone)
         waiting = None if tracing.TRACER is None else tracing.Waiting()
         self._pending.append((numbers, "none", max(map(len, numbers)) + 1, future, True, waiting))
         return await future
@@ -69,6 +87,7 @@ class Batcher:
                 break
             taken += 1
         batch, self._pending = pending[:taken], pending[taken:]
+        self._alone = 0 if taken > 1 else min(self._alone + 1, LONELY_RUNS)
         if self._pending:
             asyncio.get_running_loop().call_soon(self._flush)  # the rest on the next turn
         if not batch:
@@ -111,15 +130,18 @@ class RawBatcher:
     def __init__(self, model: LoadedModel) -> None:
         self.model = model
         self._pending: list[_RawPending] = []
+        self._alone = LONELY_RUNS
 
     def busy(self) -> bool:
         return bool(self._pending)
 
-    async def run(self, digits: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+    async def run(
+        self, digits: npt.NDArray[np.int64], gather: float = 0.0
+    ) -> npt.NDArray[np.float32]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[npt.NDArray[np.float32]] = loop.create_future()
         if not self._pending:
-            loop.call_soon(self._flush)
+            _schedule(loop, self._flush, gather, self._alone)
         self._pending.append(
             (digits, future, None if tracing.TRACER is None else tracing.Waiting())
         )
@@ -134,6 +156,7 @@ class RawBatcher:
                 break
             taken += 1
         batch, self._pending = pending[:taken], pending[taken:]
+        self._alone = 0 if taken > 1 else min(self._alone + 1, LONELY_RUNS)
         if self._pending:
             asyncio.get_running_loop().call_soon(self._flush)
         if not batch:

@@ -345,8 +345,10 @@ class CounterService:
         numbers: list[str],
         stop: asyncio.Event | None,
         version: str | None = None,
+        gather: float = 0.0,
     ) -> tuple[list[Answer], npt.NDArray[np.float32]]:
-        """Answers (no steps) and the probabilities [numbers, longest + 1, 10], one run."""
+        """Answers (no steps) and the probabilities [numbers, longest + 1, 10], one run;
+        gather: how long a batched run may wait for company (app.runtime.batcher)."""
         model = self.model(model_name, version)
 
         def work(run_options: Any) -> tuple[list[Answer], npt.NDArray[np.float32]]:
@@ -357,7 +359,7 @@ class CounterService:
 
         cost = len(numbers) * (max(map(len, numbers)) + 1)
         if cost <= BATCHED_STEPS and self.traffic.in_flight != 1:  # placed as increment's are
-            return await self._batchers(model)[0].answer_with_probabilities(numbers)
+            return await self._batchers(model)[0].answer_with_probabilities(numbers, gather)
         if cost <= INLINE_STEPS:
             if tracing.TRACER is None:
                 return work(None)
@@ -371,12 +373,14 @@ class CounterService:
         digits: npt.NDArray[np.int64],
         stop: asyncio.Event | None,
         version: str | None = None,
+        gather: float = 0.0,
     ) -> npt.NDArray[np.float32]:
-        """The raw model: int64 digits [batch, time] -> float32 probabilities [batch, time, 10]."""
+        """The raw model: int64 digits [batch, time] -> float32 probabilities [batch, time, 10]
+        (gather: as numbers')."""
         model = self.model(model_name, version)
         cost = int(digits.size)
         if cost <= BATCHED_STEPS and self.traffic.in_flight != 1:
-            return await self._batchers(model)[1].run(digits)
+            return await self._batchers(model)[1].run(digits, gather)
         if cost <= INLINE_STEPS:
             if tracing.TRACER is None:
                 return model.run(digits)

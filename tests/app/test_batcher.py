@@ -8,6 +8,7 @@ import numpy as np
 
 from app.main import create_app, lifespan
 from app.metrics import MODEL_RUN_SECONDS
+from app.runtime.batcher import LONELY_RUNS
 from app.runtime.engine import answer_with_probabilities
 from app.settings import Settings
 from core.codec import add_one
@@ -192,3 +193,43 @@ def test_v2_numbers_share_runs_with_increments_and_keep_their_own_probabilities(
         np.testing.assert_allclose(probs, own_probs, rtol=0, atol=1e-6)
         assert np.array_equal(probs.argmax(-1), own_probs.argmax(-1))
     assert [r.json()["output"] for r in increments] == [add_one(n) for n in singles]
+
+
+def test_calls_that_gather_share_a_run_across_loop_turns_until_they_come_alone(
+    shipped: object,
+) -> None:
+    """gRPC's calls reach the loop one a turn: once a run has had company, a gathering run
+    waits for the calls of the next turns too; LONELY_RUNS runs alone in a row end the wait
+    (then a lone call is not held: with an hour's window it is still answered)."""
+    numbers = ["9", "1299", "41", "999"]
+
+    async def run() -> None:
+        app = create_app(Settings(walked_certificates="skip"))
+        async with lifespan(app):
+            service = app.state.service
+
+            async def one(number: str, gather: float) -> str:
+                answers, probs = await service.numbers(None, [number], None, None, gather)
+                assert probs.shape == (1, len(number) + 1, 10)
+                return str(answers[0]["output"])
+
+            async def in_turns(gather: float) -> float:
+                """The numbers started one loop turn apart: the model runs they took."""
+                before = model_runs("counter")
+                tasks = []
+                for number in numbers:
+                    tasks.append(asyncio.ensure_future(one(number, gather)))
+                    await asyncio.sleep(0)
+                outputs = await asyncio.gather(*tasks)
+                assert outputs == [add_one(n) for n in numbers]
+                return model_runs("counter") - before
+
+            assert await in_turns(0.0) == len(numbers)  # one turn each: no sharing
+            await asyncio.gather(one("5", 0.0), one("6", 0.0))  # one turn, one run: company
+            assert await in_turns(0.5) == 1  # a run that waits gathers them all
+            for number in ("7", "8")[:LONELY_RUNS]:  # alone: each waits its window
+                assert await one(number, 0.01) == add_one(number)
+            for number in ("70", "71"):  # and no more
+                assert await asyncio.wait_for(one(number, 3600.0), 60) == add_one(number)
+
+    asyncio.run(run())
