@@ -51,11 +51,13 @@ class Run:
 
 @dataclass(frozen=True)
 class PaRun:
-    """One perf_analyzer run: infer/s and latency percentiles (ms)."""
+    """One perf_analyzer run: infer/s, latency percentiles (ms) and the server's CPU time per
+    request (its process tree's user + system time over the run / the run's requests)."""
 
     rps: float
     p50_ms: float
     p99_ms: float
+    cpu_us: float = float("nan")
 
 
 @dataclass

@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> None:
                         print(
                             f"perf_analyzer {protocol} c{connections} round {round_ + 1} "
                             f"{server.label}: {pa.rps:.0f} infer/s, p50 {pa.p50_ms:.2f} ms, "
-                            f"p99 {pa.p99_ms:.2f} ms",
+                            f"p99 {pa.p99_ms:.2f} ms, CPU {pa.cpu_us:.0f} us/request",
                             flush=True,
                         )
         stolen = steal.sentence()

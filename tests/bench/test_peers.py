@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from bench import peer_servers, peers
+from bench.perf_analyzer import pa_report
 
 WRK_OUTPUT = """Running 3s test @ http://127.0.0.1:8123/v2/models/counter/infer
   1 threads and 16 connections
@@ -91,3 +92,23 @@ def test_the_peer_runtimes_are_in_the_repository() -> None:
     assert (peer_servers.RUNTIMES / "kserve_server.py").is_file()
     for name in ("mlserver", "kserve"):
         assert (peer_servers.RUNTIMES / f"{name}.txt").is_file()
+
+
+def test_the_perf_analyzer_report_gives_throughput_and_cpu_ratios() -> None:
+    servers = []
+    for key, rps, cpu in (("ours", 3000.0, 200.0), ("mlserver", 1000.0, 900.0)):
+        server = peer_servers.Server(key, key, [], {}, 1, Path("."))
+        server.pa_runs = {
+            (protocol, 16): [peer_servers.PaRun(rps, 1.0, 2.0, cpu)] * 3
+            for protocol in ("http", "grpc")
+        }
+        servers.append(server)
+    args = peers.parse_args(["--connections", "16", "--rounds", "3"])
+    args.pa_version = "2.48.0"
+    text = "\n".join(pa_report(servers, args))
+    assert (
+        "| ours | grpc | 16 | 3000 (3000-3000) | 1.00 (1.00-1.00) | 2.00 (2.00-2.00) | 200 ("
+        in text
+    )
+    assert "| grpc | 16 | 3.00x | 4.50x |" in text
+    assert "ours / mlserver: 3.00x the infer/s (goal >= 3x): met; 4.50x less CPU" in text
