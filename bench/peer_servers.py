@@ -204,7 +204,10 @@ def start(server: Server, core: int) -> float:
         env={**os.environ, **server.env},
         stdout=log,
         stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: stopped whole, workers included
+        # Its own process group, stopped whole (workers included), in this session: a new
+        # session is a new scheduling autogroup on Linux, and on a shared machine that alone
+        # gave a server a third of the CPU it had in the caller's (docs/benchmarks.md).
+        process_group=0,
     )
     log.close()
     while time.perf_counter() - began < 60:
