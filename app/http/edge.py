@@ -37,7 +37,7 @@ from app.http import access_log, headers
 from app.http.headers import STATE
 from app.http.lean import LeanTable
 from app.metrics import ERRORS, REQUEST_SECONDS
-from app.runtime.service import finish_admission
+from app.runtime.admission import finish_admission
 from app.runtime.traffic import Traffic
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,8 @@ from starlette.types import Receive, Scope, Send
 
 from app.errors import Kind, ServiceError, preview
 from app.http.headers import state_of
-from app.runtime.service import CounterService, large_admission
+from app.runtime.admission import large_admission
+from app.runtime.service import CounterService
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"  # POST /count's lines
