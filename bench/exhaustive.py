@@ -1,9 +1,10 @@
 """Exhaustive check of the shipped models: every number below 10^7, and every "t d 9^k" with a
 3-digit tail t, a digit d in 0-8 and k <= 40 nines, run in onnxruntime as the service runs it.
 
-For each answer: is it right (exact n + 1), and does the model's card say it is proved (its
-proof covers the input's run of trailing nines)? A proved answer that is wrong would be a broken
-promise: the script exits 1 if it finds one.
+For each answer: is it right (exact n + 1), and does the service call it proved (the proved
+carry length the service re-derives at load, its walked certificate checked, covers the input's
+run of trailing nines)? A proved answer that is wrong would be a broken promise: the script
+exits 1 if it finds one.
 
     python -m bench.exhaustive [--models counter counter-post] [--below 10000000]
 """
@@ -17,8 +18,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from core.card import ModelCard
-from core.session import open_session
+from app.runtime.registry import load_model
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 Ints = npt.NDArray[np.int64]
@@ -63,11 +63,11 @@ def carries(max_nines: int) -> Iterator[tuple[Ints, Ints]]:
             yield rows, expected
 
 
-def check(name: str, limit: int, max_nines: int) -> tuple[int, int, int, int]:
-    """(answers, wrong, proved, proved and wrong) for one shipped model."""
-    card = ModelCard.model_validate_json((MODELS / f"{name}.json").read_text())
-    session = open_session(MODELS / card.onnx_file)
-    reliable = card.reliable_carry
+def check(name: str, limit: int, max_nines: int) -> tuple[str, int, int, int, int]:
+    """(proved carry length, answers, wrong, proved, proved and wrong) for one shipped model,
+    loaded as the service loads it (every check run, the walked certificate's too)."""
+    model = load_model(MODELS / f"{name}.json", 1 << 30, walked="check")
+    session, reliable = model.session, model.card.reliable_carry
     answers = wrong = proved = broken = 0
     for source in (below(limit), carries(max_nines)):
         for inputs, expected in source:
@@ -79,7 +79,7 @@ def check(name: str, limit: int, max_nines: int) -> tuple[int, int, int, int]:
             wrong += int((~right).sum())
             proved += int(covered.sum())
             broken += int((covered & ~right).sum())
-    return answers, wrong, proved, broken
+    return str(model.card.metrics.reliable_carry_length), answers, wrong, proved, broken
 
 
 def main() -> None:
@@ -95,10 +95,9 @@ def main() -> None:
     failed = False
     for name in args.models:
         began = time.perf_counter()
-        answers, wrong, proved, broken = check(name, args.below, args.nines)
-        card = ModelCard.model_validate_json((MODELS / f"{name}.json").read_text())
+        reliable, answers, wrong, proved, broken = check(name, args.below, args.nines)
         print(
-            f"| {name} | {card.metrics.reliable_carry_length} | {answers:,} | {wrong:,} "
+            f"| {name} | {reliable} | {answers:,} | {wrong:,} "
             f"| {proved:,} | {broken} | {time.perf_counter() - began:.0f} |",
             flush=True,
         )
