@@ -182,9 +182,10 @@ class Decision(_Card):
     a longer run that the model answers wrong, which the service runs at load."""
 
     method: str
-    proved_carry_length: int = Field(
+    proved_carry_length: int | Literal["unbounded"] = Field(
         description="every input whose trailing run of nines is at most this is proved right "
-        "at every length; -1: nothing proved"
+        "at every length; 'unbounded': every input (a carrying set, core.carrying); -1: nothing "
+        "proved"
     )
     refutation: Refutation | None = Field(
         description="an input answered wrong: of run proved + 1 when K is decided exactly, "
@@ -201,7 +202,12 @@ class Decision(_Card):
     @property
     def exact(self) -> bool:
         """Whether K is decided: proved, and refuted one nine later."""
-        return self.refutation is not None and self.refutation.nines == self.proved_carry_length + 1
+        proved = self.proved_carry_length
+        return (
+            proved != "unbounded"
+            and self.refutation is not None
+            and self.refutation.nines == proved + 1
+        )
 
 
 class Metrics(_Card):

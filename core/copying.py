@@ -57,6 +57,10 @@ class Invariant:
     # how many digits a set's images may be followed before they must lie in their key's set
     # (1: each set's one-step images; more: the digit trees of `walk`)
     steps: int = 1
+    # the carrying set C = carrying_centre + carrying_shape [-1, 1]^H (core.carrying), entered
+    # after `proved` nines: with it, runs of every length are covered (absent in older files)
+    carrying_centre: Array | None = None  # (H,)
+    carrying_shape: Array | None = None  # (H, H)
 
     def codes(self) -> Ints:
         return uniform_keys(self.key_digits) if self.keys is None else self.keys
@@ -64,15 +68,20 @@ class Invariant:
     def to_bytes(self) -> bytes:
         """The .npz file shipped beside the card (exact float64, no pickle)."""
         buffer = io.BytesIO()
-        np.savez_compressed(
-            buffer,
-            proved=np.int64(self.proved),
-            key_digits=np.int64(self.key_digits),
-            centres=self.centres,
-            shapes=self.shapes,
-            keys=self.codes(),
-            steps=np.int64(self.steps),
-        )
+        arrays: dict[str, npt.ArrayLike] = {
+            "proved": np.int64(self.proved),
+            "key_digits": np.int64(self.key_digits),
+            "centres": self.centres,
+            "shapes": self.shapes,
+            "keys": self.codes(),
+            "steps": np.int64(self.steps),
+        }
+        if self.carrying_centre is not None and self.carrying_shape is not None:
+            arrays |= {
+                "carrying_centre": self.carrying_centre,
+                "carrying_shape": self.carrying_shape,
+            }
+        np.savez_compressed(buffer, allow_pickle=False, **arrays)
         return buffer.getvalue()
 
     @staticmethod
@@ -89,6 +98,14 @@ class Invariant:
                     else uniform_keys(min(max(key_digits, 1), 4))
                 )
                 steps = int(data["steps"]) if "steps" in data.files else 1
+                carry = (
+                    (
+                        np.asarray(data["carrying_centre"], dtype=np.float64),
+                        np.asarray(data["carrying_shape"], dtype=np.float64),
+                    )
+                    if "carrying_centre" in data.files
+                    else None
+                )
         except (OSError, KeyError, ValueError) as exc:
             raise CertificateError(f"not a certificate file: {exc}") from None
         if not 1 <= key_digits <= MAX_DEPTH or proved < 0 or keys.ndim != 1:
@@ -106,7 +123,19 @@ class Invariant:
             )
         if not (np.isfinite(centres).all() and np.isfinite(shapes).all()):
             raise CertificateError("the sets hold a NaN or an infinity")
-        return Invariant(proved, key_digits, centres, shapes, keys, steps)
+        if carry is None:
+            return Invariant(proved, key_digits, centres, shapes, keys, steps)
+        carry_centre, carry_shape = carry
+        if not (
+            carry_centre.shape == centres.shape[1:]
+            and carry_shape.shape == shapes.shape[1:]
+            and np.isfinite(carry_centre).all()
+            and np.isfinite(carry_shape).all()
+        ):
+            raise CertificateError("the carrying set is not a finite set of the sets' units")
+        return Invariant(
+            proved, key_digits, centres, shapes, keys, steps, carry_centre, carry_shape
+        )
 
 
 @dataclass(frozen=True)
@@ -127,7 +156,13 @@ def sets_of(invariant: Invariant) -> Sets:
         raise CertificateError(f"{len(keys)} keys for {len(invariant.centres)} sets")
     suffix_code(keys)
     after = successors(keys)
-    shapes = invariant.shapes
+    inverses, limit = checked_inverses(invariant.shapes)
+    return Sets(invariant.centres, invariant.shapes, inverses, limit, keys, after)
+
+
+def checked_inverses(shapes: Array) -> tuple[Array, Array]:
+    """For parallelotopes with shape matrices A (S, H, H): M ~ A^-1 and the limit 1 - eps,
+    rounded down, with eps >= ||I - M A||_inf: |M (x - c)|_inf <= limit puts x inside."""
     size = shapes.shape[-1]
     try:
         inverses: Array = np.asarray(np.linalg.inv(shapes), dtype=np.float64)
@@ -138,8 +173,8 @@ def sets_of(invariant: Invariant) -> Sets:
     eps = interval.upper((np.abs(residual) + slop).sum(axis=2).max(axis=1), size)
     if not np.all(eps < 0.5):
         raise CertificateError("a set's shape matrix is too ill-conditioned to check")
-    limit = interval.down(1 - eps)
-    return Sets(invariant.centres, shapes, inverses, limit, keys, after)
+    limit: Array = interval.down(1 - eps)
+    return inverses, limit
 
 
 def find(keys: Ints, codes: Ints) -> Ints:

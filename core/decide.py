@@ -43,10 +43,11 @@ the search that finds them is in training.decide. Pure numpy, no torch: the serv
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-from core import interval, zonotope
+from core import carrying, interval, zonotope
 from core.cells import RnnCell
 from core.codec import add_one
 from core.copying import (
@@ -76,10 +77,6 @@ WALK_METHOD = (
     "states in one parallelotope per key (the last digits read), every digit string from each "
     "followed as a zonotope until it lies in its key's set"
 )
-# the carry chain's zonotope keeps this many generators exactly (the rest boxed), so a long run
-# of nines costs the same per nine
-CHAIN_GENERATORS = 32
-_NINES = np.full(1, 9, dtype=np.int64)  # the digit read while carrying
 _ZERO = np.zeros(1, dtype=np.int64)  # the right digit while carrying
 
 
@@ -87,7 +84,8 @@ _ZERO = np.zeros(1, dtype=np.int64)  # the right digit while carrying
 class Checked:
     """What the check established."""
 
-    proved: int  # K: every input whose trailing run is at most K nines is right
+    # K: every input whose trailing run is at most K nines is right; "unbounded": every input
+    proved: int | Literal["unbounded"]
     margin: float  # the least lower bound of the right digit's logit gap over every set
     worst_containment: float  # the largest |M (x - c)|_inf + eps met: below 1 by this much
 
@@ -149,15 +147,12 @@ def entries(cell: RnnCell, proved: int) -> tuple[Array, Array, Ints, float]:
     weights, error = cell.weights, cell.activation_error
     margins: list[float] = []
     # carrying: one zonotope per run of nines, reading 0; absorbed: its images under 0-8
-    centre, generators = zonotope.point(cell.initial())
     entry_lo: list[Array] = []
     entry_hi: list[Array] = []
     entry_keys: list[int] = []
     absorbing = np.arange(9)
-    for j in range(proved + 1):
+    for j, (centre, generators) in zip(range(proved + 1), carrying.chain(cell), strict=False):
         if j > 0:
-            centre, generators = zonotope.image(weights, centre, generators, _NINES, error)
-            generators = zonotope.reduce(generators, CHAIN_GENERATORS)
             slack, gap = readout(cell, centre, generators, _ZERO)
             if slack[0] <= 0:
                 raise CertificateError(
@@ -234,7 +229,12 @@ def check(weights: RnnWeights, invariant: Invariant, tanh_error: float) -> Check
         )
     margin = min(entry_margin, float(gap.min()), walk_margin)
     worst = max(float(outside.max()), worst_step)
-    return Checked(proved=proved, margin=math.floor(margin * 1e6) / 1e6, worst_containment=-worst)
+    if invariant.carrying_centre is None or invariant.carrying_shape is None:
+        return Checked(proved, math.floor(margin * 1e6) / 1e6, -worst)
+    carry = carrying.Set(proved, invariant.carrying_centre, invariant.carrying_shape)
+    closed = carrying.check(cell, carry, sets)
+    margin, worst = min(margin, closed.margin), max(worst, closed.worst)
+    return Checked("unbounded", math.floor(margin * 1e6) / 1e6, -worst)
 
 
 def refutation(answer: Callable[[str], str], number: str) -> str | None:

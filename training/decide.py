@@ -9,11 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from time import perf_counter
+from typing import Literal
 
 import numpy as np
 
 from core import card as card_schema
-from core import decide
+from core import carrying, copying, decide
 from core.card import ModelCard
 from core.cells import RnnCell
 from core.certify import DEFAULT_TANH_ERROR
@@ -22,17 +23,19 @@ from core.copying import CertificateError, Invariant
 from core.decide import Checked
 from core.session import open_session
 from core.weights import RnnWeights, UnsupportedModelError, recurrent_weights_from_onnx
-from training.sets_fit import fit
+from training import carrying as carrying_search
+from training.sets_fit import DEEPEST, fit
 from training.walk_fit import fit_walk
 
 CARRY_LIMIT = 1000  # the longest run of nines tried
+BUDGET = 45.0  # seconds of search before a bisection between fits stops (K stays a range)
 
 
 @dataclass(frozen=True)
 class Decision:
     """What the search found: the proved K with its certificate, and the refuting input."""
 
-    proved: int  # -1: nothing proved
+    proved: int | Literal["unbounded"]  # -1: nothing proved; "unbounded": every run
     invariant: Invariant | None
     checked: Checked | None
     # an input answered wrong: of run proved + 1 when decided exactly, else the shortest run
@@ -75,46 +78,121 @@ def decide_carry(
     tanh_error: float = DEFAULT_TANH_ERROR,
     limit: int = CARRY_LIMIT,
     walk: bool = False,
+    failing: int | None = None,
 ) -> Decision:
-    """The largest K the certificate proves (up to `limit`), and an input of run K + 1 that
-    `answer` (the served graph) gets wrong, when one is found."""
+    """The largest K the certificate proves (up to `limit`, or every K), and an input of run
+    K + 1 that `answer` (the served graph) gets wrong, when one is found. failing: the
+    shortest run known to fail (the card's carry scan), so the search aims below it at once.
+
+    The copying sets do not depend on K, only the entries do: one fit at the aimed K (the
+    chain's top, or the carrying set's run when the chain settles), and where that fails, one
+    at K = 0 raised to every K whose entries lie in its sets (`extend`); fits between, by
+    bisection, only while the budget lasts."""
     start = perf_counter()
     cell = RnnCell(weights, tanh_error)
-    top = longest_points(cell, limit)
-    proved, invariant, checked, reason = -1, None, None, "no run of nines is proved"
+    ceiling = limit if failing is None else min(limit, failing - 1)
+    carry = None
+    if failing is None:
+        # every key is at most DEEPEST digits: the set must hold from DEEPEST - 2 nines on
+        found = carrying_search.fit(cell, limit, DEEPEST - 2)
+        carry = found if isinstance(found, carrying.Set) else None
+    top = carry.nines if carry is not None else longest_points(cell, ceiling)
+    proved: int | Literal["unbounded"] = -1
+    invariant, checked, reason = None, None, "no run of nines is proved"
     tried: dict[int, tuple[Invariant, Checked] | str] = {}
 
-    def attempt(k: int) -> bool:
+    def attempt(k: int) -> tuple[Invariant, Checked] | str:
         tried[k] = fit(weights, k, key_digits, tanh_error)
         if walk and isinstance(tried[k], str):
             walked = fit_walk(weights, k, tanh_error)
             if not isinstance(walked, str):
                 tried[k] = walked
-        return not isinstance(tried[k], str)
+        return tried[k]
 
     if top >= 0:
-        if attempt(top):
-            proved = top
-        elif attempt(0):
-            low, high = 0, top
-            while high - low > 1:
-                middle = (low + high) // 2
-                low, high = (middle, high) if attempt(middle) else (low, middle)
-            proved = low
-        found = tried.get(proved) if proved >= 0 else None
-        if isinstance(found, tuple):
-            invariant, checked = found
-        failed = tried.get(proved + 1, tried.get(top if proved < top else -2))
-        reason = (
-            failed
-            if isinstance(failed, str)
-            else (f"the carrying or absorbed states of a run of {proved + 1} nines read wrong")
-        )
+        best = attempt(top)
+        if isinstance(best, str) and top > 0:
+            low = best = extend(weights, attempt(0), top, tanh_error)
+            high = top  # the fits fail here
+            while not isinstance(low, str) and low[0].proved < high - 1:
+                if perf_counter() - start > BUDGET:
+                    break
+                middle = (low[0].proved + high) // 2
+                found_middle = attempt(middle)
+                if isinstance(found_middle, str):
+                    high = middle
+                    continue
+                low = best = extend(weights, found_middle, top, tanh_error)
+        if isinstance(best, str):
+            reason = best
+        else:
+            invariant, checked = best
+            proved = invariant.proved
+            failed = tried.get(proved + 1)
+            reason = (
+                failed
+                if isinstance(failed, str)
+                else f"the carrying or absorbed states of a run of {proved + 1} nines read wrong"
+            )
+            if carry is not None and proved == carry.nines:
+                closed = _closed(weights, best, carry, tanh_error)
+                if isinstance(closed, str):
+                    reason = closed
+                else:
+                    (invariant, checked), proved = closed, "unbounded"
+                    reason = f"the carrying set holds every run from {carry.nines} nines on"
+    if proved == "unbounded":
+        return Decision(proved, invariant, checked, None, None, perf_counter() - start, reason)
     # the failing input: at K + 1 when decided exactly, else where the tight states fail
     refuted, got = _refute(answer, proved + 1)
     if refuted is None and top > proved:
         refuted, got = _refute(answer, top + 1)
     return Decision(proved, invariant, checked, refuted, got, perf_counter() - start, reason)
+
+
+def extend(
+    weights: RnnWeights,
+    found: tuple[Invariant, Checked] | str,
+    top: int,
+    tanh_error: float = DEFAULT_TANH_ERROR,
+) -> tuple[Invariant, Checked] | str:
+    """A checked certificate raised to the largest K <= top whose carrying and absorbed
+    states read right and whose first copying states lie in its sets (the sets unchanged:
+    the cost per K is the entries' alone)."""
+    if isinstance(found, str):
+        return found
+    invariant = found[0]
+    cell = RnnCell(weights, tanh_error)
+    reach = longest_points(cell, top)
+    if reach <= invariant.proved:
+        return found
+    lo, hi, tails, _ = decide.entries(cell, reach)
+    sets = copying.sets_of(invariant)
+    keys = copying.key_index(sets.keys, tails)
+    outside = copying.coordinates(sets, keys, lo, hi).max(axis=1) > sets.limit[keys]
+    by_run = outside.reshape(reach + 1, -1).any(axis=1)  # the entries: 90 per run, in order
+    proved = reach if not by_run.any() else int(np.argmax(by_run)) - 1
+    if proved <= invariant.proved:
+        return found
+    raised = replace(invariant, proved=proved)
+    try:
+        return raised, decide.check(weights, raised, tanh_error)
+    except CertificateError:
+        return found
+
+
+def _closed(
+    weights: RnnWeights,
+    found: tuple[Invariant, Checked],
+    carry: carrying.Set,
+    tanh_error: float,
+) -> tuple[Invariant, Checked] | str:
+    """The certificate with the carrying set attached, checked (every run); or why not."""
+    closed = replace(found[0], carrying_centre=carry.centre, carrying_shape=carry.shape)
+    try:
+        return closed, decide.check(weights, closed, tanh_error)
+    except CertificateError as exc:
+        return f"the carrying set does not close: {exc}"
 
 
 def _refute(answer: Callable[[str], str], run: int) -> tuple[str | None, str | None]:
@@ -159,7 +237,10 @@ def decide_file(
         (probs,) = session.run(None, {card.input_name: encode_batch([number])})
         return decode(np.asarray(probs).argmax(axis=-1)[0])
 
-    decision = decide_carry(weights, answer, key_digits, limit=limit, walk=walk)
+    # the scan's shortest failing run bounds K from above: the search aims just below it
+    scanned = card.metrics.carry_scan.first_failure
+    failing = None if scanned is None else scanned.nines
+    decision = decide_carry(weights, answer, key_digits, limit=limit, walk=walk, failing=failing)
     decision = _scans_failure(decision, card, answer)
     target = certificate_path(model)
     if decision.invariant is not None:
@@ -180,6 +261,8 @@ def _scans_failure(decision: Decision, card: ModelCard, answer: Callable[[str], 
     scanned = card.metrics.carry_scan.first_failure
     if scanned is None:
         return decision
+    if decision.proved == "unbounded":
+        raise AssertionError(f"proved for every run, yet the scan fails at {scanned.nines}")
     if decision.refutation is not None and carry_run(decision.refutation) <= scanned.nines:
         return decision
     got = decide.refutation(answer, scanned.example)
@@ -217,6 +300,9 @@ def on_card(decision: Decision, target: Path, key_digits: int) -> card_schema.De
 def words(decision: card_schema.Decision) -> str:
     """A decision in one line: 'proved K = 4; decided exactly: fails at 5 (99999 + 1 gave 0)'."""
     proved = decision.proved_carry_length
+    shipped = decision.certificate_file or "no certificate"
+    if proved == "unbounded":
+        return f"proved for every run of nines (a carrying set); {shipped}"
     if decision.refutation is None:
         refuted = f"no failing input of run {proved + 1} found"
     else:
@@ -227,5 +313,4 @@ def words(decision: card_schema.Decision) -> str:
             else f"K is between {proved} and {failure.nines - 1}"
         )
         refuted = f"{exact}: fails at {failure.nines} ({failure.example} + 1 gave {failure.got})"
-    shipped = decision.certificate_file or "no certificate"
     return f"proved K = {proved}; {refuted}; {shipped}"

@@ -197,7 +197,8 @@ def check_decision(
     decision = card.metrics.decision
     if decision is None:
         return None
-    proved, seconds = -1, 0.0
+    proved: int | Literal["unbounded"] = -1
+    seconds = 0.0
     result: Literal["checked", "skipped"] = "checked"
     reason: str | None = None
     if decision.certificate_file is not None:
@@ -231,7 +232,11 @@ def check_decision(
             [card.output_name], {card.input_name: encode_batch([failure.example])}
         )
         got = decode(np.asarray(probs).argmax(axis=-1)[0])
-        if got == add_one(failure.example) or carry_run(failure.example) <= proved:
+        if (
+            got == add_one(failure.example)
+            or proved == "unbounded"
+            or carry_run(failure.example) <= proved
+        ):
             raise ModelLoadError(
                 onnx_path,
                 f"the card's refuting input {failure.example} (run "
@@ -244,7 +249,7 @@ def check_decision(
 
 def _check_invariant(
     invariant: Invariant, blob: bytes, tanh_error: float, errors: ActivationErrors
-) -> int:
+) -> int | Literal["unbounded"]:
     """The K a certificate proves on the loaded weights (core.decide.check, one pass)."""
     weights = recurrent_weights_from_onnx(blob)
     if not isinstance(weights, RnnWeights):
@@ -273,11 +278,12 @@ def served_card(card: ModelCard, decision: DecisionCheck | None) -> ModelCard:
             update={"metrics": card.metrics.model_copy(update={"decision": unchecked})}
         )
     claimed = card.metrics.reliable_carry_length
-    if decision is None or claimed == "unbounded" or decision.proved_carry_length <= claimed:
+    decided = None if decision is None else decision.proved_carry_length
+    if decided is None or claimed == "unbounded":
         return card
-    metrics = card.metrics.model_copy(
-        update={"reliable_carry_length": decision.proved_carry_length}
-    )
+    if decided != "unbounded" and decided <= claimed:
+        return card
+    metrics = card.metrics.model_copy(update={"reliable_carry_length": decided})
     return card.model_copy(update={"metrics": metrics})
 
 

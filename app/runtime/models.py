@@ -39,7 +39,11 @@ class DecisionCheck:
     # certificate left unchecked (COUNTER_WALKED_CERTIFICATES=skip), so nothing of it is proved
     result: Literal["checked", "skipped"]
     proved_carry_length: Annotated[
-        int, Field(description="K, re-derived from the certificate (-1: it proves nothing)")
+        int | Literal["unbounded"],
+        Field(
+            description="K, re-derived from the certificate (-1: it proves nothing; "
+            "'unbounded': every run)"
+        ),
     ]
     seconds: Annotated[float, Field(description="the certificate's one-pass check")]
     refutation: Annotated[

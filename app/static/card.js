@@ -27,7 +27,8 @@ function certificate(cert) {
 // The decided carry length (a checked certificate and a checked failing input), if the card has it.
 function decisionText(decision, check) {
   const proved = decision.proved_carry_length;
-  const claim = proved < 0 ? "Nothing proved" : `Proved K = ${fmt(proved)}`;
+  const claim = proved === "unbounded" ? "Proved for every run of nines (a carrying set)"
+    : proved < 0 ? "Nothing proved" : `Proved K = ${fmt(proved)}`;
   const seconds = !check ? ""
     : check.result === "skipped" ? ` (${check.reason})`
     : ` (checked by this service in ${(check.seconds * 1000).toFixed(0)} ms)`;

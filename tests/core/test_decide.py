@@ -39,6 +39,7 @@ def test_the_leaky_counter_is_decided_exactly(leaky: tuple[RnnWeights, Decision]
     weights, decision = leaky
     assert decision.invariant is not None
     assert decision.refutation is not None
+    assert decision.proved != "unbounded"
     assert decision.proved >= 1
     # the refuting input has one nine more than proved, and the network gets it wrong
     assert carry_run(decision.refutation) == decision.proved + 1
@@ -105,6 +106,7 @@ def test_sets_under_the_wrong_keys_are_refused(leaky: tuple[RnnWeights, Decision
 def test_a_claim_past_the_break_is_refused(leaky: tuple[RnnWeights, Decision]) -> None:
     weights, decision = leaky
     assert decision.invariant is not None
+    assert decision.proved != "unbounded"
     more = replace(decision.invariant, proved=decision.proved + 1)
     with pytest.raises(CertificateError, match=f"after {decision.proved + 1} nines"):
         decide.check(weights, more, DEFAULT_TANH_ERROR)
