@@ -104,15 +104,15 @@ def check(cell: RnnCell, carry: Set, sets: Sets) -> Closed:
         coordinate = zonotope_coordinates(own, np.zeros(1, np.int64), centres, generators)
         return float(coordinate.max() - own.limit[0])
 
-    entered = beyond(*after(cell, carry.nines))
-    if entered > 0:
-        raise CertificateError(
-            f"the chain's states after {carry.nines} nines are not inside the carrying set"
-        )
     kept = beyond(*zonotope.image(weights, centre, shape, NINES, error))
     if kept > 0:
         raise CertificateError(
             f"the carrying set read with a 9 leaves itself (by {kept:.3g} of its size)"
+        )
+    entered = beyond(*after(cell, carry.nines))
+    if entered > 0:
+        raise CertificateError(
+            f"the chain's states after {carry.nines} nines are not inside the carrying set"
         )
     slack, gap = readout(cell, centre, shape, np.zeros(1, dtype=np.int64))
     if slack[0] <= 0:

@@ -35,8 +35,8 @@ def _limit(cell: RnnCell) -> Array | None:
 
 
 def _axes(cell: RnnCell, centre: Array) -> Array | None:
-    """The real eigenbasis of the step's Jacobian at the centre, unit columns; None when it is
-    not a contraction there or the basis is singular."""
+    """The real eigenbasis of the step's Jacobian at the centre, unit columns (the unit axes
+    when that basis is near singular); None when the step does not contract there."""
     jacobian = (1 - centre**2)[:, None] * cell.weights.w_hh
     values, vectors = np.linalg.eig(jacobian)
     if np.abs(values).max() >= 1:
@@ -53,8 +53,8 @@ def _axes(cell: RnnCell, centre: Array) -> Array | None:
             columns += [vectors[:, i].real, vectors[:, i].imag]
     axes = np.stack(columns, axis=1)
     axes = axes / np.linalg.norm(axes, axis=0)
-    if np.linalg.cond(axes) > 1e8:
-        return None
+    if np.linalg.cond(axes) > 1e8:  # a defective Jacobian (saturated units): unit axes
+        return np.eye(len(centre))
     return np.asarray(axes, dtype=np.float64)
 
 

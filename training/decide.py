@@ -111,7 +111,7 @@ def decide_carry(
 
     if top >= 0:
         best = attempt(top)
-        if isinstance(best, str) and top > 0:
+        if isinstance(best, str) and top > 0 and perf_counter() - start < BUDGET:
             low = best = extend(weights, attempt(0), top, tanh_error)
             high = top  # the fits fail here
             while not isinstance(low, str) and low[0].proved < high - 1:
