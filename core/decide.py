@@ -28,6 +28,14 @@ trailing run is j <= K nines goes through three phases:
   `steps` digits fails. A copying state in its key's set is then followed by right answers up
   to a leaf, where it is in a set again, so the same induction covers every length.
 
+Every run longer than K: a certificate may carry a carrying set C (core.carrying), a
+parallelotope entered by the chain after K nines (Z_K inside C) and mapped into itself by
+reading a 9. Then the state after any j >= K nines lies in C (induction on j), digit 0 wins on
+C, C read with d in 0-8 reads d + 1, and those images read with any e lie in the copying set
+of the key of '9...9 d e' (every key at most K + 2 digits deep, so all long runs share it):
+the copying induction above takes over, and every input of every length is right. The check
+then says "unbounded".
+
 The image of P_s is exact in its affine part (W A_s u); each tanh is relaxed over the interval
 hull of its pre-activation by two parallel lines (the chord's slope, core.zonotope.relax),
 and the rest (the relaxation's width, float32 rounding of the deployed sums, the deployed
@@ -35,7 +43,8 @@ tanh's error, this proof's float64 rounding) is a box added on top. Containment 
 float inverse: with M ~ A^-1 and eps >= ||I - M A||_inf, a point x lies in P whenever
 |M (x - c)|_inf <= 1 - eps (Krawczyk).
 
-The certificate holds only the sets (c_s, A_s), K and steps (the walk's tree is re-derived);
+The certificate holds only the sets (c_s, A_s), K, steps and the carrying set (the walk's tree
+and the chain are re-derived);
 the search that finds them is in training.decide. Pure numpy, no torch: the service runs
 `check` at load.
 """
