@@ -42,6 +42,7 @@ from core.walk import zonotope_coordinates
 # nines costs the same per nine
 CHAIN_GENERATORS = 32
 NINES = np.full(1, 9, dtype=np.int64)  # the digit read while carrying
+METHOD = "; the chain of nines then held by a carrying set that reading a 9 maps into itself"
 
 
 def chain(cell: RnnCell) -> Iterator[tuple[Array, Array]]:

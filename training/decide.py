@@ -283,8 +283,10 @@ def on_card(decision: Decision, target: Path, key_digits: int) -> card_schema.De
         )
     shipped = decision.invariant is not None
     walked = decision.invariant is not None and decision.invariant.steps > 1
+    closed = decision.invariant is not None and decision.invariant.carrying_centre is not None
     return card_schema.Decision(
-        method=decide.WALK_METHOD if walked else decide.METHOD,
+        method=(decide.WALK_METHOD if walked else decide.METHOD)
+        + (carrying.METHOD if closed else ""),
         proved_carry_length=decision.proved,
         refutation=refutation,
         certificate_file=target.name if shipped else None,
