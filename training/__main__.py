@@ -192,6 +192,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="as decide --walk: try walked certificates where one-step sets do not close",
     )
+    seeds.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="stop a seed's search after this many seconds (its row says so); default: none",
+    )
 
     reproduce = commands.add_parser(
         "reproduce",
@@ -310,8 +316,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "decide-seeds":
         kernels.pin("portable")  # before torch runs anything
         walk = " --walk" if args.walk else ""
-        command = f"python -m training decide-seeds --seeds {args.seeds}{walk} --out {args.out}"
-        decided_seeds.write(args.out, decided_seeds.section(args.seeds, command, args.walk))
+        cap = f" --seconds {args.seconds:g}" if args.seconds else ""
+        command = (
+            f"python -m training decide-seeds --seeds {args.seeds}{walk}{cap} --out {args.out}"
+        )
+        section = decided_seeds.section(args.seeds, command, args.walk, args.seconds)
+        decided_seeds.write(args.out, section)
         return 0
     kernels.pin(args.kernels)  # before torch runs anything
     if args.command == "train":

@@ -3,6 +3,7 @@
 `python -m training reproduce` keeps when it rewrites the page.
 """
 
+import multiprocessing
 import tempfile
 from pathlib import Path
 
@@ -16,13 +17,27 @@ END = "<!-- end of decided carry length -->"
 SCAN = 50  # the exported card's carry scan: the failing input is searched by the decision
 
 
-def _row(seed: int, card: ModelCard) -> str:
+def _decide(model: Path, walk: bool, seconds: float | None) -> str | None:
+    """decide_file's line, or None when the search outlasts `seconds` (then stopped: it runs
+    in a child process, forked so that it needs nothing pickled but the path)."""
+    if seconds is None:
+        return decide_file(model, walk=walk)
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        pending = pool.apply_async(decide_file, (model,), {"walk": walk})
+        try:
+            line: str = pending.get(seconds)
+        except multiprocessing.TimeoutError:
+            return None
+    return line
+
+
+def _row(seed: int, card: ModelCard, seconds: float | None) -> str:
     decision = card.metrics.decision
     scan = card.metrics.carry_scan
     exact_run = scan.longest_exact_run
     shown = f"≥{exact_run}" if exact_run == scan.scanned_up_to else str(exact_run)
     if decision is None:
-        return f"| {seed} | not decided | | | {shown} | |"
+        return f"| {seed} | search stopped | | no | {shown} | > {seconds:g} |"
     failure = decision.refutation
     failing = f"{failure.example} + 1 gave {failure.got}" if failure else "none found"
     exact = "yes" if decision.exact else "no"
@@ -34,19 +49,20 @@ def _row(seed: int, card: ModelCard) -> str:
     )
 
 
-def section(seeds: int, command: str, walk: bool = False) -> str:
+def section(seeds: int, command: str, walk: bool = False, seconds: float | None = None) -> str:
     """Train and decide every seed (walk: try walked certificates where one-step sets do not
-    close, as `decide --walk`); the page's section, markers included."""
+    close, as `decide --walk`; seconds: stop a seed's search then); the page's section, markers
+    included."""
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for seed in range(seeds):
             trained = train(RECIPES["post"](cell="rnn", seed=seed), progress=False)
             model = Path(folder) / f"post-{seed}"
             export.export(trained, model, scan_up_to=SCAN)
-            line = decide_file(model, walk=walk)
-            print(f"seed {seed}: {line}", flush=True)
+            line = _decide(model, walk, seconds)
+            print(f"seed {seed}: {line or f'search stopped after {seconds:g} s'}", flush=True)
             card = ModelCard.model_validate_json(model.with_suffix(".json").read_text())
-            rows.append(_row(seed, card))
+            rows.append(_row(seed, card, seconds))
     decided = sum("| yes |" in row or "| every run |" in row for row in rows)
     return "\n".join(
         [
