@@ -2,6 +2,7 @@
 says 200, and stopped with SIGTERM as an orchestrator would; and a raw HTTP/1.1 client for it
 (one request per connection, or a connection to write on as a hostile client would)."""
 
+import json
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 # a start that checks counter-post's walked certificate (COUNTER_WALKED_CERTIFICATES=check)
 # takes about 12 s on a busy host (docs/benchmarks.md): room for a host busier still
@@ -80,6 +82,22 @@ def serving(shipped: Path, tmp_path: Path, **settings: str) -> Iterator[tuple[in
         yield server.pid, base, log
     finally:
         stop_server(server)
+
+
+def get_json(base: str, path: str) -> Any:
+    """GET a JSON document from a running server."""
+    with urllib.request.urlopen(f"{base}{path}", timeout=10) as response:
+        return json.loads(response.read())
+
+
+def increment(base: str, number: str, model: str) -> Any:
+    """POST /increment for one number on a running server: the answer's JSON."""
+    body = json.dumps({"number": number, "model": model}).encode()
+    request = urllib.request.Request(
+        f"{base}/increment", body, {"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
 
 
 def _port(base: str) -> int:

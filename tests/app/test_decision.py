@@ -5,10 +5,8 @@ past it the input that fails. Against a real server (`python -m app` on a loopba
 import hashlib
 import json
 import shutil
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -19,7 +17,7 @@ from app.runtime.registry import load_model
 from core.canonical import check_canonical
 from core.card import ModelCard
 from core.copying import Invariant
-from tests.app.server import serving
+from tests.app.server import get_json, increment, serving
 from tests.app.test_docs_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.training.hand_counter import export_weights, leaky_counter
 from training.decide import certificate_path, decide_file
@@ -64,34 +62,20 @@ def base(decided: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
         yield url
 
 
-def _get(base: str, path: str) -> Any:
-    with urllib.request.urlopen(f"{base}{path}", timeout=10) as response:
-        return json.loads(response.read())
-
-
-def _increment(base: str, number: str, model: str) -> Any:
-    body = json.dumps({"number": number, "model": model}).encode()
-    request = urllib.request.Request(
-        f"{base}/increment", body, {"content-type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
-
 def test_models_show_the_checked_decision(base: str) -> None:
-    leaky = _get(base, f"/models/{LEAKY}")
+    leaky = get_json(base, f"/models/{LEAKY}")
     check = leaky["serving"]["decision"]
     assert check["result"] == "checked"
     assert check["proved_carry_length"] == leaky["metrics"]["decision"]["proved_carry_length"]
     assert check["proved_carry_length"] >= 1
     assert leaky["metrics"]["reliable_carry_length"] == check["proved_carry_length"]
     assert check["refutation"].endswith(f"gave {leaky['metrics']['decision']['refutation']['got']}")
-    post = _get(base, "/models/counter-post")
+    post = get_json(base, "/models/counter-post")
     failure = post["metrics"]["carry_scan"]["first_failure"]
     refuted = f"{failure['example']} + 1 gave {failure['got']}"
     assert post["serving"]["decision"]["refutation"] == refuted
     # the v2 model metadata says the same
-    metadata = _get(base, f"/v2/models/{LEAKY}")["parameters"]
+    metadata = get_json(base, f"/v2/models/{LEAKY}")["parameters"]
     assert metadata["decision_check"] == "checked"
     assert metadata["decided_carry_length"] == check["proved_carry_length"]
     assert metadata["reliable_carry_length"] == check["proved_carry_length"]
@@ -99,30 +83,30 @@ def test_models_show_the_checked_decision(base: str) -> None:
 
 
 def test_answers_within_the_decided_run_are_proved(base: str) -> None:
-    k = _get(base, f"/models/{LEAKY}")["serving"]["decision"]["proved_carry_length"]
+    k = get_json(base, f"/models/{LEAKY}")["serving"]["decision"]["proved_carry_length"]
     for number in ["12", "1299", "3" + "9" * k, "7" * 40 + "9" * k]:
-        result = _increment(base, number, LEAKY)
+        result = increment(base, number, LEAKY)
         assert result["proved"] is True, number
         assert result["flags"]["beyond_reliable_carry"] is False
         assert result["check"]["correct"] is True
 
 
 def test_answers_past_it_name_the_failing_input(base: str) -> None:
-    leaky = _get(base, f"/models/{LEAKY}")["metrics"]["decision"]
+    leaky = get_json(base, f"/models/{LEAKY}")["metrics"]["decision"]
     k, failure = leaky["proved_carry_length"], leaky["refutation"]
-    result = _increment(base, "4" + "9" * (k + 1), LEAKY)
+    result = increment(base, "4" + "9" * (k + 1), LEAKY)
     assert result["flags"]["beyond_reliable_carry"] is True
     said = (
         f"Carry run {k + 1} is past the proved {k}; the model fails at {k + 1} "
         f"(e.g. {failure['example']} + 1 gave {failure['got']})"
     )
     assert any(w.startswith(said) for w in result["warnings"]), result["warnings"]
-    failure = _get(base, "/models/counter-post")["metrics"]["carry_scan"]["first_failure"]
+    failure = get_json(base, "/models/counter-post")["metrics"]["carry_scan"]["first_failure"]
     said = (
         f"the model fails at {failure['nines']} (e.g. {failure['example']} + 1 gave "
         f"{failure['got']})"
     )
-    post = _increment(base, failure["example"], "counter-post")
+    post = increment(base, failure["example"], "counter-post")
     assert any(said in w for w in post["warnings"]), post["warnings"]
 
 
@@ -174,7 +158,7 @@ def test_a_refutation_the_graph_answers_right_is_refused(decided: Path, tmp_path
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing")
 def test_the_explorer_card_shows_the_decided_k_and_the_failing_input(base: str) -> None:
-    decision = _get(base, f"/models/{LEAKY}")["metrics"]["decision"]
+    decision = get_json(base, f"/models/{LEAKY}")["metrics"]["decision"]
     k, failure = decision["proved_carry_length"], decision["refutation"]
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(

@@ -5,11 +5,9 @@ length, and an answer with a run far past any tested one is proved. Against a re
 import hashlib
 import json
 import shutil
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,7 +15,7 @@ from app.runtime.models import ModelLoadError
 from app.runtime.registry import load_model
 from core.canonical import check_canonical
 from core.copying import Invariant
-from tests.app.server import serving
+from tests.app.server import get_json, increment, serving
 from tests.training.hand_counter import export_weights, hand_counter
 from training.decide import certificate_path, decide_file
 
@@ -58,22 +56,12 @@ def base(decided: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
         yield url
 
 
-def _get(base: str, path: str) -> Any:
-    with urllib.request.urlopen(f"{base}{path}", timeout=10) as response:
-        return json.loads(response.read())
-
-
 def test_every_run_is_served_as_proved(base: str) -> None:
-    card = _get(base, f"/models/{LASTING}")
+    card = get_json(base, f"/models/{LASTING}")
     assert card["serving"]["decision"]["result"] == "checked"
     assert card["serving"]["decision"]["proved_carry_length"] == "unbounded"
     assert card["metrics"]["reliable_carry_length"] == "unbounded"
-    body = json.dumps({"number": "5" + "9" * 2000, "model": LASTING}).encode()
-    request = urllib.request.Request(
-        f"{base}/increment", body, {"content-type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        result = json.loads(response.read())
+    result = increment(base, "5" + "9" * 2000, LASTING)
     assert result["proved"] is True
     assert result["flags"]["beyond_reliable_carry"] is False
     assert result["check"]["correct"] is True

@@ -5,10 +5,8 @@ nothing of it is claimed, and /models and the V2 metadata say why. Against real 
 
 import hashlib
 import json
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -16,7 +14,7 @@ import pytest
 from app.runtime.models import ModelLoadError
 from app.runtime.registry import load_model
 from core.copying import Invariant
-from tests.app.server import serving
+from tests.app.server import get_json, increment, serving
 
 SKIPPED = "walked certificate not checked: COUNTER_WALKED_CERTIFICATES=skip"
 
@@ -35,23 +33,9 @@ def skipped(shipped: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         yield url
 
 
-def _get(base: str, path: str) -> Any:
-    with urllib.request.urlopen(f"{base}{path}", timeout=10) as response:
-        return json.loads(response.read())
-
-
-def _increment(base: str, number: str) -> Any:
-    body = json.dumps({"number": number, "model": "counter-post"}).encode()
-    request = urllib.request.Request(
-        f"{base}/increment", body, {"content-type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
-
 @pytest.mark.parametrize("number", ["12", "1299", "9" * 17, "4" * 30 + "9" * 17])
 def test_answers_within_the_proved_17_are_proved_and_unflagged(checked: str, number: str) -> None:
-    result = _increment(checked, number)
+    result = increment(checked, number, "counter-post")
     assert result["proved"] is True, number
     assert result["flags"]["beyond_reliable_carry"] is False
     assert result["check"]["correct"] is True
@@ -59,7 +43,7 @@ def test_answers_within_the_proved_17_are_proved_and_unflagged(checked: str, num
 
 
 def test_18_nines_is_flagged_naming_the_proved_k_and_the_failing_input(checked: str) -> None:
-    result = _increment(checked, "9" * 18)
+    result = increment(checked, "9" * 18, "counter-post")
     assert result["proved"] is False
     assert result["flags"]["beyond_reliable_carry"] is True
     assert result["check"]["correct"] is False
@@ -71,14 +55,14 @@ def test_18_nines_is_flagged_naming_the_proved_k_and_the_failing_input(checked: 
 
 
 def test_models_and_v2_metadata_show_the_walked_certificates_check(checked: str) -> None:
-    post = _get(checked, "/models/counter-post")
+    post = get_json(checked, "/models/counter-post")
     check = post["serving"]["decision"]
     assert check["result"] == "checked"
     assert check["proved_carry_length"] == 17
     assert check["seconds"] > 0
     assert check["refutation"] == "999999999999999999 + 1 gave 0"
     assert post["metrics"]["reliable_carry_length"] == 17
-    metadata = _get(checked, "/v2/models/counter-post")["parameters"]
+    metadata = get_json(checked, "/v2/models/counter-post")["parameters"]
     assert metadata["decision_check"] == "checked"
     assert metadata["decided_carry_length"] == 17
     assert metadata["reliable_carry_length"] == 17
@@ -86,18 +70,18 @@ def test_models_and_v2_metadata_show_the_walked_certificates_check(checked: str)
 
 
 def test_skip_claims_nothing_of_the_certificate_and_says_why(skipped: str) -> None:
-    post = _get(skipped, "/models/counter-post")
+    post = get_json(skipped, "/models/counter-post")
     assert post["serving"]["decision"]["result"] == "skipped"
     assert post["serving"]["decision"]["reason"] == SKIPPED
     assert post["serving"]["decision"]["proved_carry_length"] == -1
     assert post["metrics"]["reliable_carry_length"] == -1
     assert post["metrics"]["decision"]["proved_carry_length"] == -1
     assert post["metrics"]["decision"]["reason"] == SKIPPED
-    metadata = _get(skipped, "/v2/models/counter-post")["parameters"]
+    metadata = get_json(skipped, "/v2/models/counter-post")["parameters"]
     assert metadata["decision_check"] == "skipped"
     assert metadata["decision_check_reason"] == SKIPPED
     assert metadata["reliable_carry_length"] == -1
-    result = _increment(skipped, "12")
+    result = increment(skipped, "12", "counter-post")
     assert result["proved"] is False
     assert result["flags"]["beyond_reliable_carry"] is True
 
