@@ -211,6 +211,8 @@ class Supervisor:
         (self.folder / "metrics").mkdir()
         (self.folder / "ready").mkdir()
         sockets = _listeners(settings.host, settings.port, count)
+        # the address as bound, kept: a stop closes the sockets, and may come at any moment
+        self.host: str = sockets[0].getsockname()[0]
         self.port: int = sockets[0].getsockname()[1]
         self.slots = [_Slot(i, sock) for i, sock in enumerate(sockets)]
         self.stopping: int | None = None  # the signal being passed on, once one came
@@ -301,17 +303,13 @@ class Supervisor:
             if failed is not None:
                 return failed if failed == CANNOT_START else 1
             announced = True
-            log.info(
-                "serving on %s port %d with %d workers",
-                self.slots[0].sock.getsockname()[0],
-                self.port,
-                self.count,
-            )
+            log.info("serving on %s port %d with %d workers", self.host, self.port, self.count)
             first = self.slots[0].process
             if first is not None:
                 log.info("worker 0 started (pid %d)", first.pid)
             for slot in self.slots[1:]:
-                self._start(slot)
+                if self.stopping is None:  # a stop while worker 0 started: start no more
+                    self._start(slot)
             while any(slot.process is not None for slot in self.slots) or self.stopping is None:
                 for slot in self.slots:
                     status = self._reap(slot)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from app import workers
+from app.settings import Settings
 from tests.app.server import (
     connect,
     free_port,
@@ -197,6 +198,33 @@ def test_sigterm_drains_every_worker_and_the_supervisor_exits_after_the_last(
         for socks in held.values():
             for sock in socks:
                 sock.close()
+
+
+@pytest.mark.server
+def test_a_sigterm_as_the_first_worker_becomes_ready_stops_cleanly(
+    shipped: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`docker stop` right after start: the stop closes the listening sockets while the
+    supervisor is between worker 0's readiness and starting the others; it must start no more
+    workers and exit 0, not fail on a closed socket."""
+    for name, value in {
+        "COUNTER_MODELS_DIR": str(shipped),
+        "COUNTER_WALKED_CERTIFICATES": "skip",
+        "COUNTER_PORT": "0",
+    }.items():
+        monkeypatch.setenv(name, value)
+    supervisor = workers.Supervisor(Settings(), 2)
+    start_first = supervisor._start_first
+
+    def ready_then_stopped() -> int | None:
+        status = start_first()
+        supervisor._stop(signal.SIGTERM, None)  # as the signal handler would, at this moment
+        return status
+
+    monkeypatch.setattr(supervisor, "_start_first", ready_then_stopped)
+    assert supervisor.run() == 0
+    assert supervisor.slots[1].process is None
+    assert supervisor.slots[1].started == 0
 
 
 @pytest.mark.server
