@@ -64,8 +64,9 @@ def walk(cell: RnnCell, sets: Sets, longest: int, keep_going: bool = False) -> W
     """From every set P_s, read every digit string w, one digit at a time, as a zonotope
     (core.zonotope): at every node the digit just read must win (readout), and the node is a
     leaf once its image lies in the set of its key (the key of s w); a node still outside
-    after `longest` digits fails the walk. keep_going: walk every key even after a failure
-    (the search's measure of where the sets must grow).
+    after `longest` digits fails the walk. keep_going: walk every key even after a leaf stays
+    open (the search's measure of where the sets must grow), but stop at a readout failure,
+    which growing the sets cannot mend.
 
     Every start key's nodes are walked together, in batches of a bounded size taken depth
     first (the tree is the same whatever the order); a child is built only when it is not a
@@ -75,13 +76,14 @@ def walk(cell: RnnCell, sets: Sets, longest: int, keep_going: bool = False) -> W
     open_targets: list[Ints] = []
     open_coordinates: list[Array] = []
     failure: str | None = None
+    unsure = False  # a readout failed: nothing more to measure
     every = np.arange(len(sets.keys))
     pending = [
         _Frontier(
             sets.centres, np.ascontiguousarray(sets.shapes.transpose(0, 2, 1)), every, every, 0
         )
     ]
-    while pending and (failure is None or keep_going):
+    while pending and not unsure and (failure is None or keep_going):
         node = pending.pop()
         if len(node.at) > _BATCH:
             pending += [_part(node, slice(i, i + _BATCH)) for i in range(0, len(node.at), _BATCH)]
@@ -94,7 +96,8 @@ def walk(cell: RnnCell, sets: Sets, longest: int, keep_going: bool = False) -> W
         slack, gap, inside = _measure(cell, sets, targets, branch)
         least, margin = min(least, float(slack.min())), min(margin, float(gap.min()))
         starts = np.broadcast_to(node.start, (10, count))
-        if slack.min() <= 0 and failure is None:
+        if slack.min() <= 0 and not unsure:  # the reason, even after a leaf stayed open
+            unsure = True
             digit, where = np.unravel_index(int(slack.argmin()), slack.shape)
             failure = (
                 f"from the set of key {digit_name(int(sets.keys[node.start[where]]))}, after "

@@ -73,3 +73,23 @@ def test_a_walk_refuses_a_digit_that_loses_on_the_way(
     assert tree.failure is not None
     assert "digit 3 is not sure to win" in tree.failure
     assert np.isfinite(tree.slack)
+
+
+def test_the_searchs_walk_stops_at_a_digit_that_loses(
+    walked: tuple[RnnWeights, Invariant],
+) -> None:
+    """keep_going walks past leaves that stay open (where the sets must grow), but a readout
+    failure ends the fit, so the walk stops there and says so (the tree does not depend on
+    the output bias: the healthy walk's node count is the whole tree's)."""
+    weights, invariant = walked
+    sets = copying.sets_of(replace(invariant, shapes=invariant.shapes * 1e-3))
+    whole = walk(RnnCell(weights, DEFAULT_TANH_ERROR), sets, 3, keep_going=True)
+    b_out = weights.b_out.copy()
+    b_out[3] -= 1e3
+    losing = RnnCell(replace(weights, b_out=b_out), DEFAULT_TANH_ERROR)
+    tree = walk(losing, sets, 3, keep_going=True)
+    assert whole.failure is not None
+    assert "still leave their sets" in whole.failure
+    assert tree.failure is not None
+    assert "digit 3 is not sure to win" in tree.failure
+    assert tree.nodes < whole.nodes
