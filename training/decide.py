@@ -24,6 +24,7 @@ from core.decide import Checked
 from core.session import open_session
 from core.weights import RnnWeights, UnsupportedModelError, recurrent_weights_from_onnx
 from training import carrying as carrying_search
+from training.copy_search import copying_failure
 from training.sets_fit import DEEPEST, fit
 from training.walk_fit import fit_walk
 
@@ -83,12 +84,20 @@ def decide_carry(
     """The largest K the certificate proves (up to `limit`, or every K), and an input of run
     K + 1 that `answer` (the served graph) gets wrong, when one is found. failing: the
     shortest run known to fail (the card's carry scan), so the search aims below it at once.
+    First a search for a number with no trailing nine answered wrong (training.copy_search):
+    one decides K = -1 at once.
 
     The copying sets do not depend on K, only the entries do: one fit at the aimed K (the
     chain's top, or the carrying set's run when the chain settles), and where that fails, one
     at K = 0 raised to every K whose entries lie in its sets (`extend`); fits between, by
     bisection, only while the budget lasts."""
     start = perf_counter()
+    copied = copying_failure(weights, answer)
+    if copied is not None:
+        # no proof of any K >= 0 can hold: K = -1, refuted at run 0, decided
+        slipped, slip = copied
+        reason = f"{slipped} + 1 gave {slip}: a digit after the carry is not copied right"
+        return Decision(-1, None, None, slipped, slip, perf_counter() - start, reason)
     cell = RnnCell(weights, tanh_error)
     ceiling = limit if failing is None else min(limit, failing - 1)
     carry = None

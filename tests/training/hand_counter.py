@@ -142,6 +142,39 @@ def windowed_counter(low: float = 0.1, high: float = 0.2, leak: float = 0.01) ->
     )
 
 
+def copy_slip_counter() -> RnnWeights:
+    """The exact counter, wrong where a 4 is read right after three 3s: it answers 7 there
+    (4333 + 1 -> 7334), with no nine anywhere: a copying error, not a carry's, and one no
+    number of three digits or fewer shows.
+
+    Each unit needs the carry spent (n_prev = 1; 0 at the start, so nothing fires on the
+    first digit): E1 = a 3 after a 3, pre = G (2 [x = 3] + a_3 + b_3 + n_prev - 2.5)
+    (a_3 + b_3 is 0 after a 3, else -2); E2 = a 3 after E1, pre = G (2 [x = 3] + E1 + n_prev
+    - 2.5); D = a 4 after E2, likewise. D adds 4A to digit 7's logit when on.
+    """
+    exact = hand_counter()
+    gain, readout = exact.w_hh[CARRY, CARRY], exact.b_out[0]
+    size = exact.hidden_size + 3
+    first, second, slip = range(exact.hidden_size, size)
+
+    def grow(matrix: npt.NDArray[np.float64], shape: tuple[int, ...]) -> npt.NDArray[np.float64]:
+        out = np.zeros(shape)
+        out[tuple(slice(0, n) for n in matrix.shape)] = matrix
+        return out
+
+    w_ih, w_hh = grow(exact.w_ih, (size, 10)), grow(exact.w_hh, (size, size))
+    b_ih, w_out = grow(exact.b_ih, (size,)), grow(exact.w_out, (10, size))
+    b_out = exact.b_out.copy()
+    for unit, digit in ((first, 3), (second, 3), (slip, 4)):
+        w_ih[unit, digit], b_ih[unit], w_hh[unit, CARRY] = 2 * gain, -2.5 * gain, gain
+    w_hh[first, _a(3)], w_hh[first, _b(3)] = gain, gain
+    w_hh[second, first], w_hh[slip, second] = gain, gain
+    w_out[7, slip], b_out[7] = 2 * readout, b_out[7] + 2 * readout
+    return RnnWeights(
+        w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=np.zeros(size), w_out=w_out, b_out=b_out
+    )
+
+
 def run(
     weights: RnnWeights, digits: npt.NDArray[np.int64], state: npt.NDArray[np.float64] | None = None
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
