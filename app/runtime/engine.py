@@ -240,7 +240,13 @@ def _card_says(card: ModelCard, run: int, length: int | None) -> tuple[bool, Fla
     decision = card.metrics.decision
     failure = decision.refutation if decision is not None else None
     if not proved:
-        if failure is not None and run >= failure.nines:
+        if failure is not None and failure.nines == 0:
+            warnings.append(
+                "No proof covers any answer of this model: it answers some numbers with no "
+                f"nine at the end wrong (e.g. {failure.example} + 1 gave {failure.got}): this "
+                "answer may be wrong."
+            )
+        elif failure is not None and run >= failure.nines:
             # a checked refuting input (app.runtime.checks ran it at load): say what is known
             warnings.append(
                 f"Carry run {run} is past the proved {reliable}; the model fails at "

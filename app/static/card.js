@@ -34,7 +34,9 @@ function decisionText(decision, check) {
     : ` (checked by this service in ${(check.seconds * 1000).toFixed(0)} ms)`;
   const failure = decision.refutation;
   if (!failure) return `${claim}${seconds}; no failing input found past it.`;
-  const where = failure.nines === proved + 1
+  const where = failure.nines === 0
+    ? "decided exactly: the model answers a number with no nine at the end wrong"
+    : failure.nines === proved + 1
     ? `decided exactly: the model fails at ${fmt(failure.nines)}`
     : `K lies between ${fmt(proved)} and ${fmt(failure.nines - 1)}: the model fails at ${fmt(failure.nines)}`;
   return `${claim}${seconds}; ${where} (e.g. ${failure.example} + 1 gave ${failure.got}).`;

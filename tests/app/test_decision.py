@@ -17,42 +17,46 @@ from app.runtime.registry import load_model
 from core.canonical import check_canonical
 from core.card import ModelCard
 from core.copying import Invariant
+from core.weights import RnnWeights
 from tests.app.server import get_json, increment, serving
 from tests.app.test_docs_browser import CHROMIUM, CHROMIUM_ARGS
-from tests.training.hand_counter import export_weights, leaky_counter
+from tests.training.hand_counter import copy_slip_counter, export_weights, leaky_counter
 from training.decide import certificate_path, decide_file
 
 LEAKY = "counter-leaky"
+SLIP = "counter-slip"
 
 
-def _leaky_card(folder: Path) -> None:
-    """A card for the leaky hand counter (proved up to 15 nines, wrong from 16), made from
-    counter-post's with its own name, file and sha256."""
-    onnx_path = folder / f"{LEAKY}.onnx"
-    export_weights(leaky_counter(), str(onnx_path))
+def _hand_card(folder: Path, name: str, weights: RnnWeights) -> None:
+    """A card for a hand counter (the leaky one: proved up to 15 nines, wrong from 16; the
+    slip: 4333 + 1 -> 7334), made from counter-post's with its own name, file and sha256."""
+    onnx_path = folder / f"{name}.onnx"
+    export_weights(weights, str(onnx_path))
     card = json.loads((folder / "counter-post.json").read_text())
     card.update(
-        name=LEAKY,
+        name=name,
         onnx_file=onnx_path.name,
         sha256=hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
         plots=[],
     )
     facts = check_canonical(onnx_path.read_bytes())  # the card says what the file is
     card["architecture"].update(hidden_size=facts.hidden_size, parameters=facts.parameters)
-    (folder / f"{LEAKY}.json").write_text(json.dumps(card))
+    (folder / f"{name}.json").write_text(json.dumps(card))
 
 
 @pytest.fixture(scope="module")
 def decided(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shipped models plus the leaky counter, each decided by `python -m training decide`."""
+    """The shipped models plus two hand counters, each decided by `python -m training decide`."""
     folder = tmp_path_factory.mktemp("models")
     shipped = Path(__file__).resolve().parents[2] / "models"
     for path in shipped.glob("*"):
         if path.suffix in (".json", ".onnx"):
             shutil.copy(path, folder / path.name)
-    _leaky_card(folder)
+    _hand_card(folder, LEAKY, leaky_counter())
+    _hand_card(folder, SLIP, copy_slip_counter())
     decide_file(folder / "counter-post", key_digits=2, limit=30)
     decide_file(folder / LEAKY, key_digits=1, limit=30)
+    decide_file(folder / SLIP, key_digits=1, limit=30)
     return folder
 
 
@@ -108,6 +112,29 @@ def test_answers_past_it_name_the_failing_input(base: str) -> None:
     )
     post = increment(base, failure["example"], "counter-post")
     assert any(said in w for w in post["warnings"]), post["warnings"]
+
+
+def test_a_model_that_slips_with_no_nine_at_the_end_flags_every_answer_and_says_why(
+    base: str,
+) -> None:
+    """A number with no trailing nine answered wrong (found by the decision's copying search,
+    run again on the served graph at load) decides K = -1: no answer is proved, and each says
+    which input fails, not a carry run it is past."""
+    model = get_json(base, f"/models/{SLIP}")
+    decision = model["metrics"]["decision"]
+    assert decision["proved_carry_length"] == -1
+    failure = decision["refutation"]
+    assert failure["nines"] == 0
+    assert "4333" in failure["example"]
+    check = model["serving"]["decision"]
+    assert check["refutation"] == f"{failure['example']} + 1 gave {failure['got']}"
+    for number in ["12", failure["example"]]:
+        result = increment(base, number, SLIP)
+        assert result["proved"] is False
+        assert result["flags"]["beyond_reliable_carry"] is True
+        said = f"no nine at the end wrong (e.g. {failure['example']} + 1 gave {failure['got']})"
+        assert any(said in w for w in result["warnings"]), result["warnings"]
+    assert increment(base, failure["example"], SLIP)["check"]["correct"] is False
 
 
 def _card_path(decided: Path, tmp_path: Path) -> Path:
@@ -178,5 +205,8 @@ def test_the_explorer_card_shows_the_decided_k_and_the_failing_input(base: str) 
             card.get_by_role("button", name=f"Try {failure['example']}").click()
             page.wait_for_selector(f'#verdict[data-number="{failure["example"]}"]')
             assert "Wrong" in page.locator("#verdict").inner_text()
+            page.check(f"#model-{SLIP}")
+            card.get_by_text("no nine at the end").wait_for()
+            assert "Nothing proved" in card.inner_text()
         finally:
             browser.close()
