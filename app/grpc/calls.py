@@ -100,10 +100,10 @@ class Calls:
         self.loop = loop
         self.in_progress = 0
         self._count = threading.Lock()  # in_progress, from every handler thread
-        self.runs = Runs(service)
-        # Calls whose runs go to the loop's batchers (COUNTER_GRPC_BATCH_WINDOW_MS, see
-        # app.runtime.batcher) arrive one a loop turn: a run waits this long for company.
+        # While calls share runs, a run waits this long for company (app.grpc.threads; on the
+        # loop, app.runtime.batcher): COUNTER_GRPC_BATCH_WINDOW_MS.
         self.gather = settings.grpc_batch_window_ms / 1000
+        self.runs = Runs(service, self.gather)
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler]:
         # name: (message, on a handler thread, on the loop); a large body goes to the loop

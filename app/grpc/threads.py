@@ -3,13 +3,16 @@
 A handler thread with a small run queues it here. If no run of this model is under way, the
 thread runs at once, taking every run queued then (itself alone at low load: nobody waits);
 otherwise it sleeps until the run in progress ends, when the thread that ran it hands it its
-answer, or, if its run was not in that batch, the turn to run the next batch. So calls that
-arrive while the model runs share the next run, with no timer and no event loop between the
-threads; onnxruntime's run releases the GIL, so the other threads parse meanwhile. One batch
-takes at most MAX_FLUSH_STEPS digit steps, as app.runtime.batcher's.
+answer, or, if its run was not in that batch, the turn to run the next batch. On one core the
+other threads get the CPU only when the running thread waits, so, as app.runtime.batcher's
+`gather`, once a run has had company the thread about to run first sleeps `gather` seconds
+(COUNTER_GRPC_BATCH_WINDOW_MS) while the calls in flight parse and queue, until LONELY_RUNS
+runs in a row answer one call each; a lone call never waits. One batch takes at most
+MAX_FLUSH_STEPS digit steps, as app.runtime.batcher's.
 """
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -18,7 +21,7 @@ import numpy.typing as npt
 
 from app import tracing
 from app.runtime.answers import Answer
-from app.runtime.batcher import MAX_FLUSH_STEPS
+from app.runtime.batcher import LONELY_RUNS, MAX_FLUSH_STEPS
 from app.runtime.engine import EngineOptions, answer_with_probabilities
 from app.runtime.models import LoadedModel
 from app.runtime.service import CounterService
@@ -46,11 +49,15 @@ class _Waiter(Generic[Work, Result]):
 class _Shared(Generic[Work, Result]):
     """The queue and the turn to run; run_batch maps a batch's work to its results, in order."""
 
-    def __init__(self, run_batch: Callable[[list[Work]], tuple[list[Result], int]]) -> None:
+    def __init__(
+        self, run_batch: Callable[[list[Work]], tuple[list[Result], int]], gather: float
+    ) -> None:
         self._run_batch = run_batch
+        self._gather = gather
         self._lock = threading.Lock()
         self._pending: list[_Waiter[Work, Result]] = []
         self._running = False
+        self._alone = LONELY_RUNS  # runs in a row that answered one call (at most this)
 
     def busy(self) -> bool:
         return self._running
@@ -75,6 +82,8 @@ class _Shared(Generic[Work, Result]):
     def _run_next(self) -> None:
         """Run the queue's first batch, answer its threads, and pass the turn on. The thread
         that runs is always the queue's first: it found no run under way, or was woken first."""
+        if self._gather and self._alone < LONELY_RUNS:
+            time.sleep(self._gather)  # the GIL and the core go to the calls in flight
         with self._lock:
             taken, rows, longest = 0, 0, 0
             for waiter in self._pending:
@@ -83,6 +92,7 @@ class _Shared(Generic[Work, Result]):
                     break
                 taken += 1
             batch, self._pending = self._pending[:taken], self._pending[taken:]
+        self._alone = 0 if taken > 1 else min(self._alone + 1, LONELY_RUNS)
         started = tracing.now()
         try:
             results, run_rows = self._run_batch([w.work for w in batch])
@@ -107,10 +117,12 @@ class NumberRuns:
     """The V2 `number` input's small runs for one model: answers (no steps) and each call's own
     probabilities [numbers, longest + 1, 10], cut from the batch's (end padding leaves them)."""
 
-    def __init__(self, model: LoadedModel, options: EngineOptions) -> None:
+    def __init__(self, model: LoadedModel, options: EngineOptions, gather: float) -> None:
         self.model = model
         self.options = options
-        self._shared: _Shared[list[str], tuple[list[Answer], Probabilities]] = _Shared(self._run)
+        self._shared: _Shared[list[str], tuple[list[Answer], Probabilities]] = _Shared(
+            self._run, gather
+        )
 
     def busy(self) -> bool:
         return self._shared.busy()
@@ -134,9 +146,9 @@ class DigitRuns:
     """The raw `digits` input's small runs for one model: stacked, zero padded to the longest
     time (the network reads one way: no earlier step changes), run once, each cut back."""
 
-    def __init__(self, model: LoadedModel) -> None:
+    def __init__(self, model: LoadedModel, gather: float) -> None:
         self.model = model
-        self._shared: _Shared[npt.NDArray[np.int64], Probabilities] = _Shared(self._run)
+        self._shared: _Shared[npt.NDArray[np.int64], Probabilities] = _Shared(self._run, gather)
 
     def busy(self) -> bool:
         return self._shared.busy()
@@ -164,17 +176,18 @@ class DigitRuns:
 class ModelRuns:
     """One model's (one version's) shared runs, of either input."""
 
-    def __init__(self, model: LoadedModel, options: EngineOptions) -> None:
+    def __init__(self, model: LoadedModel, options: EngineOptions, gather: float) -> None:
         self.model = model
-        self.numbers = NumberRuns(model, options)
-        self.digits = DigitRuns(model)
+        self.numbers = NumberRuns(model, options, gather)
+        self.digits = DigitRuns(model, gather)
 
 
 class Runs:
     """The shared runs of every model the service serves, made on a model's first call."""
 
-    def __init__(self, service: CounterService) -> None:
+    def __init__(self, service: CounterService, gather: float) -> None:
         self.service = service
+        self.gather = gather
         self._lock = threading.Lock()
         self._runs: dict[int, ModelRuns] = {}  # by id(model): each holds its model, so no reuse
 
@@ -191,6 +204,6 @@ class Runs:
                     id(o.model) for v in list(self.service.older.values()) for o in v.values()
                 }
                 kept = {key: r for key, r in self._runs.items() if key in served}
-                runs = kept[id(model)] = ModelRuns(model, self.service.options)
+                runs = kept[id(model)] = ModelRuns(model, self.service.options, self.gather)
                 self._runs = kept  # readers see the old dict or this one, whole
         return runs
