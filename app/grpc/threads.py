@@ -199,9 +199,10 @@ class Runs:
             runs = self._runs.get(id(model))
             if runs is None:
                 # a new model or version: forget those the service no longer serves
+                # (copied whole first: the loop may install a model meanwhile)
                 served = {id(m) for m in list(self.service.registry.models.values())}
                 served |= {
-                    id(o.model) for v in list(self.service.older.values()) for o in v.values()
+                    id(o.model) for v in list(self.service.older.values()) for o in list(v.values())
                 }
                 kept = {key: r for key, r in self._runs.items() if key in served}
                 runs = kept[id(model)] = ModelRuns(model, self.service.options, self.gather)
