@@ -59,9 +59,6 @@ class _Shared(Generic[Work, Result]):
         self._running = False
         self._alone = LONELY_RUNS  # runs in a row that answered one call (at most this)
 
-    def busy(self) -> bool:
-        return self._running
-
     def submit(self, work: Work, rows: int, width: int) -> Result:
         me: _Waiter[Work, Result] = _Waiter(work, rows, width)
         with self._lock:
@@ -124,9 +121,6 @@ class NumberRuns:
             self._run, gather
         )
 
-    def busy(self) -> bool:
-        return self._shared.busy()
-
     def run(self, numbers: list[str]) -> tuple[list[Answer], Probabilities]:
         return self._shared.submit(numbers, len(numbers), max(map(len, numbers)) + 1)
 
@@ -149,9 +143,6 @@ class DigitRuns:
     def __init__(self, model: LoadedModel, gather: float) -> None:
         self.model = model
         self._shared: _Shared[npt.NDArray[np.int64], Probabilities] = _Shared(self._run, gather)
-
-    def busy(self) -> bool:
-        return self._shared.busy()
 
     def run(self, digits: npt.NDArray[np.int64]) -> Probabilities:
         return self._shared.submit(digits, digits.shape[0], digits.shape[1])
