@@ -25,6 +25,7 @@ import concurrent.futures
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
 from typing import Any, TypeVar
 
 import grpc
@@ -104,6 +105,7 @@ class Calls:
         # loop, app.runtime.batcher): COUNTER_GRPC_BATCH_WINDOW_MS.
         self.gather = settings.grpc_batch_window_ms / 1000
         self.runs = Runs(service, self.gather)
+        service.thread_calls = self.runs.busy  # an unload waits for these calls too
 
     def handlers(self) -> dict[str, grpc.RpcMethodHandler]:
         # name: (message, on a handler thread, on the loop); a large body goes to the loop
@@ -266,22 +268,24 @@ class Calls:
 
     def model_infer(self, request: Any, context: grpc.ServicerContext) -> bytes:
         """On the handler thread, a run of at most INLINE_STEPS too (shared with the calls
-        queued meanwhile: app.grpc.threads); a longer one on the loop (model_infer_on_loop)."""
+        queued meanwhile: app.grpc.threads); a longer one on the loop (model_infer_on_loop).
+        In progress from the model found to the answer written, for an unload to wait for."""
         version = request.model_version or None
-        model = find_model(self.service, request.model_name, version)
-        inference = _parsed(self.service, request)
-        if inference.digits is not None:
-            if inference.digits.size > INLINE_STEPS:
-                return self.on_loop(self._infer(model, inference, request, context), context)
-            probs = self.runs.of(model).digits.run(inference.digits)
-            outputs = [OutputTensor("probabilities", "FP32", list(probs.shape), probs)]
-        else:
-            numbers = inference.numbers
-            if len(numbers) * (max(map(len, numbers)) + 1) > INLINE_STEPS:
-                return self.on_loop(self._infer(model, inference, request, context), context)
-            answers, probs = self.runs.of(model).numbers.run(numbers)
-            outputs = inference.number_outputs(answers, probs)
-        return _written(model, request.id, outputs)
+        find = partial(find_model, self.service, request.model_name, version)
+        with self.runs.call(find) as model:
+            inference = _parsed(self.service, request)
+            if inference.digits is not None:
+                if inference.digits.size > INLINE_STEPS:
+                    return self.on_loop(self._infer(model, inference, request, context), context)
+                probs = self.runs.of(model).digits.run(inference.digits)
+                outputs = [OutputTensor("probabilities", "FP32", list(probs.shape), probs)]
+            else:
+                numbers = inference.numbers
+                if len(numbers) * (max(map(len, numbers)) + 1) > INLINE_STEPS:
+                    return self.on_loop(self._infer(model, inference, request, context), context)
+                answers, probs = self.runs.of(model).numbers.run(numbers)
+                outputs = inference.number_outputs(answers, probs)
+            return _written(model, request.id, outputs)
 
     async def model_infer_on_loop(self, request: Any, context: grpc.ServicerContext) -> bytes:
         """A call with a large body: parsed and run on the loop, under its admission."""

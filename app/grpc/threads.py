@@ -13,7 +13,8 @@ MAX_FLUSH_STEPS digit steps, as app.runtime.batcher's.
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -181,6 +182,30 @@ class Runs:
         self.gather = gather
         self._lock = threading.Lock()
         self._runs: dict[int, ModelRuns] = {}  # by id(model): each holds its model, so no reuse
+        self._calls_lock = threading.Lock()
+        self._calls: dict[int, int] = {}  # calls in progress by id(model): each holds its model
+
+    @contextmanager
+    def call(self, find: Callable[[], LoadedModel]) -> Iterator[LoadedModel]:
+        """The model a call serves (`find`: the service's, 404 if gone), counted as in progress
+        until the call ends. Found and counted under one lock, which `busy` takes too: an unload
+        that removed the model and then finds none of its calls counted has none to wait for
+        (a call that finds it later gets 404)."""
+        with self._calls_lock:
+            model = find()
+            self._calls[id(model)] = self._calls.get(id(model), 0) + 1
+        try:
+            yield model
+        finally:
+            with self._calls_lock:
+                left = self._calls.pop(id(model)) - 1
+                if left:
+                    self._calls[id(model)] = left
+
+    def busy(self, models: list[LoadedModel]) -> bool:
+        """Whether a call of any of these models is in progress on a handler thread."""
+        with self._calls_lock:
+            return any(id(model) in self._calls for model in models)
 
     def of(self, model: LoadedModel) -> ModelRuns:
         runs = self._runs.get(id(model))
