@@ -142,11 +142,10 @@ class Settings(BaseSettings):
         default=512, ge=1, description="gRPC calls in progress at once, over every connection"
     )
     grpc_batch_window_ms: float = Field(
-        default=1.0,
+        default=2.0,
         ge=0,
         le=100,
-        description="while gRPC calls share model runs, how long a run waits for more (0: one "
-        "loop turn, as REST's)",
+        description="while gRPC calls share model runs, how long a run waits for more (0: none)",
     )
     # The model repository (app.runtime.repository), as Triton's model control modes.
     model_control: Literal["none", "explicit", "poll"] = Field(

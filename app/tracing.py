@@ -19,7 +19,7 @@ The packages are the optional `tracing` extra (`pip install 'rnn-counter[tracing
 
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from contextlib import AbstractContextManager, nullcontext
 from importlib.metadata import entry_points
 from typing import Any
@@ -153,9 +153,7 @@ class RequestSpan:
         context.detach(self.token)
 
 
-def traced_call(
-    method: str, call: Callable[[bytes, Any], Awaitable[bytes]]
-) -> Callable[[bytes, Any], Awaitable[bytes]]:
+def traced_call(method: str, call: Callable[[bytes, Any], bytes]) -> Callable[[bytes, Any], bytes]:
     """A gRPC call that runs in its own span (parent: the caller's traceparent metadata);
     the call unchanged when tracing is off, decided once when the server starts."""
     if TRACER is None:
@@ -164,7 +162,7 @@ def traced_call(
 
     name = f"inference.GRPCInferenceService/{method}"
 
-    async def traced(raw: bytes, context: Any) -> bytes:
+    def traced(raw: bytes, context: Any) -> bytes:
         metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
         with TRACER.start_as_current_span(
             name,
@@ -176,7 +174,7 @@ def traced_call(
                 "rpc.method": method,
             },
         ):
-            return await call(raw, context)
+            return call(raw, context)
 
     return traced
 

@@ -4,8 +4,9 @@ A server that answers ModelInfer with bytes made once (no parsing, no model, no 
 driven by Triton's perf_analyzer exactly as bench.peers drives ours and MLServer (the server
 pinned to core 0, perf_analyzer to core 1, the counter's `number` request, every output asked
 for); its CPU time per request is then grpc's own per-call work, which every Python server on
-grpc pays before its own. Measured for grpc.aio (ours and MLServer serve on it), then for
-grpc's synchronous server (a thread pool), --rounds runs each.
+grpc pays before its own. Measured for grpc.aio (MLServer serves on it, and ours did), then for
+grpc's synchronous server (a thread pool; ours serves on it: app.grpc.server), --rounds runs
+each.
 
     python -m bench.grpc_floor [--rounds 2] [--connections 16] [--duration 5]
 """

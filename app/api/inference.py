@@ -19,6 +19,7 @@ import numpy.typing as npt
 from app.api.numbers import parse_number
 from app.api.tensors import InferInput, InferRequest, OutputTensor
 from app.errors import Kind, ServiceError, preview
+from app.runtime.answers import Answer
 from app.runtime.models import LoadedModel
 from app.runtime.service import CounterService
 
@@ -151,6 +152,12 @@ class Inference:
             probs = await service.probabilities(name, self.digits, stop, version, gather)
             return [OutputTensor("probabilities", "FP32", list(probs.shape), probs)]
         answers, probs = await service.numbers(name, self.numbers, stop, version, gather)
+        return self.number_outputs(answers, probs)
+
+    def number_outputs(
+        self, answers: list[Answer], probs: npt.NDArray[np.float32]
+    ) -> list[OutputTensor]:
+        """The `number` input's outputs asked for, in the order asked, from its run."""
         count = [len(answers)]
         columns: dict[str, OutputTensor] = {
             "output": OutputTensor("output", "BYTES", count, [a["output"] for a in answers]),

@@ -3,8 +3,8 @@
 Under load many requests are ready in the same event-loop turn; each queues its numbers and
 awaits, and one callback on the next turn runs them through the model padded to the longest,
 then hands each request its own results. A lone request waits one loop turn (microseconds).
-A caller whose requests arrive one a loop turn (gRPC's: grpc.aio hands the loop each call's
-events apart) may ask to `gather`: once a run has had company, the next runs wait that long
+A caller whose requests arrive one a loop turn (gRPC's calls that run on the loop:
+app.grpc.calls) may ask to `gather`: once a run has had company, the next runs wait that long
 for more, instead of one turn, until LONELY_RUNS runs in a row answer one request each.
 Only small requests come here (app.runtime.service decides), and one flush takes at most
 MAX_FLUSH_STEPS digit steps, so it never holds the loop for long; the rest wait a turn.

@@ -170,8 +170,13 @@ class Repository:
                     f"{preview(name)} is the default model (COUNTER_DEFAULT_MODEL) and stays "
                     "served; load a new version of it instead",
                 )
+            current = self.service.registry.models.get(name)
+            models = [m for m in [current] if m] + [
+                o.model for o in self.service.older.get(name, {}).values()
+            ]
             batchers = self.service.remove(name)
-            while any(batcher.busy() for batcher in batchers):  # the drain
+            # the drain: runs queued on the loop, and calls on gRPC's handler threads
+            while any(b.busy() for b in batchers) or self.service.thread_calls(models):
                 await asyncio.sleep(DRAIN_POLL_S)
             log.info("repository: unloaded %s", name)
 

@@ -96,6 +96,8 @@ class CounterService:
         self.raw_batchers = {name: RawBatcher(m) for name, m in registry.models.items()}
         # name -> version -> an older version, oldest first (COUNTER_MAX_MODEL_VERSIONS)
         self.older: dict[str, dict[str, Older]] = {}
+        # calls of these models in progress on gRPC's handler threads (app.grpc.threads)
+        self.thread_calls: Callable[[list[LoadedModel]], bool] = lambda _: False
         self._executor = ThreadPoolExecutor(settings.worker_threads, "counter-worker")
         self._workers = asyncio.Semaphore(settings.worker_threads)
         self.pending_steps = 0  # admitted to the workers and not finished

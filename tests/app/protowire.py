@@ -1,6 +1,6 @@
-"""Protobuf messages built on the wire, by field number: for requests a generated client
-could not send (malformed ones) and for calls made without registering protobuf names in
-the test process (other tests' clients register the same ones)."""
+"""Protobuf messages built and read on the wire, by field number: for requests a generated
+client could not send (malformed ones) and for calls made without registering protobuf names
+in the test process (other tests' clients register the same ones)."""
 
 
 def varint(value: int) -> bytes:
@@ -17,3 +17,26 @@ def varint(value: int) -> bytes:
 def field(number: int, payload: bytes) -> bytes:
     """A length-delimited field (wire type 2): a string, bytes or a sub-message."""
     return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def fields(message: bytes) -> dict[int, list[bytes]]:
+    """A message's length-delimited fields (all a ModelInferResponse's top-level ones are), by
+    number."""
+    found: dict[int, list[bytes]] = {}
+    at = 0
+    while at < len(message):
+        key, shift = 0, 0
+        while True:
+            byte = message[at]
+            at, key, shift = at + 1, key | (byte & 0x7F) << shift, shift + 7
+            if not byte & 0x80:
+                break
+        length, shift = 0, 0
+        while True:
+            byte = message[at]
+            at, length, shift = at + 1, length | (byte & 0x7F) << shift, shift + 7
+            if not byte & 0x80:
+                break
+        found.setdefault(key >> 3, []).append(message[at : at + length])
+        at += length
+    return found

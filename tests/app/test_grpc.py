@@ -13,6 +13,7 @@ tests/app/test_grpc_operations.py's.
 import json
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,16 @@ from hypothesis import strategies as st
 
 from core.codec import add_one, encode_batch
 from tests.app.grpc_clients import run_client
-from tests.app.grpc_messages import SERVICE, bytes_elements, infer_request, near_valid, spoiled
+from tests.app.grpc_messages import (
+    SERVICE,
+    bytes_elements,
+    infer_request,
+    near_valid,
+    packed,
+    spoiled,
+)
 from tests.app.protowire import field as _field
+from tests.app.protowire import fields
 from tests.app.server import free_port, start_server, stop_server
 
 pytestmark = pytest.mark.server
@@ -217,3 +226,30 @@ def test_a_message_past_the_cap_is_refused_naming_the_setting(channel: grpc.Chan
         channel.unary_unary(SERVICE + "ModelInfer")(message, timeout=30)
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert f"{MESSAGE_CAP} (COUNTER_GRPC_MAX_MESSAGE_BYTES)" in refused.value.details()
+
+
+def test_calls_sharing_model_runs_each_get_their_own_answer(channel: grpc.Channel) -> None:
+    """16 calls at once, of numbers 1 to 40 digits long: the server's handler threads share
+    model runs (app.grpc.threads), and each call still gets its own number's answer and its
+    probabilities cut to its own length."""
+    rng = np.random.default_rng(24)
+    numbers = [
+        "9" * k
+        if k % 3 == 0
+        else str(rng.integers(1, 10)) + "".join(map(str, rng.integers(0, 10, k - 1)))
+        for k in range(1, 41)
+    ] * 5
+    call = channel.unary_unary(SERVICE + "ModelInfer")
+
+    def one(number: str) -> tuple[str, int]:
+        tensor = _field(1, b"number") + _field(2, b"BYTES") + packed(3, [1])
+        asked = _field(6, _field(1, b"output")) + _field(6, _field(1, b"probabilities"))
+        raw = _field(7, bytes_elements([number.encode()]))
+        output, probabilities = fields(
+            call(_field(1, b"counter") + _field(5, tensor) + asked + raw, timeout=30)
+        )[6]
+        return output[4:].decode(), len(probabilities)
+
+    with ThreadPoolExecutor(16) as pool:
+        got = list(pool.map(one, numbers))
+    assert got == [(add_one(n), 4 * 10 * (len(n) + 1)) for n in numbers]  # float32 [1, n + 1, 10]

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from app.errors import ServiceError
+from app.grpc.threads import Runs
 from app.main import create_app
 from app.settings import Settings
 from core.codec import add_one
@@ -208,3 +210,45 @@ def test_poll_mode_follows_the_models_folder(models_copy: Path, tmp_path: Path) 
         status, refused = _post(base, UNLOAD)
         assert status == 403
         assert "COUNTER_MODEL_CONTROL is 'poll'" in refused["error"]
+
+
+def test_an_unload_waits_for_the_models_calls_on_grpcs_handler_threads(shipped: Path) -> None:
+    """A call in progress on a handler thread (app.grpc.threads.Runs.call) holds the unload
+    until it ends; the model is gone for new requests at once."""
+    with _client(models_dir=shipped, model_control="explicit", admin_token=TOKEN) as client:
+        service = client.app.state.service  # type: ignore[attr-defined]
+        runs = Runs(service, 0.0)
+        service.thread_calls = runs.busy
+        held, entered = threading.Event(), threading.Event()
+
+        def grpc_call() -> None:
+            with runs.call(lambda: service.model("counter-post")):
+                entered.set()
+                held.wait(60)
+
+        caller = threading.Thread(target=grpc_call)
+        caller.start()
+        assert entered.wait(60)
+        replies: list[int] = []
+        unloading = threading.Thread(
+            target=lambda: replies.append(
+                client.post(UNLOAD, headers={"authorization": f"Bearer {TOKEN}"}).status_code
+            )
+        )
+        unloading.start()
+        assert _until(
+            lambda: (
+                client.post("/increment", json={"number": "9", "model": "counter-post"}).status_code
+                == 404
+            )
+        )
+        unloading.join(0.5)
+        assert unloading.is_alive()  # removed, and the drain waits for the call
+        held.set()
+        unloading.join(60)
+        caller.join(60)
+        assert replies == [200]
+        # a call that finds the model gone is refused and never counted
+        with pytest.raises(ServiceError), runs.call(lambda: service.model("counter-post")):
+            pass
+        assert not runs.busy([m for m in service.registry.models.values()])

@@ -14,6 +14,7 @@ import grpc
 import pytest
 
 from tests.app.protowire import field as _field
+from tests.app.protowire import fields
 from tests.app.protowire import varint as _varint
 from tests.app.server import free_port, serving
 
@@ -49,29 +50,6 @@ def proved(base: str, path: str) -> list[bool]:
     return list(outputs["proved"])
 
 
-def _fields(message: bytes) -> dict[int, list[bytes]]:
-    """A protobuf message's length-delimited fields (all a ModelInferResponse's top-level ones
-    are), by number: read by hand, as tests/app/test_grpc.py says why."""
-    found: dict[int, list[bytes]] = {}
-    at = 0
-    while at < len(message):
-        key, shift = 0, 0
-        while True:
-            byte = message[at]
-            at, key, shift = at + 1, key | (byte & 0x7F) << shift, shift + 7
-            if not byte & 0x80:
-                break
-        length, shift = 0, 0
-        while True:
-            byte = message[at]
-            at, length, shift = at + 1, length | (byte & 0x7F) << shift, shift + 7
-            if not byte & 0x80:
-                break
-        found.setdefault(key >> 3, []).append(message[at : at + length])
-        at += length
-    return found
-
-
 def grpc_proved(address: str, version: str) -> tuple[str, list[bool]]:
     """gRPC ModelInfer of counter-post at `version` for the same two numbers: the version that
     answered, and `proved`."""
@@ -89,8 +67,8 @@ def grpc_proved(address: str, version: str) -> tuple[str, list[bool]]:
         answer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")(
             request, timeout=30
         )
-    fields = _fields(answer)
-    return fields[2][0].decode(), [bool(b) for b in fields[6][0]]
+    read = fields(answer)
+    return read[2][0].decode(), [bool(b) for b in read[6][0]]
 
 
 def test_a_reload_keeps_the_version_before_addressable_until_unloaded(
