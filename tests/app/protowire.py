@@ -19,24 +19,24 @@ def field(number: int, payload: bytes) -> bytes:
     return varint(number << 3 | 2) + varint(len(payload)) + payload
 
 
+def _varint_at(message: bytes, at: int) -> tuple[int, int]:
+    """The base-128 varint at `at`, and where the next field starts."""
+    value, shift = 0, 0
+    while True:
+        byte = message[at]
+        at, value, shift = at + 1, value | (byte & 0x7F) << shift, shift + 7
+        if not byte & 0x80:
+            return value, at
+
+
 def fields(message: bytes) -> dict[int, list[bytes]]:
     """A message's length-delimited fields (all a ModelInferResponse's top-level ones are), by
     number."""
     found: dict[int, list[bytes]] = {}
     at = 0
     while at < len(message):
-        key, shift = 0, 0
-        while True:
-            byte = message[at]
-            at, key, shift = at + 1, key | (byte & 0x7F) << shift, shift + 7
-            if not byte & 0x80:
-                break
-        length, shift = 0, 0
-        while True:
-            byte = message[at]
-            at, length, shift = at + 1, length | (byte & 0x7F) << shift, shift + 7
-            if not byte & 0x80:
-                break
+        key, at = _varint_at(message, at)
+        length, at = _varint_at(message, at)
         found.setdefault(key >> 3, []).append(message[at : at + length])
         at += length
     return found

@@ -70,6 +70,13 @@ def with_carry_self_weight(value: float) -> RnnWeights:
     return replace(weights, w_hh=w_hh)
 
 
+def _grow(matrix: npt.NDArray[np.float64], shape: tuple[int, ...]) -> npt.NDArray[np.float64]:
+    """matrix in the top-left corner of zeros of `shape`: room for units added by hand."""
+    out = np.zeros(shape)
+    out[tuple(slice(0, n) for n in matrix.shape)] = matrix
+    return out
+
+
 def leaky_counter(leak: float = 0.01, threshold: float = 0.15) -> RnnWeights:
     """The counter plus two units that break it after a long enough run of nines.
 
@@ -85,15 +92,10 @@ def leaky_counter(leak: float = 0.01, threshold: float = 0.15) -> RnnWeights:
     size = exact.hidden_size + 2
     leak_unit, switch = size - 2, size - 1
 
-    def grow(matrix: npt.NDArray[np.float64], shape: tuple[int, ...]) -> npt.NDArray[np.float64]:
-        out = np.zeros(shape)
-        out[tuple(slice(0, n) for n in matrix.shape)] = matrix
-        return out
-
-    w_ih, w_hh = grow(exact.w_ih, (size, 10)), grow(exact.w_hh, (size, size))
+    w_ih, w_hh = _grow(exact.w_ih, (size, 10)), _grow(exact.w_hh, (size, size))
     b_ih, w_out, b_out = (
-        grow(exact.b_ih, (size,)),
-        grow(exact.w_out, (10, size)),
+        _grow(exact.b_ih, (size,)),
+        _grow(exact.w_out, (10, size)),
         exact.b_out.copy(),
     )
     w_ih[leak_unit, :9], w_ih[leak_unit, 9] = -5.0, leak
@@ -120,13 +122,8 @@ def windowed_counter(low: float = 0.1, high: float = 0.2, leak: float = 0.01) ->
     size = exact.hidden_size + 4
     leak_unit, early, late, spoil = range(exact.hidden_size, size)
 
-    def grow(matrix: npt.NDArray[np.float64], shape: tuple[int, ...]) -> npt.NDArray[np.float64]:
-        out = np.zeros(shape)
-        out[tuple(slice(0, n) for n in matrix.shape)] = matrix
-        return out
-
-    w_ih, w_hh = grow(exact.w_ih, (size, 10)), grow(exact.w_hh, (size, size))
-    b_ih, w_out = grow(exact.b_ih, (size,)), grow(exact.w_out, (10, size))
+    w_ih, w_hh = _grow(exact.w_ih, (size, 10)), _grow(exact.w_hh, (size, size))
+    b_ih, w_out = _grow(exact.b_ih, (size,)), _grow(exact.w_out, (10, size))
     b_out = exact.b_out.copy()
     w_ih[leak_unit, :9], w_ih[leak_unit, 9] = -5.0, leak
     w_hh[leak_unit, leak_unit] = 1.0
@@ -157,13 +154,8 @@ def copy_slip_counter() -> RnnWeights:
     size = exact.hidden_size + 3
     first, second, slip = range(exact.hidden_size, size)
 
-    def grow(matrix: npt.NDArray[np.float64], shape: tuple[int, ...]) -> npt.NDArray[np.float64]:
-        out = np.zeros(shape)
-        out[tuple(slice(0, n) for n in matrix.shape)] = matrix
-        return out
-
-    w_ih, w_hh = grow(exact.w_ih, (size, 10)), grow(exact.w_hh, (size, size))
-    b_ih, w_out = grow(exact.b_ih, (size,)), grow(exact.w_out, (10, size))
+    w_ih, w_hh = _grow(exact.w_ih, (size, 10)), _grow(exact.w_hh, (size, size))
+    b_ih, w_out = _grow(exact.b_ih, (size,)), _grow(exact.w_out, (10, size))
     b_out = exact.b_out.copy()
     for unit, digit in ((first, 3), (second, 3), (slip, 4)):
         w_ih[unit, digit], b_ih[unit], w_hh[unit, CARRY] = 2 * gain, -2.5 * gain, gain
