@@ -40,7 +40,8 @@ def copying_failure(
     zero = np.zeros((1, state_size(weights)))
     states = np.concatenate([step(zero, d) for d in range(9)])
     read = np.arange(9).reshape(9, 1)  # (B, t): the digits read, least significant first
-    found = _confirmed(weights, answer, states, read, read[:, 0] + 1)
+    margin, _ = margins(weights, states, read[:, 0] + 1)
+    found = _confirmed(answer, margin, np.argsort(margin), read)
     for _ in range(depth):
         if found is not None or perf_counter() - start > seconds:
             break
@@ -48,9 +49,9 @@ def copying_failure(
         states = np.concatenate([step(states, d) for d in range(10)])  # digit-major
         digits = np.repeat(np.arange(10), count)
         read = np.concatenate([np.tile(read, (10, 1)), digits[:, None]], axis=1)
-        found = _confirmed(weights, answer, states, read, digits)
         margin, _ = margins(weights, states, digits)
         order = np.argsort(margin)
+        found = _confirmed(answer, margin, order, read)
         kept = np.unique(
             np.concatenate(
                 [order[: width // 2], rng.choice(len(order), min(width // 2, len(order)), False)]
@@ -61,15 +62,11 @@ def copying_failure(
 
 
 def _confirmed(
-    weights: Weights,
-    answer: Callable[[str], str],
-    states: Array,
-    read: Ints,
-    right: Ints,
+    answer: Callable[[str], str], margin: Array, order: Ints, read: Ints
 ) -> tuple[str, str] | None:
-    """The first float64 candidate (least margin first) that the served graph answers wrong."""
-    margin, _ = margins(weights, states, right)
-    for row in np.argsort(margin)[:CANDIDATES]:
+    """The first float64 candidate (in `order`: least margin first) that the served graph
+    answers wrong."""
+    for row in order[:CANDIDATES]:
         if margin[row] >= 0:
             break
         number = "".join(str(d) for d in read[row][::-1])
