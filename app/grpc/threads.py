@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from app import tracing
 from app.runtime.answers import Answer
-from app.runtime.batcher import LONELY_RUNS, MAX_FLUSH_STEPS
+from app.runtime.batcher import LONELY_RUNS, run_stacked, taken
 from app.runtime.engine import EngineOptions, answer_with_probabilities
 from app.runtime.models import LoadedModel
 from app.runtime.service import CounterService
@@ -83,14 +83,9 @@ class _Shared(Generic[Work, Result]):
         if self._gather and self._alone < LONELY_RUNS:
             time.sleep(self._gather)  # the GIL and the core go to the calls in flight
         with self._lock:
-            taken, rows, longest = 0, 0, 0
-            for waiter in self._pending:
-                rows, longest = rows + waiter.rows, max(longest, waiter.width)
-                if taken and rows * longest > MAX_FLUSH_STEPS:
-                    break
-                taken += 1
-            batch, self._pending = self._pending[:taken], self._pending[taken:]
-        self._alone = 0 if taken > 1 else min(self._alone + 1, LONELY_RUNS)
+            count = taken((w.rows, w.width) for w in self._pending)
+            batch, self._pending = self._pending[:count], self._pending[count:]
+        self._alone = 0 if count > 1 else min(self._alone + 1, LONELY_RUNS)
         started = tracing.now()
         try:
             results, run_rows = self._run_batch([w.work for w in batch])
@@ -149,20 +144,7 @@ class DigitRuns:
         return self._shared.submit(digits, digits.shape[0], digits.shape[1])
 
     def _run(self, batch: list[npt.NDArray[np.int64]]) -> tuple[list[Probabilities], int]:
-        if len(batch) == 1:
-            return [self.model.run(batch[0])], batch[0].shape[0]
-        width = max(digits.shape[1] for digits in batch)
-        stacked = np.zeros((sum(d.shape[0] for d in batch), width), dtype=np.int64)
-        row = 0
-        for digits in batch:
-            stacked[row : row + digits.shape[0], : digits.shape[1]] = digits
-            row += digits.shape[0]
-        probs = self.model.run(stacked)
-        out, row = [], 0
-        for digits in batch:
-            out.append(probs[row : row + digits.shape[0], : digits.shape[1]])
-            row += digits.shape[0]
-        return out, row
+        return run_stacked(self.model, batch), sum(digits.shape[0] for digits in batch)
 
 
 class ModelRuns:

@@ -11,7 +11,7 @@ MAX_FLUSH_STEPS digit steps, so it never holds the loop for long; the rest wait 
 """
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,38 @@ LONELY_RUNS = 2  # runs alone in a row that end gathering (one is chance, at any
 # tracing) the request's span context and since when it waits
 _Pending = tuple[list[str], Detail, int, "asyncio.Future[Any]", bool, tracing.Waiting | None]
 Probabilities = npt.NDArray[np.float32]
+
+
+def taken(sizes: Iterable[tuple[int, int]]) -> int:
+    """How many of a queue's first runs, (rows, padded width) each, one model run takes: the
+    first always, then while rows x the longest width stays within MAX_FLUSH_STEPS."""
+    count, rows, longest = 0, 0, 0
+    for size, width in sizes:
+        rows, longest = rows + size, max(longest, width)
+        if count and rows * longest > MAX_FLUSH_STEPS:
+            break
+        count += 1
+    return count
+
+
+def run_stacked(model: LoadedModel, tensors: list[npt.NDArray[np.int64]]) -> list[Probabilities]:
+    """Digit tensors [rows, time] run once: zero padded at the end to the longest time (the
+    network reads one way, so no earlier step changes) and stacked; each one's probabilities
+    [rows, time, 10] cut back."""
+    if len(tensors) == 1:
+        return [model.run(tensors[0])]
+    width = max(digits.shape[1] for digits in tensors)
+    stacked = np.zeros((sum(digits.shape[0] for digits in tensors), width), dtype=np.int64)
+    row = 0
+    for digits in tensors:
+        stacked[row : row + digits.shape[0], : digits.shape[1]] = digits
+        row += digits.shape[0]
+    probs = model.run(stacked)
+    out, row = [], 0
+    for digits in tensors:
+        out.append(probs[row : row + digits.shape[0], : digits.shape[1]])
+        row += digits.shape[0]
+    return out
 
 
 def _schedule(
@@ -80,14 +112,9 @@ class Batcher:
 
     def _flush(self) -> None:
         pending = [p for p in self._pending if not p[3].done()]  # cancelled: client gone
-        taken, rows, longest = 0, 0, 0
-        for numbers, _, width, _, _, _ in pending:
-            rows, longest = rows + len(numbers), max(longest, width)
-            if taken and rows * longest > MAX_FLUSH_STEPS:
-                break
-            taken += 1
-        batch, self._pending = pending[:taken], pending[taken:]
-        self._alone = 0 if taken > 1 else min(self._alone + 1, LONELY_RUNS)
+        count = taken((len(numbers), width) for numbers, _, width, _, _, _ in pending)
+        batch, self._pending = pending[:count], pending[count:]
+        self._alone = 0 if count > 1 else min(self._alone + 1, LONELY_RUNS)
         if self._pending:
             asyncio.get_running_loop().call_soon(self._flush)  # the rest on the next turn
         if not batch:
@@ -149,37 +176,23 @@ class RawBatcher:
 
     def _flush(self) -> None:
         pending = [p for p in self._pending if not p[1].done()]
-        taken, rows, longest = 0, 0, 0
-        for digits, _, _ in pending:
-            rows, longest = rows + digits.shape[0], max(longest, digits.shape[1])
-            if taken and rows * longest > MAX_FLUSH_STEPS:
-                break
-            taken += 1
-        batch, self._pending = pending[:taken], pending[taken:]
-        self._alone = 0 if taken > 1 else min(self._alone + 1, LONELY_RUNS)
+        count = taken(digits.shape for digits, _, _ in pending)
+        batch, self._pending = pending[:count], pending[count:]
+        self._alone = 0 if count > 1 else min(self._alone + 1, LONELY_RUNS)
         if self._pending:
             asyncio.get_running_loop().call_soon(self._flush)
         if not batch:
             return
-        width = max(digits.shape[1] for digits, _, _ in batch)
-        stacked = np.zeros((sum(d.shape[0] for d, _, _ in batch), width), dtype=np.int64)
-        row = 0
-        for digits, _, _ in batch:
-            stacked[row : row + digits.shape[0], : digits.shape[1]] = digits
-            row += digits.shape[0]
         started = tracing.now()
         try:
-            probs = self.model.run(stacked)  # [rows, width, 10]
+            results = run_stacked(self.model, [digits for digits, _, _ in batch])
         except Exception as exc:  # every waiting request sees the failure, none hangs
             for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
         if started:
-            tracing.ran([p[2] for p in batch], started, row)
-        row = 0
-        for digits, future, _ in batch:
-            rows_, time = digits.shape
+            tracing.ran([p[2] for p in batch], started, sum(len(r) for r in results))
+        for (_, future, _), result in zip(batch, results, strict=True):
             if not future.done():
-                future.set_result(probs[row : row + rows_, :time])
-            row += rows_
+                future.set_result(result)
