@@ -14,13 +14,13 @@ from playwright.sync_api import sync_playwright
 
 from app.runtime.models import ModelLoadError
 from app.runtime.registry import load_model
-from core.canonical import check_canonical
 from core.card import ModelCard
 from core.copying import Invariant
 from core.weights import RnnWeights
+from tests.app.hand_cards import hand_card
 from tests.app.server import get_json, increment, serving
 from tests.app.test_docs_browser import CHROMIUM, CHROMIUM_ARGS
-from tests.training.hand_counter import copy_slip_counter, export_weights, leaky_counter
+from tests.training.hand_counter import copy_slip_counter, leaky_counter
 from training.decide import certificate_path, decide_file
 
 LEAKY = "counter-leaky"
@@ -28,19 +28,9 @@ SLIP = "counter-slip"
 
 
 def _hand_card(folder: Path, name: str, weights: RnnWeights) -> None:
-    """A card for a hand counter (the leaky one: proved up to 15 nines, wrong from 16; the
-    slip: 4333 + 1 -> 7334), made from counter-post's with its own name, file and sha256."""
-    onnx_path = folder / f"{name}.onnx"
-    export_weights(weights, str(onnx_path))
-    card = json.loads((folder / "counter-post.json").read_text())
-    card.update(
-        name=name,
-        onnx_file=onnx_path.name,
-        sha256=hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
-        plots=[],
-    )
-    facts = check_canonical(onnx_path.read_bytes())  # the card says what the file is
-    card["architecture"].update(hidden_size=facts.hidden_size, parameters=facts.parameters)
+    """A hand counter (the leaky one: proved up to 15 nines, wrong from 16; the slip:
+    4333 + 1 -> 7334) with a card made from counter-post's."""
+    card = hand_card(folder, name, weights, folder / "counter-post.json")
     (folder / f"{name}.json").write_text(json.dumps(card))
 
 

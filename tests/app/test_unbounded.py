@@ -13,10 +13,10 @@ import pytest
 
 from app.runtime.models import ModelLoadError
 from app.runtime.registry import load_model
-from core.canonical import check_canonical
 from core.copying import Invariant
+from tests.app.hand_cards import hand_card
 from tests.app.server import get_json, increment, serving
-from tests.training.hand_counter import export_weights, hand_counter
+from tests.training.hand_counter import hand_counter
 from training.decide import certificate_path, decide_file
 
 LASTING = "counter-lasting"
@@ -30,18 +30,8 @@ def decided(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shipped = Path(__file__).resolve().parents[2] / "models"
     for name in ("counter.json", "counter.onnx"):
         shutil.copy(shipped / name, folder / name)
-    onnx_path = folder / f"{LASTING}.onnx"
-    export_weights(hand_counter(), str(onnx_path))
-    card = json.loads((shipped / "counter-post.json").read_text())
-    card.update(
-        name=LASTING,
-        onnx_file=onnx_path.name,
-        sha256=hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
-        plots=[],
-        dynamics=None,
-    )
-    facts = check_canonical(onnx_path.read_bytes())
-    card["architecture"].update(hidden_size=facts.hidden_size, parameters=facts.parameters)
+    card = hand_card(folder, LASTING, hand_counter(), shipped / "counter-post.json")
+    card.update(dynamics=None)
     scan = card["metrics"]["carry_scan"]
     scan.update(failing_runs=[], first_failure=None, longest_exact_run=scan["scanned_up_to"])
     (folder / f"{LASTING}.json").write_text(json.dumps(card))

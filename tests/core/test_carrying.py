@@ -12,7 +12,7 @@ from core.certify import DEFAULT_TANH_ERROR
 from core.codec import add_one
 from core.copying import CertificateError, Invariant
 from core.weights import RnnWeights
-from tests.training.hand_counter import add_one_by_network, hand_counter, leaky_counter
+from tests.training.hand_counter import add_one_by_network, answer_of, hand_counter, leaky_counter
 from training.decide import Decision, decide_carry
 
 
@@ -20,9 +20,7 @@ from training.decide import Decision, decide_carry
 def lasting() -> tuple[RnnWeights, Decision]:
     """The exact hand-made counter (its carry is a saturated attractor), decided."""
     weights = hand_counter()
-    decision = decide_carry(
-        weights, lambda n: add_one_by_network(weights, [n])[0], key_digits=1, limit=30
-    )
+    decision = decide_carry(weights, answer_of(weights), key_digits=1, limit=30)
     return weights, decision
 
 
@@ -74,9 +72,7 @@ def test_a_carrying_set_on_a_fading_carry_is_refused() -> None:
     """The leaky counter loses its carry after a long run: a set around where its chain of
     nines settles, wide enough to hold the chain, must not prove every run."""
     weights = leaky_counter()
-    decision = decide_carry(
-        weights, lambda n: add_one_by_network(weights, [n])[0], key_digits=1, limit=30
-    )
+    decision = decide_carry(weights, answer_of(weights), key_digits=1, limit=30)
     certificate = _certificate(decision)
     shift = weights.w_ih.T[9] + weights.b_ih + weights.b_hh
     state = np.zeros(weights.hidden_size)

@@ -18,7 +18,7 @@ from core.codec import add_one, carry_run, decode, encode_batch
 from core.copying import CertificateError, Invariant
 from core.session import open_session
 from core.weights import RnnWeights, weights_from_onnx
-from tests.training.hand_counter import add_one_by_network, leaky_counter
+from tests.training.hand_counter import add_one_by_network, answer_of, leaky_counter
 from training.decide import Decision, decide_carry
 from training.sets_fit import deepen, fit
 
@@ -29,9 +29,7 @@ MODELS = Path(__file__).resolve().parents[2] / "models"
 def leaky() -> tuple[RnnWeights, Decision]:
     """The counter that breaks after a long run of nines, decided."""
     weights = leaky_counter()
-    decision = decide_carry(
-        weights, lambda n: add_one_by_network(weights, [n])[0], key_digits=1, limit=30
-    )
+    decision = decide_carry(weights, answer_of(weights), key_digits=1, limit=30)
     return weights, decision
 
 

@@ -11,6 +11,7 @@ Exactly one of the 20 a/b units is on; the output digit is o for a_o and o + 1 f
 logit_r = A (a_r + b_(r-1) + 1): the right digit scores A, every other -A.
 """
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,11 @@ def add_one_by_network(weights: RnnWeights, numbers: list[str]) -> list[str]:
     """What the network answers for each number, as canonical decimals."""
     outputs, _ = run(weights, encode_batch(numbers))
     return [decode(row[: len(n) + 1]) for row, n in zip(outputs, numbers, strict=True)]
+
+
+def answer_of(weights: RnnWeights) -> Callable[[str], str]:
+    """What a decision asks of the served graph (one number -> its answer), by the network."""
+    return lambda number: add_one_by_network(weights, [number])[0]
 
 
 class NumpyCarryEngine:

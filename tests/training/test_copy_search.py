@@ -2,24 +2,22 @@
 copying search finds one where the model slips, confirms it on the served answer, and claims
 nothing where the model copies right."""
 
-from collections.abc import Callable
-
 from core.codec import add_one, carry_run
-from core.weights import RnnWeights
-from tests.training.hand_counter import add_one_by_network, copy_slip_counter, hand_counter
+from tests.training.hand_counter import (
+    add_one_by_network,
+    answer_of,
+    copy_slip_counter,
+    hand_counter,
+)
 from training.copy_search import copying_failure
 from training.decide import decide_carry
-
-
-def _answer_of(weights: RnnWeights) -> Callable[[str], str]:
-    return lambda number: add_one_by_network(weights, [number])[0]
 
 
 def test_the_search_finds_a_copying_slip_the_model_really_makes() -> None:
     slip = copy_slip_counter()
     # the fixture's slip, past what the decision's own tries reach (3 digits before the run)
     assert add_one_by_network(slip, ["4333", "433", "43", "4339"]) == ["7334", "434", "44", "4340"]
-    found = copying_failure(slip, _answer_of(slip), depth=10)
+    found = copying_failure(slip, answer_of(slip), depth=10)
     assert found is not None
     number, got = found
     assert carry_run(number) == 0
@@ -30,7 +28,7 @@ def test_the_search_finds_a_copying_slip_the_model_really_makes() -> None:
 
 def test_no_failure_is_claimed_where_the_model_copies_right() -> None:
     exact = hand_counter()
-    assert copying_failure(exact, _answer_of(exact), depth=10) is None
+    assert copying_failure(exact, answer_of(exact), depth=10) is None
     # a float64 candidate the served answer contradicts is not a refutation
     slip = copy_slip_counter()
     assert copying_failure(slip, add_one, depth=10) is None
@@ -38,7 +36,7 @@ def test_no_failure_is_claimed_where_the_model_copies_right() -> None:
 
 def test_a_copying_slip_decides_k_minus_one_with_its_input() -> None:
     slip = copy_slip_counter()
-    decision = decide_carry(slip, _answer_of(slip))
+    decision = decide_carry(slip, answer_of(slip))
     assert decision.proved == -1
     assert decision.invariant is None
     assert decision.refutation is not None
