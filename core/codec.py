@@ -89,8 +89,9 @@ def add_one_digits(digits: Digits) -> Digits:
     """[batch, width] least significant first -> the digits of each row + 1, same layout: the
     carry reaches position i when every digit below it is 9 (the top one must have room)."""
     carried = np.ones(digits.shape, dtype=bool)
-    carried[:, 1:] = np.cumprod(digits[:, :-1] == 9, axis=1).astype(bool)
-    result: Digits = np.where(carried, (digits + 1) % 10, digits)
+    np.logical_and.accumulate(digits[:, :-1] == 9, axis=1, out=carried[:, 1:])
+    result: Digits = digits + carried
+    result[result == 10] = 0  # a carried 9
     return result
 
 

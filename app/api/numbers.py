@@ -68,10 +68,6 @@ EXPONENT_DIGITS = 64
 
 def parse_number(value: object, max_digits: int, where: str = "number") -> str:
     """One number from JSON: ASCII digit string or JSON integer >= 0 -> its digit string."""
-    accepted = (
-        f'a string of ASCII digits 0-9 like "1299", or a JSON integer >= 0 (1299, 1299.0 or '
-        f"1.299e3), at most {max_digits} digits"
-    )
     if isinstance(value, JsonFloat):
         most = min(max_digits, EXPONENT_DIGITS)
         whole = integral(str(value), most) if len(value) <= 40 else None
@@ -110,4 +106,8 @@ def parse_number(value: object, max_digits: int, where: str = "number") -> str:
         problem = "is an object"
     else:  # unreachable with json.loads, kept so no type slips through
         problem = f"is a {type(value).__name__}"
+    accepted = (
+        f'a string of ASCII digits 0-9 like "1299", or a JSON integer >= 0 (1299, 1299.0 or '
+        f"1.299e3), at most {max_digits} digits"
+    )
     raise ServiceError(Kind.INVALID_NUMBER, f"{where} {problem}; accepted: {accepted}")

@@ -88,8 +88,9 @@ async def start(
         maximum_concurrent_rpcs=threads,
     )
     calls = Calls(service, repository, settings, version, asyncio.get_running_loop())
-    handler = grpc.method_handlers_generic_handler(SERVICE_NAME, calls.handlers())
-    server.add_generic_rpc_handlers((handler,))
+    # Registered methods: grpc's core matches each call to its method, where a generic
+    # handler is looked up in Python per call (docs/benchmarks.md).
+    server.add_registered_method_handlers(SERVICE_NAME, calls.handlers())
     address = _address(settings.host, settings.grpc_port)
     try:
         server.add_insecure_port(address)

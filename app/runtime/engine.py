@@ -21,8 +21,9 @@ from core.codec import add_one, add_one_digits, carry_run, encode_batch
 LOW_CONFIDENCE_LISTED = 20
 _NONE = np.zeros(0, dtype=np.int64)
 _ZERO_CHAR = np.uint8(ord("0"))
-# Runs of at most this many cells (rows x steps) are read in plain Python, larger ones in numpy.
-_SMALL_RUN = 256
+# Runs of at most this many rows and cells (rows x steps) are read in plain Python, larger ones
+# in numpy: where each costs about the same (docs/benchmarks.md, "Reading a run's rows").
+_SMALL_ROWS, _SMALL_RUN = 8, 96
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +117,7 @@ class _Rows:
         self.weakest_p: list[Any]  # numpy float32 per row, as orjson writes it
         self.low_counts: list[int]
         self.correct: list[bool]
-        if len(numbers) * width <= _SMALL_RUN:
+        if len(numbers) <= _SMALL_ROWS and len(numbers) * width <= _SMALL_RUN:
             self._small(numbers, low_confidence)
         else:
             self._large(digits, width, low_confidence)
