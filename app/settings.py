@@ -141,6 +141,14 @@ class Settings(BaseSettings):
     grpc_max_calls: int = Field(
         default=512, ge=1, description="gRPC calls in progress at once, over every connection"
     )
+    grpc_message_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="time a gRPC call has to send its request message: every connection is asked "
+        "to move on (GOAWAY) after about this long, and closed this long plus "
+        "COUNTER_MAX_RUN_SECONDS later, ending the calls still on it",
+    )
     grpc_batch_window_ms: float = Field(
         default=2.0,
         ge=0,

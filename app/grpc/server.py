@@ -13,6 +13,10 @@ the loop each call's events a turn apart. Against hostile clients:
   in progress over all (COUNTER_GRPC_MAX_CALLS; past it RESOURCE_EXHAUSTED at once). Every call
   in progress holds a thread, so the pool may grow to that many (threads start as calls need
   them); past a few more than that, grpc itself refuses (RESOURCE_EXHAUSTED) before any thread;
+- a call's message must come within COUNTER_GRPC_MESSAGE_TIMEOUT_SECONDS: grpc hands a call
+  a thread as soon as its headers are in, and the thread waits inside grpc for the message,
+  which grpc bounds by nothing; so every connection is told to go away after about that long
+  and closed a while later, ending the calls still on it (connection_age);
 - the client's deadline: a run still going when it passes is stopped, and never outlives
   COUNTER_MAX_RUN_SECONDS either;
 - on SIGTERM (the service starts draining) the server stops taking calls and lets those in
@@ -38,6 +42,7 @@ log = logging.getLogger(__name__)
 TRANSPORT_SLACK = 64 * 1024  # grpc's own cap sits this far above the setting's
 CALLS_SLACK = 16  # threads past COUNTER_GRPC_MAX_CALLS: refusals there name the setting
 DRAIN_POLL_S = 0.05
+INT_MAX = 2**31 - 1  # grpc's integer channel arguments are C ints
 
 
 class GrpcServer:
@@ -64,6 +69,25 @@ class GrpcServer:
         await self._stopped()
 
 
+def connection_age(settings: Settings) -> list[tuple[str, int]]:
+    """grpc's connection age, the only bound grpc puts on a call whose message never comes.
+
+    After about COUNTER_GRPC_MESSAGE_TIMEOUT_SECONDS (grpc adds +-10%) a connection is sent
+    GOAWAY: its clients open new calls on a new connection (grpc's clients by themselves).
+    The calls already on it have that long again plus COUNTER_MAX_RUN_SECONDS, time to send
+    their message and run, before it is closed; grpc then ends those left (UNAVAILABLE, "max
+    connection age") and their threads come back. So a call that never sends its message holds
+    its thread at most 2.1 x the setting + COUNTER_MAX_RUN_SECONDS, and a call whose message
+    comes within the setting is never cut before its run's own limit.
+    """
+    age = settings.grpc_message_timeout_seconds
+    grace = age + settings.max_run_seconds
+    return [
+        ("grpc.max_connection_age_ms", round(age * 1000)),
+        ("grpc.max_connection_age_grace_ms", min(round(grace * 1000), INT_MAX)),
+    ]
+
+
 def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -80,6 +104,7 @@ async def start(
         # A second server on the port is an error, not a share; except between the workers of
         # app.workers, which share it as they share the HTTP port (the kernel spreads clients).
         ("grpc.so_reuseport", 1 if workers.is_worker() else 0),
+        *connection_age(settings),
     ]
     threads = settings.grpc_max_calls + CALLS_SLACK
     server = grpc.server(

@@ -14,9 +14,12 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from typing import Any
 
 import numpy as np
+
+from core.codec import add_one
 
 
 def _values(array: Any) -> list[Any]:
@@ -169,6 +172,46 @@ def triton_repository(address: str, job: dict[str, Any]) -> dict[str, Any]:
     return {"steps": steps}
 
 
+def triton_repeat(address: str, job: dict[str, Any]) -> dict[str, Any]:
+    """One client of each kind (sync, then asyncio) calling ModelInfer on one channel for
+    job["seconds"] each: how many answers were right, and every error, as "kind: message"."""
+    import tritonclient.grpc as triton
+    import tritonclient.grpc.aio as triton_aio
+
+    answers = {"sync": 0, "aio": 0}
+    errors: list[str] = []
+
+    def check(kind: str, result: Any) -> None:
+        got = _values(result.as_numpy("output"))
+        if got == [add_one(n) for n in job["data"]]:
+            answers[kind] += 1
+        else:
+            errors.append(f"{kind}: wrong answer {got}")
+
+    client = triton.InferenceServerClient(address)
+    until = time.monotonic() + job["seconds"]
+    while time.monotonic() < until:
+        try:
+            check("sync", client.infer(job["model"], _triton_inputs(triton, job)[0]))
+        except Exception as exc:  # the test lists what the client saw
+            errors.append(f"sync: {exc}")
+
+    async def run() -> None:
+        aio = triton_aio.InferenceServerClient(address)
+        until = time.monotonic() + job["seconds"]
+        try:
+            while time.monotonic() < until:
+                try:
+                    check("aio", await aio.infer(job["model"], _triton_inputs(triton_aio, job)[0]))
+                except Exception as exc:  # the test lists what the client saw
+                    errors.append(f"aio: {exc}")
+        finally:
+            await aio.close()
+
+    asyncio.run(run())
+    return {"answers": answers, "errors": errors}
+
+
 def run_client(client: str, address: str, job: dict[str, Any]) -> dict[str, Any]:
     """What `client` got for `job` (see above), in a process of its own."""
     done = subprocess.run(
@@ -188,6 +231,8 @@ def main() -> None:
     try:
         if client == "triton":
             answer = triton_sync(address, job)
+        elif client == "triton-repeat":
+            answer = triton_repeat(address, job)
         elif client == "triton-repository":
             answer = triton_repository(address, job)
         elif client == "triton-aio":

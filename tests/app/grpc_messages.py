@@ -19,6 +19,13 @@ def bytes_elements(values: list[bytes]) -> bytes:
     return b"".join(len(v).to_bytes(4, "little") + v for v in values)
 
 
+def number_request(number: str) -> bytes:
+    """ModelInfer for one number, asking only for the output (a client takes 4 MB at most)."""
+    tensor = _field(1, b"number") + _field(2, b"BYTES") + packed(3, [1])
+    raw = _field(7, bytes_elements([number.encode()]))
+    return _field(1, b"counter") + _field(5, tensor) + _field(6, _field(1, b"output")) + raw
+
+
 texts = st.one_of(
     st.sampled_from([b"counter", b"counter-post", b"digits", b"number", b"INT64", b"BYTES", b""]),
     st.text(max_size=12).map(str.encode),

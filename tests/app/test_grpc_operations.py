@@ -11,19 +11,11 @@ import grpc
 import pytest
 
 from tests.app.grpc_clients import run_client
-from tests.app.grpc_messages import SERVICE, bytes_elements, packed
-from tests.app.protowire import field as _field
+from tests.app.grpc_messages import SERVICE, number_request
 from tests.app.server import free_port, start_server, stop_server
 
 pytestmark = pytest.mark.server
 LONG = "1" + "9" * 999_999  # a second or so of work: calls that overlap
-
-
-def _number_request(number: str) -> bytes:
-    """ModelInfer for one number, asking only for the output (a client takes 4 MB at most)."""
-    tensor = _field(1, b"number") + _field(2, b"BYTES") + packed(3, [1])
-    raw = _field(7, bytes_elements([number.encode()]))
-    return _field(1, b"counter") + _field(5, tensor) + _field(6, _field(1, b"output")) + raw
 
 
 def test_calls_past_the_cap_are_refused_and_sigterm_lets_calls_finish(
@@ -43,7 +35,7 @@ def test_calls_past_the_cap_are_refused_and_sigterm_lets_calls_finish(
 
             def one(_: int) -> str:
                 try:
-                    infer(_number_request(LONG), timeout=60)
+                    infer(number_request(LONG), timeout=60)
                     return "OK"
                 except grpc.RpcError as error:
                     return f"{error.code().name}: {error.details()}"
@@ -58,7 +50,7 @@ def test_calls_past_the_cap_are_refused_and_sigterm_lets_calls_finish(
                 for code in refused
             )
             # SIGTERM while a call runs: it is answered whole, then the process exits 0.
-            running = infer.future(_number_request(LONG), timeout=60)
+            running = infer.future(number_request(LONG), timeout=60)
             time.sleep(0.2)  # the call is on its way (order only: nothing here is timed)
             server.send_signal(signal.SIGTERM)
             reply = running.result()
