@@ -8,6 +8,8 @@ A job: {"model": name, "input": "number" | "digits", "data": [...], "shape": [..
 "outputs": [names] or null, "id": str, "binary": bool (raw_input_contents or typed contents)}.
 The answer: {"live", "ready", "model_ready", "metadata": {...}, "outputs": {name: list},
 "shapes": {name: shape}, "datatypes": {name: str}, "id"}, or {"error": {"code", "message"}}.
+triton-repeat calls ModelInfer for job["seconds"] and answers {"answers": {"sync", "aio"},
+"errors": [...]}; triton-repository runs job["actions"] (see there).
 """
 
 import asyncio
@@ -20,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from core.codec import add_one
+
+PAUSE_S = 0.01  # between triton_repeat's calls: a steady client, not a busy loop
 
 
 def _values(array: Any) -> list[Any]:
@@ -195,6 +199,7 @@ def triton_repeat(address: str, job: dict[str, Any]) -> dict[str, Any]:
             check("sync", client.infer(job["model"], _triton_inputs(triton, job)[0]))
         except Exception as exc:  # the test lists what the client saw
             errors.append(f"sync: {exc}")
+        time.sleep(PAUSE_S)
 
     async def run() -> None:
         aio = triton_aio.InferenceServerClient(address)
@@ -205,6 +210,7 @@ def triton_repeat(address: str, job: dict[str, Any]) -> dict[str, Any]:
                     check("aio", await aio.infer(job["model"], _triton_inputs(triton_aio, job)[0]))
                 except Exception as exc:  # the test lists what the client saw
                     errors.append(f"aio: {exc}")
+                await asyncio.sleep(PAUSE_S)
         finally:
             await aio.close()
 
