@@ -8,8 +8,11 @@ side in one run.
   (min-max) and the round-by-round ratios change / base. On a busy host (the stolen CPU is
   printed) the CPU ratio moves less than throughput.
 
-    python -m bench.ab [--base HEAD~1] [--route increment|v2|v2-number|batch]
+    python -m bench.ab [--base HEAD~1] [--route increment|v2|v2-number|batch|grpc]
                        [--base-route ROUTE] [--connections 64] [--rounds 6] [--seconds 3]
+
+--route grpc drives gRPC ModelInfer with Triton's perf_analyzer instead of wrk, as bench.peers
+does (the `number` input, every output; `make peers-env` builds it), on the same two cores.
 
 --base-route gives the base server a route of its own: `--base HEAD --base-route increment
 --route v2-number` measures V2's `number` input against /increment for the same number, on the
@@ -37,7 +40,8 @@ from bench.http import (
     stop,
 )
 from bench.http import wrk as run_wrk
-from bench.peer_servers import BODY, INFER
+from bench.peer_servers import BODY, INFER, Server
+from bench.perf_analyzer import find_perf_analyzer, perf_analyzer
 
 REPO = Path(__file__).resolve().parents[1]
 ROUTES = {
@@ -52,6 +56,7 @@ ROUTES = {
     ),
     "batch": ("/increment/batch", BATCH),  # 1024 x 20 digits, detail none
 }
+GRPC = "grpc"  # ModelInfer by perf_analyzer (bench.perf_analyzer), not a wrk route
 
 
 def main() -> None:
@@ -59,17 +64,21 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--base", default="HEAD~1", help="the git revision to compare against")
-    parser.add_argument("--route", choices=sorted(ROUTES), default="increment")
+    parser.add_argument("--route", choices=[*sorted(ROUTES), GRPC], default="increment")
     parser.add_argument(
-        "--base-route", choices=sorted(ROUTES), help="the base's route (default: --route)"
+        "--base-route", choices=[*sorted(ROUTES), GRPC], help="the base's route (default: --route)"
     )
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seconds", type=int, default=3)
     args = parser.parse_args()
-    binary = find_wrk()
-    server_pin, load_pin, placement = cores()
     base_route = args.base_route or args.route
+    grpc = GRPC in (args.route, base_route)
+    if grpc and args.route != base_route:
+        parser.error("--route grpc is compared with --route grpc only")
+    binary = "" if grpc else find_wrk()
+    tool = find_perf_analyzer(REPO / ".bench") if grpc else None
+    server_pin, load_pin, placement = cores()
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -77,26 +86,40 @@ def main() -> None:
         git = ["git", "-C", str(REPO), "worktree"]
         subprocess.run([*git, "add", "--detach", "-q", str(base_tree), args.base], check=True)
         servers = {}
+        ports: dict[str, int] = {}
         try:
             for name, tree, route in (
                 ("base", base_tree, base_route),
                 ("change", REPO, args.route),
             ):
-                path, body = ROUTES[route]
+                path, body = ROUTES.get(route, ("", ""))
                 script = work / f"{name}.lua"
                 script.write_text(POST_SCRIPT % body)
-                port = free_port()
-                process, _ = start("app", port, work / f"{name}.log", server_pin, "/readyz", tree)
+                port, grpc_port = free_port(), free_port()
+                settings = {"COUNTER_GRPC_PORT": str(grpc_port)} if grpc else {}
+                process, _ = start(
+                    "app", port, work / f"{name}.log", server_pin, "/readyz", tree, settings
+                )
                 servers[name] = (process, f"http://127.0.0.1:{port}{path}", script)
-            for process, url, script in servers.values():
-                run_wrk(binary, load_pin, url, script, 1, args.connections, process.pid)  # warm
+                ports[name] = grpc_port
+
+            def measure(name: str, seconds: int) -> Run:
+                process, url, script = servers[name]
+                if tool is None:
+                    return run_wrk(
+                        binary, load_pin, url, script, seconds, args.connections, process.pid
+                    )
+                return _perf_analyzer(
+                    tool, process, ports[name], seconds, args.connections, work, load_pin
+                )
+
+            for name in servers:
+                measure(name, 1)  # warm
             runs: dict[str, list[Run]] = {"base": [], "change": []}
             steal = Steal.start()
             for round_ in range(args.rounds):
-                for name, (process, url, script) in servers.items():
-                    run = run_wrk(
-                        binary, load_pin, url, script, args.seconds, args.connections, process.pid
-                    )
+                for name in servers:
+                    run = measure(name, args.seconds)
                     runs[name].append(run)
                     print(
                         f"round {round_ + 1} {name}: {run.rps:.0f} req/s, p50 {run.p50_ms:.2f} "
@@ -114,11 +137,15 @@ def main() -> None:
     routes = f"--route {args.route}"
     if base_route != args.route:
         routes = f"--base-route {base_route} {routes}"
+    what = (
+        "gRPC ModelInfer by perf_analyzer (wrk's core)"
+        if grpc
+        else f"POST {ROUTES[base_route][0]} (base), {ROUTES[args.route][0]} (change)"
+    )
     print(
         f"\n`python -m bench.ab --base {args.base} {routes} --connections "
         f"{args.connections} --rounds {args.rounds} --seconds {args.seconds}`: {placement}; "
-        f"POST {ROUTES[base_route][0]} (base), {ROUTES[args.route][0]} (change); medians "
-        f"(min-max).\n{stolen}.\n"
+        f"{what}; medians (min-max).\n{stolen}.\n"
     )
     print("| server | req/s | p50 ms | p99 ms | CPU us per request |")
     print("|---|---|---|---|---|")
@@ -137,6 +164,23 @@ def main() -> None:
     rps = spread([c.rps / b.rps for b, c in pairs], "{:.2f}")
     cpu = spread([c.cpu_us / b.cpu_us for b, c in pairs], "{:.2f}")
     print(f"\nchange / base, round by round: req/s {rps}x, CPU per request {cpu}x")
+
+
+def _perf_analyzer(
+    tool: tuple[Path, dict[str, str]],
+    process: subprocess.Popen[bytes],
+    grpc_port: int,
+    seconds: int,
+    connections: int,
+    work: Path,
+    pin: list[str],
+) -> Run:
+    """One perf_analyzer run over gRPC, as bench.peers runs it, read as a wrk Run."""
+    server = Server("ours", "ours", [], {}, 0, work, grpc_port=grpc_port)
+    server.process = process
+    core = int(pin[-1]) if pin else 1
+    measured = perf_analyzer(tool, core, server, "grpc", seconds, connections, work, 30)
+    return Run(measured.rps, measured.p50_ms, measured.p99_ms, 0, measured.cpu_us)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ pinned to core 0, perf_analyzer to core 1, the counter's `number` request, every
 for); its CPU time per request is then grpc's own per-call work, which every Python server on
 grpc pays before its own. Measured for grpc.aio (MLServer serves on it, and ours did), then for
 grpc's synchronous server (a thread pool; ours serves on it: app.grpc.server), --rounds runs
-each.
+each. Last, ours' own work per call in one thread, as a batch of `--connections` calls does it
+on the handler threads (parse, one shared model run, outputs, response bytes): the floor plus
+this is the least ours can cost per request, with no thread hand-off counted.
 
     python -m bench.grpc_floor [--rounds 2] [--connections 16] [--duration 5]
 """
@@ -18,13 +20,19 @@ import subprocess
 import sys
 import time
 from concurrent import futures
+from types import SimpleNamespace
 
 import grpc
 from grpc import aio
 
+from app.api.inference import NUMBER_OUTPUTS, Inference
 from app.grpc.server import SERVICE_NAME
+from app.grpc.tensors import read_request, write_response
 from app.grpc.v2 import grpc_predict_v2_pb2 as pb
 from app.grpc.v2 import model_config_pb2 as config_pb
+from app.runtime.engine import EngineOptions, answer_with_probabilities
+from app.runtime.registry import load_model
+from app.settings import DEFAULT_MODELS_DIR, Settings
 from bench.http import free_port
 from bench.peer_servers import NUMBER, REPO, Server
 from bench.perf_analyzer import find_perf_analyzer, perf_analyzer
@@ -106,10 +114,50 @@ def serve(kind: str, port: int) -> None:
 
     server = grpc.server(futures.ThreadPoolExecutor(SYNC_THREADS))
     handlers = {name: handler_sync(reply) for name, reply in _answers().items()}
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)  # as app.grpc.server
     server.add_insecure_port(address)
     server.start()
     server.wait_for_termination()
+
+
+def ours_work_us(calls: int, repeat: int = 300) -> dict[str, float]:
+    """Microseconds per call of each part of ours' ModelInfer (app.grpc.calls.model_infer),
+    in one thread, `calls` calls sharing one model run; medians of `repeat` batches."""
+    request = pb.ModelInferRequest(model_name="counter")
+    tensor = request.inputs.add(name="number", datatype="BYTES", shape=[1])
+    tensor.contents.bytes_contents.append(NUMBER.encode())
+    for name in NUMBER_OUTPUTS:  # as perf_analyzer asks: every output declared
+        request.outputs.add(name=name)
+    raw = request.SerializeToString()
+    settings = Settings()
+    service = SimpleNamespace(settings=settings)  # Inference reads only its settings
+    model = load_model(DEFAULT_MODELS_DIR / "counter.json", settings.max_model_bytes)
+    options = EngineOptions(settings.low_confidence, settings.summary_steps, settings.echo_digits)
+    parts: dict[str, list[float]] = {"parse": [], "run": [], "outputs": [], "write": []}
+    for _ in range(repeat):
+        began = time.perf_counter()
+        inferences = [
+            Inference(service, read_request(pb.ModelInferRequest.FromString(raw)))  # type: ignore[arg-type]
+            for _ in range(calls)
+        ]
+        parsed = time.perf_counter()
+        answers, probs = answer_with_probabilities(
+            model, [(i.numbers, "none") for i in inferences], options
+        )
+        ran = time.perf_counter()
+        outputs = [
+            i.number_outputs(a, probs[n : n + 1])
+            for n, (i, a) in enumerate(zip(inferences, answers, strict=True))
+        ]
+        made = time.perf_counter()
+        for each in outputs:
+            write_response("counter", "1", None, each)
+        written = time.perf_counter()
+        for part, (start, end) in zip(
+            parts, [(began, parsed), (parsed, ran), (ran, made), (made, written)], strict=True
+        ):
+            parts[part].append((end - start) / calls * 1e6)
+    return {part: statistics.median(times) for part, times in parts.items()}
 
 
 def main() -> None:
@@ -159,6 +207,12 @@ def main() -> None:
             f"{statistics.median(rps[kind]):.0f} ({min(rps[kind]):.0f}-{max(rps[kind]):.0f}) | "
             f"{statistics.median(cpu[kind]):.0f} ({min(cpu[kind]):.0f}-{max(cpu[kind]):.0f}) |"
         )
+    own = ours_work_us(args.connections)
+    figures = ", ".join(f"{part} {us:.1f}" for part, us in own.items())
+    print(
+        f"\nours' own work per call, one thread, {args.connections} calls to a model run: "
+        f"{figures}; {sum(own.values()):.1f} µs in all"
+    )
 
 
 if __name__ == "__main__":

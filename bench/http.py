@@ -96,11 +96,17 @@ def free_port() -> int:
 
 
 def start(
-    module: str, port: int, log: Path, pin: list[str], ready_path: str, tree: Path | None = None
+    module: str,
+    port: int,
+    log: Path,
+    pin: list[str],
+    ready_path: str,
+    tree: Path | None = None,
+    settings: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], float]:
-    """Start `python -m module` (from source tree `tree`, by default this one); return it and
-    the seconds from spawn to ready_path 200."""
-    env = {**os.environ, "COUNTER_PORT": str(port)}
+    """Start `python -m module` (from source tree `tree`, by default this one; with these
+    environment settings too); return it and the seconds from spawn to ready_path 200."""
+    env = {**os.environ, **(settings or {}), "COUNTER_PORT": str(port)}
     if tree is not None:
         env["PYTHONPATH"] = str(tree)
     began = time.perf_counter()
