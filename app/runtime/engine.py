@@ -22,7 +22,8 @@ LOW_CONFIDENCE_LISTED = 20
 _NONE = np.zeros(0, dtype=np.int64)
 _ZERO_CHAR = np.uint8(ord("0"))
 # Runs of at most this many rows and cells (rows x steps) are read in plain Python, larger ones
-# in numpy: where each costs about the same (docs/benchmarks.md, "Reading a run's rows").
+# in numpy: where each is the cheaper (`python -m bench.rows`; docs/benchmarks.md, "Figures
+# behind the code's choices").
 _SMALL_ROWS, _SMALL_RUN = 8, 96
 
 
