@@ -218,6 +218,19 @@ def test_no_malformed_message_gets_internal_or_unknown(
     assert details  # every refusal says what was wrong
 
 
+@pytest.mark.parametrize(
+    "method", [SERVICE + "ModelStreamInfer", SERVICE + "modelinfer", "/other.Service/ModelInfer"]
+)
+def test_a_method_not_served_is_unimplemented(channel: grpc.Channel, method: str) -> None:
+    """The calls are grpc's registered methods (app.grpc.server): any other is grpc's own
+    UNIMPLEMENTED, never INTERNAL or UNKNOWN, and the server goes on answering."""
+    with pytest.raises(grpc.RpcError) as refused:
+        channel.unary_unary(method)(b"", timeout=30)
+    assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    live = channel.unary_unary(SERVICE + "ServerLive")(b"", timeout=30)
+    assert live == b"\x08\x01"  # ServerLiveResponse(live=True)
+
+
 def test_a_message_past_the_cap_is_refused_naming_the_setting(channel: grpc.Channel) -> None:
     number = b"1" * (MESSAGE_CAP + 1)
     message = _field(1, b"counter") + _field(5, _field(1, b"number") + _field(2, b"BYTES"))
