@@ -170,11 +170,8 @@ class Repository:
                     f"{preview(name)} is the default model (COUNTER_DEFAULT_MODEL) and stays "
                     "served; load a new version of it instead",
                 )
-            current = self.service.registry.models.get(name)
-            models = [m for m in [current] if m] + [
-                o.model for o in self.service.older.get(name, {}).values()
-            ]
             batchers = self.service.remove(name)
+            models = [b.model for b in batchers]  # every version removed
             # the drain: runs queued on the loop, and calls on gRPC's handler threads
             while any(b.busy() for b in batchers) or self.service.thread_calls(models):
                 await asyncio.sleep(DRAIN_POLL_S)
