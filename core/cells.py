@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from core import interval
 from core.interval import Array
-from core.weights import GruWeights, LstmWeights, RnnWeights
+from core.weights import GruWeights, LstmWeights, RnnWeights, Weights
 
 Ints = npt.NDArray[np.int64]
 
@@ -41,6 +41,11 @@ class Readout:
 
 class Cell(Protocol):
     """What the certificate needs of a recurrent cell."""
+
+    @property
+    def weights(self) -> Weights:
+        """The weights the cell computes with."""
+        ...
 
     @property
     def state_size(self) -> int:

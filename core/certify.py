@@ -37,8 +37,11 @@ import math
 
 import numpy as np
 
+from core import interval
+from core.carry_map import step_function
 from core.carry_proof import Box, CarryProof, Invariant
 from core.cells import Cell, Ints
+from core.fixed_points import newton
 from core.interval import Array
 
 TRANSIENT = 1  # copying steps kept apart from the steady boxes
@@ -54,6 +57,10 @@ MAX_WIDTH = 2.0  # a box wider than tanh's whole range in some unit proves nothi
 # Growth of a box is overshot by this much, so a contracting map reaches a box that holds its
 # own image in finitely many steps instead of approaching it forever.
 OVERSHOOT = 1e-5
+# A closed carrying box is also sought from the hull of the chain's box and its limit, grown
+# where its image reaches past it by this fraction of its width, for at most this many rounds.
+INFLATION = 0.05
+INFLATION_ROUNDS = 100
 _NINE = 9
 _ZERO = np.zeros(1, dtype=np.int64)  # the right digit while carrying
 
@@ -199,8 +206,39 @@ class _Prover:
             if not grew:
                 return box_lo, box_hi
             if np.any(box_hi - box_lo > self.max_width):
+                return self.inflated_carry(lo, hi)
+        return self.inflated_carry(lo, hi)
+
+    def inflated_carry(self, lo: Array, hi: Array) -> tuple[Array, Array] | None:
+        """A box that holds the carrying box (lo, hi), the fixed point of reading a 9 nearest
+        it and its own image under 9, if one is found: the hull of box and fixed point, grown
+        where the image reaches past it by INFLATION of its width (epsilon-inflation).
+
+        Where reading a 9 contracts slowly (a GRU's update gate near 1), the chain is still far
+        from its limit after thousands of nines, and joining box and image reaches it like a
+        geometric series of ratio near 1: this box holds the whole way to the limit at once."""
+        point = fixed_point(self.cell, (lo + hi) / 2)
+        if point is None:
+            return None
+        box_lo, box_hi = np.minimum(lo, point), np.maximum(hi, point)
+        for _ in range(INFLATION_ROUNDS):
+            if np.any(box_hi - box_lo > self.max_width):
                 return None
+            image_lo, image_hi = self.push(box_lo[None], box_hi[None])
+            nine_lo, nine_hi = image_lo[0, _NINE], image_hi[0, _NINE]
+            below, above = nine_lo < box_lo, nine_hi > box_hi
+            if not (below.any() or above.any()):
+                return box_lo, box_hi
+            pad = INFLATION * (np.maximum(nine_hi, box_hi) - np.minimum(nine_lo, box_lo))
+            box_lo = np.where(below, nine_lo - pad - OVERSHOOT, box_lo)
+            box_hi = np.where(above, nine_hi + pad + OVERSHOOT, box_hi)
         return None
+
+
+def fixed_point(cell: Cell, near: Array) -> Array | None:
+    """A fixed point of the float64 map 'read a 9' found by Newton from `near`, if any: only
+    where a closed box is sought, which the box's own image then checks."""
+    return newton(step_function(cell.weights), near, _NINE)
 
 
 def max_width(cell: Cell) -> Array:
