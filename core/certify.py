@@ -37,7 +37,6 @@ import math
 
 import numpy as np
 
-from core import interval
 from core.carry_map import step_function
 from core.carry_proof import Box, CarryProof, Invariant
 from core.cells import Cell, Ints
@@ -60,7 +59,7 @@ OVERSHOOT = 1e-5
 # A closed carrying box is also sought from the hull of the chain's box and its limit, grown
 # where its image reaches past it by this fraction of its width, for at most this many rounds.
 INFLATION = 0.05
-INFLATION_ROUNDS = 100
+INFLATION_ROUNDS = 20
 _NINE = 9
 _ZERO = np.zeros(1, dtype=np.int64)  # the right digit while carrying
 
@@ -227,7 +226,7 @@ class _Prover:
             image_lo, image_hi = self.push(box_lo[None], box_hi[None])
             nine_lo, nine_hi = image_lo[0, _NINE], image_hi[0, _NINE]
             below, above = nine_lo < box_lo, nine_hi > box_hi
-            if not (below.any() or above.any()):
+            if not (below.any() or above.any()) and np.isfinite(nine_hi - nine_lo).all():
                 return box_lo, box_hi
             pad = INFLATION * (np.maximum(nine_hi, box_hi) - np.minimum(nine_lo, box_lo))
             box_lo = np.where(below, nine_lo - pad - OVERSHOOT, box_lo)
