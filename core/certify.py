@@ -19,7 +19,11 @@ If on every box the right digit's logit beats every other everywhere in the box,
 digit of every such input is right. K grows one nine at a time (boxes only grow, so a larger K
 needs larger boxes) until a box fails. K = "unbounded" when a box B of carrying states maps
 into itself under 9 and the absorbed states from B pass too: then every run of nines, however
-long, stays in B. K = -1 when even inputs without a trailing nine are not proved.
+long, stays in B. B is sought by joining the chain's box with its image under 9 and, where
+reading a 9 contracts too slowly for that (the chain still creeping to its limit after
+thousands of nines), from the hull of the chain's box and the map's fixed point, grown by
+epsilon-inflation; either way only B's own image decides. K = -1 when even inputs without a
+trailing nine are not proved.
 
 The cell is a tanh RNN, a GRU or an LSTM (core.cells); an LSTM's state is h and c side by side.
 
@@ -209,14 +213,15 @@ class _Prover:
         return self.inflated_carry(lo, hi)
 
     def inflated_carry(self, lo: Array, hi: Array) -> tuple[Array, Array] | None:
-        """A box that holds the carrying box (lo, hi), the fixed point of reading a 9 nearest
-        it and its own image under 9, if one is found: the hull of box and fixed point, grown
-        where the image reaches past it by INFLATION of its width (epsilon-inflation).
+        """A box that holds the carrying box (lo, hi), a fixed point of reading a 9 (Newton's,
+        from the box's centre) and its own image under 9, if one is found: the hull of box and
+        fixed point, grown where the image reaches past it by INFLATION of its width
+        (epsilon-inflation).
 
         Where reading a 9 contracts slowly (a GRU's update gate near 1), the chain is still far
         from its limit after thousands of nines, and joining box and image reaches it like a
         geometric series of ratio near 1: this box holds the whole way to the limit at once."""
-        point = fixed_point(self.cell, (lo + hi) / 2)
+        point = _fixed_point(self.cell, (lo + hi) / 2)
         if point is None:
             return None
         box_lo, box_hi = np.minimum(lo, point), np.maximum(hi, point)
@@ -234,7 +239,7 @@ class _Prover:
         return None
 
 
-def fixed_point(cell: Cell, near: Array) -> Array | None:
+def _fixed_point(cell: Cell, near: Array) -> Array | None:
     """A fixed point of the float64 map 'read a 9' found by Newton from `near`, if any: only
     where a closed box is sought, which the box's own image then checks."""
     return newton(step_function(cell.weights), near, _NINE)
