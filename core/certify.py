@@ -209,7 +209,7 @@ class _Prover:
             if not grew:
                 return box_lo, box_hi
             if np.any(box_hi - box_lo > self.max_width):
-                return self.inflated_carry(lo, hi)
+                break
         return self.inflated_carry(lo, hi)
 
     def inflated_carry(self, lo: Array, hi: Array) -> tuple[Array, Array] | None:
@@ -221,7 +221,7 @@ class _Prover:
         Where reading a 9 contracts slowly (a GRU's update gate near 1), the chain is still far
         from its limit after thousands of nines, and joining box and image reaches it like a
         geometric series of ratio near 1: this box holds the whole way to the limit at once."""
-        point = _fixed_point(self.cell, (lo + hi) / 2)
+        point = newton(step_function(self.cell.weights), (lo + hi) / 2, _NINE)
         if point is None:
             return None
         box_lo, box_hi = np.minimum(lo, point), np.maximum(hi, point)
@@ -237,12 +237,6 @@ class _Prover:
             box_lo = np.where(below, nine_lo - pad - OVERSHOOT, box_lo)
             box_hi = np.where(above, nine_hi + pad + OVERSHOOT, box_hi)
         return None
-
-
-def _fixed_point(cell: Cell, near: Array) -> Array | None:
-    """A fixed point of the float64 map 'read a 9' found by Newton from `near`, if any: only
-    where a closed box is sought, which the box's own image then checks."""
-    return newton(step_function(cell.weights), near, _NINE)
 
 
 def max_width(cell: Cell) -> Array:
