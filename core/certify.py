@@ -55,6 +55,9 @@ KEY_DIGITS = 2
 # onnxruntime 1.32's RNN tanh is off by 1.79e-7 (bench/tanh_error.py): 56x room; its GRU's
 # own tanh by 6.1e-7 and its sigmoids by 2.5e-7 at most (core.activation, on its grid).
 DEFAULT_TANH_ERROR = 1e-5
+# The allowance a proof falls back to where DEFAULT_TANH_ERROR proves less
+# (core.certificate.prove_weights): 3.3x the worst kernel above, the GRU's own tanh.
+TIGHT_TANH_ERROR = 2e-6
 DEFAULT_LIMIT = 10_000  # largest finite K searched (about 0.5 s when every K passes)
 MAX_WIDTH = 2.0  # a box wider than tanh's whole range in some unit proves nothing
 # Growth of a box is overshot by this much, so a contracting map reaches a box that holds its

@@ -11,8 +11,8 @@ import numpy.typing as npt
 
 from core.carry_proof import CarryProof
 from core.cells import Cell
-from core.certificate import cell_of
-from core.certify import DEFAULT_TANH_ERROR, prove_carry
+from core.certificate import cell_of, prove_weights
+from core.certify import DEFAULT_TANH_ERROR
 from core.interval import Array
 from core.weights import GruWeights, LstmWeights, RnnWeights, Weights
 from training.model import Cell as CellName
@@ -61,13 +61,15 @@ def model_weights(counter: Counter) -> Weights:
 
 def model_cell(counter: Counter, tanh_error: float = DEFAULT_TANH_ERROR) -> Cell | None:
     """The certificate's view of the model, or None for a cell it does not cover (relu RNN)."""
-    config = counter.config
-    if config.cell == "rnn" and config.nonlinearity != "tanh":
-        return None
-    return cell_of(model_weights(counter), tanh_error)
+    return None if _uncovered(counter) else cell_of(model_weights(counter), tanh_error)
 
 
-def prove_model(counter: Counter, limit: int = IN_LOOP_LIMIT) -> CarryProof | None:
-    """The proof of the model's reliable carry length, or None when no certificate covers it."""
-    cell = model_cell(counter)
-    return None if cell is None else prove_carry(cell, limit)
+def prove_model(counter: Counter, limit: int = IN_LOOP_LIMIT) -> tuple[CarryProof, float] | None:
+    """The proof of the model's reliable carry length and the activation allowance it holds
+    under (core.certificate.prove_weights), or None when no certificate covers the cell."""
+    return None if _uncovered(counter) else prove_weights(model_weights(counter), limit)
+
+
+def _uncovered(counter: Counter) -> bool:
+    """A cell no certificate covers: the relu RNN."""
+    return counter.config.cell == "rnn" and counter.config.nonlinearity != "tanh"

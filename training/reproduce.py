@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from core.card import Kernels
-from core.certify import DEFAULT_LIMIT
+from core.certify import DEFAULT_LIMIT, DEFAULT_TANH_ERROR
 from training import decided_seeds, kernels
 from training.carry_scan import scan_carries
 from training.evaluate import random_numbers
@@ -72,7 +72,9 @@ NOTES = (
     "mean square of c to the loss.",
     "Longest exact run: the scan of every run of k nines, every next digit and every 3-digit "
     "tail (empirical). Proved: the certificate's reliable carry length (`core/certify.py`), "
-    "-1 when nothing is proved; certified = proved for every length of run.",
+    "-1 when nothing is proved; certified = proved for every length of run. Each proof allows "
+    "every deployed tanh and sigmoid an error of 1e-5, or 2e-6 where 1e-5 proves less (then "
+    "shown beside the seed): the service checks its onnxruntime's kernels against it.",
     "Kernels: the CPU kernels torch trained with (training/kernels.py). 'native AVX2' ran "
     "under ATEN_CPU_CAPABILITY=avx2 and so on: the same seed gives other weights under other "
     "kernels, so each is a separate sample of the recipe. 'foreach step' rows ran before the "
@@ -98,6 +100,9 @@ class SeedResult:
     proved: int | str | None  # K, "unbounded", or None when no certificate covers the cell
     wall_seconds: float  # training, until it stopped
     reason: str = ""  # the certificate's own words when it did not certify ("" when it did)
+    # the activation allowance the proof holds under (core.certificate.prove_weights); None:
+    # not recorded (runs before there was more than one: DEFAULT_TANH_ERROR's)
+    tanh_error_bound: float | None = None
 
     @property
     def certified(self) -> bool | None:
@@ -124,7 +129,8 @@ def run_seed(row: str, seed: int, scan_up_to: int, mode: kernels.Mode) -> SeedRe
     model = trained.model
     rng = np.random.default_rng(seed)
     scan = scan_carries(TorchCarryEngine(model), scan_up_to)
-    proof = prove_model(model, DEFAULT_LIMIT)
+    found = prove_model(model, DEFAULT_LIMIT)
+    proof, allowance = found if found is not None else (None, None)
     proved: int | str | None = None
     if proof is not None:
         proved = "unbounded" if proof.reliable is None else proof.reliable
@@ -143,6 +149,7 @@ def run_seed(row: str, seed: int, scan_up_to: int, mode: kernels.Mode) -> SeedRe
         proved=proved,
         wall_seconds=round(trained.wall_seconds, 1),
         reason="" if proof is None or proof.reliable is None else proof.reason,
+        tanh_error_bound=allowance,
     )
 
 
@@ -169,6 +176,15 @@ def _proved(values: Sequence[int | str]) -> str:
     order = sorted(values, key=lambda v: float("inf") if v == "unbounded" else float(v))
     picks = (order[0], order[(len(order) - 1) // 2], order[-1])
     return " / ".join(str(v) for v in picks)
+
+
+def _proof_cell(result: SeedResult) -> str:
+    """A seed's proved length, with the allowance it holds under where it is not the default."""
+    if result.proved is None:
+        return "n/a"
+    bound = result.tanh_error_bound
+    tight = bound is not None and bound != DEFAULT_TANH_ERROR
+    return f"{result.proved} (allowance {bound:g})" if tight else str(result.proved)
 
 
 def commands(results: Sequence[SeedResult], seeds: int, scan_up_to: int, out: str) -> list[str]:
@@ -247,7 +263,7 @@ def table(results: Sequence[SeedResult], seeds: int, scan_up_to: int, out: str) 
             f"| {r.row} | {r.kernels} | {r.seed} | {r.epochs_run} | {r.epochs_to_perfect or '-'} "
             f"| {r.val_accuracy:.3f} | {r.accuracy_20:.3f} | {r.accuracy_25:.3f} "
             f"| {_run_length(r.longest_exact_run, r.scanned_up_to)} "
-            f"| {'n/a' if r.proved is None else r.proved} | {r.wall_seconds} |"
+            f"| {_proof_cell(r)} | {r.wall_seconds} |"
         )
     refused = [r for r in results if r.row.startswith("robust") and r.certified is False]
     if refused:

@@ -201,11 +201,11 @@ def _done(recipe: Recipe, epoch: int, trained: Trained, model: Counter) -> bool:
         return perfect
     if epoch < recipe.min_epochs or not perfect:
         return False
-    proof = prove_model(model)
-    if proof is None:  # no certificate covers this cell: run to max_epochs
+    proved = prove_model(model)
+    if proved is None:  # no certificate covers this cell: run to max_epochs
         return False
-    trained.proofs[epoch] = proof
-    return proof.unbounded
+    trained.proofs[epoch], _ = proved
+    return trained.proofs[epoch].unbounded
 
 
 def train(recipe: Recipe, progress: bool = True) -> Trained:

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from core.certificate import cell_from_onnx, cell_of
-from core.certify import prove_carry
+from core.certificate import cell_from_onnx, cell_of, prove_weights
+from core.certify import DEFAULT_TANH_ERROR, TIGHT_TANH_ERROR, prove_carry
 from core.session import open_session
 from core.weights import GruWeights
 from tests.core.test_gated import _deployed_step, _one_step
@@ -81,6 +81,24 @@ def test_a_slowly_creeping_carry_is_proved_for_every_run_of_nines() -> None:
     (lo, hi), _ = proof.invariant.closure
     slow = hand_counter().hidden_size
     assert lo[slow] <= TARGET <= hi[slow]  # the box reaches the creep's limit
+
+
+def test_a_carry_slower_than_the_allowed_error_is_proved_under_the_tighter_allowance() -> None:
+    """keep = 1 - 5e-6: the update gate within 1e-5 of 1. Under the default allowance the
+    deployed gate may reach 1, where S stops contracting and the rounding of its update grows
+    any box, so none holds its own image; under 2e-6 S contracts, and prove_weights keeps that
+    proof with the allowance it holds under (which the card records and the service checks)."""
+    weights = slow_gru(keep=1 - 5e-6)
+    assert prove_carry(cell_of(weights, DEFAULT_TANH_ERROR), LIMIT).reliable == LIMIT
+    proof, allowance = prove_weights(weights, LIMIT)
+    assert proof.unbounded, proof.reason
+    assert allowance == TIGHT_TANH_ERROR
+
+
+def test_a_proof_keeps_the_loosest_allowance_that_proves_every_length() -> None:
+    proof, allowance = prove_weights(slow_gru(keep=1 - 1e-4), LIMIT)
+    assert proof.unbounded
+    assert allowance == DEFAULT_TANH_ERROR
 
 
 def test_deployed_states_in_the_closed_box_read_with_a_nine_stay_inside(tmp_path: Path) -> None:

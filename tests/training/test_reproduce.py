@@ -97,3 +97,17 @@ def test_a_robust_seed_left_uncertified_is_listed_with_the_certificates_words() 
         "- robust-gru, portable DEFAULT, seed 4: (not recorded by the run that trained it)" in text
     )
     assert "seed 0:" not in text  # certified seeds and post rows are not listed
+
+
+def test_a_seed_proved_under_the_tighter_allowance_says_so() -> None:
+    """A proof holds only where onnxruntime's kernels are within its allowance: a seed proved
+    under 2e-6 shows it; one under the default (or from before there was a choice) does not."""
+    tight = SeedResult(**{**_result("robust-gru", 6, 1000, 12).__dict__, "tanh_error_bound": 2e-6})
+    default = SeedResult(**{**_result("robust-gru", 7, 1000, 9).__dict__, "tanh_error_bound": 1e-5})
+    text = table(
+        [tight, default, _result("robust-gru", 8, 1000, 9)], 9, 1000, "docs/reproduction.md"
+    )
+    seeds = {line.split(" | ")[2]: line for line in text.splitlines() if "| robust-gru |" in line}
+    assert "| unbounded (allowance 2e-06) |" in seeds["6"]
+    assert "| unbounded |" in seeds["7"]
+    assert "| unbounded |" in seeds["8"]
