@@ -77,6 +77,22 @@ def cell_from_onnx(model: ModelSource, tanh_error: float = DEFAULT_TANH_ERROR) -
     return cell_of(recurrent_weights_from_onnx(model), tanh_error)
 
 
+def certify(
+    cell: Cell,
+    *,
+    limit: int = DEFAULT_LIMIT,
+    key_digits: int = KEY_DIGITS,
+    transient: int = TRANSIENT,
+    max_iterations: int = 2000,
+) -> Certificate:
+    """The proof of a cell's reliable carry length under its own allowance, as the card
+    records it."""
+    proof = prove_carry(
+        cell, limit, key_digits=key_digits, transient=transient, max_iterations=max_iterations
+    )
+    return certificate(proof, cell.activation_error)
+
+
 # The activation allowances a proof is tried under, loosest first (see prove_weights).
 ALLOWANCES = (DEFAULT_TANH_ERROR, TIGHT_TANH_ERROR)
 
