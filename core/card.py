@@ -97,6 +97,11 @@ class Recipe(_Card):
     cell_state_penalty: float = Field(
         default=0.0, description="LSTM: weight of the mean squared cell state in the loss"
     )
+    gate_limit: float | None = Field(
+        default=None,
+        description="GRU update gate / LSTM forget gate: pre-activations past it pay their "
+        "excess squared in the loss; null: no limit",
+    )
     seed: int
     kernels: Kernels
     wall_seconds: float

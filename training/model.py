@@ -18,6 +18,7 @@ from torch.nn import functional
 
 Cell = Literal["rnn", "lstm", "gru"]
 DIGITS = 10
+GATE_PENALTY = 0.01
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class ModelConfig:
     # loss while training. Without it an LSTM lets c count up for ever (only tanh(c) is read),
     # and no box of cell states holds its own image.
     cell_state_penalty: float = 0.0
+    # GRU update gate / LSTM forget gate: pre-activations past this pay their excess squared
+    # in the loss (GATE_PENALTY times its mean), in training mode only; None: no penalty.
+    gate_limit: float | None = None
 
     def __post_init__(self) -> None:
         if self.cell not in ("rnn", "lstm", "gru"):
@@ -51,11 +55,18 @@ class ModelConfig:
             raise ValueError(f"cell_state_penalty must be >= 0, got {self.cell_state_penalty}")
         if self.cell_state_penalty > 0 and self.cell != "lstm":
             raise ValueError("cell_state_penalty is for the LSTM's cell state only")
+        if self.gate_limit is not None and self.cell == "rnn":
+            raise ValueError("gate_limit is for a GRU's update gate or an LSTM's forget gate")
 
     @property
     def noisy(self) -> bool:
-        """Whether training runs the manual loop (noise, or the LSTM's cell-state penalty)."""
-        return self.hidden_noise_std > 0 or self.state_noise_std > 0 or self.cell_state_penalty > 0
+        """Whether training runs the manual loop (noise, or a penalty on cell state or gates)."""
+        return (
+            self.hidden_noise_std > 0
+            or self.state_noise_std > 0
+            or self.cell_state_penalty > 0
+            or self.gate_limit is not None
+        )
 
 
 class Counter(nn.Module):
@@ -77,7 +88,7 @@ class Counter(nn.Module):
         else:
             self.cell = nn.GRU(DIGITS, size, batch_first=True)
         self.readout = nn.Linear(size, DIGITS)
-        # The cell-state penalty of the last training forward pass (see take_penalty).
+        # The penalties of the last training forward pass (see take_penalty).
         self._penalty: torch.Tensor | None = None
 
     def hidden_states(self, digits: torch.Tensor) -> torch.Tensor:
@@ -95,10 +106,10 @@ class Counter(nn.Module):
         return logits
 
     def take_penalty(self) -> torch.Tensor | float:
-        """The weighted cell-state penalty of the last training forward pass (0.0 if none),
-        for the loss; taken once."""
+        """The weighted penalties (cell state, gates) of the last training forward pass (0.0 if
+        none), for the loss; taken once."""
         penalty, self._penalty = self._penalty, None
-        return 0.0 if penalty is None else self.config.cell_state_penalty * penalty
+        return 0.0 if penalty is None else penalty
 
     def _noisy_rnn(self, digits: torch.Tensor) -> torch.Tensor:
         """The RNN step by step with noise on its pre-activations, on nn.RNN's own weights."""
@@ -141,14 +152,22 @@ class Counter(nn.Module):
         recurrent, bias = weight("weight_hh_l0").t(), weight("bias_hh_l0")  # (H, 3H), (3H,)
         size = self.config.hidden_size
         h = drive.new_zeros(digits.shape[0], size)  # (B, H)
-        states = []
+        states, gates = [], []
         for t in range(digits.shape[1]):
             x_r, x_z, x_n = torch.chunk(drive[:, t], 3, dim=1)
             h_r, h_z, h_n = torch.chunk(h @ recurrent + bias, 3, dim=1)
             r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
             h = self._perturbed((1 - z) * torch.tanh(x_n + r * h_n) + z * h)
             states.append(h)
+            gates.append(x_z + h_z)
+        self._penalty = self._gate_penalty(gates)
         return torch.stack(states, dim=1)  # (B, T, H)
+
+    def _gate_penalty(self, gates: list[torch.Tensor]) -> torch.Tensor | None:
+        limit = self.config.gate_limit
+        if limit is None:
+            return None
+        return GATE_PENALTY * torch.relu(torch.stack(gates) - limit).pow(2).mean()
 
     def _noisy_lstm(self, digits: torch.Tensor) -> torch.Tensor:
         """nn.LSTM step by step with noise on its pre-activations, on its own weights."""
@@ -158,15 +177,19 @@ class Counter(nn.Module):
         size = self.config.hidden_size
         h = drive.new_zeros(digits.shape[0], size)  # (B, H)
         c = torch.zeros_like(h)
-        states, cells = [], []
+        states, cells, gates = [], [], []
         for t in range(digits.shape[1]):
             i, f, g, o = torch.chunk(drive[:, t] + h @ recurrent + bias, 4, dim=1)
             c = self._perturbed(torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g))
             h = self._perturbed(torch.sigmoid(o) * torch.tanh(c))
             states.append(h)
             cells.append(c)
+            gates.append(f)
+        penalty = self._gate_penalty(gates)
         if self.config.cell_state_penalty > 0:
-            self._penalty = torch.stack(cells).pow(2).mean()
+            cell_cost = self.config.cell_state_penalty * torch.stack(cells).pow(2).mean()
+            penalty = cell_cost if penalty is None else penalty + cell_cost
+        self._penalty = penalty
         return torch.stack(states, dim=1)  # (B, T, H)
 
 
