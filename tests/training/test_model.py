@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from training.model import Counter, ModelConfig, Probabilities, parameter_count
+from training.model import GATE_PENALTY, Counter, ModelConfig, Probabilities, parameter_count
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
@@ -103,6 +103,41 @@ def test_the_cell_state_penalty_reaches_the_loss_gradient() -> None:
     assert model.readout.weight.grad is None  # it is about c alone
 
 
+def test_a_gru_update_gate_past_the_limit_pays_its_excess_squared_in_training_only() -> None:
+    """PyTorch's GRU gates are r, z, n: z's recurrent bias at 20 puts every update gate's
+    pre-activation near 20, 11 past the limit; the penalty is GATE_PENALTY times the mean
+    squared excess, and nothing once the gates are back under it or outside training."""
+    torch.manual_seed(0)
+    size = 4
+    model = Counter(ModelConfig(cell="gru", hidden_size=size, gate_limit=9.0)).train()
+    digits = torch.randint(0, 10, (3, 7))
+    with torch.no_grad():
+        model.cell.bias_hh_l0[size : 2 * size] = 20.0
+    model(digits)
+    state, excess = None, []
+    with torch.no_grad():
+        for t in range(7):  # the native cell, one step at a time, for z's pre-activations
+            x, h = _onehot(digits[:, t]), torch.zeros(3, size) if state is None else state[0]
+            pre = x @ model.cell.weight_ih_l0.T + model.cell.bias_ih_l0
+            pre = pre + h @ model.cell.weight_hh_l0.T + model.cell.bias_hh_l0
+            excess.append(torch.relu(pre[:, size : 2 * size] - 9.0).pow(2).mean())
+            _, state = model.cell(_onehot(digits[:, t : t + 1]), state)
+    penalty = model.take_penalty()
+    assert isinstance(penalty, torch.Tensor)
+    assert torch.allclose(penalty, GATE_PENALTY * torch.stack(excess).mean(), rtol=1e-5)
+    assert penalty > 1.0  # about 0.01 x 11^2
+    penalty.backward()  # type: ignore[no-untyped-call]
+    assert model.cell.bias_hh_l0.grad is not None
+    assert model.cell.bias_hh_l0.grad[size : 2 * size].min() > 0  # it pushes z's bias down
+    with torch.no_grad():
+        model.cell.bias_hh_l0[size : 2 * size] = 0.0
+    model(digits)
+    assert model.take_penalty() == 0.0  # every gate under the limit
+    model.eval()
+    model(digits)
+    assert model.take_penalty() == 0.0  # none outside training
+
+
 def _onehot(digits: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.one_hot(digits, 10).to(torch.float32)
 
@@ -116,8 +151,9 @@ def _onehot(digits: torch.Tensor) -> torch.Tensor:
         {"state_noise_std": -0.1},
         {"cell_state_penalty": -1.0},
         {"cell": "gru", "cell_state_penalty": 0.01},
+        {"cell": "rnn", "gate_limit": 9.0},
     ],
 )
 def test_bad_configs_are_refused(kwargs: dict[str, object]) -> None:
-    with pytest.raises(ValueError, match=r"must|only"):
+    with pytest.raises(ValueError, match=r"must|only|is for"):
         ModelConfig(**kwargs)  # type: ignore[arg-type]
