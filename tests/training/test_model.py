@@ -110,16 +110,17 @@ def test_a_gru_update_gate_past_the_limit_pays_its_excess_squared_in_training_on
     torch.manual_seed(0)
     size = 4
     model = Counter(ModelConfig(cell="gru", hidden_size=size, gate_limit=9.0)).train()
+    param = model.cell.get_parameter
     digits = torch.randint(0, 10, (3, 7))
     with torch.no_grad():
-        model.cell.bias_hh_l0[size : 2 * size] = 20.0
+        param("bias_hh_l0")[size : 2 * size] = 20.0
     model(digits)
     state, excess = None, []
     with torch.no_grad():
         for t in range(7):  # the native cell, one step at a time, for z's pre-activations
             x, h = _onehot(digits[:, t]), torch.zeros(3, size) if state is None else state[0]
-            pre = x @ model.cell.weight_ih_l0.T + model.cell.bias_ih_l0
-            pre = pre + h @ model.cell.weight_hh_l0.T + model.cell.bias_hh_l0
+            pre = x @ param("weight_ih_l0").T + param("bias_ih_l0")
+            pre = pre + h @ param("weight_hh_l0").T + param("bias_hh_l0")
             excess.append(torch.relu(pre[:, size : 2 * size] - 9.0).pow(2).mean())
             _, state = model.cell(_onehot(digits[:, t : t + 1]), state)
     penalty = model.take_penalty()
@@ -127,10 +128,11 @@ def test_a_gru_update_gate_past_the_limit_pays_its_excess_squared_in_training_on
     assert torch.allclose(penalty, GATE_PENALTY * torch.stack(excess).mean(), rtol=1e-5)
     assert penalty > 1.0  # about 0.01 x 11^2
     penalty.backward()  # type: ignore[no-untyped-call]
-    assert model.cell.bias_hh_l0.grad is not None
-    assert model.cell.bias_hh_l0.grad[size : 2 * size].min() > 0  # it pushes z's bias down
+    gradient = param("bias_hh_l0").grad
+    assert gradient is not None
+    assert gradient[size : 2 * size].min() > 0  # it pushes z's bias down
     with torch.no_grad():
-        model.cell.bias_hh_l0[size : 2 * size] = 0.0
+        param("bias_hh_l0")[size : 2 * size] = 0.0
     model(digits)
     assert model.take_penalty() == 0.0  # every gate under the limit
     model.eval()
