@@ -154,6 +154,7 @@ def _onehot(digits: torch.Tensor) -> torch.Tensor:
         {"cell_state_penalty": -1.0},
         {"cell": "gru", "cell_state_penalty": 0.01},
         {"cell": "rnn", "gate_limit": 9.0},
+        {"cell": "lstm", "gate_limit": 9.0},
     ],
 )
 def test_bad_configs_are_refused(kwargs: dict[str, object]) -> None:
