@@ -106,8 +106,7 @@ def prove_weights(weights: Weights, limit: int = DEFAULT_LIMIT) -> tuple[CarryPr
     measures them at every load and refuses a card whose allowance they exceed), so a looser
     one holds on more builds. But where a GRU's update gate keeps 1 - z below the allowance,
     the allowed error can stop that unit contracting, and no box of carrying states holds its
-    own image: robust-gru seed 6 (1 - z near 7e-6) proves K = 10 000 under 1e-5 and every
-    length under 2e-6.
+    own image (robust-gru seed 6 in docs/proof.md).
     """
     proofs: list[tuple[CarryProof, float]] = []
     for allowance in ALLOWANCES:

@@ -105,9 +105,9 @@ GATED_STATE_NOISE = 0.3
 # And an LSTM counts up in c for ever unless c costs something.
 LSTM_CELL_STATE_PENALTY = 0.01
 # Noise on every gate's pre-activation teaches gates to saturate far past it: a GRU's update
-# gate then reads some digits at 1 - 1e-7 (pre-activation 16), and that unit contracts by less
-# than the deployed error the proof allows, so no box of its states holds its own image
-# (robust-gru seeds 3, 4 and 6). Past this pre-activation (1 - z >= 1.2e-4) a gate pays.
+# gate then sits so near 1 that its unit contracts by less than the deployed error the proof
+# allows, and no box of its states holds its own image (docs/training.md, the gated cells).
+# Past this pre-activation (1 - z >= 1.2e-4) the update gate pays.
 GATE_LIMIT = 9.0
 
 
