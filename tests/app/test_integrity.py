@@ -88,7 +88,7 @@ def test_a_card_that_disagrees_with_the_file_is_refused_naming_the_field(
 
 def test_a_proof_whose_allowance_this_onnxruntime_exceeds_is_refused(models_copy: Path) -> None:
     """A card's proof holds only where every deployed tanh is within its allowance: one that
-    allows less than this onnxruntime's measured error (1.8e-7 here) is refused, saying both."""
+    allows 1e-9, below any onnxruntime kernel's error, is refused, saying both figures."""
     card = add_model(models_copy, "strict", None, **{"metrics.certificate.tanh_error_bound": 1e-9})
     with pytest.raises(ModelLoadError) as refused:
         load_model(card, MAX_BYTES, walked="skip")
