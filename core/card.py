@@ -99,8 +99,8 @@ class Recipe(_Card):
     )
     gate_limit: float | None = Field(
         default=None,
-        description="GRU: update-gate pre-activations past it pay their excess squared in "
-        "the loss; null: no limit",
+        description="GRU update-gate or LSTM forget-gate pre-activations past it pay their "
+        "excess squared in the loss; null: no limit",
     )
     seed: int
     kernels: Kernels

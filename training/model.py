@@ -38,8 +38,9 @@ class ModelConfig:
     # loss while training. Without it an LSTM lets c count up for ever (only tanh(c) is read),
     # and no box of cell states holds its own image.
     cell_state_penalty: float = 0.0
-    # GRU only: update-gate pre-activations past this pay their excess squared in the loss
-    # (GATE_PENALTY times its mean), in training mode only; None: no penalty.
+    # GRU and LSTM: the pre-activations of a GRU's update gate or an LSTM's forget gate past
+    # this pay their excess squared in the loss (GATE_PENALTY times its mean), in training
+    # mode only; None: no penalty.
     gate_limit: float | None = None
 
     def __post_init__(self) -> None:
@@ -55,8 +56,8 @@ class ModelConfig:
             raise ValueError(f"cell_state_penalty must be >= 0, got {self.cell_state_penalty}")
         if self.cell_state_penalty > 0 and self.cell != "lstm":
             raise ValueError("cell_state_penalty is for the LSTM's cell state only")
-        if self.gate_limit is not None and self.cell != "gru":
-            raise ValueError("gate_limit is for a GRU's update gate only")
+        if self.gate_limit is not None and self.cell == "rnn":
+            raise ValueError("gate_limit is for a GRU's update gate or an LSTM's forget gate")
 
     @property
     def noisy(self) -> bool:
@@ -164,8 +165,9 @@ class Counter(nn.Module):
         return torch.stack(states, dim=1)  # (B, T, H)
 
     def _gate_penalty(self, gates: list[torch.Tensor]) -> torch.Tensor | None:
-        """GATE_PENALTY x the mean squared excess of the update gates' pre-activations
-        (T of (B, H)) past gate_limit, or None without a limit."""
+        """GATE_PENALTY x the mean squared excess of the limited gate's pre-activations (T of
+        (B, H): a GRU's update gate, an LSTM's forget gate) past gate_limit, or None without a
+        limit."""
         limit = self.config.gate_limit
         if limit is None:
             return None
@@ -179,15 +181,19 @@ class Counter(nn.Module):
         size = self.config.hidden_size
         h = drive.new_zeros(digits.shape[0], size)  # (B, H)
         c = torch.zeros_like(h)
-        states, cells = [], []
+        states, cells, gates = [], [], []
         for t in range(digits.shape[1]):
             i, f, g, o = torch.chunk(drive[:, t] + h @ recurrent + bias, 4, dim=1)
+            gates.append(f)
             c = self._perturbed(torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g))
             h = self._perturbed(torch.sigmoid(o) * torch.tanh(c))
             states.append(h)
             cells.append(c)
+        penalty = self._gate_penalty(gates)
         if self.config.cell_state_penalty > 0:
-            self._penalty = self.config.cell_state_penalty * torch.stack(cells).pow(2).mean()
+            cost = self.config.cell_state_penalty * torch.stack(cells).pow(2).mean()
+            penalty = cost if penalty is None else penalty + cost
+        self._penalty = penalty
         return torch.stack(states, dim=1)  # (B, T, H)
 
 

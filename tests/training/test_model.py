@@ -1,5 +1,7 @@
 """The model: shapes for every cell, and training noise that exists only in training mode."""
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -103,41 +105,69 @@ def test_the_cell_state_penalty_reaches_the_loss_gradient() -> None:
     assert model.readout.weight.grad is None  # it is about c alone
 
 
-def test_a_gru_update_gate_past_the_limit_pays_its_excess_squared_in_training_only() -> None:
-    """PyTorch's GRU gates are r, z, n: z's recurrent bias at 20 puts every update gate's
-    pre-activation near 20, 11 past the limit; the penalty is GATE_PENALTY times the mean
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_a_gate_past_the_limit_pays_its_excess_squared_in_training_only(cell: str) -> None:
+    """The limited gate is PyTorch's second block in either cell: a GRU's update gate z (gates
+    r, z, n), an LSTM's forget gate f (i, f, g, o). Its recurrent bias at 20 puts every such
+    pre-activation near 20, far past the limit; the penalty is GATE_PENALTY times the mean
     squared excess, and nothing once the gates are back under it or outside training."""
     torch.manual_seed(0)
-    size = 4
-    model = Counter(ModelConfig(cell="gru", hidden_size=size, gate_limit=9.0)).train()
+    size, limit = 4, 9.0 if cell == "gru" else 2.0
+    model = Counter(ModelConfig(cell=cell, hidden_size=size, gate_limit=limit)).train()  # type: ignore[arg-type]
     param = model.cell.get_parameter
     digits = torch.randint(0, 10, (3, 7))
     with torch.no_grad():
         param("bias_hh_l0")[size : 2 * size] = 20.0
     model(digits)
-    state, excess = None, []
+    state: Any = None
+    excess = []
     with torch.no_grad():
-        for t in range(7):  # the native cell, one step at a time, for z's pre-activations
-            x, h = _onehot(digits[:, t]), torch.zeros(3, size) if state is None else state[0]
-            pre = x @ param("weight_ih_l0").T + param("bias_ih_l0")
+        for t in range(7):  # the native cell, one step at a time, for the gate's pre-activations
+            # the native cell's state: h (1, B, H), or (h, c) for an LSTM
+            if state is None:
+                h = torch.zeros(3, size)
+            else:
+                h = (state[0] if cell == "lstm" else state)[0]
+            pre = _onehot(digits[:, t]) @ param("weight_ih_l0").T + param("bias_ih_l0")
             pre = pre + h @ param("weight_hh_l0").T + param("bias_hh_l0")
-            excess.append(torch.relu(pre[:, size : 2 * size] - 9.0).pow(2).mean())
+            excess.append(torch.relu(pre[:, size : 2 * size] - limit).pow(2).mean())
             _, state = model.cell(_onehot(digits[:, t : t + 1]), state)
     penalty = model.take_penalty()
     assert isinstance(penalty, torch.Tensor)
     assert torch.allclose(penalty, GATE_PENALTY * torch.stack(excess).mean(), rtol=1e-5)
-    assert penalty > 1.0  # about 0.01 x 11^2
+    assert penalty > 0.5  # about 0.01 x 11^2 (GRU) or 18^2 (LSTM)
     penalty.backward()  # type: ignore[no-untyped-call]
     gradient = param("bias_hh_l0").grad
     assert gradient is not None
-    assert gradient[size : 2 * size].min() > 0  # it pushes z's bias down
+    assert gradient[size : 2 * size].min() > 0  # it pushes the gate's bias down
     with torch.no_grad():
-        param("bias_hh_l0")[size : 2 * size] = 0.0
+        param("bias_hh_l0")[size : 2 * size] = -20.0
     model(digits)
     assert model.take_penalty() == 0.0  # every gate under the limit
     model.eval()
+    with torch.no_grad():
+        param("bias_hh_l0")[size : 2 * size] = 20.0
     model(digits)
     assert model.take_penalty() == 0.0  # none outside training
+
+
+def test_an_lstm_pays_its_cell_state_and_its_forget_gate_together() -> None:
+    torch.manual_seed(0)
+    digits = torch.randint(0, 10, (3, 7))
+    taken = []
+    for config in (
+        {"cell_state_penalty": 0.5},
+        {"gate_limit": -5.0},
+        {"cell_state_penalty": 0.5, "gate_limit": -5.0},
+    ):
+        torch.manual_seed(1)
+        model = Counter(ModelConfig(cell="lstm", hidden_size=4, **config)).train()  # type: ignore[arg-type]
+        model(digits)
+        penalty = model.take_penalty()
+        assert isinstance(penalty, torch.Tensor)
+        assert penalty > 0
+        taken.append(penalty)
+    assert torch.allclose(taken[2], taken[0] + taken[1], rtol=1e-6)
 
 
 def _onehot(digits: torch.Tensor) -> torch.Tensor:
@@ -154,7 +184,6 @@ def _onehot(digits: torch.Tensor) -> torch.Tensor:
         {"cell_state_penalty": -1.0},
         {"cell": "gru", "cell_state_penalty": 0.01},
         {"cell": "rnn", "gate_limit": 9.0},
-        {"cell": "lstm", "gate_limit": 9.0},
     ],
 )
 def test_bad_configs_are_refused(kwargs: dict[str, object]) -> None:
