@@ -12,7 +12,15 @@ from training.data import GATED_DATA, ROBUST_DATA, DataSpec
 from training.evaluate import exact_match, ort_predictor, random_numbers
 from training.model import ModelConfig
 from training.onnx_graph import export_onnx
-from training.train import Recipe, post_recipe, robust_recipe, torch_exact_match, train
+from training.train import (
+    FORGET_LIMIT,
+    GATE_LIMIT,
+    Recipe,
+    post_recipe,
+    robust_recipe,
+    torch_exact_match,
+    train,
+)
 
 
 def _small(recipe: Recipe, epochs: int) -> Recipe:
@@ -89,6 +97,8 @@ def test_the_robust_recipe_adds_inner_nines_and_state_noise_for_gated_cells_only
         assert gated.data.inner_nines_share > 0
         assert gated.model.state_noise_std > 0
         assert (gated.model.cell_state_penalty > 0) == (cell == "lstm")
+        # the gate that keeps a memory: a GRU's update gate, an LSTM's forget gate
+        assert gated.model.gate_limit == (GATE_LIMIT if cell == "gru" else FORGET_LIMIT)
         assert replace(gated, data=rnn.data, model=rnn.model) == rnn  # nothing else differs
 
 
