@@ -9,6 +9,7 @@ them (a rerun reuses them), then to a Markdown table.
 """
 
 import json
+import math
 import statistics
 import sys
 from collections.abc import Sequence
@@ -25,7 +26,14 @@ from training.evaluate import random_numbers
 from training.explain_seeds import kept_section
 from training.model import TorchCarryEngine
 from training.proof import prove_model
-from training.train import RECIPES, Recipe, torch_exact_match, train
+from training.train import (
+    FORGET_LIMIT,
+    GATE_LIMIT,
+    RECIPES,
+    Recipe,
+    torch_exact_match,
+    train,
+)
 
 ROWS = ("post-rnn", "post-lstm", "post-gru", "robust-rnn", "robust-gru", "robust-lstm")
 
@@ -44,12 +52,13 @@ CLAIMS = {
     "robust-gru": (
         "(ours: the robust recipe with a GRU, plus runs of nines inside a fifth of the numbers, "
         "noise std 0.3 on the state after every step and, in its fused-step rows, update-gate "
-        "pre-activations past 3 paying 0.01 x their mean squared excess)"
+        f"pre-activations past {GATE_LIMIT:g} paying 0.01 x their mean squared excess)"
     ),
     "robust-lstm": (
         "(ours: the robust recipe with an LSTM, plus runs of nines inside a fifth of the "
         "numbers, noise std 0.3 on h and c after every step and 0.01 x mean c^2 in the loss "
-        "and, in its fused-step rows, forget-gate pre-activations past 2 paying 0.01 x their "
+        f"and, in its fused-step rows, forget-gate pre-activations past {FORGET_LIMIT:g} paying "
+        "0.01 x their "
         "mean squared excess)"
     ),
 }
@@ -78,8 +87,10 @@ NOTES = (
     "gate up to pre-activation 16, so 1 - z down to 1e-7 on some unit while nines are read), "
     "and a unit that keeps nearly all of its state lets no box of its states hold its own "
     "image (an LSTM's c settles near i g / (1 - f), so it counts up while a digit repeats). "
-    "A GRU's update-gate pre-activations past 3 (1 - z >= 0.047) and an LSTM's forget-gate "
-    "pre-activations past 2 (f <= 0.881) pay 0.01 x their mean squared excess in the loss. "
+    f"A GRU's update-gate pre-activations past {GATE_LIMIT:g} (1 - z >= "
+    f"{1 - 1 / (1 + math.exp(-GATE_LIMIT)):.2g}) and an LSTM's forget-gate pre-activations "
+    f"past {FORGET_LIMIT:g} (f <= {1 / (1 + math.exp(-FORGET_LIMIT)):.3g}) pay 0.01 x their "
+    "mean squared excess in the loss. "
     "The fused-step rows before these limits (GRU limited at 9: 9/10; at 5: 10/10 portable, "
     "9/10 native AVX2; LSTM unlimited: 7/10) are in "
     "docs/training.md.",
