@@ -153,7 +153,8 @@ class Settings(BaseSettings):
         default=2.0,
         ge=0,
         le=100,
-        description="while gRPC calls share model runs, how long a run waits for more (0: none)",
+        description="while gRPC calls share model runs, the longest a run waits for more (0: "
+        "none); it starts sooner once as many calls are queued as the largest recent run took",
     )
     # The model repository (app.runtime.repository), as Triton's model control modes.
     model_control: Literal["none", "explicit", "poll"] = Field(

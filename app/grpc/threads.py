@@ -5,14 +5,16 @@ thread runs at once, taking every run queued then (itself alone at low load: nob
 otherwise it sleeps until the run in progress ends, when the thread that ran it hands it its
 answer, or, if its run was not in that batch, the turn to run the next batch. On one core the
 other threads get the CPU only when the running thread waits, so, as app.runtime.batcher's
-`gather`, once a run has had company the thread about to run first sleeps `gather` seconds
-(COUNTER_GRPC_BATCH_WINDOW_MS) while the calls in flight parse and queue, until LONELY_RUNS
-runs in a row answer one call each; a lone call never waits. One batch takes at most
-MAX_FLUSH_STEPS digit steps, as app.runtime.batcher's.
+`gather`, once a run has had company the thread about to run first waits while the calls in
+flight parse and queue: `gather` seconds (COUNTER_GRPC_BATCH_WINDOW_MS) at most, and only until
+as many calls are queued as the largest of the last RECENT_RUNS runs took (then the calls in
+circulation have come, and the rest of the window would idle the core). It stops gathering
+once LONELY_RUNS runs in a row answer one call each; a lone call never waits. One batch takes
+at most MAX_FLUSH_STEPS digit steps, as app.runtime.batcher's.
 """
 
 import threading
-import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Generic, TypeVar
@@ -28,6 +30,9 @@ from app.runtime.models import LoadedModel
 from app.runtime.service import CounterService
 
 Probabilities = npt.NDArray[np.float32]
+# The largest of this many recent runs, not the last one: a run cut short by a late call
+# would otherwise make the next runs wait for as few calls, and stay short.
+RECENT_RUNS = 32
 Work = TypeVar("Work")
 Result = TypeVar("Result")
 
@@ -59,6 +64,10 @@ class _Shared(Generic[Work, Result]):
         self._pending: list[_Waiter[Work, Result]] = []
         self._running = False
         self._alone = LONELY_RUNS  # runs in a row that answered one call (at most this)
+        self._sizes: deque[int] = deque(maxlen=RECENT_RUNS)  # calls each recent run took
+        self._enough = 1  # a gathering run starts once this many calls are queued
+        self._gathering = False
+        self._company = threading.Event()  # set when the gathering run has enough company
 
     def submit(self, work: Work, rows: int, width: int) -> Result:
         me: _Waiter[Work, Result] = _Waiter(work, rows, width)
@@ -66,6 +75,8 @@ class _Shared(Generic[Work, Result]):
             self._pending.append(me)
             lead = not self._running
             self._running = True
+            if self._gathering and len(self._pending) >= self._enough:
+                self._company.set()
         if not lead:
             me.wake.acquire()  # the GIL is released while this thread sleeps
             if not me.lead:
@@ -81,11 +92,19 @@ class _Shared(Generic[Work, Result]):
         """Run the queue's first batch, answer its threads, and pass the turn on. The thread
         that runs is always the queue's first: it found no run under way, or was woken first."""
         if self._gather and self._alone < LONELY_RUNS:
-            time.sleep(self._gather)  # the GIL and the core go to the calls in flight
+            with self._lock:
+                self._gathering = len(self._pending) < self._enough
+                self._company.clear()
+            if self._gathering:
+                # the GIL and the core go to the calls in flight
+                self._company.wait(self._gather)
         with self._lock:
+            self._gathering = False
             count = taken((w.rows, w.width) for w in self._pending)
             batch, self._pending = self._pending[:count], self._pending[count:]
         self._alone = 0 if count > 1 else min(self._alone + 1, LONELY_RUNS)
+        self._sizes.append(count)
+        self._enough = max(self._sizes)
         started = tracing.now()
         try:
             results, run_rows = self._run_batch([w.work for w in batch])
