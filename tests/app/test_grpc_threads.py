@@ -46,20 +46,32 @@ def _until(happened: Callable[[], bool]) -> None:
         time.sleep(0.001)
 
 
-def test_a_run_waiting_for_company_starts_once_as_many_calls_queue_as_recent_runs_took() -> None:
-    """a runs alone (nobody waits); b and c queue meanwhile and run together, so the next run
-    waits for two calls. d queues while b's run holds: once it leads, it waits up to the whole
-    window (10 s) but starts as soon as e comes, and both get their own answers from one run."""
-    gates = {name: threading.Event() for name in "ab"}
-    runs, run_batch = _recorded(gates)
-    shared: _Shared[str, str] = _Shared(run_batch, gather=10.0)
-    answers: dict[str, tuple[str, float]] = {}
+def _a_then_b_and_c(
+    shared: _Shared[str, str],
+    runs: Runs,
+    gates: dict[str, threading.Event],
+    answers: dict[str, tuple[str, float]],
+) -> list[threading.Thread]:
+    """a runs alone (nobody waits), held by its gate; b and c queue meanwhile, then run
+    together, so the next run that gathers waits for two calls."""
     threads = [_submit(shared, "a", answers)]
     _until(lambda: runs == [["a"]])
     threads += [_submit(shared, "b", answers), _submit(shared, "c", answers)]
     _until(lambda: len(shared._pending) == 2)
     gates["a"].set()
     _until(lambda: runs == [["a"], ["b", "c"]])
+    return threads
+
+
+def test_a_run_waiting_for_company_starts_once_as_many_calls_queue_as_recent_runs_took() -> None:
+    """After a run of two, d queues while b's run holds: once it leads, it waits up to the
+    whole window (10 s) but starts as soon as e comes, and both get their own answers from one
+    run."""
+    gates = {name: threading.Event() for name in "ab"}
+    runs, run_batch = _recorded(gates)
+    shared: _Shared[str, str] = _Shared(run_batch, gather=10.0)
+    answers: dict[str, tuple[str, float]] = {}
+    threads = _a_then_b_and_c(shared, runs, gates, answers)
     threads.append(_submit(shared, "d", answers))
     _until(lambda: len(shared._pending) == 1)  # d waits for its turn
     gates["b"].set()
@@ -81,12 +93,7 @@ def test_a_run_whose_company_does_not_come_waits_the_window_then_runs_alone() ->
     runs, run_batch = _recorded(gates)
     shared: _Shared[str, str] = _Shared(run_batch, gather=0.3)
     answers: dict[str, tuple[str, float]] = {}
-    threads = [_submit(shared, "a", answers)]
-    _until(lambda: runs == [["a"]])
-    threads += [_submit(shared, "b", answers), _submit(shared, "c", answers)]
-    _until(lambda: len(shared._pending) == 2)
-    gates["a"].set()
-    for thread in threads:
+    for thread in _a_then_b_and_c(shared, runs, gates, answers):
         thread.join(10)
     assert runs == [["a"], ["b", "c"]]
     started = time.monotonic()
