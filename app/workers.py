@@ -197,6 +197,7 @@ class _Slot:
     started: float = 0.0
     delay: float = RESTART_DELAY_S
     restart_at: float | None = None
+    signalled: bool = False  # the stop was passed on to its current process
 
 
 class Supervisor:
@@ -241,6 +242,7 @@ class Supervisor:
             ENV_COUNT: str(self.count),
             MULTIPROC_ENV: str(self.folder / "metrics"),
         }
+        slot.signalled = False
         slot.process = subprocess.Popen(
             [sys.executable, "-m", "app"],
             env=env,
@@ -255,6 +257,10 @@ class Supervisor:
         slot.started, slot.restart_at = time.monotonic(), None
         if announce:
             log.info("worker %d started (pid %d)", slot.index, slot.process.pid)
+        if self.stopping is not None and not slot.signalled:
+            # The stop came while this worker was being started, before _stop could see it.
+            slot.process.send_signal(self.stopping)
+            slot.signalled = True
 
     def _stop(self, signum: int, frame: FrameType | None) -> None:
         if self.stopping is not None:
@@ -268,6 +274,7 @@ class Supervisor:
         for slot in self.slots:
             if slot.process is not None and slot.process.poll() is None:
                 slot.process.send_signal(signum)
+                slot.signalled = True
 
     def _reap(self, slot: _Slot) -> int | None:
         """The slot's worker's exit status if it has exited since the last look, else None."""

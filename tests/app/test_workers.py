@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -225,6 +226,34 @@ def test_a_sigterm_as_the_first_worker_becomes_ready_stops_cleanly(
     assert supervisor.run() == 0
     assert supervisor.slots[1].process is None
     assert supervisor.slots[1].started == 0
+
+
+@pytest.mark.server
+def test_a_sigterm_while_a_worker_is_being_started_reaches_that_worker_too(
+    shipped: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`docker stop` as worker 1 is being started: the signal lands after its process exists
+    but before the supervisor holds it, so the stop's pass over the workers misses it; it must
+    still be stopped, and the supervisor exit 0 without waiting out its deadline."""
+    for name, value in {
+        "COUNTER_MODELS_DIR": str(shipped),
+        "COUNTER_WALKED_CERTIFICATES": "skip",
+        "COUNTER_PORT": "0",
+    }.items():
+        monkeypatch.setenv(name, value)
+    supervisor = workers.Supervisor(Settings(), 2)
+    popen = subprocess.Popen
+
+    def spawned_then_stopped(*args: Any, **kwargs: Any) -> "subprocess.Popen[bytes]":
+        process = popen(*args, **kwargs)
+        if kwargs["env"][workers.ENV_SLOT] == "1":
+            supervisor._stop(signal.SIGTERM, None)  # as the signal handler would, at this moment
+        return process
+
+    monkeypatch.setattr(subprocess, "Popen", spawned_then_stopped)  # as app.workers calls it
+    started = time.monotonic()
+    assert supervisor.run() == 0
+    assert time.monotonic() - started < supervisor.stop_within
 
 
 @pytest.mark.server
