@@ -58,8 +58,7 @@ CLAIMS = {
         "(ours: the robust recipe with an LSTM, plus runs of nines inside a fifth of the "
         "numbers, noise std 0.3 on h and c after every step and 0.01 x mean c^2 in the loss "
         f"and, in its fused-step rows, forget-gate pre-activations past {FORGET_LIMIT:g} paying "
-        "0.01 x their "
-        "mean squared excess)"
+        "0.01 x their mean squared excess)"
     ),
 }
 
@@ -88,7 +87,7 @@ NOTES = (
     "and a unit that keeps nearly all of its state lets no box of its states hold its own "
     "image (an LSTM's c settles near i g / (1 - f), so it counts up while a digit repeats). "
     f"A GRU's update-gate pre-activations past {GATE_LIMIT:g} (1 - z >= "
-    f"{1 - 1 / (1 + math.exp(-GATE_LIMIT)):.2g}) and an LSTM's forget-gate pre-activations "
+    f"{1 / (1 + math.exp(GATE_LIMIT)):.2g}) and an LSTM's forget-gate pre-activations "
     f"past {FORGET_LIMIT:g} (f <= {1 / (1 + math.exp(-FORGET_LIMIT)):.3g}) pay 0.01 x their "
     "mean squared excess in the loss. "
     "The fused-step rows before these limits (GRU limited at 9: 9/10; at 5: 10/10 portable, "

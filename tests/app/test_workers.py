@@ -201,6 +201,17 @@ def test_sigterm_drains_every_worker_and_the_supervisor_exits_after_the_last(
                 sock.close()
 
 
+def _two_workers(shipped: Path, monkeypatch: pytest.MonkeyPatch) -> workers.Supervisor:
+    """A supervisor of two workers serving the shipped models on a free port, not yet run."""
+    for name, value in {
+        "COUNTER_MODELS_DIR": str(shipped),
+        "COUNTER_WALKED_CERTIFICATES": "skip",
+        "COUNTER_PORT": "0",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return workers.Supervisor(Settings(), 2)
+
+
 @pytest.mark.server
 def test_a_sigterm_as_the_first_worker_becomes_ready_stops_cleanly(
     shipped: Path, monkeypatch: pytest.MonkeyPatch
@@ -208,13 +219,7 @@ def test_a_sigterm_as_the_first_worker_becomes_ready_stops_cleanly(
     """`docker stop` right after start: the stop closes the listening sockets while the
     supervisor is between worker 0's readiness and starting the others; it must start no more
     workers and exit 0, not fail on a closed socket."""
-    for name, value in {
-        "COUNTER_MODELS_DIR": str(shipped),
-        "COUNTER_WALKED_CERTIFICATES": "skip",
-        "COUNTER_PORT": "0",
-    }.items():
-        monkeypatch.setenv(name, value)
-    supervisor = workers.Supervisor(Settings(), 2)
+    supervisor = _two_workers(shipped, monkeypatch)
     start_first = supervisor._start_first
 
     def ready_then_stopped() -> int | None:
@@ -235,13 +240,7 @@ def test_a_sigterm_while_a_worker_is_being_started_reaches_that_worker_too(
     """`docker stop` as worker 1 is being started: the signal lands after its process exists
     but before the supervisor holds it, so the stop's pass over the workers misses it; it must
     still be stopped, and the supervisor exit 0 without waiting out its deadline."""
-    for name, value in {
-        "COUNTER_MODELS_DIR": str(shipped),
-        "COUNTER_WALKED_CERTIFICATES": "skip",
-        "COUNTER_PORT": "0",
-    }.items():
-        monkeypatch.setenv(name, value)
-    supervisor = workers.Supervisor(Settings(), 2)
+    supervisor = _two_workers(shipped, monkeypatch)
     popen = subprocess.Popen
 
     def spawned_then_stopped(*args: Any, **kwargs: Any) -> "subprocess.Popen[bytes]":
