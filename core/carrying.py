@@ -36,7 +36,7 @@ from core.copying import (
     readout,
 )
 from core.interval import Array
-from core.walk import zonotope_coordinates
+from core.walk import Roots, roots, walk, zonotope_coordinates
 
 # the chain's zonotope keeps this many generators exactly (the rest boxed), so a long run of
 # nines costs the same per nine
@@ -82,9 +82,26 @@ class Closed:
     worst: float  # the largest containment coordinate minus its limit met (below 0)
 
 
-def check(cell: RnnCell, carry: Set, sets: Sets) -> Closed:
+def absorbed_roots(absorbed: tuple[Array, Array], sets: Sets) -> Roots:
+    """The carrying set's images under each absorbing digit d, (9, H) and (9, H, g), as roots
+    of a walk from the key of '9...9 d' (every digit nines, then d)."""
+    unit = 10**MAX_DEPTH
+    histories = [(unit - 10 + d) % unit for d in range(9)]
+    names = [f"the carrying set read with {d}" for d in range(9)]
+    return roots(sets, [absorbed[0]], [absorbed[1]], histories, names)
+
+
+def absorbing(cell: RnnCell, carry: Set) -> tuple[Array, Array]:
+    """The carrying set's images under each absorbing digit d in 0-8, (9, H) and (9, H, g)."""
+    centre, shape = carry.centre[None], carry.shape[None]
+    return zonotope.image(cell.weights, centre, shape, np.arange(9), cell.activation_error)
+
+
+def check(cell: RnnCell, carry: Set, sets: Sets, entry_steps: int = 0) -> Closed:
     """Check that the carrying set closes the chain for every run of at least carry.nines
-    nines (the module's argument); CertificateError says where it does not."""
+    nines (the module's argument); CertificateError says where it does not. entry_steps > 0
+    (core.copying.Invariant's): its images under each d are walked from the key of '9...9 d'
+    for up to that many digits, instead of their images under e lying in their keys' sets."""
     size = cell.state_size
     if carry.centre.shape != (size,) or carry.shape.shape != (size, size):
         raise CertificateError(f"the carrying set is not a parallelotope of {size} units")
@@ -121,20 +138,24 @@ def check(cell: RnnCell, carry: Set, sets: Sets) -> Closed:
             f"on the carrying set digit 0 is not sure to win (least logit gap {gap[0]:.3g})"
         )
     margin = float(gap[0])
-    absorbing = np.arange(9)
-    absorbed = zonotope.image(weights, centre, shape, absorbing, error)  # (9, H)
-    slack, gap = readout(cell, *absorbed, absorbing + 1)
+    absorbed = absorbing(cell, carry)
+    slack, gap = readout(cell, *absorbed, np.arange(1, 10))
     if slack.min() <= 0:
         worst = int(slack.argmin())
         raise CertificateError(
             f"the carrying set read with {worst} is not sure to give {worst + 1}"
         )
     margin = min(margin, float(gap.min()))
+    unit = 10**MAX_DEPTH
+    if entry_steps:
+        walked = walk(cell, sets, entry_steps, roots=absorbed_roots(absorbed, sets))
+        if walked.failure is not None:
+            raise CertificateError(walked.failure)
+        return Closed(min(margin, walked.margin), max(entered, kept, walked.worst))
     copy = zonotope.image(
         weights, absorbed[0][:, None], absorbed[1][:, None], np.arange(10), error
     )  # (9, 10, H)
     lo, hi = zonotope.hull(*copy)
-    unit = 10**MAX_DEPTH
     tails = np.asarray(
         [(unit - 100 + d * 10 + e) % unit for d in range(9) for e in range(10)], dtype=np.int64
     )  # every digit nines, then d and e

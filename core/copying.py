@@ -61,6 +61,10 @@ class Invariant:
     # after `proved` nines: with it, runs of every length are covered (absent in older files)
     carrying_centre: Array | None = None  # (H,)
     carrying_shape: Array | None = None  # (H, H)
+    # 0: the first copying states must lie in their keys' sets; n > 0: the states that absorb
+    # the carry are walked instead (`walk`, from their keys), for up to n digits (absent in
+    # older files: 0)
+    entry_steps: int = 0
 
     def codes(self) -> Ints:
         return uniform_keys(self.key_digits) if self.keys is None else self.keys
@@ -76,6 +80,8 @@ class Invariant:
             "keys": self.codes(),
             "steps": np.int64(self.steps),
         }
+        if self.entry_steps:
+            arrays["entry_steps"] = np.int64(self.entry_steps)
         if self.carrying_centre is not None and self.carrying_shape is not None:
             arrays |= {
                 "carrying_centre": self.carrying_centre,
@@ -98,6 +104,7 @@ class Invariant:
                     else uniform_keys(min(max(key_digits, 1), 4))
                 )
                 steps = int(data["steps"]) if "steps" in data.files else 1
+                entry_steps = int(data["entry_steps"]) if "entry_steps" in data.files else 0
                 carry = (
                     (
                         np.asarray(data["carrying_centre"], dtype=np.float64),
@@ -112,6 +119,8 @@ class Invariant:
             raise CertificateError(f"out of range: key_digits {key_digits}, proved {proved}")
         if not 1 <= steps <= MAX_STEPS:
             raise CertificateError(f"out of range: steps {steps} (1 to {MAX_STEPS})")
+        if not 0 <= entry_steps <= MAX_STEPS:
+            raise CertificateError(f"out of range: entry_steps {entry_steps} (0 to {MAX_STEPS})")
         count = len(keys)
         if (
             centres.ndim != 2
@@ -124,7 +133,9 @@ class Invariant:
         if not (np.isfinite(centres).all() and np.isfinite(shapes).all()):
             raise CertificateError("the sets hold a NaN or an infinity")
         if carry is None:
-            return Invariant(proved, key_digits, centres, shapes, keys, steps)
+            return Invariant(
+                proved, key_digits, centres, shapes, keys, steps, entry_steps=entry_steps
+            )
         carry_centre, carry_shape = carry
         if not (
             carry_centre.shape == centres.shape[1:]
@@ -134,7 +145,7 @@ class Invariant:
         ):
             raise CertificateError("the carrying set is not a finite set of the sets' units")
         return Invariant(
-            proved, key_digits, centres, shapes, keys, steps, carry_centre, carry_shape
+            proved, key_digits, centres, shapes, keys, steps, carry_centre, carry_shape, entry_steps
         )
 
 

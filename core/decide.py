@@ -50,7 +50,7 @@ the search that finds them is in training.decide. Pure numpy, no torch: the serv
 """
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -73,7 +73,7 @@ from core.copying import (
     sets_of,
 )
 from core.interval import Array
-from core.walk import walk
+from core.walk import Roots, roots, walk
 from core.weights import RnnWeights
 from core.zonotope import relax
 
@@ -146,19 +146,13 @@ def step_coordinates(cell: RnnCell, sets: Sets) -> Array:
     return result
 
 
-def entries(cell: RnnCell, proved: int) -> tuple[Array, Array, Ints, float]:
-    """Check the carrying and absorbed states of every run of up to `proved` nines (zonotopes
-    around their one trajectory) and return the boxes of the first copying states after them,
-    (N, H) each, their histories (N,: the value of the last MAX_DEPTH digits read, see
-    key_index), ordered by (run, absorbing digit, next digit), and the least logit gap met.
-    CertificateError when a carrying or absorbed state is not sure to read right."""
-    unit = 10**MAX_DEPTH
+def _absorbed(
+    cell: RnnCell, proved: int, margins: list[float]
+) -> Iterator[tuple[int, tuple[Array, Array]]]:
+    """The states that absorb the carry after j = 0..proved nines, (9, H) and (9, H, g) by
+    absorbing digit, each once the carrying states before it and it are checked to read right
+    (the least logit gaps met are appended to margins). CertificateError when one is not."""
     weights, error = cell.weights, cell.activation_error
-    margins: list[float] = []
-    # carrying: one zonotope per run of nines, reading 0; absorbed: its images under 0-8
-    entry_lo: list[Array] = []
-    entry_hi: list[Array] = []
-    entry_keys: list[int] = []
     absorbing = np.arange(9)
     for j, (centre, generators) in zip(range(proved + 1), carrying.chain(cell), strict=False):
         if j > 0:
@@ -178,9 +172,28 @@ def entries(cell: RnnCell, proved: int) -> tuple[Array, Array, Ints, float]:
                 f"give {worst + 1}"
             )
         margins.append(float(gap.min()))
+        yield j, absorbed
+
+
+def entries(cell: RnnCell, proved: int) -> tuple[Array, Array, Ints, float]:
+    """Check the carrying and absorbed states of every run of up to `proved` nines (zonotopes
+    around their one trajectory) and return the boxes of the first copying states after them,
+    (N, H) each, their histories (N,: the value of the last MAX_DEPTH digits read, see
+    key_index), ordered by (run, absorbing digit, next digit), and the least logit gap met.
+    CertificateError when a carrying or absorbed state is not sure to read right."""
+    unit = 10**MAX_DEPTH
+    margins: list[float] = []
+    entry_lo: list[Array] = []
+    entry_hi: list[Array] = []
+    entry_keys: list[int] = []
+    for j, absorbed in _absorbed(cell, proved, margins):
         # the first copying state: each absorbed state read with every digit
         copy = zonotope.image(
-            weights, absorbed[0][:, None], absorbed[1][:, None], np.arange(10), error
+            cell.weights,
+            absorbed[0][:, None],
+            absorbed[1][:, None],
+            np.arange(10),
+            cell.activation_error,
         )  # (9, 10, H)
         copy_lo, copy_hi = zonotope.hull(*copy)
         entry_lo.append(copy_lo.reshape(-1, cell.state_size))  # by (absorbing, next digit)
@@ -189,6 +202,24 @@ def entries(cell: RnnCell, proved: int) -> tuple[Array, Array, Ints, float]:
         entry_keys += [(nines + d * 10 + e) % unit for d in range(9) for e in range(10)]
     keys = np.asarray(entry_keys, dtype=np.int64)
     return np.concatenate(entry_lo), np.concatenate(entry_hi), keys, min(margins)
+
+
+def absorbed_roots(cell: RnnCell, proved: int, sets: Sets) -> tuple[Roots, float]:
+    """The states that absorb the carry after every run of up to `proved` nines, checked as in
+    `entries`, as roots of a walk from their keys (j nines, then d), and the least logit gap
+    met."""
+    unit = 10**MAX_DEPTH
+    margins: list[float] = []
+    centres: list[Array] = []
+    generators: list[Array] = []
+    histories: list[int] = []
+    names: list[str] = []
+    for j, (centre, shape) in _absorbed(cell, proved, margins):
+        centres.append(centre)
+        generators.append(shape)
+        histories += [((10 ** min(j, MAX_DEPTH) - 1) * 10 + d) % unit for d in range(9)]
+        names += [f"the state after {j} nines and {d}" for d in range(9)]
+    return roots(sets, centres, generators, histories, names), min(margins)
 
 
 def check(weights: RnnWeights, invariant: Invariant, tanh_error: float) -> Checked:
@@ -201,16 +232,24 @@ def check(weights: RnnWeights, invariant: Invariant, tanh_error: float) -> Check
         )
     sets = sets_of(invariant)
     proved = invariant.proved
-    entry_lo, entry_hi, tails, entry_margin = entries(cell, proved)
-    keys = key_index(sets.keys, tails)
-    outside = _inside(sets, keys, entry_lo, entry_hi)
-    worst_entry = int(outside.argmax())
-    if outside[worst_entry] > 0:
-        j, rest = divmod(worst_entry, 90)
-        raise CertificateError(
-            f"the state after {j} nines, {rest // 10} and {rest % 10} is not inside the set "
-            f"of key {digit_name(int(sets.keys[keys[worst_entry]]))}"
-        )
+    if invariant.entry_steps:
+        # the states that absorb the carry, walked from their keys like the sets
+        absorbed, entry_margin = absorbed_roots(cell, proved, sets)
+        entered = walk(cell, sets, invariant.entry_steps, roots=absorbed)
+        if entered.failure is not None:
+            raise CertificateError(entered.failure)
+        entry_margin, worst_entry = min(entry_margin, entered.margin), entered.worst
+    else:
+        entry_lo, entry_hi, tails, entry_margin = entries(cell, proved)
+        keys = key_index(sets.keys, tails)
+        outside = _inside(sets, keys, entry_lo, entry_hi)
+        if outside.max() > 0:
+            j, rest = divmod(int(outside.argmax()), 90)
+            raise CertificateError(
+                f"the state after {j} nines, {rest // 10} and {rest % 10} is not inside the "
+                f"set of key {digit_name(int(sets.keys[keys[outside.argmax()]]))}"
+            )
+        worst_entry = float(outside.max())
     if invariant.steps > 1:
         walked = walk(cell, sets, invariant.steps)
         if walked.failure is not None:
@@ -237,11 +276,11 @@ def check(weights: RnnWeights, invariant: Invariant, tanh_error: float) -> Check
             f"(worst logit gap {float(gap[loser]):.3g})"
         )
     margin = min(entry_margin, float(gap.min()), walk_margin)
-    worst = max(float(outside.max()), worst_step)
+    worst = max(worst_entry, worst_step)
     if invariant.carrying_centre is None or invariant.carrying_shape is None:
         return Checked(proved, math.floor(margin * 1e6) / 1e6, -worst)
     carry = carrying.Set(proved, invariant.carrying_centre, invariant.carrying_shape)
-    closed = carrying.check(cell, carry, sets)
+    closed = carrying.check(cell, carry, sets, invariant.entry_steps)
     margin, worst = min(margin, closed.margin), max(worst, closed.worst)
     return Checked("unbounded", math.floor(margin * 1e6) / 1e6, -worst)
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from core import interval, zonotope
 from core.cells import SOFTMAX_SLACK, RnnCell
-from core.copying import CHAIN, Ints, Sets, digit_name
+from core.copying import CHAIN, Ints, Sets, digit_name, key_index
 from core.interval import Array
 
 
@@ -49,6 +49,35 @@ _BATCH = 512
 _PRODUCT_FLOATS = 1 << 17
 
 
+@dataclass(frozen=True)
+class Roots:
+    """Zonotopes walked instead of the sets (the states that absorb the carry)."""
+
+    centres: Array  # (N, H)
+    rows: Array  # (N, g, H): generators as rows
+    at: Ints  # (N,): each one's key, as an index into the sets
+    names: tuple[str, ...]  # each one, as a failure names it
+
+
+def roots(
+    sets: Sets,
+    centres: list[Array],
+    generators: list[Array],
+    histories: list[int],
+    names: list[str],
+) -> Roots:
+    """Zonotopes (n_i, H), (n_i, H, g_i) by groups as roots of a walk, each from the key of its
+    history (the value of its last MAX_DEPTH digits, core.copying.key_index)."""
+    terms = max(g.shape[-1] for g in generators)
+    rows = [np.pad(g, ((0, 0), (0, 0), (0, terms - g.shape[-1]))) for g in generators]
+    return Roots(
+        np.concatenate(centres),
+        np.ascontiguousarray(np.concatenate(rows).transpose(0, 2, 1)),
+        key_index(sets.keys, np.asarray(histories, dtype=np.int64)),
+        tuple(names),
+    )
+
+
 @dataclass
 class _Frontier:
     """Open walk nodes at one level."""
@@ -60,13 +89,15 @@ class _Frontier:
     level: int  # digits read
 
 
-def walk(cell: RnnCell, sets: Sets, longest: int, keep_going: bool = False) -> Walk:
-    """From every set P_s, read every digit string w, one digit at a time, as a zonotope
-    (core.zonotope): at every node the digit just read must win (readout), and the node is a
-    leaf once its image lies in the set of its key (the key of s w); a node still outside
-    after `longest` digits fails the walk. keep_going: walk every key even after a leaf stays
-    open (the search's measure of where the sets must grow), but stop at a readout failure,
-    which growing the sets cannot mend.
+def walk(
+    cell: RnnCell, sets: Sets, longest: int, keep_going: bool = False, roots: Roots | None = None
+) -> Walk:
+    """From every set P_s (or every root, when given), read every digit string w, one digit at
+    a time, as a zonotope (core.zonotope): at every node the digit just read must win
+    (readout), and the node is a leaf once its image lies in the set of its key (the key of
+    s w); a node still outside after `longest` digits fails the walk. keep_going: walk every
+    key even after a leaf stays open (the search's measure of where the sets must grow), but
+    stop at a readout failure, which growing the sets cannot mend.
 
     Every start key's nodes are walked together, in batches of a bounded size taken depth
     first (the tree is the same whatever the order); a child is built only when it is not a
@@ -77,12 +108,18 @@ def walk(cell: RnnCell, sets: Sets, longest: int, keep_going: bool = False) -> W
     open_coordinates: list[Array] = []
     failure: str | None = None
     unsure = False  # a readout failed: nothing more to measure
-    every = np.arange(len(sets.keys))
-    pending = [
-        _Frontier(
-            sets.centres, np.ascontiguousarray(sets.shapes.transpose(0, 2, 1)), every, every, 0
-        )
-    ]
+    if roots is None:
+        every = np.arange(len(sets.keys))
+        rows = np.ascontiguousarray(sets.shapes.transpose(0, 2, 1))
+        pending = [_Frontier(sets.centres, rows, every, every, 0)]
+    else:
+        pending = [_Frontier(roots.centres, roots.rows, roots.at, np.arange(len(roots.at)), 0)]
+
+    def origin(start: int) -> str:
+        if roots is None:
+            return f"the set of key {digit_name(int(sets.keys[start]))}"
+        return roots.names[start]
+
     while pending and not unsure and (failure is None or keep_going):
         node = pending.pop()
         if len(node.at) > _BATCH:
@@ -100,8 +137,8 @@ def walk(cell: RnnCell, sets: Sets, longest: int, keep_going: bool = False) -> W
             unsure = True
             digit, where = np.unravel_index(int(slack.argmin()), slack.shape)
             failure = (
-                f"from the set of key {digit_name(int(sets.keys[node.start[where]]))}, after "
-                f"{level} digits, digit {digit} is not sure to win"
+                f"from {origin(int(node.start[where]))}, after {level} digits, digit {digit} "
+                "is not sure to win"
             )
         over = inside.max(axis=2) - sets.limit[targets]
         closed = over <= 0
@@ -114,10 +151,9 @@ def walk(cell: RnnCell, sets: Sets, longest: int, keep_going: bool = False) -> W
             open_targets.append(targets[digits, parents])
             open_coordinates.append(inside[digits, parents])
             if failure is None:
-                origin = digit_name(int(sets.keys[starts[digits, parents].min()]))
                 failure = (
-                    f"from the set of key {origin}, {len(digits)} digit strings of {longest} "
-                    "still leave their sets"
+                    f"from {origin(int(starts[digits, parents].min()))}, {len(digits)} digit "
+                    f"strings of {longest} still leave their sets"
                 )
             continue
         pending.append(

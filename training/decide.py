@@ -26,7 +26,7 @@ from core.weights import RnnWeights, UnsupportedModelError, recurrent_weights_fr
 from training import carrying as carrying_search
 from training.copy_search import copying_failure
 from training.sets_fit import DEEPEST, fit
-from training.walk_fit import fit_walk
+from training.walk_fit import fit_steady, fit_walk
 
 CARRY_LIMIT = 1000  # the longest run of nines tried
 BUDGET = 45.0  # seconds of search before a bisection between fits stops (K stays a range)
@@ -114,6 +114,9 @@ def decide_carry(
         tried[k] = fit(weights, k, key_digits, tanh_error)
         if walk and isinstance(tried[k], str):
             walked = fit_walk(weights, k, tanh_error)
+            if isinstance(walked, str):
+                closing = carry if carry is not None and k == carry.nines else None
+                walked = fit_steady(weights, k, tanh_error, closing)
             if not isinstance(walked, str):
                 tried[k] = walked
         return tried[k]

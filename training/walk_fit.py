@@ -5,13 +5,13 @@ states, grown where an entry or a walk's open leaf pokes out. Only core.decide.c
 
 import numpy as np
 
-from core import copying, decide
+from core import carrying, copying, decide
 from core.cells import RnnCell
 from core.certify import DEFAULT_TANH_ERROR
 from core.copying import CertificateError, Invariant
 from core.decide import Checked
 from core.interval import Array
-from core.walk import walk
+from core.walk import Walk, walk
 from core.weights import RnnWeights
 from training.sets_fit import WIDEST
 
@@ -23,6 +23,14 @@ WALK_LENGTH = 24
 WALK_FLOOR = 3e-3  # the least half-width along any axis: the tanh band's room
 WALK_GROWTH = 1.05  # a set grows past what an open leaf needs by this factor
 WALK_ROUNDS = 4
+# The steady fit, tried when that fails: sets keyed by the last STEADY_KEYS digits, fitted to the
+# copying states from the STEADY_FROM-th copied digit on only (the states just after a carry
+# lie apart, and sets wide enough to hold them read wrong), and the states that absorb the
+# carry walked into them for up to ENTRY_STEPS digits (Invariant.entry_steps)
+STEADY_KEYS = 3
+STEADY_FROM = 3
+ENTRY_STEPS = 8
+STEADY_ROUNDS = 30
 
 
 def _walk_samples(
@@ -113,3 +121,63 @@ def fit_walk(
             return f"the walked sets grow past tanh's range ({failure})"
         widths = need
     return f"no walked certificate after {WALK_ROUNDS} rounds ({failure})"
+
+
+def fit_steady(
+    weights: RnnWeights,
+    proved: int,
+    tanh_error: float = DEFAULT_TANH_ERROR,
+    carry: carrying.Set | None = None,
+    seed: int = 0,
+) -> tuple[Invariant, Checked] | str:
+    """A checked certificate of K = proved with walked entries (Invariant.entry_steps), or why
+    none was found: boxes in the principal axes of the steady copying states keyed by their
+    last STEADY_KEYS digits, grown where a walk's open leaf pokes out (the sets' own walk, the
+    absorbed states' and, given a carrying set, its absorbed images'), for up to STEADY_ROUNDS
+    rounds."""
+    cell = RnnCell(weights, tanh_error)
+    keys = copying.uniform_keys(STEADY_KEYS)
+    states, history = _walk_samples(weights, proved, np.random.default_rng(seed))
+    steady = np.repeat(np.arange(1, WALK_LENGTH + 1), WALK_TRAJECTORIES) >= STEADY_FROM
+    owner = copying.key_index(keys, history[steady])
+    centres, axes, widths = _principal_boxes(states[steady], owner, len(keys))
+    failure = "no round"
+    for _ in range(STEADY_ROUNDS):
+        shapes = axes * widths[:, None, :]
+        invariant = Invariant(
+            proved, STEADY_KEYS, centres, shapes, keys, WALK_STEPS, entry_steps=ENTRY_STEPS
+        )
+        sets = copying.sets_of(invariant)
+        try:
+            absorbed, _ = decide.absorbed_roots(cell, proved, sets)
+        except CertificateError as exc:
+            return str(exc)
+        walks = [
+            walk(cell, sets, WALK_STEPS, keep_going=True),
+            walk(cell, sets, ENTRY_STEPS, keep_going=True, roots=absorbed),
+        ]
+        if carry is not None:
+            images = carrying.absorbed_roots(carrying.absorbing(cell, carry), sets)
+            walks.append(walk(cell, sets, ENTRY_STEPS, keep_going=True, roots=images))
+        unsure = next((w for w in walks if w.slack <= 0), None)
+        if unsure is not None:
+            return unsure.failure or "a walk's readout fails"
+        if all(w.failure is None for w in walks):
+            try:
+                return invariant, decide.check(weights, invariant, tanh_error)
+            except CertificateError as exc:
+                return str(exc)
+        failure = next(w.failure for w in walks if w.failure is not None) or failure
+        widths = _grown(widths, walks)
+        if widths.max() > WIDEST:
+            return f"the steady sets grow past tanh's range ({failure})"
+    return f"no steady certificate after {STEADY_ROUNDS} rounds ({failure})"
+
+
+def _grown(widths: Array, walks: list[Walk]) -> Array:
+    """The sets' half-widths grown to hold every leaf the walks left open."""
+    need = widths.copy()
+    for walked in walks:
+        targets = walked.open_targets
+        np.maximum.at(need, targets, walked.open_coordinates * widths[targets] * WALK_GROWTH)
+    return need

@@ -93,3 +93,48 @@ def test_the_searchs_walk_stops_at_a_digit_that_loses(
     assert tree.failure is not None
     assert "digit 3 is not sure to win" in tree.failure
     assert tree.nodes < whole.nodes
+
+
+def test_walked_entries_check_what_entries_in_their_sets_prove(
+    walked: tuple[RnnWeights, Invariant],
+) -> None:
+    """entry_steps: the states that absorb the carry are walked into the sets instead of their
+    next states lying in them; where those do, the walk closes after one digit."""
+    weights, invariant = walked
+    entering = replace(invariant, entry_steps=2)
+    checked = decide.check(weights, entering, DEFAULT_TANH_ERROR)
+    assert checked.proved == 2
+    assert checked.margin > 0
+    read = Invariant.from_bytes(entering.to_bytes())
+    assert read.entry_steps == 2
+    assert decide.check(weights, read, DEFAULT_TANH_ERROR).proved == 2
+    assert Invariant.from_bytes(invariant.to_bytes()).entry_steps == 0
+
+
+@pytest.mark.parametrize("steps", [-1, copying.MAX_STEPS + 1])
+def test_an_entry_walk_depth_out_of_range_is_refused(
+    walked: tuple[RnnWeights, Invariant], steps: int
+) -> None:
+    _, invariant = walked
+    with pytest.raises(CertificateError, match="entry_steps"):
+        Invariant.from_bytes(replace(invariant, entry_steps=steps).to_bytes())
+
+
+def test_walked_entries_refuse_sets_too_small_to_hold_them(
+    walked: tuple[RnnWeights, Invariant],
+) -> None:
+    """Each absorbed state is a root of its own, named in the failure: with the sets shrunk,
+    the strings from the state after 0 nines and 0 stay outside."""
+    weights, invariant = walked
+    cell = RnnCell(weights, DEFAULT_TANH_ERROR)
+    sets = copying.sets_of(replace(invariant, shapes=invariant.shapes * 1e-3))
+    absorbed, margin = decide.absorbed_roots(cell, invariant.proved, sets)
+    assert len(absorbed.at) == 9 * (invariant.proved + 1)
+    assert margin > 0
+    tree = walk(cell, sets, 2, roots=absorbed)
+    assert tree.failure is not None
+    assert tree.failure.startswith("from the state after 0 nines and 0, ")
+    assert tree.failure.endswith("digit strings of 2 still leave their sets")
+    shrunk = replace(invariant, shapes=invariant.shapes * 1e-3, entry_steps=2)
+    with pytest.raises(CertificateError):
+        decide.check(weights, shrunk, DEFAULT_TANH_ERROR)
