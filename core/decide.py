@@ -86,6 +86,7 @@ WALK_METHOD = (
     "states in one parallelotope per key (the last digits read), every digit string from each "
     "followed as a zonotope until it lies in its key's set"
 )
+ENTRY_METHOD = "; the states that absorb the carry followed the same way until they lie in a set"
 _ZERO = np.zeros(1, dtype=np.int64)  # the right digit while carrying
 
 

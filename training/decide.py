@@ -295,9 +295,13 @@ def on_card(decision: Decision, target: Path, key_digits: int) -> card_schema.De
         )
     shipped = decision.invariant is not None
     walked = decision.invariant is not None and decision.invariant.steps > 1
+    entered = decision.invariant is not None and decision.invariant.entry_steps > 0
     closed = decision.invariant is not None and decision.invariant.carrying_centre is not None
+    if decision.invariant is not None:
+        key_digits = decision.invariant.key_digits
     return card_schema.Decision(
         method=(decide.WALK_METHOD if walked else decide.METHOD)
+        + (decide.ENTRY_METHOD if entered else "")
         + (carrying.METHOD if closed else ""),
         proved_carry_length=decision.proved,
         refutation=refutation,
