@@ -28,6 +28,14 @@ trailing run is j <= K nines goes through three phases:
   `steps` digits fails. A copying state in its key's set is then followed by right answers up
   to a leaf, where it is in a set again, so the same induction covers every length.
 
+  The states just after a carry can lie apart from the later copying states for a few digits,
+  and sets wide enough to hold both may read wrong. A certificate with entry_steps > 0 then
+  does not ask the first copying states to lie in the sets: each absorbed state (and, with a
+  carrying set, each of its images under d) is walked like a set, every digit string from it
+  followed until it lies in its key's set, for up to entry_steps digits, every digit read on
+  the way sure to win. Every copying state after a carry is then either on such a walk (read
+  right) or past its leaf, inside a set, where the sets' own check takes over.
+
 Every run longer than K: a certificate may carry a carrying set C (core.carrying), a
 parallelotope entered by the chain after K nines (Z_K inside C) and mapped into itself by
 reading a 9. Then the state after any j >= K nines lies in C (induction on j), digit 0 wins on
