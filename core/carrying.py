@@ -36,7 +36,7 @@ from core.copying import (
     readout,
 )
 from core.interval import Array
-from core.walk import Roots, roots, walk, zonotope_coordinates
+from core.walk import Roots, roots_of, walk, zonotope_coordinates
 
 # the chain's zonotope keeps this many generators exactly (the rest boxed), so a long run of
 # nines costs the same per nine
@@ -88,7 +88,7 @@ def absorbed_roots(absorbed: tuple[Array, Array], sets: Sets) -> Roots:
     unit = 10**MAX_DEPTH
     histories = [(unit - 10 + d) % unit for d in range(9)]
     names = [f"the carrying set read with {d}" for d in range(9)]
-    return roots(sets, [absorbed[0]], [absorbed[1]], histories, names)
+    return roots_of(sets, [absorbed[0]], [absorbed[1]], histories, names)
 
 
 def absorbing(cell: RnnCell, carry: Set) -> tuple[Array, Array]:

@@ -81,7 +81,7 @@ from core.copying import (
     sets_of,
 )
 from core.interval import Array
-from core.walk import Roots, roots, walk
+from core.walk import Roots, roots_of, walk
 from core.weights import RnnWeights
 from core.zonotope import relax
 
@@ -228,7 +228,7 @@ def absorbed_roots(cell: RnnCell, proved: int, sets: Sets) -> tuple[Roots, float
         generators.append(shape)
         histories += [((10 ** min(j, MAX_DEPTH) - 1) * 10 + d) % unit for d in range(9)]
         names += [f"the state after {j} nines and {d}" for d in range(9)]
-    return roots(sets, centres, generators, histories, names), min(margins)
+    return roots_of(sets, centres, generators, histories, names), min(margins)
 
 
 def check(weights: RnnWeights, invariant: Invariant, tanh_error: float) -> Checked:

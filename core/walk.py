@@ -59,7 +59,7 @@ class Roots:
     names: tuple[str, ...]  # each one, as a failure names it
 
 
-def roots(
+def roots_of(
     sets: Sets,
     centres: list[Array],
     generators: list[Array],
