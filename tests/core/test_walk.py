@@ -142,3 +142,13 @@ def test_walked_entries_refuse_sets_too_small_to_hold_them(
     shrunk = replace(invariant, shapes=invariant.shapes * 1e-3, entry_steps=2)
     with pytest.raises(CertificateError):
         decide.check(weights, shrunk, DEFAULT_TANH_ERROR)
+
+
+def test_the_check_walks_the_entries_to_their_depth(walked: tuple[RnnWeights, Invariant]) -> None:
+    """Sets shrunk by a tenth hold neither the first copying states nor all their own images:
+    with walked entries allowed one digit, the check fails at the entries' walk first and
+    names the absorbed state it starts from (not a set, nor the first copying state's box)."""
+    weights, invariant = walked
+    shrunk = replace(invariant, shapes=invariant.shapes * 0.9, entry_steps=1)
+    with pytest.raises(CertificateError, match=r"^from the state after 0 nines and 0, .* of 1 "):
+        decide.check(weights, shrunk, DEFAULT_TANH_ERROR)
