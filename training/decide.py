@@ -117,8 +117,7 @@ def decide_carry(
             if isinstance(walked, str):
                 closing = carry if carry is not None and k == carry.nines else None
                 walked = fit_steady(weights, k, tanh_error, closing)
-            if not isinstance(walked, str):
-                tried[k] = walked
+            tried[k] = walked  # when none closes, the reason is the last fit's
         return tried[k]
 
     if top >= 0:

@@ -2,10 +2,13 @@
 carry's transient, keyed by three digits, with the states that absorb the carry walked into
 them; what it returns is a certificate the one-pass check accepts, from its file too."""
 
+import pytest
+
 from core import decide
 from core.certify import DEFAULT_TANH_ERROR
 from core.copying import Invariant
-from tests.training.hand_counter import leaky_counter
+from tests.training.hand_counter import answer_of, leaky_counter
+from training import decide as decide_module
 from training.walk_fit import ENTRY_STEPS, STEADY_KEYS, fit_steady
 
 
@@ -19,3 +22,15 @@ def test_the_steady_fit_finds_a_certificate_that_walks_its_entries() -> None:
     assert checked.margin > 0
     read = Invariant.from_bytes(invariant.to_bytes())
     assert decide.check(weights, read, DEFAULT_TANH_ERROR).proved == 2
+
+
+def test_when_no_fit_closes_the_reason_is_the_last_fits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """decide --walk tries the one-step fit, the walked fit, then the steady fit: when none
+    closes, the card's reason is the steady fit's, not the first one's."""
+    monkeypatch.setattr(decide_module, "fit", lambda *_: "the one-step sets fail")
+    monkeypatch.setattr(decide_module, "fit_walk", lambda *_: "the walked sets fail")
+    monkeypatch.setattr(decide_module, "fit_steady", lambda *_: "the steady sets fail")
+    weights = leaky_counter()
+    decision = decide_module.decide_carry(weights, answer_of(weights), limit=30, walk=True)
+    assert decision.proved == -1
+    assert decision.reason == "the steady sets fail"
