@@ -27,6 +27,7 @@ from core.cells import RnnCell
 from core.copying import (
     MAX_DEPTH,
     CertificateError,
+    Ints,
     Sets,
     checked_inverses,
     coordinates,
@@ -82,13 +83,14 @@ class Closed:
     worst: float  # the largest containment coordinate minus its limit met (below 0)
 
 
-def absorbed_roots(absorbed: tuple[Array, Array], sets: Sets) -> Roots:
+def absorbed_roots(absorbed: tuple[Array, Array], keys: Ints) -> Roots:
     """The carrying set's images under each absorbing digit d, (9, H) and (9, H, g), as roots
-    of a walk from the key of '9...9 d' (every digit nines, then d)."""
+    of a walk from the key of '9...9 d' (every digit nines, then d; `keys` the certificate's
+    codes)."""
     unit = 10**MAX_DEPTH
     histories = [(unit - 10 + d) % unit for d in range(9)]
     names = [f"the carrying set read with {d}" for d in range(9)]
-    return roots_of(sets, [absorbed[0]], [absorbed[1]], histories, names)
+    return roots_of(keys, [absorbed[0]], [absorbed[1]], histories, names)
 
 
 def absorbing(cell: RnnCell, carry: Set) -> tuple[Array, Array]:
@@ -146,9 +148,8 @@ def check(cell: RnnCell, carry: Set, sets: Sets, entry_steps: int = 0) -> Closed
             f"the carrying set read with {worst} is not sure to give {worst + 1}"
         )
     margin = min(margin, float(gap.min()))
-    unit = 10**MAX_DEPTH
     if entry_steps:
-        walked = walk(cell, sets, entry_steps, roots=absorbed_roots(absorbed, sets))
+        walked = walk(cell, sets, entry_steps, roots=absorbed_roots(absorbed, sets.keys))
         if walked.failure is not None:
             raise CertificateError(walked.failure)
         return Closed(min(margin, walked.margin), max(entered, kept, walked.worst))
@@ -156,6 +157,7 @@ def check(cell: RnnCell, carry: Set, sets: Sets, entry_steps: int = 0) -> Closed
         weights, absorbed[0][:, None], absorbed[1][:, None], np.arange(10), error
     )  # (9, 10, H)
     lo, hi = zonotope.hull(*copy)
+    unit = 10**MAX_DEPTH
     tails = np.asarray(
         [(unit - 100 + d * 10 + e) % unit for d in range(9) for e in range(10)], dtype=np.int64
     )  # every digit nines, then d and e

@@ -213,10 +213,10 @@ def entries(cell: RnnCell, proved: int) -> tuple[Array, Array, Ints, float]:
     return np.concatenate(entry_lo), np.concatenate(entry_hi), keys, min(margins)
 
 
-def absorbed_roots(cell: RnnCell, proved: int, sets: Sets) -> tuple[Roots, float]:
+def absorbed_roots(cell: RnnCell, proved: int, keys: Ints) -> tuple[Roots, float]:
     """The states that absorb the carry after every run of up to `proved` nines, checked as in
-    `entries`, as roots of a walk from their keys (j nines, then d), and the least logit gap
-    met."""
+    `entries`, as roots of a walk from their keys (j nines, then d; `keys` the certificate's
+    codes), and the least logit gap met."""
     unit = 10**MAX_DEPTH
     margins: list[float] = []
     centres: list[Array] = []
@@ -228,7 +228,7 @@ def absorbed_roots(cell: RnnCell, proved: int, sets: Sets) -> tuple[Roots, float
         generators.append(shape)
         histories += [((10 ** min(j, MAX_DEPTH) - 1) * 10 + d) % unit for d in range(9)]
         names += [f"the state after {j} nines and {d}" for d in range(9)]
-    return roots_of(sets, centres, generators, histories, names), min(margins)
+    return roots_of(keys, centres, generators, histories, names), min(margins)
 
 
 def check(weights: RnnWeights, invariant: Invariant, tanh_error: float) -> Checked:
@@ -243,7 +243,7 @@ def check(weights: RnnWeights, invariant: Invariant, tanh_error: float) -> Check
     proved = invariant.proved
     if invariant.entry_steps:
         # the states that absorb the carry, walked from their keys like the sets
-        absorbed, entry_margin = absorbed_roots(cell, proved, sets)
+        absorbed, entry_margin = absorbed_roots(cell, proved, sets.keys)
         entered = walk(cell, sets, invariant.entry_steps, roots=absorbed)
         if entered.failure is not None:
             raise CertificateError(entered.failure)

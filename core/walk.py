@@ -60,20 +60,21 @@ class Roots:
 
 
 def roots_of(
-    sets: Sets,
+    keys: Ints,
     centres: list[Array],
     generators: list[Array],
     histories: list[int],
     names: list[str],
 ) -> Roots:
-    """Zonotopes (n_i, H), (n_i, H, g_i) by groups as roots of a walk, each from the key of its
-    history (the value of its last MAX_DEPTH digits, core.copying.key_index)."""
+    """Zonotopes (n_i, H), (n_i, H, g_i) by groups as roots of a walk, each from the key (an
+    index into the certificate's key codes) of its history (the value of its last MAX_DEPTH
+    digits, core.copying.key_index)."""
     terms = max(g.shape[-1] for g in generators)
     rows = [np.pad(g, ((0, 0), (0, 0), (0, terms - g.shape[-1]))) for g in generators]
     return Roots(
         np.concatenate(centres),
         np.ascontiguousarray(np.concatenate(rows).transpose(0, 2, 1)),
-        key_index(sets.keys, np.asarray(histories, dtype=np.int64)),
+        key_index(keys, np.asarray(histories, dtype=np.int64)),
         tuple(names),
     )
 

@@ -115,8 +115,7 @@ def fit_walk(
             except CertificateError as exc:
                 return str(exc)
         failure = walked.failure or "an entry leaves its set"
-        targets = walked.open_targets
-        np.maximum.at(need, targets, walked.open_coordinates * widths[targets] * WALK_GROWTH)
+        need = _grown(need, widths, [walked])
         if need.max() > WIDEST:
             return f"the walked sets grow past tanh's range ({failure})"
         widths = need
@@ -141,6 +140,12 @@ def fit_steady(
     steady = np.repeat(np.arange(1, WALK_LENGTH + 1), WALK_TRAJECTORIES) >= STEADY_FROM
     owner = copying.key_index(keys, history[steady])
     centres, axes, widths = _principal_boxes(states[steady], owner, len(keys))
+    try:  # the walks' roots: the absorbed states and the carrying set's images, by key
+        starts = [decide.absorbed_roots(cell, proved, keys)[0]]
+    except CertificateError as exc:
+        return str(exc)
+    if carry is not None:
+        starts.append(carrying.absorbed_roots(carrying.absorbing(cell, carry), keys))
     failure = "no round"
     for _ in range(STEADY_ROUNDS):
         shapes = axes * widths[:, None, :]
@@ -148,17 +153,8 @@ def fit_steady(
             proved, STEADY_KEYS, centres, shapes, keys, WALK_STEPS, entry_steps=ENTRY_STEPS
         )
         sets = copying.sets_of(invariant)
-        try:
-            absorbed, _ = decide.absorbed_roots(cell, proved, sets)
-        except CertificateError as exc:
-            return str(exc)
-        walks = [
-            walk(cell, sets, WALK_STEPS, keep_going=True),
-            walk(cell, sets, ENTRY_STEPS, keep_going=True, roots=absorbed),
-        ]
-        if carry is not None:
-            images = carrying.absorbed_roots(carrying.absorbing(cell, carry), sets)
-            walks.append(walk(cell, sets, ENTRY_STEPS, keep_going=True, roots=images))
+        walks = [walk(cell, sets, WALK_STEPS, keep_going=True)]
+        walks += [walk(cell, sets, ENTRY_STEPS, keep_going=True, roots=r) for r in starts]
         unsure = next((w for w in walks if w.slack <= 0), None)
         if unsure is not None:
             return unsure.failure or "a walk's readout fails"
@@ -168,15 +164,16 @@ def fit_steady(
             except CertificateError as exc:
                 return str(exc)
         failure = next(w.failure for w in walks if w.failure is not None) or failure
-        widths = _grown(widths, walks)
+        widths = _grown(widths, widths, walks)
         if widths.max() > WIDEST:
             return f"the steady sets grow past tanh's range ({failure})"
     return f"no steady certificate after {STEADY_ROUNDS} rounds ({failure})"
 
 
-def _grown(widths: Array, walks: list[Walk]) -> Array:
-    """The sets' half-widths grown to hold every leaf the walks left open."""
-    need = widths.copy()
+def _grown(need: Array, widths: Array, walks: list[Walk]) -> Array:
+    """The half-widths `need` (the sets' `widths` or more) grown to hold every leaf the walks
+    left open."""
+    need = need.copy()
     for walked in walks:
         targets = walked.open_targets
         np.maximum.at(need, targets, walked.open_coordinates * widths[targets] * WALK_GROWTH)

@@ -132,7 +132,7 @@ def test_walked_entries_refuse_sets_too_small_to_hold_them(
     weights, invariant = walked
     cell = RnnCell(weights, DEFAULT_TANH_ERROR)
     sets = copying.sets_of(replace(invariant, shapes=invariant.shapes * 1e-3))
-    absorbed, margin = decide.absorbed_roots(cell, invariant.proved, sets)
+    absorbed, margin = decide.absorbed_roots(cell, invariant.proved, sets.keys)
     assert len(absorbed.at) == 9 * (invariant.proved + 1)
     assert margin > 0
     tree = walk(cell, sets, 2, roots=absorbed)
