@@ -39,10 +39,17 @@ FAST_FAILURE_DETECTION = {
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: each socket stays bound until all are chosen, so the
+    kernel cannot hand one port out twice (Ray refuses a node whose components share one)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 def descendants(pid: int) -> list[int]:
@@ -136,7 +143,7 @@ class Cluster:
             "--dashboard-agent-grpc-port",
             "--runtime-env-agent-port",
         )
-        ports = [f"{name}={free_port()}" for name in named]
+        ports = [f"{name}={port}" for name, port in zip(named, free_ports(len(named)), strict=True)]
         return [*ports, f"--min-worker-port={low}", f"--max-worker-port={low + 150}"]
 
     def start_node(self) -> Node:
