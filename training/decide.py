@@ -1,7 +1,9 @@
 """Decide a model's reliable carry length: the largest K whose certificate checks (the sets
 searched by training.sets_fit, or training.walk_fit when they do not close), and a served input
 of run K + 1 that is answered wrong; the certificate shipped beside the card, the decision on it.
-Only core.decide.check decides: the search may be wrong, never the certificate.
+A walked certificate's sets are then grown where that shortens its walk (training.shorten), so
+the service's check at load is cheaper. Only core.decide.check decides: the search may be
+wrong, never the certificate.
 """
 
 import hashlib
@@ -26,6 +28,7 @@ from core.weights import RnnWeights, UnsupportedModelError, recurrent_weights_fr
 from training import carrying as carrying_search
 from training.copy_search import copying_failure
 from training.sets_fit import DEEPEST, fit
+from training.shorten import shorten
 from training.walk_fit import fit_steady, fit_walk
 
 CARRY_LIMIT = 1000  # the longest run of nines tried
@@ -152,6 +155,8 @@ def decide_carry(
                 else:
                     (invariant, checked), proved = closed, "unbounded"
                     reason = f"the carrying set holds every run from {carry.nines} nines on"
+    if invariant is not None and checked is not None:
+        invariant, checked = shorten(weights, invariant, checked, tanh_error)
     if proved == "unbounded":
         return Decision(proved, invariant, checked, None, None, perf_counter() - start, reason)
     # the failing input: at K + 1 when decided exactly, else where the tight states fail

@@ -115,7 +115,7 @@ def fit_walk(
             except CertificateError as exc:
                 return str(exc)
         failure = walked.failure or "an entry leaves its set"
-        need = _grown(need, widths, [walked])
+        need = grown(need, widths, [walked])
         if need.max() > WIDEST:
             return f"the walked sets grow past tanh's range ({failure})"
         widths = need
@@ -164,13 +164,13 @@ def fit_steady(
             except CertificateError as exc:
                 return str(exc)
         failure = next(w.failure for w in walks if w.failure is not None) or failure
-        widths = _grown(widths, widths, walks)
+        widths = grown(widths, widths, walks)
         if widths.max() > WIDEST:
             return f"the steady sets grow past tanh's range ({failure})"
     return f"no steady certificate after {STEADY_ROUNDS} rounds ({failure})"
 
 
-def _grown(need: Array, widths: Array, walks: list[Walk]) -> Array:
+def grown(need: Array, widths: Array, walks: list[Walk]) -> Array:
     """The half-widths `need` (the sets' `widths` or more) grown to hold every leaf the walks
     left open."""
     need = need.copy()

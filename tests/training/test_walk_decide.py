@@ -1,27 +1,82 @@
 """counter-post's reliable carry length is proved up to the run its scan found exact, by a
 walked certificate (`python -m training decide --walk`); the run after it fails for real
-(tests/core/test_decide.py), so K is decided exactly."""
+(tests/core/test_decide.py), so K is decided exactly. Shortened (training.shorten), its sets
+grown where its digit trees' children almost close, the certificate proves the same K with a
+smaller walk and its file checks in one pass; grown sets the check refuses are never shipped."""
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from core import copying, decide
 from core.card import ModelCard
+from core.cells import RnnCell
+from core.certify import DEFAULT_TANH_ERROR
+from core.copying import CertificateError, Invariant
+from core.decide import Checked
+from core.walk import walk
 from core.weights import RnnWeights, weights_from_onnx
+from training import shorten
 from training.walk_fit import fit_walk
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
-@pytest.mark.slow
-def test_counter_post_is_proved_up_to_its_scans_exact_run() -> None:
+@pytest.fixture(scope="module")
+def fitted() -> tuple[RnnWeights, Invariant, Checked]:
+    """counter-post's weights and the walked fit's certificate of its scan's exact run, before
+    any shortening."""
     card = ModelCard.model_validate_json((MODELS / "counter-post.json").read_text())
-    exact = card.metrics.carry_scan.longest_exact_run
     weights = weights_from_onnx(MODELS / "counter-post.onnx")
     assert isinstance(weights, RnnWeights)
-    found = fit_walk(weights, exact)
+    found = fit_walk(weights, card.metrics.carry_scan.longest_exact_run)
     assert not isinstance(found, str), found
-    invariant, checked = found
+    return weights, *found
+
+
+@pytest.mark.slow
+def test_counter_post_is_proved_up_to_its_scans_exact_run(
+    fitted: tuple[RnnWeights, Invariant, Checked],
+) -> None:
+    card = ModelCard.model_validate_json((MODELS / "counter-post.json").read_text())
+    _, invariant, checked = fitted
     assert invariant.steps > 1
-    assert checked.proved == exact
+    assert checked.proved == card.metrics.carry_scan.longest_exact_run
     assert checked.margin > 0
+
+
+def _nodes(weights: RnnWeights, invariant: Invariant) -> int:
+    walked = walk(RnnCell(weights, DEFAULT_TANH_ERROR), copying.sets_of(invariant), 8)
+    assert walked.failure is None, walked.failure
+    return walked.nodes
+
+
+@pytest.mark.slow
+def test_a_shortened_certificate_proves_the_same_with_a_smaller_walk(
+    fitted: tuple[RnnWeights, Invariant, Checked], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    weights, invariant, checked = fitted
+    monkeypatch.setattr(shorten, "LEVELS", (3,))
+    monkeypatch.setattr(shorten, "TRIALS", 1)  # one growth: seconds, not the search's half minute
+    grown, grown_checked = shorten.shorten(weights, invariant, checked, DEFAULT_TANH_ERROR)
+    assert grown_checked.proved == checked.proved
+    assert not np.array_equal(grown.shapes, invariant.shapes)
+    assert _nodes(weights, grown) < _nodes(weights, invariant)
+    read = Invariant.from_bytes(grown.to_bytes())
+    assert decide.check(weights, read, DEFAULT_TANH_ERROR).proved == checked.proved
+
+
+@pytest.mark.slow
+def test_grown_sets_the_check_refuses_are_not_taken(
+    fitted: tuple[RnnWeights, Invariant, Checked], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    weights, invariant, checked = fitted
+    monkeypatch.setattr(shorten, "LEVELS", (3,))
+    monkeypatch.setattr(shorten, "TRIALS", 1)
+
+    def refuse(*_: object) -> Checked:
+        raise CertificateError("refused")
+
+    monkeypatch.setattr(decide, "check", refuse)
+    assert shorten.shorten(weights, invariant, checked, DEFAULT_TANH_ERROR) == (invariant, checked)
