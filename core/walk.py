@@ -42,8 +42,9 @@ class Walk:
     failure: str | None  # the first reason the walk fails, or None
 
 
-# a walk's batch: at most this many parent nodes (their ten children's bounds are kept)
-_BATCH = 512
+# a walk's batch: at most this many parent nodes (their ten children's bounds are kept); few
+# enough that a batch's arrays stay in cache (docs/benchmarks.md)
+_BATCH = 128
 # the products (M diag(slope)) moved are taken for parents in groups of at most this many
 # float64s of output (they stay in cache while their |.| is summed)
 _PRODUCT_FLOATS = 1 << 17
