@@ -125,7 +125,9 @@ def walk(
     while pending and not unsure and (failure is None or keep_going):
         node = pending.pop()
         if len(node.at) > _BATCH:
-            pending += [_part(node, slice(i, i + _BATCH)) for i in range(0, len(node.at), _BATCH)]
+            parts = range(0, len(node.at), _BATCH)
+            # the first part on top: the walk meets its roots in order, and names the first
+            pending += [_part(node, slice(i, i + _BATCH)) for i in reversed(parts)]
             continue
         level = node.level + 1
         branch = zonotope.branch(cell.weights, node.centres, node.rows, cell.activation_error)
