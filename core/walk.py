@@ -92,14 +92,20 @@ class _Frontier:
 
 
 def walk(
-    cell: RnnCell, sets: Sets, longest: int, keep_going: bool = False, roots: Roots | None = None
+    cell: RnnCell,
+    sets: Sets,
+    longest: int,
+    keep_going: bool = False,
+    roots: Roots | None = None,
+    most: int | None = None,
 ) -> Walk:
     """From every set P_s (or every root, when given), read every digit string w, one digit at
     a time, as a zonotope (core.zonotope): at every node the digit just read must win
     (readout), and the node is a leaf once its image lies in the set of its key (the key of
     s w); a node still outside after `longest` digits fails the walk. keep_going: walk every
     key even after a leaf stays open (the search's measure of where the sets must grow), but
-    stop at a readout failure, which growing the sets cannot mend.
+    stop at a readout failure, which growing the sets cannot mend. most: fail once more than
+    this many nodes are built (a search's budget).
 
     Every start key's nodes are walked together, in batches of a bounded size taken depth
     first (the tree is the same whatever the order); a child is built only when it is not a
@@ -133,6 +139,9 @@ def walk(
         branch = zonotope.branch(cell.weights, node.centres, node.rows, cell.activation_error)
         count = len(node.at)
         nodes += 10 * count
+        if most is not None and nodes > most:
+            failure = f"the walk passes {most} nodes"
+            break
         targets = sets.after[node.at].T  # (10, n)
         slack, gap, inside = _measure(cell, sets, targets, branch)
         least, margin = min(least, float(slack.min())), min(margin, float(gap.min()))

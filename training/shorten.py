@@ -46,8 +46,8 @@ def shorten(
     axes = invariant.shapes / widths[:, None, :]
     best = replace(invariant, steps=MAX_STEPS)
     sets = copying.sets_of(best)
-    first = walk(cell, sets, MAX_STEPS)
-    if first.failure is not None or first.nodes > LARGEST:
+    first = walk(cell, sets, MAX_STEPS, most=LARGEST)
+    if first.failure is not None:
         return invariant, checked
     nodes, changed, trials = first.nodes, False, 0
     for level in LEVELS:

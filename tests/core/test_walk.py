@@ -152,3 +152,17 @@ def test_the_check_walks_the_entries_to_their_depth(walked: tuple[RnnWeights, In
     shrunk = replace(invariant, shapes=invariant.shapes * 0.9, entry_steps=1)
     with pytest.raises(CertificateError, match=r"^from the state after 0 nines and 0, .* of 1 "):
         decide.check(weights, shrunk, DEFAULT_TANH_ERROR)
+
+
+def test_a_walk_stops_past_its_budget(walked: tuple[RnnWeights, Invariant]) -> None:
+    """A search's budget: past `most` nodes the walk fails and says so; within it, the walk
+    is the one without a budget."""
+    weights, invariant = walked
+    cell = RnnCell(weights, DEFAULT_TANH_ERROR)
+    sets = copying.sets_of(invariant)
+    whole = walk(cell, sets, invariant.steps)
+    assert whole.failure is None
+    within = walk(cell, sets, invariant.steps, most=whole.nodes)
+    assert (within.failure, within.nodes, within.slack) == (None, whole.nodes, whole.slack)
+    cut = walk(cell, sets, invariant.steps, most=whole.nodes - 1)
+    assert cut.failure == f"the walk passes {whole.nodes - 1} nodes"

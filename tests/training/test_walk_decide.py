@@ -80,3 +80,12 @@ def test_grown_sets_the_check_refuses_are_not_taken(
 
     monkeypatch.setattr(decide, "check", refuse)
     assert shorten.shorten(weights, invariant, checked, DEFAULT_TANH_ERROR) == (invariant, checked)
+
+
+@pytest.mark.slow
+def test_a_walk_past_the_budget_is_left_as_it_is(
+    fitted: tuple[RnnWeights, Invariant, Checked], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    weights, invariant, checked = fitted
+    monkeypatch.setattr(shorten, "LARGEST", 1000)
+    assert shorten.shorten(weights, invariant, checked, DEFAULT_TANH_ERROR) == (invariant, checked)
