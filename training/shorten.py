@@ -3,10 +3,10 @@ cheap: the sets grown, a little at a time, to take in the digit trees' children 
 lie in their key's set already, while the walk gets smaller and its readout stays sure.
 
 A child that lies just outside its set is walked on for its ten children, and theirs: most of
-a walk's nodes (counter-post: 350 570) are children of nodes that missed their set by a few
-per cent. Growing a set where such a child pokes out closes that child and every one near it,
-while its own images grow by less than the tree shrinks. Only core.decide.check decides:
-the search may be wrong, never the certificate.
+a walk's nodes are children of nodes that missed their set by a few per cent (docs/proof.md,
+"What did make it smaller"). Growing a set where such a child pokes out closes that child and
+every one near it, while its own images grow by less than the tree shrinks. Only
+core.decide.check decides: the search may be wrong, never the certificate.
 """
 
 from dataclasses import replace
@@ -22,8 +22,8 @@ from core.walk import walk
 from core.weights import RnnWeights
 from training.walk_fit import grown
 
-# the walk's levels whose open children are taken in, in turn (most of the nodes lie below
-# levels 2-4: counter-post's walk has 79 040 children at level 3, 15 697 of them open)
+# the walk's levels whose open children are taken in, in turn (most of a walk's nodes are the
+# children of nodes open at levels 2-4)
 LEVELS = (3, 2, 4, 3)
 REACH = 1.3  # children at most this far out of their set (in its half-widths) are taken in
 LEAST_REACH = 1.02  # below this a level is done (each refusal halves the reach past 1)

@@ -52,13 +52,19 @@ def _nodes(weights: RnnWeights, invariant: Invariant) -> int:
     return walked.nodes
 
 
+@pytest.fixture
+def one_growth(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shortening cut to one growth, at level 3: seconds, not the search's half minute."""
+    monkeypatch.setattr(shorten, "LEVELS", (3,))
+    monkeypatch.setattr(shorten, "TRIALS", 1)
+
+
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_growth")
 def test_a_shortened_certificate_proves_the_same_with_a_smaller_walk(
-    fitted: tuple[RnnWeights, Invariant, Checked], monkeypatch: pytest.MonkeyPatch
+    fitted: tuple[RnnWeights, Invariant, Checked],
 ) -> None:
     weights, invariant, checked = fitted
-    monkeypatch.setattr(shorten, "LEVELS", (3,))
-    monkeypatch.setattr(shorten, "TRIALS", 1)  # one growth: seconds, not the search's half minute
     grown, grown_checked = shorten.shorten(weights, invariant, checked, DEFAULT_TANH_ERROR)
     assert grown_checked.proved == checked.proved
     assert not np.array_equal(grown.shapes, invariant.shapes)
@@ -68,12 +74,11 @@ def test_a_shortened_certificate_proves_the_same_with_a_smaller_walk(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_growth")
 def test_grown_sets_the_check_refuses_are_not_taken(
     fitted: tuple[RnnWeights, Invariant, Checked], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     weights, invariant, checked = fitted
-    monkeypatch.setattr(shorten, "LEVELS", (3,))
-    monkeypatch.setattr(shorten, "TRIALS", 1)
 
     def refuse(*_: object) -> Checked:
         raise CertificateError("refused")
