@@ -149,7 +149,12 @@ def decide_carry(
                 else f"the carrying or absorbed states of a run of {proved + 1} nines read wrong"
             )
             if carry is not None and proved == carry.nines:
-                closed = _closed(weights, best, carry, tanh_error)
+                # the steady fit attaches the carrying set itself when its check passes
+                closed = (
+                    best
+                    if checked.proved == "unbounded"
+                    else _closed(weights, best, carry, tanh_error)
+                )
                 if isinstance(closed, str):
                     reason = closed
                 else:

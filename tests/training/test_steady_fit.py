@@ -4,11 +4,16 @@ them; what it returns is a certificate the one-pass check accepts, from its file
 
 import pytest
 
-from core import decide
+from core import carrying, decide
+from core.cells import RnnCell
 from core.certify import DEFAULT_TANH_ERROR
 from core.copying import Invariant
-from tests.training.hand_counter import answer_of, leaky_counter
+from core.decide import Checked
+from core.weights import RnnWeights
+from tests.training.hand_counter import answer_of, hand_counter, leaky_counter
+from training import carrying as carrying_search
 from training import decide as decide_module
+from training import walk_fit
 from training.walk_fit import ENTRY_STEPS, STEADY_KEYS, fit_steady
 
 
@@ -34,3 +39,35 @@ def test_when_no_fit_closes_the_reason_is_the_last_fits(monkeypatch: pytest.Monk
     decision = decide_module.decide_carry(weights, answer_of(weights), limit=30, walk=True)
     assert decision.proved == -1
     assert decision.reason == "the steady sets fail"
+
+
+def test_given_a_carrying_set_the_steady_fit_proves_every_run_in_one_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The carrying set's images are walked with the sets, so the fit checks the certificate
+    with the set attached at once: every run proved, and no second check of it without."""
+    weights = hand_counter()
+    carry = carrying_search.fit(RnnCell(weights, DEFAULT_TANH_ERROR), 1000, 8)
+    assert isinstance(carry, carrying.Set)
+    checks: list[Invariant] = []
+    check = decide.check
+
+    def counted(weights: RnnWeights, invariant: Invariant, tanh_error: float) -> Checked:
+        checks.append(invariant)
+        return check(weights, invariant, tanh_error)
+
+    monkeypatch.setattr(decide, "check", counted)
+    found = fit_steady(weights, carry.nines, carry=carry)
+    assert not isinstance(found, str), found
+    invariant, checked = found
+    assert checked.proved == "unbounded"
+    assert invariant.carrying_centre is not None
+    assert len(checks) == 1
+    read = Invariant.from_bytes(invariant.to_bytes())
+    assert check(weights, read, DEFAULT_TANH_ERROR).proved == "unbounded"
+
+
+def test_a_steady_fit_whose_walk_passes_its_budget_stops(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(walk_fit, "STEADY_NODES", 100)
+    found = fit_steady(leaky_counter(), 2)
+    assert found == "the steady sets are far from closing: the walk passes 100 nodes"
