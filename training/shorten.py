@@ -18,7 +18,7 @@ from core.cells import RnnCell
 from core.copying import MAX_STEPS, CertificateError, Invariant
 from core.decide import Checked
 from core.interval import Array
-from core.walk import walk
+from core.walk import Walk, walk
 from core.weights import RnnWeights
 from training.walk_fit import grown
 
@@ -52,14 +52,16 @@ def shorten(
     nodes, changed, trials = first.nodes, False, 0
     for level in LEVELS:
         reach = REACH
+        near = walk(cell, sets, level, keep_going=True)  # its open children, kept while refused
         while reach > LEAST_REACH and trials < TRIALS:
             trials += 1
-            wider = _taken_in(cell, sets, widths, level, reach)
+            wider = _taken_in(near, sets, widths, reach)
             candidate = replace(best, shapes=axes * wider[:, None, :])
             trial = copying.sets_of(candidate)
-            fewer = _closing_nodes(cell, trial)
-            if fewer is not None and fewer < nodes * (1 - GAIN):
+            fewer = _closing_nodes(cell, trial, int(nodes * (1 - GAIN)))
+            if fewer is not None:
                 best, sets, widths, nodes, changed = candidate, trial, wider, fewer, True
+                near = walk(cell, sets, level, keep_going=True)
             else:
                 reach = 1 + (reach - 1) / 2
     if not changed:
@@ -70,10 +72,9 @@ def shorten(
         return invariant, checked
 
 
-def _taken_in(cell: RnnCell, sets: copying.Sets, widths: Array, level: int, reach: float) -> Array:
-    """The half-widths grown to hold every child at `level` digits that lies outside its set
-    by at most `reach` of it."""
-    near = walk(cell, sets, level, keep_going=True)
+def _taken_in(near: Walk, sets: copying.Sets, widths: Array, reach: float) -> Array:
+    """The half-widths grown to hold every child a walk of the sets left open at its depth that
+    lies outside its set by at most `reach` of it."""
     over = near.open_coordinates.max(axis=1, initial=0.0) / sets.limit[near.open_targets]
     close = over <= reach
     taken = replace(
@@ -82,11 +83,11 @@ def _taken_in(cell: RnnCell, sets: copying.Sets, widths: Array, level: int, reac
     return grown(widths, widths, [taken])
 
 
-def _closing_nodes(cell: RnnCell, sets: copying.Sets) -> int | None:
-    """The nodes of the sets' walk when it closes with every readout sure by SLACK (the sets'
-    own included), else None."""
+def _closing_nodes(cell: RnnCell, sets: copying.Sets, most: int) -> int | None:
+    """The nodes of the sets' walk when it closes within `most` nodes with every readout sure
+    by SLACK (the sets' own included), else None (a walk past `most` is stopped there)."""
     slack, _ = copying.readout(cell, sets.centres, sets.shapes, sets.keys % 10)
     if slack.min() <= SLACK:
         return None
-    walked = walk(cell, sets, MAX_STEPS)
+    walked = walk(cell, sets, MAX_STEPS, most=most)
     return walked.nodes if walked.failure is None and walked.slack >= SLACK else None
