@@ -30,8 +30,13 @@ def relax(lo: Array, hi: Array, error: float) -> tuple[Array, Array, Array]:
     g(x) = tanh(x) - slope x is concave for x >= 0 and convex for x <= 0, so on each part
     one extreme is at the part's ends and the other is bounded by g's tangent at the point
     where g' = 0 is computed (clamped into the part): a concave function lies below each of
-    its tangents, a convex one above. Every value is bounded outward.
+    its tangents, a convex one above. tanh is odd, so an interval at or below 0 is relaxed as
+    its mirror [-hi, -lo] (the same slope and width, the offset negated): every interval then
+    has a concave part, and only those that straddle 0 a convex part too. Every value is
+    bounded outward.
     """
+    mirror = hi <= 0
+    lo, hi = np.where(mirror, -hi, lo), np.where(mirror, -lo, hi)
     t_lo, t_hi = np.tanh(lo), np.tanh(hi)
     span = hi - lo
     wide = span > 2.0**-20
@@ -39,29 +44,20 @@ def relax(lo: Array, hi: Array, error: float) -> tuple[Array, Array, Array]:
     slope = np.clip(np.where(wide, chord, 1 - t_lo * t_lo), 0.0, 1.0)
     slope = np.where(slope < 2.0**-20, 0.0, slope)  # g' = 0 only far out: treat as flat
     turn = np.arctanh(np.sqrt(np.minimum(1 - slope, 1 - 2.0**-40)))  # g'(+-turn) = 0
-    # the concave part [a, b] (x >= 0) and the convex part [c, d] (x <= 0); either may be empty
-    a, b = np.maximum(lo, 0.0), hi
-    c, d = lo, np.minimum(hi, 0.0)
-    concave, convex = b >= a, d >= c
-    upper_concave = _tangent(np.clip(turn, a, b), slope, a, b, +1.0)
-    lower_convex = _tangent(np.clip(-turn, c, d), slope, c, d, -1.0)
-    # tanh at the parts' ends is tanh at lo or hi, or tanh(0) = 0 exactly: not taken again
-    ends_a = _g(a, slope, np.where(lo > 0, t_lo, 0.0))
-    ends_b = _g(b, slope, t_hi)
-    ends_c = _g(c, slope, t_lo)
-    ends_d = _g(d, slope, np.where(hi < 0, t_hi, 0.0))
-    inf = np.inf
-    high = np.maximum(
-        np.where(concave, upper_concave, -inf),
-        np.where(convex, np.maximum(ends_c[1], ends_d[1]), -inf),
-    )
-    low = np.minimum(
-        np.where(concave, np.minimum(ends_a[0], ends_b[0]), inf),
-        np.where(convex, lower_convex, inf),
-    )
+    # the concave part [a, hi] (x >= 0): tanh at a is tanh at lo, or tanh(0) = 0 exactly
+    a = np.maximum(lo, 0.0)
+    high = _tangent(np.clip(turn, a, hi), slope, a, hi, +1.0)
+    low = np.minimum(_g(a, slope, np.where(lo > 0, t_lo, 0.0))[0], _g(hi, slope, t_hi)[0])
+    # the convex part [lo, 0] of the intervals that straddle 0
+    cut = np.nonzero(lo < 0)
+    if len(cut[0]):
+        c, s, zero = lo[cut], slope[cut], np.zeros(len(cut[0]))
+        low[cut] = np.minimum(low[cut], _tangent(np.clip(-turn[cut], c, zero), s, c, zero, -1.0))
+        ends = np.maximum(_g(c, s, t_lo[cut])[1], _g(zero, s, zero)[1])
+        high[cut] = np.maximum(high[cut], ends)
     offset = (low + high) / 2
     width = interval.up(interval.up((high - low) / 2) + interval.U64 * np.abs(offset) + error)
-    return slope, offset, width
+    return slope, np.where(mirror, -offset, offset), width
 
 
 def _g(x: Array, slope: Array, t: Array) -> tuple[Array, Array]:
