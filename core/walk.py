@@ -237,7 +237,7 @@ def _measure(
     # readout: readout's terms (its gamma covers one rounding more by far), the sum of |d G_k|
     # over the generators bounded by |d| times their sum per unit (branch.size); where that
     # leaves a rival's slack at or below 0 it is taken exactly, as in readout
-    spread = np.einsum("ekj,enj->enk", np.abs(diffs), bound)  # (10, n, 10)
+    spread = bound @ np.abs(diffs).transpose(0, 2, 1)  # (10, n, 10)
     slack, gap = _readout_slack(cell, diffs, branch, spread)
     digits, parents = np.nonzero(slack.min(axis=2) <= 0)
     if len(digits):
@@ -266,9 +266,9 @@ def _readout_slack(
     every = terms + size
     centres, bound = branch.centres, branch.size
     bias = (b_out[:, None] - b_out[None])[:, None]  # (10, 1, 10)
-    gap = np.einsum("ekh,enh->enk", diffs, centres) + bias - spread
+    gap = centres @ diffs.transpose(0, 2, 1) + bias - spread
     magnitude = interval.upper(np.abs(centres) + bound, every + 1)
-    own = np.einsum("ekh,enh->enk", np.abs(diffs), magnitude) + np.abs(bias)
+    own = magnitude @ np.abs(diffs).transpose(0, 2, 1) + np.abs(bias)
     gap = interval.down(gap - interval.gamma64(CHAIN * size + 8 + every) * own)
     logit_error = interval.upper(
         interval.gamma32(size + 1) * (magnitude @ np.abs(w_out).T + np.abs(b_out)), size + 1
