@@ -86,6 +86,7 @@ class _Frontier:
 
     centres: Array  # (n, H)
     rows: Array  # (n, g, H): generators as rows (zonotope.branch)
+    size: Array  # (n, H): an upper bound of each one's sum of |generators| per unit
     at: Ints  # (n,): each node's key
     start: Ints  # (n,): the key of the set it came from
     level: int  # digits read
@@ -119,9 +120,11 @@ def walk(
     if roots is None:
         every = np.arange(len(sets.keys))
         rows = np.ascontiguousarray(sets.shapes.transpose(0, 2, 1))
-        pending = [_Frontier(sets.centres, rows, every, every, 0)]
+        pending = [_Frontier(sets.centres, rows, zonotope.radius_rows(rows), every, every, 0)]
     else:
-        pending = [_Frontier(roots.centres, roots.rows, roots.at, np.arange(len(roots.at)), 0)]
+        bound = zonotope.radius_rows(roots.rows)
+        starts = np.arange(len(roots.at))
+        pending = [_Frontier(roots.centres, roots.rows, bound, roots.at, starts, 0)]
 
     def origin(start: int) -> str:
         if roots is None:
@@ -136,7 +139,9 @@ def walk(
             pending += [_part(node, slice(i, i + _BATCH)) for i in reversed(parts)]
             continue
         level = node.level + 1
-        branch = zonotope.branch(cell.weights, node.centres, node.rows, cell.activation_error)
+        branch = zonotope.branch(
+            cell.weights, node.centres, node.rows, cell.activation_error, node.size
+        )
         count = len(node.at)
         nodes += 10 * count
         if most is not None and nodes > most:
@@ -173,6 +178,7 @@ def walk(
             _Frontier(
                 branch.centres[digits, parents],
                 branch.children(digits, parents),
+                branch.size[digits, parents],
                 targets[digits, parents],
                 starts[digits, parents],
                 level,
@@ -192,7 +198,12 @@ def walk(
 
 def _part(node: _Frontier, part: slice) -> _Frontier:
     return _Frontier(
-        node.centres[part], node.rows[part], node.at[part], node.start[part], node.level
+        node.centres[part],
+        node.rows[part],
+        node.size[part],
+        node.at[part],
+        node.start[part],
+        node.level,
     )
 
 

@@ -154,7 +154,9 @@ def reduce(generators: Array, keep: int) -> Array:
     return np.concatenate([ranked[..., :keep], box], axis=-1)
 
 
-def branch(weights: RnnWeights, centres: Array, rows: Array, error: float) -> "Branch":
+def branch(
+    weights: RnnWeights, centres: Array, rows: Array, error: float, bound: Array | None = None
+) -> "Branch":
     """Each zonotope (n) read with every digit: the same enclosure as `image`, laid out for
     batches and not yet assembled. Generators are rows here (rows (n, g, H): generator k of
     zonotope i is rows[i, k]), so W G of every zonotope is one matrix product, (n g, H) by
@@ -165,13 +167,16 @@ def branch(weights: RnnWeights, centres: Array, rows: Array, error: float) -> "B
     The arithmetic is `image`'s term for term (sums in another order are covered by the same
     gamma bounds), except that the children's sums of |slope * moved| are bounded from their
     parent's sum of |moved| instead of summed again: sum_k |fl(s m_k)| <= (1 + u) s sum_k |m_k|,
-    which upper(., 1) covers.
+    which upper(., 1) covers. bound, when given, bounds each zonotope's sum of |generators| per
+    unit (n, H) (its parent's Branch.size) and is not summed again.
     """
     w = weights
     count, terms, size = rows.shape
     shift = (w.w_ih.T + (w.b_ih + w.b_hh))[:, None, :]  # (10, 1, H)
     shift_size = (np.abs(w.w_ih.T) + np.abs(w.b_ih) + np.abs(w.b_hh))[:, None, :]
-    magnitude = interval.upper(np.abs(centres) + radius_rows(rows), 1)  # (n, H)
+    if bound is None:
+        bound = radius_rows(rows)
+    magnitude = interval.upper(np.abs(centres) + bound, 1)  # (n, H)
     weight_size = interval.upper(magnitude @ np.abs(w.w_hh).T, size)
     pre = (centres @ w.w_hh.T)[None] + shift  # (10, n, H)
     moved = (rows.reshape(count * terms, size) @ w.w_hh.T).reshape(count, terms, size)
