@@ -50,23 +50,29 @@ _SUBNORMAL = 2.0**-1074
 def down(x: Array) -> Array:
     """At or below the next float64 below: a lower bound of the exact result of one rounded
     operation."""
-    with np.errstate(over="ignore"):  # past the largest float: -inf, as nextafter gives
-        step = np.abs(x) * -_ULP
-        step -= _SUBNORMAL
-        if not np.isfinite(step).all():  # an infinity or a NaN: nextafter's own answer
+    # past the largest float: -inf, as nextafter gives; +inf meets -inf (invalid) only when x
+    # holds +inf, and a NaN stays NaN: nextafter's own answers
+    with np.errstate(over="ignore", invalid="raise"):
+        try:
+            step = np.abs(x)
+            step *= -_ULP
+            step -= _SUBNORMAL
+            step += x
+        except FloatingPointError:
             return np.nextafter(x, -np.inf)
-        step += x
     return step
 
 
 def up(x: Array) -> Array:
     """At or above the next float64 above."""
-    with np.errstate(over="ignore"):
-        step = np.abs(x) * _ULP
-        step += _SUBNORMAL
-        if not np.isfinite(step).all():
+    with np.errstate(over="ignore", invalid="raise"):
+        try:
+            step = np.abs(x)
+            step *= _ULP
+            step += _SUBNORMAL
+            step += x
+        except FloatingPointError:
             return np.nextafter(x, np.inf)
-        step += x
     return step
 
 
