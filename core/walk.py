@@ -40,6 +40,9 @@ class Walk:
     open_targets: Ints
     open_coordinates: Array
     failure: str | None  # the first reason the walk fails, or None
+    # per set, the largest of each coordinate over the leaves that closed in it (S, H); zeros
+    # unless the walk was asked to hold them
+    held: Array
 
 
 # a walk's batch: at most this many parent nodes (their ten children's bounds are kept); few
@@ -99,6 +102,7 @@ def walk(
     keep_going: bool = False,
     roots: Roots | None = None,
     most: int | None = None,
+    hold: bool = False,
 ) -> Walk:
     """From every set P_s (or every root, when given), read every digit string w, one digit at
     a time, as a zonotope (core.zonotope): at every node the digit just read must win
@@ -106,7 +110,7 @@ def walk(
     s w); a node still outside after `longest` digits fails the walk. keep_going: walk every
     key even after a leaf stays open (the search's measure of where the sets must grow), but
     stop at a readout failure, which growing the sets cannot mend. most: fail once more than
-    this many nodes are built (a search's budget).
+    this many nodes are built (a search's budget). hold: measure Walk.held (a search's).
 
     Every start key's nodes are walked together, in batches of a bounded size taken depth
     first (the tree is the same whatever the order); a child is built only when it is not a
@@ -117,6 +121,7 @@ def walk(
     open_coordinates: list[Array] = []
     failure: str | None = None
     unsure = False  # a readout failed: nothing more to measure
+    held = np.zeros_like(sets.centres)
     if roots is None:
         every = np.arange(len(sets.keys))
         rows = np.ascontiguousarray(sets.shapes.transpose(0, 2, 1))
@@ -162,6 +167,8 @@ def walk(
         closed = over <= 0
         if closed.any():
             worst = max(worst, float(over[closed].max()))
+            if hold:
+                np.maximum.at(held, targets[closed], inside[closed])
         digits, parents = np.nonzero(~closed)
         if len(digits) == 0:
             continue
@@ -193,6 +200,7 @@ def walk(
         np.concatenate(open_targets) if open_targets else np.zeros(0, dtype=np.int64),
         np.concatenate(open_coordinates) if open_coordinates else empty,
         failure,
+        held,
     )
 
 

@@ -1,6 +1,7 @@
 """Shorter walks for a walked certificate (core.walk), so that the service's check at load is
 cheap: the sets grown, a little at a time, to take in the digit trees' children that almost
-lie in their key's set already, while the walk gets smaller and its readout stays sure.
+lie in their key's set already, while the walk gets smaller and its readout stays sure; then
+trimmed to what they must hold, which makes every set's own digit tree smaller.
 
 A child that lies just outside its set is walked on for its ten children, and theirs: most of
 a walk's nodes are children of nodes that missed their set by a few per cent (docs/proof.md,
@@ -30,15 +31,19 @@ LEAST_REACH = 1.02  # below this a level is done (each refusal halves the reach 
 GAIN = 0.02  # a growth must cut the walk's nodes by at least this fraction
 SLACK = 0.02  # and leave every readout on the walk sure by at least this many logits
 TRIALS = 16  # growths tried in all (each costs two walks)
+TRIM = 1.02  # a set is trimmed to this much above what it must hold, along each axis
+TRIMS = 4  # trims tried at most (each costs two walks)
+THINNEST = 0.5  # a trim keeps at least this much of each half-width
 LARGEST = 500_000  # a walk of more nodes is left as it is (each walk takes seconds a million)
 
 
 def shorten(
     weights: RnnWeights, invariant: Invariant, checked: Checked, tanh_error: float
 ) -> tuple[Invariant, Checked]:
-    """The certificate with its sets grown where that shortens its walk (followed for up to
-    MAX_STEPS digits), checked in one pass; the certificate as it was when nothing shortens
-    it or the check refuses the grown one."""
+    """The certificate with its sets grown, then trimmed, where that shortens its walk
+    (followed for up to MAX_STEPS digits), checked in one pass: the trimmed one, else the
+    grown one when the check refuses it (a trim holds the sets' walk and the entries, not a
+    carrying set's images), else the certificate as it was."""
     if invariant.steps <= 1:
         return invariant, checked
     cell = RnnCell(weights, tanh_error)
@@ -64,12 +69,23 @@ def shorten(
                 near = walk(cell, sets, level, keep_going=True)
             else:
                 reach = 1 + (reach - 1) / 2
-    if not changed:
-        return invariant, checked
-    try:
-        return best, decide.check(weights, best, tanh_error)
-    except CertificateError:
-        return invariant, checked
+    grown_best, trimmed = best if changed else None, None
+    for _ in range(TRIMS):
+        narrower = _trimmed(cell, best, sets, widths)
+        candidate = replace(best, shapes=axes * narrower[:, None, :])
+        trial = copying.sets_of(candidate)
+        fewer = _closing_nodes(cell, trial, int(nodes * (1 - GAIN)))
+        if fewer is None:
+            break
+        best, sets, widths, nodes, trimmed = candidate, trial, narrower, fewer, candidate
+    for certificate in (trimmed, grown_best):
+        if certificate is None:
+            continue
+        try:
+            return certificate, decide.check(weights, certificate, tanh_error)
+        except CertificateError:
+            continue
+    return invariant, checked
 
 
 def _taken_in(near: Walk, sets: copying.Sets, widths: Array, reach: float) -> Array:
@@ -81,6 +97,22 @@ def _taken_in(near: Walk, sets: copying.Sets, widths: Array, reach: float) -> Ar
         near, open_targets=near.open_targets[close], open_coordinates=near.open_coordinates[close]
     )
     return grown(widths, widths, [taken])
+
+
+def _trimmed(cell: RnnCell, invariant: Invariant, sets: copying.Sets, widths: Array) -> Array:
+    """The half-widths trimmed to TRIM times the largest coordinate, along each axis, of what
+    each set must hold: the leaves of the sets' walk that close in it, and the states that
+    enter it after a carry (the entries, or the leaves of their walk)."""
+    held = walk(cell, sets, MAX_STEPS, hold=True).held
+    if invariant.entry_steps:
+        roots, _ = decide.absorbed_roots(cell, invariant.proved, sets.keys)
+        entered = walk(cell, sets, invariant.entry_steps, roots=roots, hold=True).held
+        held = np.maximum(held, entered)
+    else:
+        lo, hi, tails, _ = decide.entries(cell, invariant.proved)
+        keys = copying.key_index(sets.keys, tails)
+        np.maximum.at(held, keys, copying.coordinates(sets, keys, lo, hi))
+    return widths * np.clip(held * TRIM, THINNEST, 1.0)
 
 
 def _closing_nodes(cell: RnnCell, sets: copying.Sets, most: int) -> int | None:

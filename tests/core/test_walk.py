@@ -7,11 +7,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from core import copying, decide
+from core import copying, decide, zonotope
 from core.cells import RnnCell
 from core.certify import DEFAULT_TANH_ERROR
 from core.copying import CertificateError, Invariant
-from core.walk import walk
+from core.walk import walk, zonotope_coordinates
 from core.weights import RnnWeights
 from tests.training.hand_counter import leaky_counter
 from training.sets_fit import fit
@@ -166,3 +166,36 @@ def test_a_walk_stops_past_its_budget(walked: tuple[RnnWeights, Invariant]) -> N
     assert (within.failure, within.nodes, within.slack) == (None, whole.nodes, whole.slack)
     cut = walk(cell, sets, invariant.steps, most=whole.nodes - 1)
     assert cut.failure == f"the walk passes {whole.nodes - 1} nodes"
+
+
+def test_a_walk_holds_the_largest_coordinates_of_the_leaves_that_close(
+    walked: tuple[RnnWeights, Invariant],
+) -> None:
+    """Walk.held, what a trim must keep (training.shorten): per set, the largest of each
+    coordinate over the children that closed in it, as the one-zonotope bounds measure them
+    (up to the walk's few more roundings); zeros where none closed."""
+    weights, invariant = walked
+    cell = RnnCell(weights, DEFAULT_TANH_ERROR)
+    sets = copying.sets_of(invariant)
+    held = walk(cell, sets, 1, keep_going=True, hold=True).held
+    count = len(sets.keys)
+    digits = np.tile(np.arange(10), count)
+    centres, generators = zonotope.image(
+        weights,
+        np.repeat(sets.centres, 10, axis=0),
+        np.repeat(sets.shapes, 10, axis=0),
+        digits,
+        DEFAULT_TANH_ERROR,
+    )
+    targets = sets.after.reshape(-1)
+    inside = zonotope_coordinates(sets, targets, centres, generators)
+    closed = inside.max(axis=1) <= sets.limit[targets]
+    assert closed.any()
+    expected = np.zeros_like(held)
+    np.maximum.at(expected, targets[closed], inside[closed])
+    np.testing.assert_allclose(held, expected, rtol=1e-9, atol=0)
+    assert not walk(cell, sets, 1, keep_going=True).held.any()  # not asked
+    shrunk = copying.sets_of(replace(invariant, shapes=invariant.shapes * 0.8))
+    none = walk(cell, shrunk, 1, keep_going=True, hold=True)
+    assert len(none.open_targets) == 10 * count
+    assert not none.held.any()

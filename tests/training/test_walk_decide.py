@@ -1,8 +1,9 @@
 """counter-post's reliable carry length is proved up to the run its scan found exact, by a
 walked certificate (`python -m training decide --walk`); the run after it fails for real
 (tests/core/test_decide.py), so K is decided exactly. Shortened (training.shorten), its sets
-grown where its digit trees' children almost close, the certificate proves the same K with a
-smaller walk and its file checks in one pass; grown sets the check refuses are never shipped."""
+grown where its digit trees' children almost close, or trimmed to what they must hold, the
+certificate proves the same K with a smaller walk and its file checks in one pass; sets the
+check refuses are never shipped."""
 
 from pathlib import Path
 
@@ -54,9 +55,18 @@ def _nodes(weights: RnnWeights, invariant: Invariant) -> int:
 
 @pytest.fixture
 def one_growth(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The shortening cut to one growth, at level 3: seconds, not the search's half minute."""
+    """The shortening cut to one growth, at level 3, and no trim: seconds, not the search's
+    half minute."""
     monkeypatch.setattr(shorten, "LEVELS", (3,))
     monkeypatch.setattr(shorten, "TRIALS", 1)
+    monkeypatch.setattr(shorten, "TRIMS", 0)
+
+
+@pytest.fixture
+def one_trim(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shortening cut to one trim, and no growth."""
+    monkeypatch.setattr(shorten, "TRIALS", 0)
+    monkeypatch.setattr(shorten, "TRIMS", 1)
 
 
 @pytest.mark.slow
@@ -85,6 +95,46 @@ def test_grown_sets_the_check_refuses_are_not_taken(
 
     monkeypatch.setattr(decide, "check", refuse)
     assert shorten.shorten(weights, invariant, checked, DEFAULT_TANH_ERROR) == (invariant, checked)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_trim")
+def test_trimmed_sets_prove_the_same_with_a_smaller_walk(
+    fitted: tuple[RnnWeights, Invariant, Checked],
+) -> None:
+    """Trimmed to the leaves and entries they hold, the sets still hold them: the check
+    (which walks them again, entries included) passes, with fewer nodes."""
+    weights, invariant, checked = fitted
+    trimmed, trimmed_checked = shorten.shorten(weights, invariant, checked, DEFAULT_TANH_ERROR)
+    assert trimmed_checked.proved == checked.proved
+    widths = np.linalg.norm(trimmed.shapes, axis=1) / np.linalg.norm(invariant.shapes, axis=1)
+    assert widths.max() <= 1 + 1e-12
+    assert widths.min() < 1
+    assert _nodes(weights, trimmed) < _nodes(weights, invariant)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_growth")
+def test_trimmed_sets_the_check_refuses_leave_the_grown_ones(
+    fitted: tuple[RnnWeights, Invariant, Checked], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    weights, invariant, checked = fitted
+    monkeypatch.setattr(shorten, "TRIMS", 1)
+    calls: list[Invariant] = []
+    check = decide.check
+
+    def refuse_first(weights: RnnWeights, certificate: Invariant, error: float) -> Checked:
+        calls.append(certificate)
+        if len(calls) == 1:
+            raise CertificateError("refused")
+        return check(weights, certificate, error)
+
+    monkeypatch.setattr(decide, "check", refuse_first)
+    shipped, shipped_checked = shorten.shorten(weights, invariant, checked, DEFAULT_TANH_ERROR)
+    trimmed, grown = calls
+    assert shipped is grown
+    assert shipped_checked.proved == checked.proved
+    assert _nodes(weights, trimmed) < _nodes(weights, grown) < _nodes(weights, invariant)
 
 
 @pytest.mark.slow
