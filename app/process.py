@@ -11,7 +11,9 @@ heaps at two. It also lets a heap keep 4 MB free at its top (glibc's default is 
 threshold is fixed): a 1024 x 20-digit batch's arrays (1.4 MB at most) then reuse the pages the
 last batch freed, where they faulted in fresh pages each time, a large share of the batch's
 CPU (docs/benchmarks.md). `release` (malloc_trim) hands back what the heaps still hold: the
-service calls it once a request of more than LARGE_DIGITS digits is answered. No-ops off glibc.
+service calls it once a request of more than LARGE_DIGITS digits is answered. `heaps_kept`
+lifts both thresholds while a model's certificate is checked: its walk allocates and frees
+arrays of a few MB a batch of nodes, which would each fault in fresh pages. No-ops off glibc.
 `settle` (once started), `serve` (before serving) and `collector_held` (while a large body is
 read) set the garbage collector and the GIL switch interval; the reasons are beside them.
 """
@@ -20,6 +22,7 @@ import ctypes
 import ctypes.util
 import gc
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -30,6 +33,9 @@ _M_ARENA_MAX = -8
 MMAP_THRESHOLD = 2 << 20
 TRIM_THRESHOLD = 4 << 20
 ARENAS = 2
+# while a certificate is checked: every array of its walk from the heaps, freed pages kept
+CHECK_MMAP_THRESHOLD = 32 << 20
+CHECK_TRIM_THRESHOLD = 64 << 20
 LARGE_DIGITS = 1 << 18  # a request of more digits is followed by release()
 SWITCH_INTERVAL_S = 0.001  # the GIL switch interval: how long the loop may wait for a worker
 GC_YOUNG_OBJECTS = 10_000  # the collector's first threshold while serving (Python's is 700)
@@ -50,6 +56,35 @@ def tune() -> None:
         _libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
         _libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
         _libc.mallopt(_M_ARENA_MAX, ARENAS)
+
+
+_checking = 0  # checks in progress (models may load in two threads at once)
+_checking_lock = threading.Lock()
+
+
+@contextmanager
+def heaps_kept() -> Iterator[None]:
+    """The heaps keep what they free while inside (a certificate's check at load: a tenth of
+    its time went to faulting in pages, docs/benchmarks.md); after the last check, the serving
+    thresholds of `tune` again, and the heaps trimmed."""
+    global _checking
+    if _libc is None:
+        yield
+        return
+    with _checking_lock:
+        _checking += 1
+        if _checking == 1:
+            _libc.mallopt(_M_MMAP_THRESHOLD, CHECK_MMAP_THRESHOLD)
+            _libc.mallopt(_M_TRIM_THRESHOLD, CHECK_TRIM_THRESHOLD)
+    try:
+        yield
+    finally:
+        with _checking_lock:
+            _checking -= 1
+            if _checking == 0:
+                _libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+                _libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+                release()
 
 
 def release() -> None:

@@ -30,6 +30,7 @@ import numpy as np
 import onnxruntime as ort
 from threadpoolctl import threadpool_limits
 
+from app import process
 from app.runtime.files import UnreadableFileError, read_capped
 from app.runtime.models import DecisionCheck, ModelLoadError
 from app.settings import WalkedCertificates
@@ -262,7 +263,7 @@ def _check_invariant(
         )
     # One BLAS thread: the walk is many small products, which a second thread only slows
     # (twice the CPU for about the same wall time), and it must not take the serving core.
-    with threadpool_limits(limits=1, user_api="blas"):
+    with threadpool_limits(limits=1, user_api="blas"), process.heaps_kept():
         return check_certificate(weights, invariant, tanh_error).proved
 
 
