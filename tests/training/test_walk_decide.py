@@ -84,20 +84,6 @@ def test_a_shortened_certificate_proves_the_same_with_a_smaller_walk(
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("one_growth")
-def test_grown_sets_the_check_refuses_are_not_taken(
-    fitted: tuple[RnnWeights, Invariant, Checked], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    weights, invariant, checked = fitted
-
-    def refuse(*_: object) -> Checked:
-        raise CertificateError("refused")
-
-    monkeypatch.setattr(decide, "check", refuse)
-    assert shorten.shorten(weights, invariant, checked, DEFAULT_TANH_ERROR) == (invariant, checked)
-
-
-@pytest.mark.slow
 @pytest.mark.usefixtures("one_trim")
 def test_trimmed_sets_prove_the_same_with_a_smaller_walk(
     fitted: tuple[RnnWeights, Invariant, Checked],
@@ -115,26 +101,32 @@ def test_trimmed_sets_prove_the_same_with_a_smaller_walk(
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_growth")
-def test_trimmed_sets_the_check_refuses_leave_the_grown_ones(
-    fitted: tuple[RnnWeights, Invariant, Checked], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("refused", [1, 2])
+def test_certificates_the_check_refuses_are_not_taken(
+    fitted: tuple[RnnWeights, Invariant, Checked], monkeypatch: pytest.MonkeyPatch, refused: int
 ) -> None:
+    """One growth, then one trim: when the check refuses the trimmed certificate, the grown
+    one is shipped; when it refuses that too, the fitted one."""
     weights, invariant, checked = fitted
     monkeypatch.setattr(shorten, "TRIMS", 1)
     calls: list[Invariant] = []
     check = decide.check
 
-    def refuse_first(weights: RnnWeights, certificate: Invariant, error: float) -> Checked:
+    def refuse(weights: RnnWeights, certificate: Invariant, error: float) -> Checked:
         calls.append(certificate)
-        if len(calls) == 1:
+        if len(calls) <= refused:
             raise CertificateError("refused")
         return check(weights, certificate, error)
 
-    monkeypatch.setattr(decide, "check", refuse_first)
+    monkeypatch.setattr(decide, "check", refuse)
     shipped, shipped_checked = shorten.shorten(weights, invariant, checked, DEFAULT_TANH_ERROR)
     trimmed, grown = calls
-    assert shipped is grown
-    assert shipped_checked.proved == checked.proved
     assert _nodes(weights, trimmed) < _nodes(weights, grown) < _nodes(weights, invariant)
+    if refused == 1:
+        assert shipped is grown
+        assert shipped_checked.proved == checked.proved
+    else:
+        assert (shipped, shipped_checked) == (invariant, checked)
 
 
 @pytest.mark.slow
