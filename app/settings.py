@@ -175,8 +175,9 @@ class Settings(BaseSettings):
         default=None,
         description="the bearer token repository load/unload need; unset: they are off (403)",
     )
-    # A walked certificate (core.walk, steps > 1) takes seconds of CPU to check, not
-    # milliseconds (docs/benchmarks.md); skip serves its model as proving only what was checked.
+    # A walked certificate (core.walk, steps > 1) takes about half a second of CPU to check
+    # (counter-post's, docs/benchmarks.md), not milliseconds; skip serves its model as proving
+    # only what was checked.
     walked_certificates: WalkedCertificates = Field(
         default="check",
         description="check: a model's walked certificate is checked at load, before it is ready; "

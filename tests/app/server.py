@@ -34,7 +34,7 @@ def start_server(
     """The running server and its base URL, once ready; its output goes to `log`.
 
     settings: extra COUNTER_* environment, e.g. COUNTER_MAX_CONNECTIONS="20". A walked
-    certificate is not checked (about a second of CPU a start) unless COUNTER_WALKED_CERTIFICATES
+    certificate is not checked (about half a second of CPU a model) unless COUNTER_WALKED_CERTIFICATES
     says "check".
     """
     port = free_port()
