@@ -34,8 +34,8 @@ def start_server(
     """The running server and its base URL, once ready; its output goes to `log`.
 
     settings: extra COUNTER_* environment, e.g. COUNTER_MAX_CONNECTIONS="20". A walked
-    certificate is not checked (about half a second of CPU a model) unless COUNTER_WALKED_CERTIFICATES
-    says "check".
+    certificate is not checked (about half a second of CPU a model) unless
+    COUNTER_WALKED_CERTIFICATES says "check".
     """
     port = free_port()
     env = {
