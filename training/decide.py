@@ -29,7 +29,7 @@ from training import carrying as carrying_search
 from training.copy_search import copying_failure
 from training.sets_fit import DEEPEST, fit
 from training.shorten import shorten
-from training.walk_fit import fit_steady, fit_walk
+from training.walk_fit import fit_steady, fit_walk, with_carrying
 
 CARRY_LIMIT = 1000  # the longest run of nines tried
 BUDGET = 45.0  # seconds of search before a bisection between fits stops (K stays a range)
@@ -149,12 +149,7 @@ def decide_carry(
                 else f"the carrying or absorbed states of a run of {proved + 1} nines read wrong"
             )
             if carry is not None and proved == carry.nines:
-                # the steady fit attaches the carrying set itself when its check passes
-                closed = (
-                    best
-                    if checked.proved == "unbounded"
-                    else _closed(weights, best, carry, tanh_error)
-                )
+                closed = _closed(weights, best, carry, tanh_error)
                 if isinstance(closed, str):
                     reason = closed
                 else:
@@ -208,10 +203,12 @@ def _closed(
     carry: carrying.Set,
     tanh_error: float,
 ) -> tuple[Invariant, Checked] | str:
-    """The certificate with the carrying set attached, checked (every run); or why not."""
-    closed = replace(found[0], carrying_centre=carry.centre, carrying_shape=carry.shape)
+    """The certificate with the carrying set attached, checked (every run); or why not. The
+    steady fit attaches it itself when its check passes: such a certificate is as found."""
+    if found[1].proved == "unbounded":
+        return found
     try:
-        return closed, decide.check(weights, closed, tanh_error)
+        return with_carrying(weights, found[0], carry, tanh_error)
     except CertificateError as exc:
         return f"the carrying set does not close: {exc}"
 

@@ -51,10 +51,10 @@ def shorten(
     axes = invariant.shapes / widths[:, None, :]
     best = replace(invariant, steps=MAX_STEPS)
     sets = copying.sets_of(best)
-    first = walk(cell, sets, MAX_STEPS, most=LARGEST)
-    if first.failure is not None:
+    last = walk(cell, sets, MAX_STEPS, most=LARGEST, hold=True)  # the shortest walk so far
+    if last.failure is not None:
         return invariant, checked
-    nodes, changed, trials = first.nodes, False, 0
+    changed, trials = False, 0
     for level in LEVELS:
         reach = REACH
         near = walk(cell, sets, level, keep_going=True)  # its open children, kept while refused
@@ -63,21 +63,21 @@ def shorten(
             wider = _taken_in(near, sets, widths, reach)
             candidate = replace(best, shapes=axes * wider[:, None, :])
             trial = copying.sets_of(candidate)
-            fewer = _closing_nodes(cell, trial, int(nodes * (1 - GAIN)))
-            if fewer is not None:
-                best, sets, widths, nodes, changed = candidate, trial, wider, fewer, True
+            shorter = _closing(cell, trial, int(last.nodes * (1 - GAIN)))
+            if shorter is not None:
+                best, sets, widths, last, changed = candidate, trial, wider, shorter, True
                 near = walk(cell, sets, level, keep_going=True)
             else:
                 reach = 1 + (reach - 1) / 2
     grown_best, trimmed = best if changed else None, None
     for _ in range(TRIMS):
-        narrower = _trimmed(cell, best, sets, widths)
+        narrower = _trimmed(cell, best, sets, widths, last.held)
         candidate = replace(best, shapes=axes * narrower[:, None, :])
         trial = copying.sets_of(candidate)
-        fewer = _closing_nodes(cell, trial, int(nodes * (1 - GAIN)))
-        if fewer is None:
+        shorter = _closing(cell, trial, int(last.nodes * (1 - GAIN)))
+        if shorter is None:
             break
-        best, sets, widths, nodes, trimmed = candidate, trial, narrower, fewer, candidate
+        best, sets, widths, last, trimmed = candidate, trial, narrower, shorter, candidate
     for certificate in (trimmed, grown_best):
         if certificate is None:
             continue
@@ -99,11 +99,13 @@ def _taken_in(near: Walk, sets: copying.Sets, widths: Array, reach: float) -> Ar
     return grown(widths, widths, [taken])
 
 
-def _trimmed(cell: RnnCell, invariant: Invariant, sets: copying.Sets, widths: Array) -> Array:
+def _trimmed(
+    cell: RnnCell, invariant: Invariant, sets: copying.Sets, widths: Array, leaves: Array
+) -> Array:
     """The half-widths trimmed to TRIM times the largest coordinate, along each axis, of what
-    each set must hold: the leaves of the sets' walk that close in it, and the states that
-    enter it after a carry (the entries, or the leaves of their walk)."""
-    held = walk(cell, sets, MAX_STEPS, hold=True).held
+    each set must hold: the leaves of the sets' walk that close in it (`leaves`, Walk.held),
+    and the states that enter it after a carry (the entries, or the leaves of their walk)."""
+    held = leaves.copy()
     if invariant.entry_steps:
         roots, _ = decide.absorbed_roots(cell, invariant.proved, sets.keys)
         entered = walk(cell, sets, invariant.entry_steps, roots=roots, hold=True).held
@@ -115,11 +117,11 @@ def _trimmed(cell: RnnCell, invariant: Invariant, sets: copying.Sets, widths: Ar
     return widths * np.clip(held * TRIM, THINNEST, 1.0)
 
 
-def _closing_nodes(cell: RnnCell, sets: copying.Sets, most: int) -> int | None:
-    """The nodes of the sets' walk when it closes within `most` nodes with every readout sure
-    by SLACK (the sets' own included), else None (a walk past `most` is stopped there)."""
+def _closing(cell: RnnCell, sets: copying.Sets, most: int) -> Walk | None:
+    """The sets' walk (its leaves held) when it closes within `most` nodes with every readout
+    sure by SLACK (the sets' own included), else None (a walk past `most` is stopped there)."""
     slack, _ = copying.readout(cell, sets.centres, sets.shapes, sets.keys % 10)
     if slack.min() <= SLACK:
         return None
-    walked = walk(cell, sets, MAX_STEPS, most=most)
-    return walked.nodes if walked.failure is None and walked.slack >= SLACK else None
+    walked = walk(cell, sets, MAX_STEPS, most=most, hold=True)
+    return walked if walked.failure is None and walked.slack >= SLACK else None

@@ -169,15 +169,23 @@ def fit_steady(
     return f"no steady certificate after {STEADY_ROUNDS} rounds ({failure})"
 
 
+def with_carrying(
+    weights: RnnWeights, invariant: Invariant, carry: carrying.Set, tanh_error: float
+) -> tuple[Invariant, Checked]:
+    """The certificate with the carrying set attached, checked in one pass (every run);
+    CertificateError when the check refuses it."""
+    closed = replace(invariant, carrying_centre=carry.centre, carrying_shape=carry.shape)
+    return closed, decide.check(weights, closed, tanh_error)
+
+
 def _checked(
     weights: RnnWeights, invariant: Invariant, tanh_error: float, carry: carrying.Set | None
 ) -> tuple[Invariant, Checked] | str:
     """The certificate checked in one pass, with the carrying set attached when one is given
     (its images were walked with the sets'), else or when that fails without it; or why not."""
     if carry is not None:
-        closed = replace(invariant, carrying_centre=carry.centre, carrying_shape=carry.shape)
         try:
-            return closed, decide.check(weights, closed, tanh_error)
+            return with_carrying(weights, invariant, carry, tanh_error)
         except CertificateError:
             pass  # K = proved may still hold: checked below
     try:
