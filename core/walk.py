@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from core import interval, zonotope
 from core.cells import SOFTMAX_SLACK, RnnCell
@@ -29,6 +30,17 @@ def zonotope_coordinates(sets: Sets, targets: Ints, centres: Array, generators: 
 
 
 @dataclass(frozen=True)
+class Trace:
+    """Every child a walk measured, (N,) each, N = Walk.nodes, in the walk's order."""
+
+    target: Ints  # the set it was measured in
+    ratio: Array  # its largest coordinate in that set over the set's limit
+    closed: npt.NDArray[np.bool_]  # a leaf: inside its set (ratio <= 1, up to that division)
+    start: Ints  # where its string starts: a set's index (or a root's)
+    last: npt.NDArray[np.bool_]  # read at the walk's deepest level: no children follow
+
+
+@dataclass(frozen=True)
 class Walk:
     """The digit trees from every copying set: how far they went and what they met."""
 
@@ -43,6 +55,8 @@ class Walk:
     # per set, the largest of each coordinate over the leaves that closed in it (S, H); zeros
     # unless the walk was asked to hold them
     held: Array
+    # every child measured, when the walk was asked to trace them (a search's); else None
+    trace: Trace | None = None
 
 
 # a walk's batch: at most this many parent nodes (their ten children's bounds are kept); few
@@ -103,6 +117,7 @@ def walk(
     roots: Roots | None = None,
     most: int | None = None,
     hold: bool = False,
+    trace: bool = False,
 ) -> Walk:
     """From every set P_s (or every root, when given), read every digit string w, one digit at
     a time, as a zonotope (core.zonotope): at every node the digit just read must win
@@ -110,7 +125,8 @@ def walk(
     s w); a node still outside after `longest` digits fails the walk. keep_going: walk every
     key even after a leaf stays open (the search's measure of where the sets must grow), but
     stop at a readout failure, which growing the sets cannot mend. most: fail once more than
-    this many nodes are built (a search's budget). hold: measure Walk.held (a search's).
+    this many nodes are built (a search's budget). hold: measure Walk.held; trace: keep
+    Walk.trace (a search's, both).
 
     Every start key's nodes are walked together, in batches of a bounded size taken depth
     first (the tree is the same whatever the order); a child is built only when it is not a
@@ -122,6 +138,7 @@ def walk(
     failure: str | None = None
     unsure = False  # a readout failed: nothing more to measure
     held = np.zeros_like(sets.centres)
+    traced: list[tuple[Ints, Array, npt.NDArray[np.bool_], Ints, bool]] = []
     if roots is None:
         every = np.arange(len(sets.keys))
         rows = np.ascontiguousarray(sets.shapes.transpose(0, 2, 1))
@@ -165,6 +182,9 @@ def walk(
             )
         over = inside.max(axis=2) - sets.limit[targets]
         closed = over <= 0
+        if trace:
+            ratio = inside.max(axis=2) / sets.limit[targets]
+            traced.append((targets, ratio, closed, starts, level == longest))
         if closed.any():
             worst = max(worst, float(over[closed].max()))
             if hold:
@@ -201,6 +221,21 @@ def walk(
         np.concatenate(open_coordinates) if open_coordinates else empty,
         failure,
         held,
+        _traced(traced) if trace else None,
+    )
+
+
+def _traced(parts: list[tuple[Ints, Array, npt.NDArray[np.bool_], Ints, bool]]) -> Trace:
+    """The batches' children, (10, n) each, as one Trace."""
+    if not parts:
+        none = np.zeros(0, dtype=np.int64)
+        return Trace(none, np.zeros(0), none.astype(bool), none, none.astype(bool))
+    return Trace(
+        np.concatenate([p[0].ravel() for p in parts]),
+        np.concatenate([p[1].ravel() for p in parts]),
+        np.concatenate([p[2].ravel() for p in parts]),
+        np.concatenate([p[3].ravel() for p in parts]),
+        np.concatenate([np.full(p[0].size, p[4]) for p in parts]),
     )
 
 

@@ -1,7 +1,8 @@
 """Shorter walks for a walked certificate (core.walk), so that the service's check at load is
 cheap: the sets grown, a little at a time, to take in the digit trees' children that almost
 lie in their key's set already, while the walk gets smaller and its readout stays sure; then
-trimmed to what they must hold, which makes every set's own digit tree smaller.
+trimmed to what they must hold, which makes every set's own digit tree smaller; then polished,
+each set scaled a few per cent up or down where that is worth more than it costs.
 
 A child that lies just outside its set is walked on for its ten children, and theirs: most of
 a walk's nodes are children of nodes that missed their set by a few per cent (docs/proof.md,
@@ -19,7 +20,7 @@ from core.cells import RnnCell
 from core.copying import MAX_STEPS, CertificateError, Invariant
 from core.decide import Checked
 from core.interval import Array
-from core.walk import Walk, walk
+from core.walk import Roots, Walk, walk
 from core.weights import RnnWeights
 from training.walk_fit import grown
 
@@ -35,15 +36,19 @@ TRIM = 1.02  # a set is trimmed to this much above what it must hold, along each
 TRIMS = 4  # trims tried at most (each costs two walks)
 THINNEST = 0.5  # a trim keeps at least this much of each half-width
 LARGEST = 500_000  # a walk of more nodes is left as it is (each walk takes seconds a million)
+POLISH = 0.04  # a polish scales a set by 1 - POLISH or 1 + POLISH
+POLISHES = 8  # polish rounds at most (each walks every set's own tree twice, and the whole once)
+POLISH_GAIN = 0.005  # a polish round must cut the walk's nodes by at least this fraction
+OPENED = 12  # the nodes a leaf that opens is taken to cost: its ten children, and a few more
 
 
 def shorten(
     weights: RnnWeights, invariant: Invariant, checked: Checked, tanh_error: float
 ) -> tuple[Invariant, Checked]:
-    """The certificate with its sets grown, then trimmed, where that shortens its walk
-    (followed for up to MAX_STEPS digits), checked in one pass: the trimmed one, else the
-    grown one when the check refuses it (a trim holds the sets' walk and the entries, not a
-    carrying set's images), else the certificate as it was."""
+    """The certificate with its sets grown, then trimmed, then polished, where that shortens
+    its walk (followed for up to MAX_STEPS digits), checked in one pass: the polished one,
+    else the trimmed one, else the grown one when the check refuses it (a trim holds the sets'
+    walk and the entries, not a carrying set's images), else the certificate as it was."""
     if invariant.steps <= 1:
         return invariant, checked
     cell = RnnCell(weights, tanh_error)
@@ -78,6 +83,9 @@ def shorten(
         if shorter is None:
             break
         best, sets, widths, last, trimmed = candidate, trial, narrower, shorter, candidate
+    polished = _polished(cell, weights, best, sets, tanh_error)
+    if polished is not None:
+        return polished
     for certificate in (trimmed, grown_best):
         if certificate is None:
             continue
@@ -105,23 +113,130 @@ def _trimmed(
     """The half-widths trimmed to TRIM times the largest coordinate, along each axis, of what
     each set must hold: the leaves of the sets' walk that close in it (`leaves`, Walk.held),
     and the states that enter it after a carry (the entries, or the leaves of their walk)."""
-    held = leaves.copy()
-    if invariant.entry_steps:
-        roots, _ = decide.absorbed_roots(cell, invariant.proved, sets.keys)
-        entered = walk(cell, sets, invariant.entry_steps, roots=roots, hold=True).held
-        held = np.maximum(held, entered)
-    else:
-        lo, hi, tails, _ = decide.entries(cell, invariant.proved)
-        keys = copying.key_index(sets.keys, tails)
-        np.maximum.at(held, keys, copying.coordinates(sets, keys, lo, hi))
+    held = np.maximum(leaves, _entries_held(cell, invariant, sets))
     return widths * np.clip(held * TRIM, THINNEST, 1.0)
 
 
-def _closing(cell: RnnCell, sets: copying.Sets, most: int) -> Walk | None:
-    """The sets' walk (its leaves held) when it closes within `most` nodes with every readout
-    sure by SLACK (the sets' own included), else None (a walk past `most` is stopped there)."""
+def _entries_held(cell: RnnCell, invariant: Invariant, sets: copying.Sets) -> Array:
+    """Per set, the largest of each coordinate over the states that enter it after a carry
+    (the entries, or the leaves of their walk), (S, H)."""
+    if invariant.entry_steps:
+        roots, _ = decide.absorbed_roots(cell, invariant.proved, sets.keys)
+        return walk(cell, sets, invariant.entry_steps, roots=roots, hold=True).held
+    held = np.zeros_like(sets.centres)
+    lo, hi, tails, _ = decide.entries(cell, invariant.proved)
+    keys = copying.key_index(sets.keys, tails)
+    np.maximum.at(held, keys, copying.coordinates(sets, keys, lo, hi))
+    return held
+
+
+def _polished(
+    cell: RnnCell,
+    weights: RnnWeights,
+    invariant: Invariant,
+    sets: copying.Sets,
+    tanh_error: float,
+) -> tuple[Invariant, Checked] | None:
+    """The sets scaled, each by 1 - POLISH or 1 + POLISH or left, in rounds while a round cuts
+    the walk by POLISH_GAIN, checked in one pass; None when no round does.
+
+    A round weighs each scaling of one set by what it changes: the set's own digit tree,
+    walked again, and the other trees' children measured in that set. Scaled by f, a child's
+    coordinates there scale by 1 / f: grown, its open children within f close (each saves
+    its ten children, at least); shrunk, its leaves past f open (each costs OPENED), and none
+    may open at the walk's deepest level or let an entry out. The scalings that gain are
+    taken together, the best first; when the walk or the check refuses them, the better half,
+    and so on."""
+    traced = _closing(cell, sets, LARGEST, trace=True)
+    found: tuple[Invariant, Checked] | None = None
+    for _ in range(POLISHES):
+        if traced is None:
+            break
+        gains = _scalings(cell, invariant, sets, traced)
+        while gains:
+            taken = _scaled(cell, weights, invariant, gains, traced.nodes, tanh_error)
+            if taken is not None:
+                break
+            gains = gains[: len(gains) // 2]
+        else:
+            break
+        invariant, checked, sets, traced = taken
+        found = invariant, checked
+    return found
+
+
+def _scaled(
+    cell: RnnCell,
+    weights: RnnWeights,
+    invariant: Invariant,
+    gains: list[tuple[int, int, float]],
+    nodes: int,
+    tanh_error: float,
+) -> tuple[Invariant, Checked, copying.Sets, Walk] | None:
+    """The certificate with these scalings, checked, with its sets and traced walk, when that
+    walk cuts `nodes` by POLISH_GAIN with every readout sure by SLACK and the check passes."""
+    scale = np.ones(len(invariant.centres))
+    for _, at, factor in gains:
+        scale[at] = factor
+    candidate = replace(invariant, shapes=invariant.shapes * scale[:, None, None])
+    sets = copying.sets_of(candidate)
+    shorter = _closing(cell, sets, int(nodes * (1 - POLISH_GAIN)), trace=True)
+    if shorter is None:
+        return None
+    try:
+        return candidate, decide.check(weights, candidate, tanh_error), sets, shorter
+    except CertificateError:
+        return None
+
+
+def _scalings(
+    cell: RnnCell, invariant: Invariant, sets: copying.Sets, traced: Walk
+) -> list[tuple[int, int, float]]:
+    """The scalings of one set each that `_polished` expects to cut the walk: (the nodes it
+    expects to gain, negative; the set; the factor), the best first."""
+    trace = traced.trace
+    assert trace is not None
+    own = np.bincount(trace.start, minlength=len(sets.keys))
+    entered = _entries_held(cell, invariant, sets).max(axis=1) / sets.limit
+    gains = []
+    for at in range(len(sets.keys)):
+        there = trace.target == at
+        others = there & (trace.start != at) & ~trace.last
+        options = []
+        for factor in (1 - POLISH, 1 + POLISH):
+            if factor < 1:
+                opening = trace.closed & (trace.ratio > factor)
+                if entered[at] > factor or (there & opening & trace.last).any():
+                    continue
+                change = OPENED * int((others & opening).sum())
+            else:
+                change = -10 * int((others & ~trace.closed & (trace.ratio <= factor)).sum())
+            scale = np.ones(len(sets.keys))
+            scale[at] = factor
+            trial = copying.sets_of(
+                replace(invariant, shapes=invariant.shapes * scale[:, None, None])
+            )
+            tree = walk(cell, trial, MAX_STEPS, roots=_own_root(trial, at))
+            if tree.failure is None and tree.slack >= SLACK:
+                options.append((tree.nodes - int(own[at]) + change, at, factor))
+        best = min(options, default=None)
+        if best is not None and best[0] < 0:
+            gains.append(best)
+    return sorted(gains)
+
+
+def _own_root(sets: copying.Sets, at: int) -> Roots:
+    """Set `at` as the one root of a walk: its own digit tree."""
+    rows = np.ascontiguousarray(sets.shapes[at : at + 1].transpose(0, 2, 1))
+    return Roots(sets.centres[at : at + 1], rows, np.array([at]), ("",))
+
+
+def _closing(cell: RnnCell, sets: copying.Sets, most: int, trace: bool = False) -> Walk | None:
+    """The sets' walk (its leaves held; traced when asked) when it closes within `most` nodes
+    with every readout sure by SLACK (the sets' own included), else None (a walk past `most`
+    is stopped there)."""
     slack, _ = copying.readout(cell, sets.centres, sets.shapes, sets.keys % 10)
     if slack.min() <= SLACK:
         return None
-    walked = walk(cell, sets, MAX_STEPS, most=most, hold=True)
+    walked = walk(cell, sets, MAX_STEPS, most=most, hold=True, trace=trace)
     return walked if walked.failure is None and walked.slack >= SLACK else None

@@ -199,3 +199,29 @@ def test_a_walk_holds_the_largest_coordinates_of_the_leaves_that_close(
     none = walk(cell, shrunk, 1, keep_going=True, hold=True)
     assert len(none.open_targets) == 10 * count
     assert not none.held.any()
+
+
+def test_a_walk_traces_every_child_it_measures(walked: tuple[RnnWeights, Invariant]) -> None:
+    """Walk.trace, what the polish weighs (training.shorten): one entry per child measured,
+    the set it was measured in and how far out; every child open above the deepest level has
+    its ten children measured, and nothing else is."""
+    weights, invariant = walked
+    cell = RnnCell(weights, DEFAULT_TANH_ERROR)
+    # every other set shrunk: the children measured in it stay open, the others close
+    scale = np.where(np.arange(len(invariant.centres)) % 2 == 0, 0.8, 1.0)[:, None, None]
+    sets = copying.sets_of(replace(invariant, shapes=invariant.shapes * scale))
+    traced = walk(cell, sets, 3, keep_going=True, trace=True)
+    trace = traced.trace
+    assert trace is not None
+    assert len(trace.target) == len(trace.ratio) == len(trace.start) == traced.nodes
+    count = len(sets.keys)
+    first = slice(0, 10 * count)  # the first batch: every set read with every digit
+    np.testing.assert_array_equal(trace.target[first], sets.after.T.reshape(-1))
+    np.testing.assert_array_equal(trace.start[first], np.tile(np.arange(count), 10))
+    np.testing.assert_array_equal(trace.closed, trace.ratio <= 1)
+    inner = ~trace.closed & ~trace.last
+    assert inner.any()
+    assert trace.closed.any()
+    assert traced.nodes == 10 * (count + int(inner.sum()))
+    assert int((~trace.closed & trace.last).sum()) == len(traced.open_targets)
+    assert walk(cell, sets, 3, keep_going=True).trace is None  # not asked
