@@ -45,10 +45,10 @@ OPENED = 12  # the nodes a leaf that opens is taken to cost: its ten children, a
 def shorten(
     weights: RnnWeights, invariant: Invariant, checked: Checked, tanh_error: float
 ) -> tuple[Invariant, Checked]:
-    """The certificate with its sets grown, then trimmed, then polished, where that shortens
-    its walk (followed for up to MAX_STEPS digits), checked in one pass: the polished one,
-    else the trimmed one, else the grown one when the check refuses it (a trim holds the sets'
-    walk and the entries, not a carrying set's images), else the certificate as it was."""
+    """The certificate with its sets grown, then trimmed, then polished and trimmed again,
+    where that shortens its walk (followed for up to MAX_STEPS digits), checked in one pass:
+    the last one the check takes (a trim holds the sets' walk and the entries, not a carrying
+    set's images), else the certificate as it was."""
     if invariant.steps <= 1:
         return invariant, checked
     cell = RnnCell(weights, tanh_error)
@@ -74,7 +74,40 @@ def shorten(
                 near = walk(cell, sets, level, keep_going=True)
             else:
                 reach = 1 + (reach - 1) / 2
-    grown_best, trimmed = best if changed else None, None
+    grown_best = best if changed else None
+    best, sets, widths, last, trimmed = _trims(cell, best, sets, widths, axes, last)
+    shipped: list[tuple[Invariant | None, Checked | None]] = [(trimmed, None), (grown_best, None)]
+    polished = _polished(cell, weights, best, sets, tanh_error)
+    if polished is not None:
+        # scaled sets hold their leaves with room again along some axes: trimmed once more
+        best, polished_checked, sets, last = polished
+        widths = np.linalg.norm(best.shapes, axis=1)
+        retrimmed = _trims(cell, best, sets, widths, axes, last)[4]
+        shipped = [(retrimmed, None), (best, polished_checked)]
+    for certificate, certificate_checked in shipped:
+        if certificate is None:
+            continue
+        if certificate_checked is not None:
+            return certificate, certificate_checked
+        try:
+            return certificate, decide.check(weights, certificate, tanh_error)
+        except CertificateError:
+            continue
+    return invariant, checked
+
+
+def _trims(
+    cell: RnnCell,
+    best: Invariant,
+    sets: copying.Sets,
+    widths: Array,
+    axes: Array,
+    last: Walk,
+) -> tuple[Invariant, copying.Sets, Array, Walk, Invariant | None]:
+    """Up to TRIMS trims, each kept when the walk (its leaves held) closes with GAIN fewer
+    nodes and its readout sure by SLACK: the certificate, its sets, half-widths and walk after
+    them, and the last trimmed certificate (None when no trim was kept; not checked)."""
+    trimmed = None
     for _ in range(TRIMS):
         narrower = _trimmed(cell, best, sets, widths, last.held)
         candidate = replace(best, shapes=axes * narrower[:, None, :])
@@ -83,17 +116,7 @@ def shorten(
         if shorter is None:
             break
         best, sets, widths, last, trimmed = candidate, trial, narrower, shorter, candidate
-    polished = _polished(cell, weights, best, sets, tanh_error)
-    if polished is not None:
-        return polished
-    for certificate in (trimmed, grown_best):
-        if certificate is None:
-            continue
-        try:
-            return certificate, decide.check(weights, certificate, tanh_error)
-        except CertificateError:
-            continue
-    return invariant, checked
+    return best, sets, widths, last, trimmed
 
 
 def _taken_in(near: Walk, sets: copying.Sets, widths: Array, reach: float) -> Array:
@@ -136,9 +159,10 @@ def _polished(
     invariant: Invariant,
     sets: copying.Sets,
     tanh_error: float,
-) -> tuple[Invariant, Checked] | None:
+) -> tuple[Invariant, Checked, copying.Sets, Walk] | None:
     """The sets scaled, each by 1 - POLISH or 1 + POLISH or left, in rounds while a round cuts
-    the walk by POLISH_GAIN, checked in one pass; None when no round does.
+    the walk by POLISH_GAIN, checked in one pass, with its sets and walk (leaves held); None
+    when no round does.
 
     A round weighs each scaling of one set by what it changes: the set's own digit tree,
     walked again, and the other trees' children measured in that set. Scaled by f, a child's
@@ -148,7 +172,7 @@ def _polished(
     taken together, the best first; when the walk or the check refuses them, the better half,
     and so on."""
     traced = _closing(cell, sets, LARGEST, trace=True)
-    found: tuple[Invariant, Checked] | None = None
+    found: tuple[Invariant, Checked, copying.Sets, Walk] | None = None
     for _ in range(POLISHES):
         if traced is None:
             break
@@ -160,8 +184,7 @@ def _polished(
             gains = gains[: len(gains) // 2]
         else:
             break
-        invariant, checked, sets, traced = taken
-        found = invariant, checked
+        invariant, _, sets, traced = found = taken
     return found
 
 

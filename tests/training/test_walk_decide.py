@@ -137,6 +137,40 @@ def test_polished_sets_prove_the_same_with_a_smaller_walk(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_polish")
+def test_a_polished_certificate_ships_when_the_check_refuses_its_trim(
+    fitted: tuple[RnnWeights, Invariant, Checked], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the polish the sets are trimmed once more; when the check refuses that, the
+    polished certificate (which the check took) ships."""
+    weights, invariant, checked = fitted
+    monkeypatch.setattr(shorten, "TRIMS", 1)
+    polished: list[tuple[Invariant, Checked]] = []
+    polish = shorten._polished
+
+    def polish_then_refuse(*args: object, **kwargs: object) -> object:
+        found = polish(*args, **kwargs)  # type: ignore[arg-type]
+        assert found is not None
+        polished.append(found[:2])
+        return found
+
+    refused: list[Invariant] = []
+
+    def refuse(weights: RnnWeights, certificate: Invariant, error: float) -> Checked:
+        if polished:
+            refused.append(certificate)
+            raise CertificateError("refused")
+        return check(weights, certificate, error)
+
+    check = decide.check
+    monkeypatch.setattr(shorten, "_polished", polish_then_refuse)
+    monkeypatch.setattr(decide, "check", refuse)
+    assert shorten.shorten(weights, invariant, checked, DEFAULT_TANH_ERROR) == polished[0]
+    (trimmed,) = refused
+    assert _nodes(weights, trimmed) < _nodes(weights, polished[0][0])
+
+
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_growth")
 @pytest.mark.parametrize("refused", [1, 2])
 def test_certificates_the_check_refuses_are_not_taken(
