@@ -82,7 +82,7 @@ def shorten(
         # scaled sets hold their leaves with room again along some axes: trimmed once more
         best, polished_checked, sets, last = polished
         widths = np.linalg.norm(best.shapes, axis=1)
-        retrimmed = _trims(cell, best, sets, widths, axes, last)[4]
+        *_, retrimmed = _trims(cell, best, sets, widths, axes, last)
         shipped = [(retrimmed, None), (best, polished_checked)]
     for certificate, certificate_checked in shipped:
         if certificate is None:
