@@ -56,7 +56,8 @@ def shorten(
     axes = invariant.shapes / widths[:, None, :]
     best = replace(invariant, steps=MAX_STEPS)
     sets = copying.sets_of(best)
-    last = walk(cell, sets, MAX_STEPS, most=LARGEST, hold=True)  # the shortest walk so far
+    # the shortest walk so far (leaves held, children traced: what trims and polish start from)
+    last = walk(cell, sets, MAX_STEPS, most=LARGEST, hold=True, trace=True)
     if last.failure is not None:
         return invariant, checked
     changed, trials = False, 0
@@ -77,7 +78,7 @@ def shorten(
     grown_best = best if changed else None
     best, sets, widths, last, trimmed = _trims(cell, best, sets, widths, axes, last)
     shipped: list[tuple[Invariant | None, Checked | None]] = [(trimmed, None), (grown_best, None)]
-    polished = _polished(cell, weights, best, sets, tanh_error)
+    polished = _polished(cell, weights, best, sets, last, tanh_error)
     if polished is not None:
         # scaled sets hold their leaves with room again along some axes: trimmed once more
         best, polished_checked, sets, last = polished
@@ -158,11 +159,12 @@ def _polished(
     weights: RnnWeights,
     invariant: Invariant,
     sets: copying.Sets,
+    last: Walk,
     tanh_error: float,
 ) -> tuple[Invariant, Checked, copying.Sets, Walk] | None:
-    """The sets scaled, each by 1 - POLISH or 1 + POLISH or left, in rounds while a round cuts
-    the walk by POLISH_GAIN, checked in one pass, with its sets and walk (leaves held); None
-    when no round does.
+    """The sets (their walk `last`, traced) scaled, each by 1 - POLISH or 1 + POLISH or left,
+    in rounds while a round cuts the walk by POLISH_GAIN, checked in one pass, with its sets
+    and walk (leaves held); None when no round does.
 
     A round weighs each scaling of one set by what it changes: the set's own digit tree,
     walked again, and the other trees' children measured in that set. Scaled by f, a child's
@@ -171,7 +173,7 @@ def _polished(
     may open at the walk's deepest level or let an entry out. The scalings that gain are
     taken together, the best first; when the walk or the check refuses them, the better half,
     and so on."""
-    traced = _closing(cell, sets, LARGEST, trace=True)
+    traced = last if _sets_sure(cell, sets) and _walk_sure(last) else None
     found: tuple[Invariant, Checked, copying.Sets, Walk] | None = None
     for _ in range(POLISHES):
         if traced is None:
@@ -198,12 +200,9 @@ def _scaled(
 ) -> tuple[Invariant, Checked, copying.Sets, Walk] | None:
     """The certificate with these scalings, checked, with its sets and traced walk, when that
     walk cuts `nodes` by POLISH_GAIN with every readout sure by SLACK and the check passes."""
-    scale = np.ones(len(invariant.centres))
-    for _, at, factor in gains:
-        scale[at] = factor
-    candidate = replace(invariant, shapes=invariant.shapes * scale[:, None, None])
+    candidate = _rescaled(invariant, {at: factor for _, at, factor in gains})
     sets = copying.sets_of(candidate)
-    shorter = _closing(cell, sets, int(nodes * (1 - POLISH_GAIN)), trace=True)
+    shorter = _closing(cell, sets, int(nodes * (1 - POLISH_GAIN)))
     if shorter is None:
         return None
     try:
@@ -234,11 +233,7 @@ def _scalings(
                 change = OPENED * int((others & opening).sum())
             else:
                 change = -10 * int((others & ~trace.closed & (trace.ratio <= factor)).sum())
-            scale = np.ones(len(sets.keys))
-            scale[at] = factor
-            trial = copying.sets_of(
-                replace(invariant, shapes=invariant.shapes * scale[:, None, None])
-            )
+            trial = copying.sets_of(_rescaled(invariant, {at: factor}))
             tree = walk(cell, trial, MAX_STEPS, roots=_own_root(trial, at))
             if tree.failure is None and tree.slack >= SLACK:
                 options.append((tree.nodes - int(own[at]) + change, at, factor))
@@ -248,18 +243,36 @@ def _scalings(
     return sorted(gains)
 
 
+def _rescaled(invariant: Invariant, factors: dict[int, float]) -> Invariant:
+    """The certificate with set i scaled by factors[i], the others as they are."""
+    scale = np.ones(len(invariant.centres))
+    for at, factor in factors.items():
+        scale[at] = factor
+    return replace(invariant, shapes=invariant.shapes * scale[:, None, None])
+
+
 def _own_root(sets: copying.Sets, at: int) -> Roots:
     """Set `at` as the one root of a walk: its own digit tree."""
     rows = np.ascontiguousarray(sets.shapes[at : at + 1].transpose(0, 2, 1))
     return Roots(sets.centres[at : at + 1], rows, np.array([at]), ("",))
 
 
-def _closing(cell: RnnCell, sets: copying.Sets, most: int, trace: bool = False) -> Walk | None:
-    """The sets' walk (its leaves held; traced when asked) when it closes within `most` nodes
-    with every readout sure by SLACK (the sets' own included), else None (a walk past `most`
-    is stopped there)."""
-    slack, _ = copying.readout(cell, sets.centres, sets.shapes, sets.keys % 10)
-    if slack.min() <= SLACK:
+def _closing(cell: RnnCell, sets: copying.Sets, most: int) -> Walk | None:
+    """The sets' walk (its leaves held, its children traced) when it closes within `most`
+    nodes with every readout sure by SLACK (the sets' own included), else None (a walk past
+    `most` is stopped there)."""
+    if not _sets_sure(cell, sets):
         return None
-    walked = walk(cell, sets, MAX_STEPS, most=most, hold=True, trace=trace)
-    return walked if walked.failure is None and walked.slack >= SLACK else None
+    walked = walk(cell, sets, MAX_STEPS, most=most, hold=True, trace=True)
+    return walked if _walk_sure(walked) else None
+
+
+def _sets_sure(cell: RnnCell, sets: copying.Sets) -> bool:
+    """Every set's own readout sure by more than SLACK."""
+    slack, _ = copying.readout(cell, sets.centres, sets.shapes, sets.keys % 10)
+    return bool(slack.min() > SLACK)
+
+
+def _walk_sure(walked: Walk) -> bool:
+    """The walk closed, every readout on it sure by SLACK."""
+    return walked.failure is None and walked.slack >= SLACK
