@@ -81,7 +81,7 @@ from core.copying import (
     sets_of,
 )
 from core.interval import Array
-from core.walk import Roots, roots_of, walk
+from core.walk import Roots, Walker, roots_of, walk
 from core.weights import RnnWeights
 from core.zonotope import relax
 
@@ -231,9 +231,12 @@ def absorbed_roots(cell: RnnCell, proved: int, keys: Ints) -> tuple[Roots, float
     return roots_of(keys, centres, generators, histories, names), min(margins)
 
 
-def check(weights: RnnWeights, invariant: Invariant, tanh_error: float) -> Checked:
+def check(
+    weights: RnnWeights, invariant: Invariant, tanh_error: float, walker: Walker = walk
+) -> Checked:
     """Check the certificate on these weights in one pass; CertificateError says where it
-    fails. tanh_error is the deployed tanh's absolute error the proof allows per step."""
+    fails. tanh_error is the deployed tanh's absolute error the proof allows per step. walker:
+    core.walk.walk, or one that walks the same trees on several cores (the search's)."""
     cell = RnnCell(weights, tanh_error)
     if invariant.centres.shape[1] != cell.state_size:
         raise CertificateError(
@@ -244,7 +247,7 @@ def check(weights: RnnWeights, invariant: Invariant, tanh_error: float) -> Check
     if invariant.entry_steps:
         # the states that absorb the carry, walked from their keys like the sets
         absorbed, entry_margin = absorbed_roots(cell, proved, sets.keys)
-        entered = walk(cell, sets, invariant.entry_steps, roots=absorbed)
+        entered = walker(cell, sets, invariant.entry_steps, roots=absorbed)
         if entered.failure is not None:
             raise CertificateError(entered.failure)
         entry_margin, worst_entry = min(entry_margin, entered.margin), entered.worst
@@ -260,7 +263,7 @@ def check(weights: RnnWeights, invariant: Invariant, tanh_error: float) -> Check
             )
         worst_entry = float(outside.max())
     if invariant.steps > 1:
-        walked = walk(cell, sets, invariant.steps)
+        walked = walker(cell, sets, invariant.steps)
         if walked.failure is not None:
             raise CertificateError(walked.failure)
         worst_step, walk_margin = walked.worst, walked.margin

@@ -4,6 +4,7 @@ the way sure to win.
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +59,9 @@ class Walk:
     # every child measured, when the walk was asked to trace them (a search's); else None
     trace: Trace | None = None
 
+
+# core.walk.walk, or a walk of the same trees on several cores (training.walk_pool)
+Walker = Callable[..., Walk]
 
 # a walk's batch: at most this many parent nodes (their ten children's bounds are kept); few
 # enough that a batch's arrays stay in cache (docs/benchmarks.md)
@@ -118,6 +122,7 @@ def walk(
     most: int | None = None,
     hold: bool = False,
     trace: bool = False,
+    starts: Ints | None = None,
 ) -> Walk:
     """From every set P_s (or every root, when given), read every digit string w, one digit at
     a time, as a zonotope (core.zonotope): at every node the digit just read must win
@@ -126,7 +131,7 @@ def walk(
     key even after a leaf stays open (the search's measure of where the sets must grow), but
     stop at a readout failure, which growing the sets cannot mend. most: fail once more than
     this many nodes are built (a search's budget). hold: measure Walk.held; trace: keep
-    Walk.trace (a search's, both).
+    Walk.trace; starts: walk from these sets (or roots) only, by index (a search's, all three).
 
     Every start key's nodes are walked together, in batches of a bounded size taken depth
     first (the tree is the same whatever the order); a child is built only when it is not a
@@ -140,13 +145,15 @@ def walk(
     held = np.zeros_like(sets.centres)
     traced: list[tuple[Ints, Array, npt.NDArray[np.bool_], Ints, bool]] = []
     if roots is None:
-        every = np.arange(len(sets.keys))
-        rows = np.ascontiguousarray(sets.shapes.transpose(0, 2, 1))
-        pending = [_Frontier(sets.centres, rows, zonotope.radius_rows(rows), every, every, 0)]
+        every = np.arange(len(sets.keys)) if starts is None else starts
+        rows = np.ascontiguousarray(sets.shapes[every].transpose(0, 2, 1))
+        bound = zonotope.radius_rows(rows)
+        pending = [_Frontier(sets.centres[every], rows, bound, every, every, 0)]
     else:
-        bound = zonotope.radius_rows(roots.rows)
-        starts = np.arange(len(roots.at))
-        pending = [_Frontier(roots.centres, roots.rows, bound, roots.at, starts, 0)]
+        every = np.arange(len(roots.at)) if starts is None else starts
+        rows = roots.rows[every]
+        bound = zonotope.radius_rows(rows)
+        pending = [_Frontier(roots.centres[every], rows, bound, roots.at[every], every, 0)]
 
     def origin(start: int) -> str:
         if roots is None:
@@ -172,7 +179,7 @@ def walk(
         targets = sets.after[node.at].T  # (10, n)
         slack, gap, inside = _measure(cell, sets, targets, branch)
         least, margin = min(least, float(slack.min())), min(margin, float(gap.min()))
-        starts = np.broadcast_to(node.start, (10, count))
+        origins = np.broadcast_to(node.start, (10, count))
         if slack.min() <= 0 and not unsure:  # the reason, even after a leaf stayed open
             unsure = True
             digit, where = np.unravel_index(int(slack.argmin()), slack.shape)
@@ -184,7 +191,7 @@ def walk(
         closed = over <= 0
         if trace:
             ratio = inside.max(axis=2) / sets.limit[targets]
-            traced.append((targets, ratio, closed, starts, level == longest))
+            traced.append((targets, ratio, closed, origins, level == longest))
         if closed.any():
             worst = max(worst, float(over[closed].max()))
             if hold:
@@ -197,7 +204,7 @@ def walk(
             open_coordinates.append(inside[digits, parents])
             if failure is None:
                 failure = (
-                    f"from {origin(int(starts[digits, parents].min()))}, {len(digits)} digit "
+                    f"from {origin(int(origins[digits, parents].min()))}, {len(digits)} digit "
                     f"strings of {longest} still leave their sets"
                 )
             continue
@@ -207,7 +214,7 @@ def walk(
                 branch.children(digits, parents),
                 branch.size[digits, parents],
                 targets[digits, parents],
-                starts[digits, parents],
+                origins[digits, parents],
                 level,
             )
         )

@@ -26,6 +26,7 @@ from core.decide import Checked
 from core.session import open_session
 from core.weights import RnnWeights, UnsupportedModelError, recurrent_weights_from_onnx
 from training import carrying as carrying_search
+from training import walk_pool
 from training.copy_search import copying_failure
 from training.sets_fit import DEEPEST, fit
 from training.shorten import shorten
@@ -192,7 +193,7 @@ def extend(
         return found
     raised = replace(invariant, proved=proved)
     try:
-        return raised, decide.check(weights, raised, tanh_error)
+        return raised, walk_pool.check(weights, raised, tanh_error)
     except CertificateError:
         return found
 

@@ -5,7 +5,10 @@
 
 import math
 import multiprocessing
+import os
+import signal
 import tempfile
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from core.card import Decision, ModelCard
@@ -23,16 +26,32 @@ GOAL_SECONDS = 60.0
 
 def _decide(model: Path, walk: bool, seconds: float | None) -> str | None:
     """decide_file's line, or None when the search outlasts `seconds` (then stopped: it runs
-    in a child process, forked so that it needs nothing pickled but the path)."""
+    in a child process, forked so that it needs nothing pickled but the path, in a process
+    group of its own, so that its walks' workers stop with it)."""
     if seconds is None:
         return decide_file(model, walk=walk)
-    with multiprocessing.get_context("fork").Pool(1) as pool:
-        pending = pool.apply_async(decide_file, (model,), {"walk": walk})
-        try:
-            line: str = pending.get(seconds)
-        except multiprocessing.TimeoutError:
-            return None
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_decide_alone, args=(model, walk, send))
+    child.start()
+    send.close()
+    if not receive.poll(seconds):
+        assert child.pid is not None  # started
+        os.killpg(child.pid, signal.SIGKILL)
+        child.join()
+        return None
+    try:
+        line: str = receive.recv()
+    except EOFError:
+        child.join()
+        raise RuntimeError(f"deciding {model} failed (exit {child.exitcode})") from None
+    child.join()
     return line
+
+
+def _decide_alone(model: Path, walk: bool, send: Connection) -> None:
+    os.setsid()
+    send.send(decide_file(model, walk=walk))
 
 
 def decided(decision: Decision | None) -> bool:

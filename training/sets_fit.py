@@ -23,6 +23,7 @@ from core.copying import CertificateError, Invariant
 from core.decide import Checked
 from core.interval import Array
 from core.weights import RnnWeights
+from training import walk_pool
 
 STEPS = 12  # simulated copying steps from each first copying state
 TRAJECTORIES = 4000  # random digit strings in all (per fit)
@@ -130,7 +131,7 @@ def _grow(
     for _ in range(ROUNDS):
         invariant = replace(invariant, shapes=axes * widths[:, None, :])
         try:
-            return invariant, decide.check(weights, invariant, tanh_error)
+            return invariant, walk_pool.check(weights, invariant, tanh_error)
         except CertificateError as exc:
             failure = str(exc)
         sets = copying.sets_of(invariant)

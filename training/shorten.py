@@ -20,9 +20,11 @@ from core.cells import RnnCell
 from core.copying import MAX_STEPS, CertificateError, Invariant
 from core.decide import Checked
 from core.interval import Array
-from core.walk import Roots, Walk, walk
+from core.walk import Roots, Walk
 from core.weights import RnnWeights
+from training import walk_pool
 from training.walk_fit import grown
+from training.walk_pool import pooled_walk
 
 # the walk's levels whose open children are taken in, in turn (most of a walk's nodes are the
 # children of nodes open at levels 2-4)
@@ -57,13 +59,15 @@ def shorten(
     best = replace(invariant, steps=MAX_STEPS)
     sets = copying.sets_of(best)
     # the shortest walk so far (leaves held, children traced: what trims and polish start from)
-    last = walk(cell, sets, MAX_STEPS, most=LARGEST, hold=True, trace=True)
+    last = pooled_walk(cell, sets, MAX_STEPS, most=LARGEST, hold=True, trace=True)
     if last.failure is not None:
         return invariant, checked
     changed, trials = False, 0
     for level in LEVELS:
         reach = REACH
-        near = walk(cell, sets, level, keep_going=True)  # its open children, kept while refused
+        near = pooled_walk(
+            cell, sets, level, keep_going=True
+        )  # its open children, kept while refused
         while reach > LEAST_REACH and trials < TRIALS:
             trials += 1
             wider = _taken_in(near, sets, widths, reach)
@@ -72,7 +76,7 @@ def shorten(
             shorter = _closing(cell, trial, int(last.nodes * (1 - GAIN)))
             if shorter is not None:
                 best, sets, widths, last, changed = candidate, trial, wider, shorter, True
-                near = walk(cell, sets, level, keep_going=True)
+                near = pooled_walk(cell, sets, level, keep_going=True)
             else:
                 reach = 1 + (reach - 1) / 2
     grown_best = best if changed else None
@@ -91,7 +95,7 @@ def shorten(
         if certificate_checked is not None:
             return certificate, certificate_checked
         try:
-            return certificate, decide.check(weights, certificate, tanh_error)
+            return certificate, walk_pool.check(weights, certificate, tanh_error)
         except CertificateError:
             continue
     return invariant, checked
@@ -146,7 +150,7 @@ def _entries_held(cell: RnnCell, invariant: Invariant, sets: copying.Sets) -> Ar
     (the entries, or the leaves of their walk), (S, H)."""
     if invariant.entry_steps:
         roots, _ = decide.absorbed_roots(cell, invariant.proved, sets.keys)
-        return walk(cell, sets, invariant.entry_steps, roots=roots, hold=True).held
+        return pooled_walk(cell, sets, invariant.entry_steps, roots=roots, hold=True).held
     held = np.zeros_like(sets.centres)
     lo, hi, tails, _ = decide.entries(cell, invariant.proved)
     keys = copying.key_index(sets.keys, tails)
@@ -206,7 +210,7 @@ def _scaled(
     if shorter is None:
         return None
     try:
-        return candidate, decide.check(weights, candidate, tanh_error), sets, shorter
+        return candidate, walk_pool.check(weights, candidate, tanh_error), sets, shorter
     except CertificateError:
         return None
 
@@ -234,7 +238,7 @@ def _scalings(
             else:
                 change = -10 * int((others & ~trace.closed & (trace.ratio <= factor)).sum())
             trial = copying.sets_of(_rescaled(invariant, {at: factor}))
-            tree = walk(cell, trial, MAX_STEPS, roots=_own_root(trial, at))
+            tree = pooled_walk(cell, trial, MAX_STEPS, roots=_own_root(trial, at))
             if tree.failure is None and tree.slack >= SLACK:
                 options.append((tree.nodes - int(own[at]) + change, at, factor))
         best = min(options, default=None)
@@ -263,7 +267,7 @@ def _closing(cell: RnnCell, sets: copying.Sets, most: int) -> Walk | None:
     `most` is stopped there)."""
     if not _sets_sure(cell, sets):
         return None
-    walked = walk(cell, sets, MAX_STEPS, most=most, hold=True, trace=True)
+    walked = pooled_walk(cell, sets, MAX_STEPS, most=most, hold=True, trace=True)
     return walked if _walk_sure(walked) else None
 
 

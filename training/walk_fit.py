@@ -13,9 +13,11 @@ from core.certify import DEFAULT_TANH_ERROR
 from core.copying import CertificateError, Invariant
 from core.decide import Checked
 from core.interval import Array
-from core.walk import Walk, walk
+from core.walk import Walk
 from core.weights import RnnWeights
+from training import walk_pool
 from training.sets_fit import WIDEST
+from training.walk_pool import pooled_walk
 
 # The walked certificate (core.walk), tried when the one-step sets do not close:
 WALK_KEYS = 2  # sets keyed by the last two digits
@@ -33,6 +35,10 @@ STEADY_KEYS = 3
 STEADY_FROM = 3
 ENTRY_STEPS = 8
 STEADY_ROUNDS = 30
+# the steady sets start this much wider than their states' boxes: sets that hold the states
+# just hold few of their images, and a first walk from them leaves so many strings open that it
+# costs minutes (docs/proof.md, "The steady fit on every core")
+STEADY_START = 1.4
 
 
 def _walk_samples(
@@ -108,12 +114,12 @@ def fit_walk(
         need = widths.copy()
         inside = copying.coordinates(sets, entry_keys, entry_lo, entry_hi)
         np.maximum.at(need, entry_keys, inside * widths[entry_keys] * WALK_GROWTH)
-        walked = walk(cell, sets, WALK_STEPS, keep_going=True)
+        walked = pooled_walk(cell, sets, WALK_STEPS, keep_going=True)
         if walked.slack <= 0:
             return walked.failure or "a walk's readout fails"
         if walked.failure is None and inside.max() <= sets.limit[entry_keys].min():
             try:
-                return invariant, decide.check(weights, invariant, tanh_error)
+                return invariant, walk_pool.check(weights, invariant, tanh_error)
             except CertificateError as exc:
                 return str(exc)
         failure = walked.failure or "an entry leaves its set"
@@ -142,6 +148,7 @@ def fit_steady(
     steady = np.repeat(np.arange(1, WALK_LENGTH + 1), WALK_TRAJECTORIES) >= STEADY_FROM
     owner = copying.key_index(keys, history[steady])
     centres, axes, widths = _principal_boxes(states[steady], owner, len(keys))
+    widths *= STEADY_START
     try:  # the walks' roots: the absorbed states and the carrying set's images, by key
         starts = [decide.absorbed_roots(cell, proved, keys)[0]]
     except CertificateError as exc:
@@ -155,8 +162,8 @@ def fit_steady(
             proved, STEADY_KEYS, centres, shapes, keys, WALK_STEPS, entry_steps=ENTRY_STEPS
         )
         sets = copying.sets_of(invariant)
-        walks = [walk(cell, sets, WALK_STEPS, keep_going=True)]
-        walks += [walk(cell, sets, ENTRY_STEPS, keep_going=True, roots=r) for r in starts]
+        walks = [pooled_walk(cell, sets, WALK_STEPS, keep_going=True)]
+        walks += [pooled_walk(cell, sets, ENTRY_STEPS, keep_going=True, roots=r) for r in starts]
         unsure = next((w for w in walks if w.slack <= 0), None)
         if unsure is not None:
             return unsure.failure or "a walk's readout fails"
@@ -175,7 +182,7 @@ def with_carrying(
     """The certificate with the carrying set attached, checked in one pass (every run);
     CertificateError when the check refuses it."""
     closed = replace(invariant, carrying_centre=carry.centre, carrying_shape=carry.shape)
-    return closed, decide.check(weights, closed, tanh_error)
+    return closed, walk_pool.check(weights, closed, tanh_error)
 
 
 def _checked(
@@ -189,7 +196,7 @@ def _checked(
         except CertificateError:
             pass  # K = proved may still hold: checked below
     try:
-        return invariant, decide.check(weights, invariant, tanh_error)
+        return invariant, walk_pool.check(weights, invariant, tanh_error)
     except CertificateError as exc:
         return str(exc)
 

@@ -1,7 +1,15 @@
 """The decided-seeds page states the goal (at least 9 seeds in 10 decided, each within a
-minute of search) and whether the run met it, from the seeds' decisions."""
+minute of search) and whether the run met it, from the seeds' decisions; a seed's search that
+outlasts its time is stopped, with the workers its walks started."""
+
+import multiprocessing
+import time
+from pathlib import Path
+
+import pytest
 
 from core.card import Decision, Refutation
+from training import decided_seeds, walk_pool
 from training.decided_seeds import goal
 
 
@@ -42,3 +50,45 @@ def test_a_range_a_slow_decision_or_a_stopped_search_does_not_count() -> None:
     assert goal([*exact, between, slow, None]) == (
         "Goal: at least 9/10 decided, each within 60 s of search: 7/10, not met."
     )
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or one that has exited and waits to be reaped."""
+    status = Path(f"/proc/{pid}/status")
+    return not status.exists() or "\nState:\tZ" in status.read_text()
+
+
+def test_a_search_past_its_time_stops_with_its_walks_workers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def endless(model: Path, walk: bool) -> str:
+        worker = walk_pool._executor(2).submit(time.sleep, 60)  # as a pooled walk starts them
+        workers = [str(p.pid) for p in multiprocessing.active_children()]
+        (tmp_path / "pids").write_text(" ".join(workers))
+        worker.result()
+        return "never"
+
+    monkeypatch.setattr(decided_seeds, "decide_file", endless)
+    started = time.monotonic()
+    assert decided_seeds._decide(tmp_path / "model", walk=True, seconds=2.0) is None
+    assert time.monotonic() - started < 10
+    pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
+    assert pids
+    deadline = time.monotonic() + 5
+    while not all(map(_gone, pids)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(map(_gone, pids)), pids
+
+
+def test_a_search_within_its_time_gives_its_line_and_a_failed_one_says_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(decided_seeds, "decide_file", lambda model, walk: f"{model.name}: K = 3")
+    assert decided_seeds._decide(tmp_path / "m", walk=True, seconds=30.0) == "m: K = 3"
+
+    def broken(model: Path, walk: bool) -> str:
+        raise ValueError("no such model")
+
+    monkeypatch.setattr(decided_seeds, "decide_file", broken)
+    with pytest.raises(RuntimeError, match=r"deciding .*m failed"):
+        decided_seeds._decide(tmp_path / "m", walk=True, seconds=30.0)

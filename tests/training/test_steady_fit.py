@@ -13,6 +13,7 @@ from core.weights import RnnWeights
 from tests.training.hand_counter import answer_of, hand_counter, leaky_counter
 from training import carrying as carrying_search
 from training import decide as decide_module
+from training import walk_pool
 from training.walk_fit import ENTRY_STEPS, STEADY_KEYS, fit_steady
 
 
@@ -49,13 +50,13 @@ def test_given_a_carrying_set_the_steady_fit_proves_every_run_in_one_check(
     carry = carrying_search.fit(RnnCell(weights, DEFAULT_TANH_ERROR), 1000, 8)
     assert isinstance(carry, carrying.Set)
     checks: list[Invariant] = []
-    check = decide.check
+    check = walk_pool.check  # the search's
 
     def counted(weights: RnnWeights, invariant: Invariant, tanh_error: float) -> Checked:
         checks.append(invariant)
         return check(weights, invariant, tanh_error)
 
-    monkeypatch.setattr(decide, "check", counted)
+    monkeypatch.setattr(walk_pool, "check", counted)
     found = fit_steady(weights, carry.nines, carry=carry)
     assert not isinstance(found, str), found
     invariant, checked = found
@@ -63,4 +64,4 @@ def test_given_a_carrying_set_the_steady_fit_proves_every_run_in_one_check(
     assert invariant.carrying_centre is not None
     assert len(checks) == 1
     read = Invariant.from_bytes(invariant.to_bytes())
-    assert check(weights, read, DEFAULT_TANH_ERROR).proved == "unbounded"
+    assert decide.check(weights, read, DEFAULT_TANH_ERROR).proved == "unbounded"

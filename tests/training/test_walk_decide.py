@@ -19,7 +19,7 @@ from core.copying import CertificateError, Invariant
 from core.decide import Checked
 from core.walk import walk
 from core.weights import RnnWeights, weights_from_onnx
-from training import shorten
+from training import shorten, walk_pool
 from training.walk_fit import fit_walk
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -162,9 +162,9 @@ def test_a_polished_certificate_ships_when_the_check_refuses_its_trim(
             raise CertificateError("refused")
         return check(weights, certificate, error)
 
-    check = decide.check
+    check = walk_pool.check  # the search's
     monkeypatch.setattr(shorten, "_polished", polish_then_refuse)
-    monkeypatch.setattr(decide, "check", refuse)
+    monkeypatch.setattr(walk_pool, "check", refuse)
     assert shorten.shorten(weights, invariant, checked, DEFAULT_TANH_ERROR) == polished[0]
     (trimmed,) = refused
     assert _nodes(weights, trimmed) < _nodes(weights, polished[0][0])
@@ -181,7 +181,7 @@ def test_certificates_the_check_refuses_are_not_taken(
     weights, invariant, checked = fitted
     monkeypatch.setattr(shorten, "TRIMS", 1)
     calls: list[Invariant] = []
-    check = decide.check
+    check = walk_pool.check  # the search's
 
     def refuse(weights: RnnWeights, certificate: Invariant, error: float) -> Checked:
         calls.append(certificate)
@@ -189,7 +189,7 @@ def test_certificates_the_check_refuses_are_not_taken(
             raise CertificateError("refused")
         return check(weights, certificate, error)
 
-    monkeypatch.setattr(decide, "check", refuse)
+    monkeypatch.setattr(walk_pool, "check", refuse)
     shipped, shipped_checked = shorten.shorten(weights, invariant, checked, DEFAULT_TANH_ERROR)
     trimmed, grown = calls
     assert _nodes(weights, trimmed) < _nodes(weights, grown) < _nodes(weights, invariant)

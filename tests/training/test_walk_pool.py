@@ -1,0 +1,177 @@
+"""The search's walks on every core (training.walk_pool): a walk dealt out to worker processes
+comes back as the one walk from every start, bit for bit, whether it closes, leaves strings
+open, reads a digit unsure or runs past its budget; the certificate it checks is the one the
+service's single-core check accepts."""
+
+import multiprocessing
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core import copying, decide
+from core.card import ModelCard
+from core.cells import RnnCell
+from core.certify import DEFAULT_TANH_ERROR
+from core.copying import CertificateError, Invariant
+from core.decide import Checked
+from core.walk import Roots, Walk, walk
+from core.weights import RnnWeights, weights_from_onnx
+from tests.training.hand_counter import leaky_counter
+from training import walk_pool
+from training.walk_fit import fit_steady
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+COPIES = 3  # each set walked as this many roots: more than two chunks, so both workers walk
+
+
+@pytest.fixture(scope="module")
+def shipped() -> tuple[RnnWeights, Invariant, float]:
+    """counter-post's weights, its walked certificate and the tanh error it allows."""
+    card = ModelCard.model_validate_json((MODELS / "counter-post.json").read_text())
+    decision = card.metrics.decision
+    assert decision is not None
+    assert decision.certificate_file is not None
+    invariant = Invariant.from_bytes((MODELS / decision.certificate_file).read_bytes())
+    weights = weights_from_onnx(MODELS / "counter-post.onnx")
+    assert isinstance(weights, RnnWeights)
+    return weights, invariant, decision.tanh_error_bound
+
+
+def _roots(sets: copying.Sets) -> Roots:
+    """Every set as a root, COPIES times over: a walk of 300 starts."""
+    every = np.tile(np.arange(len(sets.keys)), COPIES)
+    rows = np.ascontiguousarray(sets.shapes[every].transpose(0, 2, 1))
+    names = tuple(f"root {i}" for i in range(len(every)))
+    return Roots(sets.centres[every], rows, every, names)
+
+
+def _same(plain: Walk, pooled: Walk) -> None:
+    assert (pooled.nodes, pooled.failure) == (plain.nodes, plain.failure)
+    assert (pooled.slack, pooled.margin, pooled.worst) == (plain.slack, plain.margin, plain.worst)
+    assert np.array_equal(pooled.held, plain.held)
+    assert np.array_equal(pooled.open_targets, plain.open_targets)
+    assert np.array_equal(pooled.open_coordinates, plain.open_coordinates)
+    if plain.trace is None:
+        assert pooled.trace is None
+        return
+    assert pooled.trace is not None
+    for field in ("target", "ratio", "closed", "start", "last"):
+        assert np.array_equal(getattr(pooled.trace, field), getattr(plain.trace, field)), field
+
+
+@pytest.mark.parametrize(
+    ("scale", "options"),
+    [
+        (1.0, {"hold": True, "trace": True}),  # every string closes
+        (0.8, {}),  # strings stay open: the first one found ends the walk
+        (0.8, {"keep_going": True}),  # every open string, as a fit grows its sets by them
+        (1.0, {"most": 40_000}),  # the budget runs out
+        (1.6, {"keep_going": True}),  # sets too wide: a digit read is not sure to win
+    ],
+)
+def test_a_pooled_walk_is_the_walk_from_every_start(
+    shipped: tuple[RnnWeights, Invariant, float], scale: float, options: dict[str, object]
+) -> None:
+    weights, invariant, error = shipped
+    sets = copying.sets_of(replace(invariant, shapes=invariant.shapes * scale))
+    cell, roots = RnnCell(weights, error), _roots(sets)
+    plain = walk(cell, sets, invariant.steps, roots=roots, **options)  # type: ignore[arg-type]
+    pooled = walk_pool.pooled_walk(cell, sets, invariant.steps, roots=roots, **options)  # type: ignore[arg-type]
+    assert walk_pool.cores() < 2 or multiprocessing.active_children(), "no worker walked"
+    _same(plain, pooled)
+
+
+def test_the_failures_meet_what_each_case_expects(
+    shipped: tuple[RnnWeights, Invariant, float],
+) -> None:
+    """The cases above fail as they should, so their sameness is not of empty walks."""
+    weights, invariant, error = shipped
+    cell = RnnCell(weights, error)
+
+    def pooled(scale: float, **options: object) -> Walk:
+        sets = copying.sets_of(replace(invariant, shapes=invariant.shapes * scale))
+        return walk_pool.pooled_walk(cell, sets, invariant.steps, roots=_roots(sets), **options)  # type: ignore[arg-type]
+
+    assert pooled(1.0).failure is None
+    assert "still leave their sets" in str(pooled(0.8).failure)
+    assert pooled(1.0, most=40_000).failure == "the walk passes 40000 nodes"
+    unsure = pooled(1.6, keep_going=True)
+    assert unsure.slack <= 0
+    assert "is not sure to win" in str(unsure.failure)
+
+
+def test_on_one_core_the_walk_stays_in_this_process(
+    shipped: tuple[RnnWeights, Invariant, float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    weights, invariant, error = shipped
+    sets = copying.sets_of(invariant)
+    monkeypatch.setattr(walk_pool, "cores", lambda: 1)
+    monkeypatch.setattr(walk_pool, "_executor", lambda _: pytest.fail("a worker was asked"))
+    walked = walk_pool.pooled_walk(
+        RnnCell(weights, error), sets, invariant.steps, roots=_roots(sets)
+    )
+    assert walked.failure is None
+
+
+@pytest.fixture(scope="module")
+def steady() -> tuple[RnnWeights, Invariant]:
+    """A certificate of 1 000 sets (three-digit keys) and walked entries: the steady fit's, on
+    a hand-made counter."""
+    weights = leaky_counter()
+    found = fit_steady(weights, 2)
+    assert not isinstance(found, str), found
+    return weights, found[0]
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.7])
+def test_the_search_checks_what_the_service_checks(
+    steady: tuple[RnnWeights, Invariant], scale: float
+) -> None:
+    """The same figures where the certificate holds, the same refusal where it does not."""
+    weights, invariant = steady
+    invariant = replace(invariant, shapes=invariant.shapes * scale)
+    outcomes: list[Checked | str] = []
+    for check in (decide.check, walk_pool.check):
+        try:
+            outcomes.append(check(weights, invariant, DEFAULT_TANH_ERROR))
+        except CertificateError as exc:
+            outcomes.append(str(exc))
+    assert outcomes[0] == outcomes[1]
+    assert isinstance(outcomes[0], str) == (scale < 1), outcomes[0]
+
+
+def _start_workers_and_wait(pids: Path) -> None:
+    """A search in a child process: its pool started, its workers' pids written, then idle."""
+    walk_pool._executor(2).submit(os.getpid).result()
+    pids.write_text(" ".join(str(p.pid) for p in multiprocessing.active_children()))
+    time.sleep(60)
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or one that has exited and waits to be reaped."""
+    status = Path(f"/proc/{pid}/status")
+    return not status.exists() or "\nState:\tZ" in status.read_text()
+
+
+def test_the_workers_end_when_the_search_is_killed(tmp_path: Path) -> None:
+    """A `decide` stopped by a signal to it alone (timeout, kill) leaves no worker behind."""
+    pids = tmp_path / "pids"
+    search = multiprocessing.get_context("fork").Process(
+        target=_start_workers_and_wait, args=(pids,)
+    )
+    search.start()
+    deadline = time.monotonic() + 30
+    while not (pids.exists() and pids.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = [int(p) for p in pids.read_text().split()]
+    assert len(workers) == 2
+    search.kill()
+    search.join()
+    deadline = time.monotonic() + 5
+    while not all(map(_gone, workers)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(map(_gone, workers)), workers

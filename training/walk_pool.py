@@ -1,0 +1,181 @@
+"""The search's walks on every core: core.walk.walk with its start sets (or roots) dealt out in
+chunks to one worker process per core this process may use, and the chunks' walks merged into
+the Walk that one walk from every start gives. A digit tree is the same whatever the order it is
+walked in, so a walk that closes comes out the same (its trace in another order); a failing walk
+fails too, and may name another of its failures.
+
+The service never walks this way: its check at load runs on one core, as it must not take a
+serving one. Here, the search's walks and its checks (`check`) run on all of them; only
+core.decide.check decides, and it walks the same tree whichever walker it is given.
+"""
+
+import multiprocessing
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from core import decide
+from core.cells import RnnCell
+from core.copying import Ints, Invariant, Sets
+from core.decide import Checked
+from core.walk import _BATCH, Roots, Trace, Walk, walk
+from core.weights import RnnWeights
+
+# starts a chunk: enough chunks for the workers to finish together (a start's tree ranges from
+# ten nodes to thousands), few enough that each stays a few of core.walk's batches
+CHUNK = _BATCH
+# walks from fewer starts stay in this process: a task costs a few milliseconds of pickling
+SMALLEST = 2 * CHUNK
+
+_pool: ProcessPoolExecutor | None = None
+
+
+def _forget_pool() -> None:
+    global _pool
+    _pool = None  # a forked child starts its own: the parent's workers answer the parent
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def cores() -> int:
+    """The CPUs this process may run on."""
+    return len(os.sched_getaffinity(0))
+
+
+def pooled_walk(
+    cell: RnnCell,
+    sets: Sets,
+    longest: int,
+    keep_going: bool = False,
+    roots: Roots | None = None,
+    most: int | None = None,
+    hold: bool = False,
+    trace: bool = False,
+) -> Walk:
+    """core.walk.walk (the same arguments), on every core."""
+    count = len(sets.keys) if roots is None else len(roots.at)
+    workers = cores()
+    if workers < 2 or count < SMALLEST:
+        return walk(cell, sets, longest, keep_going, roots, most, hold, trace)
+    chunks = [np.arange(first, min(first + CHUNK, count)) for first in range(0, count, CHUNK)]
+    tasks = [
+        _executor(workers).submit(
+            _walk_chunks,
+            cell,
+            sets,
+            longest,
+            keep_going,
+            roots,
+            most,
+            hold,
+            trace,
+            chunks[w::workers],
+        )
+        for w in range(workers)
+    ]
+    walked: dict[int, Walk] = {}
+    for w, task in enumerate(tasks):
+        walked.update(zip(range(w, len(chunks), workers), task.result(), strict=False))
+    # in order, up to the chunk where the one walk would stop
+    parts: list[Walk] = []
+    for i, starts in enumerate(chunks):
+        part = walked[i]  # a worker stops early only past where the walk stops
+        counted = sum(p.nodes for p in parts)
+        if most is not None and counted + part.nodes > most:
+            # the budget runs out in this chunk: walked again with what is left of it
+            part = walk(cell, sets, longest, keep_going, roots, most - counted, hold, trace, starts)
+            parts.append(replace(part, failure=f"the walk passes {most} nodes"))
+            break
+        parts.append(part)
+        if part.slack <= 0 or (part.failure is not None and not keep_going):
+            break
+    return merged(parts)
+
+
+def check(weights: RnnWeights, invariant: Invariant, tanh_error: float) -> Checked:
+    """core.decide.check, its walks on every core."""
+    return decide.check(weights, invariant, tanh_error, walker=pooled_walk)
+
+
+def _executor(workers: int) -> ProcessPoolExecutor:
+    global _pool
+    if _pool is None:
+        # forked: a worker needs no imports, and the search's arguments reach it pickled
+        context = multiprocessing.get_context("fork")
+        _pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_end_with_parent)
+    return _pool
+
+
+def _end_with_parent() -> None:
+    """A worker ends when the search that started it does, however that ends (a stopped
+    `decide` leaves no worker waiting for tasks that never come)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _walk_chunks(
+    cell: RnnCell,
+    sets: Sets,
+    longest: int,
+    keep_going: bool,
+    roots: Roots | None,
+    most: int | None,
+    hold: bool,
+    trace: bool,
+    chunks: list[Ints],
+) -> list[Walk]:
+    """A worker's chunks walked in order, each within the whole budget, until one ends the
+    walk (a readout failure; any failure unless keep_going; the budget spent, as this worker's
+    nodes alone pass it): the chunks after it are past where the one walk stops."""
+    done: list[Walk] = []
+    with threadpool_limits(limits=1, user_api="blas"):  # one thread per worker, per core
+        for starts in chunks:
+            part = walk(cell, sets, longest, keep_going, roots, most, hold, trace, starts)
+            done.append(part)
+            if part.slack <= 0 or (part.failure is not None and not keep_going):
+                break
+            if most is not None and sum(p.nodes for p in done) > most:
+                break
+    return done
+
+
+def merged(parts: list[Walk]) -> Walk:
+    """The walk of every start from the walks of its chunks, in their order, up to where it
+    stops: the failure is the first chunk's that has one, or a readout's (the walk names that
+    one even after a leaf stayed open, and stops there)."""
+    unsure = parts[-1].failure if parts[-1].slack <= 0 else None
+    failure = unsure or next((p.failure for p in parts if p.failure is not None), None)
+    traces = [p.trace for p in parts if p.trace is not None]
+    return Walk(
+        sum(p.nodes for p in parts),
+        min(p.slack for p in parts),
+        min(p.margin for p in parts),
+        max(p.worst for p in parts),
+        np.concatenate([p.open_targets for p in parts]),
+        np.concatenate([p.open_coordinates for p in parts]),
+        failure,
+        np.maximum.reduce([p.held for p in parts]),
+        _joined(traces) if traces else None,
+    )
+
+
+def _joined(traces: list[Trace]) -> Trace:
+    return Trace(
+        np.concatenate([t.target for t in traces]),
+        np.concatenate([t.ratio for t in traces]),
+        np.concatenate([t.closed for t in traces]),
+        np.concatenate([t.start for t in traces]),
+        np.concatenate([t.last for t in traces]),
+    )
