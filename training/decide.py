@@ -2,8 +2,9 @@
 searched by training.sets_fit, or training.walk_fit when they do not close), and a served input
 of run K + 1 that is answered wrong; the certificate shipped beside the card, the decision on it.
 A walked certificate's sets are then grown, trimmed and scaled where that shortens its walk
-(training.shorten), so the service's check at load is cheaper. Only core.decide.check decides:
-the search may be wrong, never the certificate.
+(training.shorten), so the service's check at load is cheaper. The search's walks and checks
+run on every core (training.walk_pool). Only core.decide.check decides: the search may be
+wrong, never the certificate.
 """
 
 import hashlib

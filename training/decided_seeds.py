@@ -12,7 +12,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from core.card import Decision, ModelCard
-from training import export
+from training import export, walk_pool
 from training.decide import decide_file
 from training.train import RECIPES, train
 
@@ -51,7 +51,10 @@ def _decide(model: Path, walk: bool, seconds: float | None) -> str | None:
 
 def _decide_alone(model: Path, walk: bool, send: Connection) -> None:
     os.setsid()
-    send.send(decide_file(model, walk=walk))
+    try:
+        send.send(decide_file(model, walk=walk))
+    finally:
+        walk_pool.shutdown()
 
 
 def decided(decision: Decision | None) -> bool:

@@ -111,6 +111,16 @@ def _executor(workers: int) -> ProcessPoolExecutor:
     return _pool
 
 
+def shutdown() -> None:
+    """Stop this process's workers, if it started any. A multiprocessing child that walked
+    must, before it returns: its exit waits for its children, and skips the shutdown an
+    interpreter's exit gives a pool."""
+    global _pool
+    if _pool is not None:
+        _pool.shutdown()
+        _pool = None
+
+
 def _end_with_parent() -> None:
     """A worker ends when the search that started it does, however that ends (a stopped
     `decide` leaves no worker waiting for tasks that never come)."""

@@ -3,6 +3,7 @@ minute of search) and whether the run met it, from the seeds' decisions; a seed'
 outlasts its time is stopped, with the workers its walks started."""
 
 import multiprocessing
+import threading
 import time
 from pathlib import Path
 
@@ -78,6 +79,26 @@ def test_a_search_past_its_time_stops_with_its_walks_workers(
     while not all(map(_gone, pids)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert all(map(_gone, pids)), pids
+
+
+def test_a_search_that_walked_on_every_core_ends_when_it_is_done(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Its child process exits with its workers stopped, not waiting on them."""
+
+    def pooled(model: Path, walk: bool) -> str:
+        assert walk_pool._executor(2).submit(sum, [1, 2]).result() == 3  # workers started
+        return f"{model.name}: decided"
+
+    monkeypatch.setattr(decided_seeds, "decide_file", pooled)
+    lines: list[str | None] = []
+    search = threading.Thread(
+        target=lambda: lines.append(decided_seeds._decide(tmp_path / "m", True, 30.0)),
+        daemon=True,
+    )
+    search.start()
+    search.join(60)
+    assert lines == ["m: decided"]
 
 
 def test_a_search_within_its_time_gives_its_line_and_a_failed_one_says_so(
