@@ -119,7 +119,7 @@ def section(seeds: int, command: str, walk: bool = False, seconds: float | None 
             "certificate checked in one pass, and an input of a longer run answered wrong).",
             f"Decided (exactly: refuted at K + 1; or proved for every run by a carrying set): "
             f"{sum(map(decided, decisions))}/{seeds}. Seconds: the decision's search on this "
-            "machine.",
+            f"machine, its walks on {walk_pool.cores()} cores (training.walk_pool).",
             goal(decisions),
             "",
             "| seed | proved K | failing input | exact | scan's longest exact run | seconds |",
