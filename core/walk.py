@@ -64,8 +64,9 @@ class Walk:
 Walker = Callable[..., Walk]
 
 # a walk's batch: at most this many parent nodes (their ten children's bounds are kept); few
-# enough that a batch's arrays stay in cache (docs/benchmarks.md)
-_BATCH = 128
+# enough that a batch's arrays stay in cache (docs/benchmarks.md). Each batch of starts is
+# walked the same whatever other starts are walked with it (training.walk_pool's chunks)
+BATCH = 128
 # the products (M diag(slope)) moved are taken for parents in groups of at most this many
 # float64s of output (they stay in cache while their |.| is summed)
 _PRODUCT_FLOATS = 1 << 17
@@ -162,10 +163,10 @@ def walk(
 
     while pending and not unsure and (failure is None or keep_going):
         node = pending.pop()
-        if len(node.at) > _BATCH:
-            parts = range(0, len(node.at), _BATCH)
+        if len(node.at) > BATCH:
+            parts = range(0, len(node.at), BATCH)
             # the first part on top: the walk meets its roots in order, and names the first
-            pending += [_part(node, slice(i, i + _BATCH)) for i in reversed(parts)]
+            pending += [_part(node, slice(i, i + BATCH)) for i in reversed(parts)]
             continue
         level = node.level + 1
         branch = zonotope.branch(

@@ -1,8 +1,9 @@
 """The search's walks on every core: core.walk.walk with its start sets (or roots) dealt out in
 chunks to one worker process per core this process may use, and the chunks' walks merged into
-the Walk that one walk from every start gives. A digit tree is the same whatever the order it is
-walked in, so a walk that closes comes out the same (its trace in another order); a failing walk
-fails too, and may name another of its failures.
+the Walk that one walk from every start gives, bit for bit (on one BLAS thread, as the
+service's check and each worker walk): a chunk is one of the walk's own batches of starts,
+which it walks the same whatever else it walks, and the chunks are merged in order up to where
+the one walk stops (its first failure, or its budget).
 
 The service never walks this way: its check at load runs on one core, as it must not take a
 serving one. Here, the search's walks and its checks (`check`) run on all of them; only
@@ -22,12 +23,12 @@ from core import decide
 from core.cells import RnnCell
 from core.copying import Ints, Invariant, Sets
 from core.decide import Checked
-from core.walk import _BATCH, Roots, Trace, Walk, walk
+from core.walk import BATCH, Roots, Trace, Walk, walk
 from core.weights import RnnWeights
 
 # starts a chunk: enough chunks for the workers to finish together (a start's tree ranges from
 # ten nodes to thousands), few enough that each stays a few of core.walk's batches
-CHUNK = _BATCH
+CHUNK = BATCH
 # walks from fewer starts stay in this process: a task costs a few milliseconds of pickling
 SMALLEST = 2 * CHUNK
 

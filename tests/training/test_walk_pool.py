@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from core import copying, decide
 from core.card import ModelCard
@@ -79,7 +80,8 @@ def test_a_pooled_walk_is_the_walk_from_every_start(
     weights, invariant, error = shipped
     sets = copying.sets_of(replace(invariant, shapes=invariant.shapes * scale))
     cell, roots = RnnCell(weights, error), _roots(sets)
-    plain = walk(cell, sets, invariant.steps, roots=roots, **options)  # type: ignore[arg-type]
+    with threadpool_limits(limits=1, user_api="blas"):  # as the service walks, and each worker
+        plain = walk(cell, sets, invariant.steps, roots=roots, **options)  # type: ignore[arg-type]
     pooled = walk_pool.pooled_walk(cell, sets, invariant.steps, roots=roots, **options)  # type: ignore[arg-type]
     assert walk_pool.cores() < 2 or multiprocessing.active_children(), "no worker walked"
     _same(plain, pooled)
@@ -137,7 +139,8 @@ def test_the_search_checks_what_the_service_checks(
     outcomes: list[Checked | str] = []
     for check in (decide.check, walk_pool.check):
         try:
-            outcomes.append(check(weights, invariant, DEFAULT_TANH_ERROR))
+            with threadpool_limits(limits=1, user_api="blas"):  # as the service checks
+                outcomes.append(check(weights, invariant, DEFAULT_TANH_ERROR))
         except CertificateError as exc:
             outcomes.append(str(exc))
     assert outcomes[0] == outcomes[1]
