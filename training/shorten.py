@@ -20,7 +20,7 @@ from core.cells import RnnCell
 from core.copying import MAX_STEPS, CertificateError, Invariant
 from core.decide import Checked
 from core.interval import Array
-from core.walk import Roots, Walk
+from core.walk import Walk, walk
 from core.weights import RnnWeights
 from training import walk_pool
 from training.walk_fit import grown
@@ -65,9 +65,8 @@ def shorten(
     changed, trials = False, 0
     for level in LEVELS:
         reach = REACH
-        near = pooled_walk(
-            cell, sets, level, keep_going=True
-        )  # its open children, kept while refused
+        # its open children, kept while refused
+        near = pooled_walk(cell, sets, level, keep_going=True)
         while reach > LEAST_REACH and trials < TRIALS:
             trials += 1
             wider = _taken_in(near, sets, widths, reach)
@@ -238,7 +237,7 @@ def _scalings(
             else:
                 change = -10 * int((others & ~trace.closed & (trace.ratio <= factor)).sum())
             trial = copying.sets_of(_rescaled(invariant, {at: factor}))
-            tree = pooled_walk(cell, trial, MAX_STEPS, roots=_own_root(trial, at))
+            tree = walk(cell, trial, MAX_STEPS, starts=np.array([at]))  # its own digit tree
             if tree.failure is None and tree.slack >= SLACK:
                 options.append((tree.nodes - int(own[at]) + change, at, factor))
         best = min(options, default=None)
@@ -253,12 +252,6 @@ def _rescaled(invariant: Invariant, factors: dict[int, float]) -> Invariant:
     for at, factor in factors.items():
         scale[at] = factor
     return replace(invariant, shapes=invariant.shapes * scale[:, None, None])
-
-
-def _own_root(sets: copying.Sets, at: int) -> Roots:
-    """Set `at` as the one root of a walk: its own digit tree."""
-    rows = np.ascontiguousarray(sets.shapes[at : at + 1].transpose(0, 2, 1))
-    return Roots(sets.centres[at : at + 1], rows, np.array([at]), ("",))
 
 
 def _closing(cell: RnnCell, sets: copying.Sets, most: int) -> Walk | None:

@@ -95,7 +95,7 @@ def pooled_walk(
         parts.append(part)
         if part.slack <= 0 or (part.failure is not None and not keep_going):
             break
-    return merged(parts)
+    return _merged(parts)
 
 
 def check(weights: RnnWeights, invariant: Invariant, tanh_error: float) -> Checked:
@@ -162,7 +162,7 @@ def _walk_chunks(
     return done
 
 
-def merged(parts: list[Walk]) -> Walk:
+def _merged(parts: list[Walk]) -> Walk:
     """The walk of every start from the walks of its chunks, in their order, up to where it
     stops: the failure is the first chunk's that has one, or a readout's (the walk names that
     one even after a leaf stayed open, and stops there)."""
