@@ -4,6 +4,7 @@ the way sure to win.
 """
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -63,6 +64,8 @@ class Walk:
 # core.walk.walk, or a walk of the same trees on several cores (training.walk_pool)
 Walker = Callable[..., Walk]
 
+# a walk past its search's deadline (walk's `until`) fails with this
+OUT_OF_TIME = "the search ran out of time"
 # a walk's batch: at most this many parent nodes (their ten children's bounds are kept); few
 # enough that a batch's arrays stay in cache (docs/benchmarks.md). Each batch of starts is
 # walked the same whatever other starts are walked with it (training.walk_pool's chunks)
@@ -124,6 +127,7 @@ def walk(
     hold: bool = False,
     trace: bool = False,
     starts: Ints | None = None,
+    until: float | None = None,
 ) -> Walk:
     """From every set P_s (or every root, when given), read every digit string w, one digit at
     a time, as a zonotope (core.zonotope): at every node the digit just read must win
@@ -132,7 +136,9 @@ def walk(
     key even after a leaf stays open (the search's measure of where the sets must grow), but
     stop at a readout failure, which growing the sets cannot mend. most: fail once more than
     this many nodes are built (a search's budget). hold: measure Walk.held; trace: keep
-    Walk.trace; starts: walk from these sets (or roots) only, by index (a search's, all three).
+    Walk.trace; starts: walk from these sets (or roots) only, by index; until: fail
+    (OUT_OF_TIME) once time.monotonic() passes it, a clock the search's forked workers share (a
+    search's, all five).
 
     Every start key's nodes are walked together, in batches of a bounded size taken depth
     first (the tree is the same whatever the order); a child is built only when it is not a
@@ -176,6 +182,9 @@ def walk(
         nodes += 10 * count
         if most is not None and nodes > most:
             failure = f"the walk passes {most} nodes"
+            break
+        if until is not None and time.monotonic() > until:
+            failure = OUT_OF_TIME
             break
         targets = sets.after[node.at].T  # (10, n)
         slack, gap, inside = _measure(cell, sets, targets, branch)

@@ -23,7 +23,7 @@ from pathlib import Path
 from training import decided_seeds, export, kernels
 from training.cli_cards import compare, retrain, summary
 from training.cli_explain import run_explain, run_explain_seeds
-from training.decide import decide_file
+from training.decide import SECONDS, decide_file
 from training.reproduce import ROWS, run
 from training.train import POST_SEED, RECIPES, train
 
@@ -173,6 +173,13 @@ def _parser() -> argparse.ArgumentParser:
         "(core.decide.walk): minutes to search, and its certificate takes seconds, not "
         "milliseconds, to check at load",
     )
+    decide.add_argument(
+        "--seconds",
+        type=_count(1),
+        default=int(SECONDS),
+        help="end the fits after this many seconds of search: K then stays a range, as the "
+        f"card says (default: {SECONDS:g}); a certificate found is still shortened and checked",
+    )
 
     seeds = commands.add_parser(
         "decide-seeds",
@@ -311,7 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if ok else 1
     if args.command == "decide":
         for model in args.models:
-            print(decide_file(model, args.key_digits, args.limit, args.walk), flush=True)
+            line = decide_file(model, args.key_digits, args.limit, args.walk, args.seconds)
+            print(line, flush=True)
         return 0
     if args.command == "decide-seeds":
         kernels.pin("portable")  # before torch runs anything

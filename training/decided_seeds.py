@@ -13,7 +13,7 @@ from pathlib import Path
 
 from core.card import Decision, ModelCard
 from training import export, walk_pool
-from training.decide import decide_file
+from training.decide import SECONDS, decide_file
 from training.train import RECIPES, train
 
 BEGIN = "<!-- decided carry length: python -m training decide-seeds -->"
@@ -119,7 +119,8 @@ def section(seeds: int, command: str, walk: bool = False, seconds: float | None 
             "certificate checked in one pass, and an input of a longer run answered wrong).",
             f"Decided (exactly: refuted at K + 1; or proved for every run by a carrying set): "
             f"{sum(map(decided, decisions))}/{seeds}. Seconds: the decision's search on this "
-            f"machine, its walks on {walk_pool.cores()} cores (training.walk_pool).",
+            f"machine, its walks on {walk_pool.cores()} cores (training.walk_pool); its fits end "
+            f"after {SECONDS:g} s (training.decide.SECONDS), and K then stays a range.",
             goal(decisions),
             "",
             "| seed | proved K | failing input | exact | scan's longest exact run | seconds |",

@@ -13,7 +13,7 @@ from core.certify import DEFAULT_TANH_ERROR
 from core.copying import CertificateError, Invariant
 from core.decide import Checked
 from core.interval import Array
-from core.walk import Walk
+from core.walk import OUT_OF_TIME, Walk
 from core.weights import RnnWeights
 from training import walk_pool
 from training.sets_fit import WIDEST
@@ -90,12 +90,17 @@ def _principal_boxes(states: Array, owner: copying.Ints, count: int) -> tuple[Ar
 
 
 def fit_walk(
-    weights: RnnWeights, proved: int, tanh_error: float = DEFAULT_TANH_ERROR, seed: int = 0
+    weights: RnnWeights,
+    proved: int,
+    tanh_error: float = DEFAULT_TANH_ERROR,
+    seed: int = 0,
+    until: float | None = None,
 ) -> tuple[Invariant, Checked] | str:
     """A checked certificate of K = proved whose sets are followed by core.decide.walk for
     up to WALK_STEPS digits, or why none was found. The sets are boxes in the principal axes
     of simulated copying states keyed by their last WALK_KEYS digits, grown where an entry or
-    a walk's open leaf pokes out, for up to WALK_ROUNDS rounds."""
+    a walk's open leaf pokes out, for up to WALK_ROUNDS rounds, or until `until` (the search's
+    deadline on time.monotonic())."""
     cell = RnnCell(weights, tanh_error)
     try:
         entry_lo, entry_hi, tails, _ = decide.entries(cell, proved)
@@ -114,7 +119,9 @@ def fit_walk(
         need = widths.copy()
         inside = copying.coordinates(sets, entry_keys, entry_lo, entry_hi)
         np.maximum.at(need, entry_keys, inside * widths[entry_keys] * WALK_GROWTH)
-        walked = pooled_walk(cell, sets, WALK_STEPS, keep_going=True)
+        walked = pooled_walk(cell, sets, WALK_STEPS, keep_going=True, until=until)
+        if walked.failure == OUT_OF_TIME:
+            return _out_of_time(failure)
         if walked.slack <= 0:
             return walked.failure or "a walk's readout fails"
         if walked.failure is None and inside.max() <= sets.limit[entry_keys].min():
@@ -136,12 +143,14 @@ def fit_steady(
     tanh_error: float = DEFAULT_TANH_ERROR,
     carry: carrying.Set | None = None,
     seed: int = 0,
+    until: float | None = None,
 ) -> tuple[Invariant, Checked] | str:
     """A checked certificate of K = proved with walked entries (Invariant.entry_steps), or why
     none was found: boxes in the principal axes of the steady copying states keyed by their
     last STEADY_KEYS digits, grown where a walk's open leaf pokes out (the sets' own walk, the
     absorbed states' and, given a carrying set, its absorbed images'), for up to STEADY_ROUNDS
-    rounds. Given a carrying set, the certificate carries it (every run) when it checks so."""
+    rounds, or until `until` (the search's deadline on time.monotonic()). Given a carrying
+    set, the certificate carries it (every run) when it checks so."""
     cell = RnnCell(weights, tanh_error)
     keys = copying.uniform_keys(STEADY_KEYS)
     states, history = _walk_samples(weights, proved, np.random.default_rng(seed))
@@ -162,8 +171,13 @@ def fit_steady(
             proved, STEADY_KEYS, centres, shapes, keys, WALK_STEPS, entry_steps=ENTRY_STEPS
         )
         sets = copying.sets_of(invariant)
-        walks = [pooled_walk(cell, sets, WALK_STEPS, keep_going=True)]
-        walks += [pooled_walk(cell, sets, ENTRY_STEPS, keep_going=True, roots=r) for r in starts]
+        walks = [pooled_walk(cell, sets, WALK_STEPS, keep_going=True, until=until)]
+        walks += [
+            pooled_walk(cell, sets, ENTRY_STEPS, keep_going=True, roots=r, until=until)
+            for r in starts
+        ]
+        if any(w.failure == OUT_OF_TIME for w in walks):
+            return _out_of_time(failure)
         unsure = next((w for w in walks if w.slack <= 0), None)
         if unsure is not None:
             return unsure.failure or "a walk's readout fails"
@@ -199,6 +213,11 @@ def _checked(
         return invariant, walk_pool.check(weights, invariant, tanh_error)
     except CertificateError as exc:
         return str(exc)
+
+
+def _out_of_time(failure: str) -> str:
+    """Why a fit stopped at the search's deadline, and where it stood."""
+    return f"{OUT_OF_TIME} (the last round: {failure})" if failure != "no round" else OUT_OF_TIME
 
 
 def grown(need: Array, widths: Array, walks: list[Walk]) -> Array:

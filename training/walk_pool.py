@@ -23,7 +23,7 @@ from core import decide
 from core.cells import RnnCell
 from core.copying import Ints, Invariant, Sets
 from core.decide import Checked
-from core.walk import BATCH, Roots, Trace, Walk, walk
+from core.walk import BATCH, OUT_OF_TIME, Roots, Trace, Walk, walk
 from core.weights import RnnWeights
 
 # starts a chunk: enough chunks for the workers to finish together (a start's tree ranges from
@@ -57,12 +57,14 @@ def pooled_walk(
     most: int | None = None,
     hold: bool = False,
     trace: bool = False,
+    until: float | None = None,
 ) -> Walk:
-    """core.walk.walk (the same arguments), on every core."""
+    """core.walk.walk (the same arguments), on every core. Past `until`, the walk is cut
+    short (OUT_OF_TIME) wherever it has come to, not bit for bit."""
     count = len(sets.keys) if roots is None else len(roots.at)
     workers = cores()
     if workers < 2 or count < SMALLEST:
-        return walk(cell, sets, longest, keep_going, roots, most, hold, trace)
+        return walk(cell, sets, longest, keep_going, roots, most, hold, trace, until=until)
     chunks = [np.arange(first, min(first + CHUNK, count)) for first in range(0, count, CHUNK)]
     tasks = [
         _executor(workers).submit(
@@ -75,6 +77,7 @@ def pooled_walk(
             most,
             hold,
             trace,
+            until,
             chunks[w::workers],
         )
         for w in range(workers)
@@ -85,11 +88,16 @@ def pooled_walk(
     # in order, up to the chunk where the one walk would stop
     parts: list[Walk] = []
     for i, starts in enumerate(chunks):
-        part = walked[i]  # a worker stops early only past where the walk stops
+        part = walked[i]  # a worker stops early only past where the walk stops, or its time
+        if part.failure == OUT_OF_TIME:
+            parts.append(part)
+            break
         counted = sum(p.nodes for p in parts)
         if most is not None and counted + part.nodes > most:
             # the budget runs out in this chunk: walked again with what is left of it
-            part = walk(cell, sets, longest, keep_going, roots, most - counted, hold, trace, starts)
+            part = walk(
+                cell, sets, longest, keep_going, roots, most - counted, hold, trace, starts, until
+            )
             parts.append(replace(part, failure=f"the walk passes {most} nodes"))
             break
         parts.append(part)
@@ -145,17 +153,20 @@ def _walk_chunks(
     most: int | None,
     hold: bool,
     trace: bool,
+    until: float | None,
     chunks: list[Ints],
 ) -> list[Walk]:
     """A worker's chunks walked in order, each within the whole budget, until one ends the
     walk (a readout failure; any failure unless keep_going; the budget spent, as this worker's
-    nodes alone pass it): the chunks after it are past where the one walk stops."""
+    nodes alone pass it; the time): the chunks after it are past where the one walk stops."""
     done: list[Walk] = []
     with threadpool_limits(limits=1, user_api="blas"):  # one thread per worker, per core
         for starts in chunks:
-            part = walk(cell, sets, longest, keep_going, roots, most, hold, trace, starts)
+            part = walk(cell, sets, longest, keep_going, roots, most, hold, trace, starts, until)
             done.append(part)
-            if part.slack <= 0 or (part.failure is not None and not keep_going):
+            if part.slack <= 0 or part.failure == OUT_OF_TIME:
+                break
+            if part.failure is not None and not keep_going:
                 break
             if most is not None and sum(p.nodes for p in done) > most:
                 break

@@ -12,8 +12,9 @@ from core.certify import DEFAULT_TANH_ERROR
 from core.copying import Invariant
 from core.weights import weights_from_onnx
 from tests.training.hand_counter import export_weights, leaky_counter
+from training import __main__ as training_main
 from training.__main__ import main
-from training.decide import certificate_path
+from training.decide import SECONDS, certificate_path
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
@@ -40,3 +41,23 @@ def test_decide_writes_a_certificate_that_checks(
     assert decision.exact
     assert decision.refutation is not None
     assert decision.refutation.nines == checked.proved + 1
+
+
+def test_decide_stops_its_fits_after_the_seconds_given(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--seconds reaches the search (default: training.decide.SECONDS); a budget below one
+    second is refused with a line that says what is accepted."""
+    given: list[float | None] = []
+
+    def decide_file(model: Path, *options: object) -> str:
+        given.append(options[-1])  # type: ignore[arg-type]
+        return f"{model.name}: decided"
+
+    monkeypatch.setattr(training_main, "decide_file", decide_file)
+    assert main(["decide", "m", "--walk", "--seconds", "7"]) == 0
+    assert main(["decide", "m", "--walk"]) == 0
+    assert given == [7, SECONDS]
+    with pytest.raises(SystemExit):
+        main(["decide", "m", "--seconds", "0"])
+    assert "0 is too small: give 1 or more" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from core.cells import RnnCell
 from core.certify import DEFAULT_TANH_ERROR
 from core.copying import Invariant
 from core.decide import Checked
+from core.walk import OUT_OF_TIME
 from core.weights import RnnWeights
 from tests.training.hand_counter import answer_of, hand_counter, leaky_counter
 from training import carrying as carrying_search
@@ -33,12 +34,34 @@ def test_when_no_fit_closes_the_reason_is_the_last_fits(monkeypatch: pytest.Monk
     """decide --walk tries the one-step fit, the walked fit, then the steady fit: when none
     closes, the card's reason is the steady fit's, not the first one's."""
     monkeypatch.setattr(decide_module, "fit", lambda *_: "the one-step sets fail")
-    monkeypatch.setattr(decide_module, "fit_walk", lambda *_: "the walked sets fail")
-    monkeypatch.setattr(decide_module, "fit_steady", lambda *_: "the steady sets fail")
+    monkeypatch.setattr(decide_module, "fit_walk", lambda *_, **__: "the walked sets fail")
+    monkeypatch.setattr(decide_module, "fit_steady", lambda *_, **__: "the steady sets fail")
     weights = leaky_counter()
     decision = decide_module.decide_carry(weights, answer_of(weights), limit=30, walk=True)
     assert decision.proved == -1
     assert decision.reason == "the steady sets fail"
+
+
+def test_a_search_out_of_time_ends_with_k_a_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past its seconds the walked fit stops where it is, the steady fit is not begun, and
+    the decision proves what it checked before (nothing here) with the reason on the card."""
+    monkeypatch.setattr(decide_module, "fit", lambda *_: "the one-step sets fail")
+    begun: list[int] = []
+
+    def steady(weights: RnnWeights, proved: int, *_: object, **__: object) -> str:
+        begun.append(proved)
+        return "the steady sets fail"
+
+    monkeypatch.setattr(decide_module, "fit_steady", steady)
+    weights = leaky_counter()
+    answer = answer_of(weights)
+    decision = decide_module.decide_carry(weights, answer, limit=2, walk=True, seconds=0)
+    assert (decision.proved, decision.invariant) == (-1, None)
+    assert decision.reason.startswith(OUT_OF_TIME), decision.reason
+    assert begun == []
+    # in time, the walked fit runs its rounds and fails, and the steady fit begins at K = 2
+    timely = decide_module.decide_carry(weights, answer, limit=2, walk=True, seconds=None)
+    assert (timely.reason, begun[:1]) == ("the steady sets fail", [2])
 
 
 def test_given_a_carrying_set_the_steady_fit_proves_every_run_in_one_check(

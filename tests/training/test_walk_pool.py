@@ -19,7 +19,7 @@ from core.cells import RnnCell
 from core.certify import DEFAULT_TANH_ERROR
 from core.copying import CertificateError, Invariant
 from core.decide import Checked
-from core.walk import Roots, Walk, walk
+from core.walk import OUT_OF_TIME, Roots, Walk, walk
 from core.weights import RnnWeights, weights_from_onnx
 from tests.training.hand_counter import leaky_counter
 from training import walk_pool
@@ -72,6 +72,7 @@ def _same(plain: Walk, pooled: Walk) -> None:
         (0.8, {"keep_going": True}),  # every open string, as a fit grows its sets by them
         (1.0, {"most": 40_000}),  # the budget runs out
         (1.6, {"keep_going": True}),  # sets too wide: a digit read is not sure to win
+        (0.8, {"keep_going": True, "until": time.monotonic() + 3600}),  # a deadline not reached
     ],
 )
 def test_a_pooled_walk_is_the_walk_from_every_start(
@@ -104,6 +105,23 @@ def test_the_failures_meet_what_each_case_expects(
     unsure = pooled(1.6, keep_going=True)
     assert unsure.slack <= 0
     assert "is not sure to win" in str(unsure.failure)
+
+
+@pytest.mark.parametrize("keep_going", [False, True])
+def test_a_walk_past_the_searchs_deadline_stops_where_it_is(
+    shipped: tuple[RnnWeights, Invariant, float], keep_going: bool
+) -> None:
+    """A search out of time gets a walk that says so at once, in this process or pooled (whose
+    workers then stop at their first chunk, even when the walk would keep going)."""
+    weights, invariant, error = shipped
+    sets = copying.sets_of(replace(invariant, shapes=invariant.shapes * 0.8))
+    cell, roots = RnnCell(weights, error), _roots(sets)
+    whole = walk(cell, sets, invariant.steps, keep_going=True, roots=roots)
+    past = time.monotonic() - 1
+    for walker in (walk, walk_pool.pooled_walk):
+        cut = walker(cell, sets, invariant.steps, keep_going, roots, until=past)
+        assert cut.failure == OUT_OF_TIME, walker
+        assert cut.nodes < whole.nodes / 10
 
 
 def test_on_one_core_the_walk_stays_in_this_process(
