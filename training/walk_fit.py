@@ -10,7 +10,7 @@ import numpy as np
 from core import carrying, copying, decide
 from core.cells import RnnCell
 from core.certify import DEFAULT_TANH_ERROR
-from core.copying import CertificateError, Invariant
+from core.copying import MAX_STEPS, CertificateError, Invariant
 from core.decide import Checked
 from core.interval import Array
 from core.walk import OUT_OF_TIME, Walk
@@ -27,6 +27,9 @@ WALK_LENGTH = 24
 WALK_FLOOR = 3e-3  # the least half-width along any axis: the tanh band's room
 WALK_GROWTH = 1.05  # a set grows past what an open leaf needs by this factor
 WALK_ROUNDS = 4
+# a walk of more nodes ends the walked fit: its sets are far from closing, and the steady fit
+# is tried (counter-post's first walk: 734 420 nodes; post seed 7's: 12.9 million, 73 s)
+WALK_MOST = 2_000_000
 # The steady fit, tried when that fails: sets keyed by the last STEADY_KEYS digits, fitted to the
 # copying states from the STEADY_FROM-th copied digit on only (the states just after a carry
 # lie apart, and sets wide enough to hold them read wrong), and the states that absorb the
@@ -39,6 +42,11 @@ STEADY_ROUNDS = 30
 # just hold few of their images, and a first walk from them leaves so many strings open that it
 # costs minutes (docs/proof.md, "The steady fit on every core")
 STEADY_START = 1.4
+# when growing makes a set read wrong, the fit goes back to the first round that left at most
+# this many strings open and follows them to MAX_STEPS digits instead: grown to hold the far
+# leaves, the sets read wrong, where two more digits close nearly all of them (docs/proof.md,
+# "Deeper, not wider")
+DEEPEN_OPEN = 100_000
 
 
 def _walk_samples(
@@ -119,9 +127,11 @@ def fit_walk(
         need = widths.copy()
         inside = copying.coordinates(sets, entry_keys, entry_lo, entry_hi)
         np.maximum.at(need, entry_keys, inside * widths[entry_keys] * WALK_GROWTH)
-        walked = pooled_walk(cell, sets, WALK_STEPS, keep_going=True, until=until)
+        walked = pooled_walk(cell, sets, WALK_STEPS, keep_going=True, most=WALK_MOST, until=until)
         if walked.failure == OUT_OF_TIME:
             return _out_of_time(failure)
+        if walked.nodes > WALK_MOST:
+            return f"the walked sets are far from closing: {walked.failure}"
         if walked.slack <= 0:
             return walked.failure or "a walk's readout fails"
         if walked.failure is None and inside.max() <= sets.limit[entry_keys].min():
@@ -164,14 +174,15 @@ def fit_steady(
         return str(exc)
     if carry is not None:
         starts.append(carrying.absorbed_roots(carrying.absorbing(cell, carry), keys))
-    failure = "no round"
+    failure, steps = "no round", WALK_STEPS
+    few: list[Array] = []  # the sets' half-widths in each round that left few strings open
     for _ in range(STEADY_ROUNDS):
         shapes = axes * widths[:, None, :]
         invariant = Invariant(
-            proved, STEADY_KEYS, centres, shapes, keys, WALK_STEPS, entry_steps=ENTRY_STEPS
+            proved, STEADY_KEYS, centres, shapes, keys, steps, entry_steps=ENTRY_STEPS
         )
         sets = copying.sets_of(invariant)
-        walks = [pooled_walk(cell, sets, WALK_STEPS, keep_going=True, until=until)]
+        walks = [pooled_walk(cell, sets, steps, keep_going=True, until=until)]
         walks += [
             pooled_walk(cell, sets, ENTRY_STEPS, keep_going=True, roots=r, until=until)
             for r in starts
@@ -179,11 +190,16 @@ def fit_steady(
         if any(w.failure == OUT_OF_TIME for w in walks):
             return _out_of_time(failure)
         unsure = next((w for w in walks if w.slack <= 0), None)
+        if unsure is not None and few and steps < MAX_STEPS:
+            widths, steps = few[0], MAX_STEPS
+            continue
         if unsure is not None:
             return unsure.failure or "a walk's readout fails"
         if all(w.failure is None for w in walks):
             return _checked(weights, invariant, tanh_error, carry)
         failure = next(w.failure for w in walks if w.failure is not None) or failure
+        if sum(len(w.open_targets) for w in walks) <= DEEPEN_OPEN:
+            few.append(widths)
         widths = grown(widths, widths, walks)
         if widths.max() > WIDEST:
             return f"the steady sets grow past tanh's range ({failure})"

@@ -2,20 +2,22 @@
 carry's transient, keyed by three digits, with the states that absorb the carry walked into
 them; what it returns is a certificate the one-pass check accepts, from its file too."""
 
+from dataclasses import replace
+
 import pytest
 
-from core import carrying, decide
+from core import carrying, copying, decide
 from core.cells import RnnCell
 from core.certify import DEFAULT_TANH_ERROR
-from core.copying import Invariant
+from core.copying import MAX_STEPS, Invariant
 from core.decide import Checked
-from core.walk import OUT_OF_TIME
+from core.walk import OUT_OF_TIME, Walk
 from core.weights import RnnWeights
 from tests.training.hand_counter import answer_of, hand_counter, leaky_counter
 from training import carrying as carrying_search
 from training import decide as decide_module
-from training import walk_pool
-from training.walk_fit import ENTRY_STEPS, STEADY_KEYS, fit_steady
+from training import walk_fit, walk_pool
+from training.walk_fit import ENTRY_STEPS, STEADY_KEYS, WALK_STEPS, fit_steady
 
 
 def test_the_steady_fit_finds_a_certificate_that_walks_its_entries() -> None:
@@ -28,6 +30,41 @@ def test_the_steady_fit_finds_a_certificate_that_walks_its_entries() -> None:
     assert checked.margin > 0
     read = Invariant.from_bytes(invariant.to_bytes())
     assert decide.check(weights, read, DEFAULT_TANH_ERROR).proved == 2
+
+
+@pytest.mark.parametrize("deepen", [True, False])
+def test_where_growing_reads_wrong_the_fit_walks_deeper_instead(
+    monkeypatch: pytest.MonkeyPatch, deepen: bool
+) -> None:
+    """When a round's growth makes a set read wrong (here its second walk is told so), the fit
+    goes back to the first round that left few strings open and follows them to MAX_STEPS
+    digits (docs/proof.md, "Deeper, not wider"); the certificate it ends with checks. When no
+    round left few open, the readout failure is the reason."""
+    weights = leaky_counter()
+    walked: list[int] = []
+    pooled = walk_pool.pooled_walk
+
+    def told(cell: RnnCell, sets: copying.Sets, longest: int, **options: object) -> Walk:
+        found = pooled(cell, sets, longest, **options)  # type: ignore[arg-type]
+        if options.get("roots") is not None:
+            return found
+        walked.append(longest)
+        if len(walked) == 2:
+            return replace(found, slack=-1.0, failure="digit 3 is not sure to win")
+        return found
+
+    monkeypatch.setattr(walk_fit, "pooled_walk", told)
+    if not deepen:
+        monkeypatch.setattr(walk_fit, "DEEPEN_OPEN", -1)
+    found = fit_steady(weights, 2)
+    if not deepen:
+        assert found == "digit 3 is not sure to win"
+        assert walked == [WALK_STEPS, WALK_STEPS]
+        return
+    assert not isinstance(found, str), found
+    assert walked[:3] == [WALK_STEPS, WALK_STEPS, MAX_STEPS]
+    assert found[0].steps == MAX_STEPS
+    assert decide.check(weights, found[0], DEFAULT_TANH_ERROR).proved == 2
 
 
 def test_when_no_fit_closes_the_reason_is_the_last_fits(monkeypatch: pytest.MonkeyPatch) -> None:
