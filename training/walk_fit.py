@@ -28,7 +28,7 @@ WALK_FLOOR = 3e-3  # the least half-width along any axis: the tanh band's room
 WALK_GROWTH = 1.05  # a set grows past what an open leaf needs by this factor
 WALK_ROUNDS = 4
 # a walk of more nodes ends the walked fit: its sets are far from closing, and the steady fit
-# is tried (counter-post's first walk: 734 420 nodes; post seed 7's: 12.9 million, 73 s)
+# is tried (counter-post's walks are a third of it; docs/proof.md, "Deeper, not wider")
 WALK_MOST = 2_000_000
 # The steady fit, tried when that fails: sets keyed by the last STEADY_KEYS digits, fitted to the
 # copying states from the STEADY_FROM-th copied digit on only (the states just after a carry
@@ -159,8 +159,10 @@ def fit_steady(
     none was found: boxes in the principal axes of the steady copying states keyed by their
     last STEADY_KEYS digits, grown where a walk's open leaf pokes out (the sets' own walk, the
     absorbed states' and, given a carrying set, its absorbed images'), for up to STEADY_ROUNDS
-    rounds, or until `until` (the search's deadline on time.monotonic()). Given a carrying
-    set, the certificate carries it (every run) when it checks so."""
+    rounds, or until `until` (the search's deadline on time.monotonic()). Where a growth makes
+    a set read wrong, the sets' strings are followed to MAX_STEPS digits from the first round
+    that left at most DEEPEN_OPEN open, and grown from there. Given a carrying set, the
+    certificate carries it (every run) when it checks so."""
     cell = RnnCell(weights, tanh_error)
     keys = copying.uniform_keys(STEADY_KEYS)
     states, history = _walk_samples(weights, proved, np.random.default_rng(seed))
