@@ -26,7 +26,6 @@ from core.codec import add_one, carry_run, decode, encode_batch
 from core.copying import CertificateError, Invariant
 from core.decide import Checked
 from core.session import open_session
-from core.walk import OUT_OF_TIME
 from core.weights import RnnWeights, UnsupportedModelError, recurrent_weights_from_onnx
 from training import carrying as carrying_search
 from training import walk_pool
@@ -124,18 +123,21 @@ def decide_carry(
     invariant, checked, reason = None, None, "no run of nines is proved"
     tried: dict[int, tuple[Invariant, Checked] | str] = {}
 
+    def in_time() -> bool:
+        return until is None or time.monotonic() < until
+
     def attempt(k: int) -> tuple[Invariant, Checked] | str:
         tried[k] = fit(weights, k, key_digits, tanh_error)
         if walk and isinstance(tried[k], str):
             walked = fit_walk(weights, k, tanh_error, until=until)
-            if isinstance(walked, str) and not walked.startswith(OUT_OF_TIME):
+            if isinstance(walked, str) and in_time():
                 closing = carry if carry is not None and k == carry.nines else None
                 walked = fit_steady(weights, k, tanh_error, closing, until=until)
             tried[k] = walked  # when none closes, the reason is the last fit's
         return tried[k]
 
     def searching() -> bool:
-        return perf_counter() - start < BUDGET and (until is None or time.monotonic() < until)
+        return perf_counter() - start < BUDGET and in_time()
 
     if top >= 0:
         best = attempt(top)

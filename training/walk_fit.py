@@ -177,7 +177,7 @@ def fit_steady(
     if carry is not None:
         starts.append(carrying.absorbed_roots(carrying.absorbing(cell, carry), keys))
     failure, steps = "no round", WALK_STEPS
-    few: list[Array] = []  # the sets' half-widths in each round that left few strings open
+    few: Array | None = None  # the sets' half-widths in the first round that left few open
     for _ in range(STEADY_ROUNDS):
         shapes = axes * widths[:, None, :]
         invariant = Invariant(
@@ -192,16 +192,16 @@ def fit_steady(
         if any(w.failure == OUT_OF_TIME for w in walks):
             return _out_of_time(failure)
         unsure = next((w for w in walks if w.slack <= 0), None)
-        if unsure is not None and few and steps < MAX_STEPS:
-            widths, steps = few[0], MAX_STEPS
+        if unsure is not None and few is not None and steps < MAX_STEPS:
+            widths, steps = few, MAX_STEPS
             continue
         if unsure is not None:
             return unsure.failure or "a walk's readout fails"
         if all(w.failure is None for w in walks):
             return _checked(weights, invariant, tanh_error, carry)
         failure = next(w.failure for w in walks if w.failure is not None) or failure
-        if sum(len(w.open_targets) for w in walks) <= DEEPEN_OPEN:
-            few.append(widths)
+        if few is None and sum(len(w.open_targets) for w in walks) <= DEEPEN_OPEN:
+            few = widths
         widths = grown(widths, widths, walks)
         if widths.max() > WIDEST:
             return f"the steady sets grow past tanh's range ({failure})"
