@@ -47,6 +47,11 @@ STEADY_START = 1.4
 # leaves, the sets read wrong, where two more digits close nearly all of them (docs/proof.md,
 # "Deeper, not wider")
 DEEPEN_OPEN = 100_000
+# where the fit fails with STEADY_KEYS-digit keys, it is tried once more with the keys whose
+# steady states spread past this half-width (along their widest principal axis) keyed one
+# digit deeper: older digits spread them, on seeds whose slowest cycles forget slowly
+# (docs/proof.md, "Deeper keys where the states spread")
+SPREAD_WIDE = 0.4
 
 
 def _walk_samples(
@@ -157,18 +162,53 @@ def fit_steady(
 ) -> tuple[Invariant, Checked] | str:
     """A checked certificate of K = proved with walked entries (Invariant.entry_steps), or why
     none was found: boxes in the principal axes of the steady copying states keyed by their
-    last STEADY_KEYS digits, grown where a walk's open leaf pokes out (the sets' own walk, the
-    absorbed states' and, given a carrying set, its absorbed images'), for up to STEADY_ROUNDS
-    rounds, or until `until` (the search's deadline on time.monotonic()). Where a growth makes
-    a set read wrong, the sets' strings are followed to MAX_STEPS digits from the first round
-    that left at most DEEPEN_OPEN open, and grown from there. Given a carrying set, the
-    certificate carries it (every run) when it checks so."""
-    cell = RnnCell(weights, tanh_error)
-    keys = copying.uniform_keys(STEADY_KEYS)
+    last STEADY_KEYS digits (`fit_keyed`), and where that fails, once more with the keys whose
+    states spread past SPREAD_WIDE keyed one digit deeper (`spread_keys`). Given a carrying
+    set, the certificate carries it (every run) when it checks so."""
     states, history = _walk_samples(weights, proved, np.random.default_rng(seed))
     steady = np.repeat(np.arange(1, WALK_LENGTH + 1), WALK_TRAJECTORIES) >= STEADY_FROM
-    owner = copying.key_index(keys, history[steady])
-    centres, axes, widths = _principal_boxes(states[steady], owner, len(keys))
+    states, history = states[steady], history[steady]
+    keys = copying.uniform_keys(STEADY_KEYS)
+    found = fit_keyed(weights, proved, tanh_error, carry, until, keys, states, history)
+    if not isinstance(found, str) or found.startswith(OUT_OF_TIME):
+        return found
+    deeper = spread_keys(keys, states, history)
+    if len(deeper) == len(keys):
+        return found
+    return fit_keyed(weights, proved, tanh_error, carry, until, deeper, states, history)
+
+
+def spread_keys(keys: copying.Ints, states: Array, history: copying.Ints) -> copying.Ints:
+    """The key codes with each key whose states (N, H), by history (N,), spread past
+    SPREAD_WIDE along their widest principal axis split into its ten keys one digit deeper."""
+    _, _, widths = _principal_boxes(states, copying.key_index(keys, history), len(keys))
+    wide = widths.max(axis=1) > SPREAD_WIDE
+    depth = copying.depths(keys[wide])
+    value = keys[wide] - 10**depth
+    split = 10 ** (depth + 1) + np.arange(10)[:, None] * 10**depth + value
+    return np.sort(np.concatenate([keys[~wide], split.ravel()]))
+
+
+def fit_keyed(
+    weights: RnnWeights,
+    proved: int,
+    tanh_error: float,
+    carry: carrying.Set | None,
+    until: float | None,
+    keys: copying.Ints,
+    states: Array,
+    history: copying.Ints,
+) -> tuple[Invariant, Checked] | str:
+    """fit_steady's fit with these keys to these steady states (N, H) and histories (N,): boxes
+    STEADY_START times their states' principal boxes, grown where a walk's open leaf pokes out
+    (the sets' own walk, the absorbed states' and, given a carrying set, its absorbed images'),
+    for up to STEADY_ROUNDS rounds, or until `until` (the search's deadline on
+    time.monotonic()). Where a growth makes a set read wrong, the sets' strings are followed to
+    MAX_STEPS digits from the first round that left at most DEEPEN_OPEN open, and grown from
+    there."""
+    cell = RnnCell(weights, tanh_error)
+    deepest = int(copying.depths(keys).max())
+    centres, axes, widths = _principal_boxes(states, copying.key_index(keys, history), len(keys))
     widths *= STEADY_START
     try:  # the walks' roots: the absorbed states and the carrying set's images, by key
         starts = [decide.absorbed_roots(cell, proved, keys)[0]]
@@ -181,7 +221,7 @@ def fit_steady(
     for _ in range(STEADY_ROUNDS):
         shapes = axes * widths[:, None, :]
         invariant = Invariant(
-            proved, STEADY_KEYS, centres, shapes, keys, steps, entry_steps=ENTRY_STEPS
+            proved, deepest, centres, shapes, keys, steps, entry_steps=ENTRY_STEPS
         )
         sets = copying.sets_of(invariant)
         walks = [pooled_walk(cell, sets, steps, keep_going=True, until=until)]
