@@ -4,6 +4,7 @@ them; what it returns is a certificate the one-pass check accepts, from its file
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from core import carrying, copying, decide
@@ -65,6 +66,63 @@ def test_where_growing_reads_wrong_the_fit_walks_deeper_instead(
     assert walked[:3] == [WALK_STEPS, WALK_STEPS, MAX_STEPS]
     assert found[0].steps == MAX_STEPS
     assert decide.check(weights, found[0], DEFAULT_TANH_ERROR).proved == 2
+
+
+def test_keys_whose_states_spread_are_keyed_one_digit_deeper() -> None:
+    """spread_keys splits a key whose states spread past SPREAD_WIDE into its ten keys one
+    digit older, and only that one: the result is still a complete suffix code."""
+    rng = np.random.default_rng(0)
+    history = rng.integers(0, 100, 4000)  # two digits; the last names the one-digit key
+    states = rng.normal(0.0, 0.01, (4000, 3))
+    wide = history % 10 == 3
+    states[wide, 0] += history[wide] // 10 * 0.2  # key 3's states spread by the older digit
+    keys = copying.uniform_keys(1)
+    deeper = walk_fit.spread_keys(keys, states, history)
+    expected = sorted([copying.code(str(d)) for d in range(10) if d != 3])
+    expected += [copying.code(f"{older}3") for older in range(10)]
+    assert deeper.tolist() == sorted(expected)
+    assert copying.suffix_code(deeper).max() == 2
+
+
+@pytest.mark.parametrize("ends", ["reads wrong", OUT_OF_TIME])
+def test_where_the_three_digit_keys_fail_the_spread_keys_are_tried(
+    monkeypatch: pytest.MonkeyPatch, ends: str
+) -> None:
+    """When the fit with three-digit keys fails (its first walk is told to read wrong here),
+    the fit is tried once more with the keys spread_keys deepens (here key 999 split in ten),
+    and the certificate it finds checks with four-digit keys. A fit out of time is not tried
+    again."""
+    weights = leaky_counter()
+    walked: list[int] = []
+    pooled = walk_pool.pooled_walk
+
+    def told(cell: RnnCell, sets: copying.Sets, longest: int, **options: object) -> Walk:
+        found = pooled(cell, sets, longest, **options)  # type: ignore[arg-type]
+        if options.get("roots") is None:
+            walked.append(len(sets.keys))
+            if len(walked) == 1 and ends == OUT_OF_TIME:
+                return replace(found, failure=OUT_OF_TIME)
+            if len(walked) == 1:
+                return replace(found, slack=-1.0, failure="digit 3 is not sure to win")
+        return found
+
+    def split_999(keys: copying.Ints, *_: object) -> copying.Ints:
+        deeper = [copying.code(f"{older}999") for older in range(10)]
+        return np.sort(np.concatenate([keys[keys != copying.code("999")], deeper]))
+
+    monkeypatch.setattr(walk_fit, "pooled_walk", told)
+    monkeypatch.setattr(walk_fit, "spread_keys", split_999)
+    found = fit_steady(weights, 2)
+    if ends == OUT_OF_TIME:
+        assert isinstance(found, str) and found.startswith(OUT_OF_TIME), found
+        assert walked == [1000]
+        return
+    assert not isinstance(found, str), found
+    assert walked[:2] == [1000, 1009]
+    invariant, _ = found
+    assert invariant.key_digits == 4
+    assert copying.code("0999") in invariant.codes()
+    assert decide.check(weights, invariant, DEFAULT_TANH_ERROR).proved == 2
 
 
 def test_when_no_fit_closes_the_reason_is_the_last_fits(monkeypatch: pytest.MonkeyPatch) -> None:
