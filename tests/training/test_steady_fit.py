@@ -114,7 +114,8 @@ def test_where_the_three_digit_keys_fail_the_spread_keys_are_tried(
     monkeypatch.setattr(walk_fit, "spread_keys", split_999)
     found = fit_steady(weights, 2)
     if ends == OUT_OF_TIME:
-        assert isinstance(found, str) and found.startswith(OUT_OF_TIME), found
+        assert isinstance(found, str)
+        assert found.startswith(OUT_OF_TIME), found
         assert walked == [1000]
         return
     assert not isinstance(found, str), found
