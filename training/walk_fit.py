@@ -175,7 +175,9 @@ def fit_steady(
     deeper = spread_keys(keys, states, history)
     if len(deeper) == len(keys):
         return found
-    return fit_keyed(weights, proved, tanh_error, carry, until, deeper, states, history)
+    return fit_keyed(
+        weights, proved, tanh_error, carry, until, deeper, states, history, deep_at_few=True
+    )
 
 
 def spread_keys(keys: copying.Ints, states: Array, history: copying.Ints) -> copying.Ints:
@@ -198,6 +200,7 @@ def fit_keyed(
     keys: copying.Ints,
     states: Array,
     history: copying.Ints,
+    deep_at_few: bool = False,
 ) -> tuple[Invariant, Checked] | str:
     """fit_steady's fit with these keys to these steady states (N, H) and histories (N,): boxes
     STEADY_START times their states' principal boxes, grown where a walk's open leaf pokes out
@@ -205,7 +208,8 @@ def fit_keyed(
     for up to STEADY_ROUNDS rounds, or until `until` (the search's deadline on
     time.monotonic()). Where a growth makes a set read wrong, the sets' strings are followed to
     MAX_STEPS digits from the first round that left at most DEEPEN_OPEN open, and grown from
-    there."""
+    there; deep_at_few: as soon as a round leaves that few open (the second fit's rounds cost
+    more than a deeper walk of few strings)."""
     cell = RnnCell(weights, tanh_error)
     deepest = int(copying.depths(keys).max())
     centres, axes, widths = _principal_boxes(states, copying.key_index(keys, history), len(keys))
@@ -242,6 +246,9 @@ def fit_keyed(
         failure = next(w.failure for w in walks if w.failure is not None) or failure
         if few is None and sum(len(w.open_targets) for w in walks) <= DEEPEN_OPEN:
             few = widths
+            if deep_at_few:
+                steps = MAX_STEPS
+                continue
         widths = grown(widths, widths, walks)
         if widths.max() > WIDEST:
             return f"the steady sets grow past tanh's range ({failure})"

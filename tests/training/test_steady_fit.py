@@ -90,16 +90,16 @@ def test_where_the_three_digit_keys_fail_the_spread_keys_are_tried(
 ) -> None:
     """When the fit with three-digit keys fails (its first walk is told to read wrong here),
     the fit is tried once more with the keys spread_keys deepens (here key 999 split in ten),
-    and the certificate it finds checks with four-digit keys. A fit out of time is not tried
-    again."""
+    walking MAX_STEPS digits deep as soon as a round leaves few strings open, and the
+    certificate it finds checks with four-digit keys. A fit out of time is not tried again."""
     weights = leaky_counter()
-    walked: list[int] = []
+    walked: list[tuple[int, int, int]] = []  # per walk of the sets: keys, depth, strings open
     pooled = walk_pool.pooled_walk
 
     def told(cell: RnnCell, sets: copying.Sets, longest: int, **options: object) -> Walk:
         found = pooled(cell, sets, longest, **options)  # type: ignore[arg-type]
         if options.get("roots") is None:
-            walked.append(len(sets.keys))
+            walked.append((len(sets.keys), longest, len(found.open_targets)))
             if len(walked) == 1 and ends == OUT_OF_TIME:
                 return replace(found, failure=OUT_OF_TIME)
             if len(walked) == 1:
@@ -116,10 +116,12 @@ def test_where_the_three_digit_keys_fail_the_spread_keys_are_tried(
     if ends == OUT_OF_TIME:
         assert isinstance(found, str)
         assert found.startswith(OUT_OF_TIME), found
-        assert walked == [1000]
+        assert [keys for keys, *_ in walked] == [1000]
         return
     assert not isinstance(found, str), found
-    assert walked[:2] == [1000, 1009]
+    assert [keys for keys, *_ in walked[:2]] == [1000, 1009]
+    if walked[1][2] > 0:  # the second fit's first round left strings open: deeper at once
+        assert walked[2][:2] == (1009, MAX_STEPS)
     invariant, _ = found
     assert invariant.key_digits == 4
     assert copying.code("0999") in invariant.codes()
