@@ -16,7 +16,7 @@ from core.interval import Array
 from core.walk import OUT_OF_TIME, Walk
 from core.weights import RnnWeights
 from training import walk_pool
-from training.sets_fit import WIDEST
+from training.sets_fit import WIDEST, deepen
 from training.walk_pool import pooled_walk
 
 # The walked certificate (core.walk), tried when the one-step sets do not close:
@@ -182,13 +182,10 @@ def fit_steady(
 
 def spread_keys(keys: copying.Ints, states: Array, history: copying.Ints) -> copying.Ints:
     """The key codes with each key whose states (N, H), by history (N,), spread past
-    SPREAD_WIDE along their widest principal axis split into its ten keys one digit deeper."""
+    SPREAD_WIDE along their widest principal axis split into its ten keys one digit deeper
+    (training.sets_fit.deepen)."""
     _, _, widths = _principal_boxes(states, copying.key_index(keys, history), len(keys))
-    wide = widths.max(axis=1) > SPREAD_WIDE
-    depth = copying.depths(keys[wide])
-    value = keys[wide] - 10**depth
-    split = 10 ** (depth + 1) + np.arange(10)[:, None] * 10**depth + value
-    return np.sort(np.concatenate([keys[~wide], split.ravel()]))
+    return deepen(keys, keys[widths.max(axis=1) > SPREAD_WIDE])
 
 
 def fit_keyed(
