@@ -66,6 +66,8 @@ Walker = Callable[..., Walk]
 
 # a walk past its search's deadline (walk's `until`) fails with this
 OUT_OF_TIME = "the search ran out of time"
+# a walk its `cut` stopped fails with this: what it walked is past where a larger walk ends
+CUT = "the walk was cut short: an earlier part ends it"
 # a walk's batch: at most this many parent nodes (their ten children's bounds are kept); few
 # enough that a batch's arrays stay in cache (docs/benchmarks.md). Each batch of starts is
 # walked the same whatever other starts are walked with it (training.walk_pool's chunks)
@@ -128,6 +130,7 @@ def walk(
     trace: bool = False,
     starts: Ints | None = None,
     until: float | None = None,
+    cut: Callable[[], bool] | None = None,
 ) -> Walk:
     """From every set P_s (or every root, when given), read every digit string w, one digit at
     a time, as a zonotope (core.zonotope): at every node the digit just read must win
@@ -137,8 +140,9 @@ def walk(
     stop at a readout failure, which growing the sets cannot mend. most: fail once more than
     this many nodes are built (a search's budget). hold: measure Walk.held; trace: keep
     Walk.trace; starts: walk from these sets (or roots) only, by index; until: fail
-    (OUT_OF_TIME) once time.monotonic() passes it, a clock the search's forked workers share (a
-    search's, all five).
+    (OUT_OF_TIME) once time.monotonic() passes it, a clock the search's forked workers share;
+    cut: fail (CUT) once it returns True, asked between batches (a pooled walk's chunk past
+    one that already ends the walk: training.walk_pool). A search's, all six.
 
     Every start key's nodes are walked together, in batches of a bounded size taken depth
     first (the tree is the same whatever the order); a child is built only when it is not a
@@ -185,6 +189,9 @@ def walk(
             break
         if until is not None and time.monotonic() > until:
             failure = OUT_OF_TIME
+            break
+        if cut is not None and cut():
+            failure = CUT
             break
         targets = sets.after[node.at].T  # (10, n)
         slack, gap, inside = _measure(cell, sets, targets, branch)

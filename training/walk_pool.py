@@ -15,6 +15,7 @@ import os
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -23,8 +24,11 @@ from core import decide
 from core.cells import RnnCell
 from core.copying import Ints, Invariant, Sets
 from core.decide import Checked
-from core.walk import BATCH, OUT_OF_TIME, Roots, Trace, Walk, walk
+from core.walk import BATCH, CUT, OUT_OF_TIME, Roots, Trace, Walk, walk
 from core.weights import RnnWeights
+
+if TYPE_CHECKING:
+    from multiprocessing.sharedctypes import SynchronizedArray
 
 # starts a chunk: enough chunks for the workers to finish together (a start's tree ranges from
 # ten nodes to thousands), few enough that each stays a few of core.walk's batches
@@ -33,6 +37,9 @@ CHUNK = BATCH
 SMALLEST = 2 * CHUNK
 
 _pool: ProcessPoolExecutor | None = None
+# shared with the pool's workers, which inherit it: the next chunk to take, and the first
+# chunk known to end the walk (a worker takes no chunk past it, and cuts the one it walks)
+_deal: "SynchronizedArray[int]"
 
 
 def _forget_pool() -> None:
@@ -66,29 +73,17 @@ def pooled_walk(
     if workers < 2 or count < SMALLEST:
         return walk(cell, sets, longest, keep_going, roots, most, hold, trace, until=until)
     chunks = [np.arange(first, min(first + CHUNK, count)) for first in range(0, count, CHUNK)]
-    tasks = [
-        _executor(workers).submit(
-            _walk_chunks,
-            cell,
-            sets,
-            longest,
-            keep_going,
-            roots,
-            most,
-            hold,
-            trace,
-            until,
-            chunks[w::workers],
-        )
-        for w in range(workers)
-    ]
+    executor = _executor(workers)
+    _deal[:] = [0, len(chunks)]  # the next chunk to walk, the first one that ends the walk
+    args = (cell, sets, longest, keep_going, roots, most, hold, trace, until, chunks)
     walked: dict[int, Walk] = {}
-    for w, task in enumerate(tasks):
-        walked.update(zip(range(w, len(chunks), workers), task.result(), strict=False))
+    for task in [executor.submit(_walk_chunks, *args) for _ in range(workers)]:
+        walked.update(task.result())
     # in order, up to the chunk where the one walk would stop
     parts: list[Walk] = []
     for i, starts in enumerate(chunks):
-        part = walked[i]  # a worker stops early only past where the walk stops, or its time
+        part = walked[i]  # only chunks past one that ends the walk are not walked, or cut
+        assert part.failure != CUT, "a chunk was cut before the walk's end"
         if part.failure == OUT_OF_TIME:
             parts.append(part)
             break
@@ -112,10 +107,11 @@ def check(weights: RnnWeights, invariant: Invariant, tanh_error: float) -> Check
 
 
 def _executor(workers: int) -> ProcessPoolExecutor:
-    global _pool
+    global _pool, _deal
     if _pool is None:
         # forked: a worker needs no imports, and the search's arguments reach it pickled
         context = multiprocessing.get_context("fork")
+        _deal = context.Array("q", 2)
         _pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_end_with_parent)
     return _pool
 
@@ -155,22 +151,41 @@ def _walk_chunks(
     trace: bool,
     until: float | None,
     chunks: list[Ints],
-) -> list[Walk]:
-    """A worker's chunks walked in order, each within the whole budget, until one ends the
-    walk (a readout failure; any failure unless keep_going; the budget spent, as this worker's
-    nodes alone pass it; the time): the chunks after it are past where the one walk stops."""
-    done: list[Walk] = []
+) -> dict[int, Walk]:
+    """Chunks walked in turn, the next one not yet taken by any worker, each within the whole
+    budget, until a chunk ends the walk (a readout failure; any failure unless keep_going; the
+    budget spent, as this worker's nodes alone pass it; the time). Its index is shared: no
+    worker then takes a chunk past it, and a chunk past it being walked is cut short. Only a
+    chunk that ends the walk is ever shared, so the merge stops at or before it, and never
+    reads a chunk not walked or cut."""
+    done: dict[int, Walk] = {}
     with threadpool_limits(limits=1, user_api="blas"):  # one thread per worker, per core
-        for starts in chunks:
-            part = walk(cell, sets, longest, keep_going, roots, most, hold, trace, starts, until)
-            done.append(part)
-            if part.slack <= 0 or part.failure == OUT_OF_TIME:
-                break
-            if part.failure is not None and not keep_going:
-                break
-            if most is not None and sum(p.nodes for p in done) > most:
-                break
-    return done
+        while True:
+            with _deal.get_lock():
+                taken, end = _deal[0], _deal[1]
+                _deal[0] = taken + 1
+            if taken >= len(chunks) or taken > end:
+                return done
+            part = walk(
+                cell,
+                sets,
+                longest,
+                keep_going,
+                roots,
+                most,
+                hold,
+                trace,
+                chunks[taken],
+                until,
+                cut=lambda: _deal[1] < taken,  # noqa: B023 (called within this iteration)
+            )
+            done[taken] = part
+            ends = part.slack <= 0 or part.failure == OUT_OF_TIME
+            ends = ends or (part.failure not in (None, CUT) and not keep_going)
+            ends = ends or (most is not None and sum(p.nodes for p in done.values()) > most)
+            if ends:
+                with _deal.get_lock():
+                    _deal[1] = min(_deal[1], taken)
 
 
 def _merged(parts: list[Walk]) -> Walk:

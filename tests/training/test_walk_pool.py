@@ -19,7 +19,7 @@ from core.cells import RnnCell
 from core.certify import DEFAULT_TANH_ERROR
 from core.copying import CertificateError, Invariant
 from core.decide import Checked
-from core.walk import OUT_OF_TIME, Roots, Walk, walk
+from core.walk import BATCH, CUT, OUT_OF_TIME, Roots, Walk, walk
 from core.weights import RnnWeights, weights_from_onnx
 from tests.training.hand_counter import leaky_counter
 from training import walk_pool
@@ -122,6 +122,42 @@ def test_a_walk_past_the_searchs_deadline_stops_where_it_is(
         cut = walker(cell, sets, invariant.steps, keep_going, roots, until=past)
         assert cut.failure == OUT_OF_TIME, walker
         assert cut.nodes < whole.nodes / 10
+
+
+def test_a_cut_walk_stops_at_its_first_batch(
+    shipped: tuple[RnnWeights, Invariant, float],
+) -> None:
+    """A chunk whose walk another worker has made pointless stops where it is, and says so;
+    a cut never asked for changes nothing."""
+    weights, invariant, error = shipped
+    sets = copying.sets_of(invariant)
+    cell, roots = RnnCell(weights, error), _roots(sets)
+    plain = walk(cell, sets, invariant.steps, roots=roots)
+    _same(plain, walk(cell, sets, invariant.steps, roots=roots, cut=lambda: False))
+    cut = walk(cell, sets, invariant.steps, roots=roots, cut=lambda: True)
+    assert cut.failure == CUT
+    assert cut.nodes == 10 * BATCH < plain.nodes
+
+
+def test_a_worker_takes_no_chunk_past_one_that_ends_the_walk(
+    shipped: tuple[RnnWeights, Invariant, float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sets too wide read a digit unsure in the first chunk: the worker shares that chunk's
+    index and walks no later chunk, though the walk keeps going past open strings."""
+    weights, invariant, error = shipped
+    sets = copying.sets_of(replace(invariant, shapes=invariant.shapes * 1.6))
+    cell, roots = RnnCell(weights, error), _roots(sets)
+    count, chunk = len(roots.at), walk_pool.CHUNK
+    chunks = [np.arange(first, min(first + chunk, count)) for first in range(0, count, chunk)]
+    deal = multiprocessing.get_context("fork").Array("q", [0, len(chunks)])
+    monkeypatch.setattr(walk_pool, "_deal", deal, raising=False)
+    done = walk_pool._walk_chunks(
+        cell, sets, invariant.steps, True, roots, None, False, False, None, chunks
+    )
+    unsure = min(i for i, part in done.items() if part.slack <= 0)
+    assert sorted(done) == list(range(unsure + 1))
+    assert unsure < len(chunks) - 1
+    assert deal[1] == unsure
 
 
 def test_on_one_core_the_walk_stays_in_this_process(
