@@ -1,6 +1,7 @@
 """The service's check of a decided carry length, timed: core.decide.check on each certificate
 beside a card (MODEL.cert.npz, written by `python -m training decide`), as app.runtime.checks runs
-it at load. Prints each model's K, the check's median seconds over 5 runs, and the file's size.
+it at load (one BLAS thread, the heaps kept). Prints each model's K, the check's median seconds
+over 5 runs, and the file's size.
 
     python -m bench.decide_check [models/]
 """
@@ -10,6 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+from threadpoolctl import threadpool_limits
+
+from app import process
 from core.card import ModelCard
 from core.copying import Invariant
 from core.decide import check
@@ -30,7 +34,9 @@ def main() -> None:
         times = []
         for _ in range(5):
             start = time.perf_counter()
-            proved = check(weights, Invariant.from_bytes(blob), decision.tanh_error_bound).proved
+            with threadpool_limits(limits=1, user_api="blas"), process.heaps_kept():
+                invariant = Invariant.from_bytes(blob)
+                proved = check(weights, invariant, decision.tanh_error_bound).proved
             times.append(time.perf_counter() - start)
         print(
             f"{card.name}: K = {proved}, key digits {decision.key_digits}, check "
