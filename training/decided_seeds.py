@@ -6,13 +6,14 @@
 import math
 import multiprocessing
 import os
+import platform
 import signal
 import tempfile
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 from core.card import Decision, ModelCard
-from training import export, walk_pool
+from training import export, kernels, walk_pool
 from training.decide import SECONDS, decide_file
 from training.train import RECIPES, train
 
@@ -119,7 +120,9 @@ def section(seeds: int, command: str, walk: bool = False, seconds: float | None 
             "certificate checked in one pass, and an input of a longer run answered wrong).",
             f"Decided (exactly: refuted at K + 1; or proved for every run by a carrying set): "
             f"{sum(map(decided, decisions))}/{seeds}. Seconds: the decision's search on this "
-            f"machine, its walks on {walk_pool.cores()} cores (training.walk_pool); its fits end "
+            f"machine ({platform.machine()}, numpy SIMD {kernels.numpy_simd()}: search speeds "
+            f"differ by machine), its walks on {walk_pool.cores()} cores (training.walk_pool); "
+            "its fits end "
             f"after {SECONDS:g} s (training.decide.SECONDS), and K then stays a range.",
             goal(decisions),
             "",

@@ -3,6 +3,7 @@ minute of search) and whether the run met it, from the seeds' decisions; a seed'
 outlasts its time is stopped, with the workers its walks started."""
 
 import multiprocessing
+import platform
 import threading
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from core.card import Decision, Refutation
 from training import decided_seeds, walk_pool
 from training.decided_seeds import goal
+from training.kernels import numpy_simd
 
 
 def _decision(proved: int | str, refuted_at: int | None, seconds: float) -> Decision:
@@ -113,3 +115,10 @@ def test_a_search_within_its_time_gives_its_line_and_a_failed_one_says_so(
     monkeypatch.setattr(decided_seeds, "decide_file", broken)
     with pytest.raises(RuntimeError, match=r"deciding .*m failed"):
         decided_seeds._decide(tmp_path / "m", walk=True, seconds=30.0)
+
+
+def test_the_section_names_the_machine_its_seconds_were_measured_on() -> None:
+    """Search speeds differ by CPU (numpy's SIMD above all): the page says which one ran."""
+    text = decided_seeds.section(1, "python -m training decide-seeds --seeds 1")
+    assert f"this machine ({platform.machine()}, numpy SIMD {numpy_simd()}" in text
+    assert "| 0 | -1 |" in text  # seed 0 trained and decided: refuted at once
