@@ -3,7 +3,8 @@ chunks to one worker process per core this process may use, and the chunks' walk
 the Walk that one walk from every start gives, bit for bit (on one BLAS thread, as the
 service's check and each worker walk): a chunk is one of the walk's own batches of starts,
 which it walks the same whatever else it walks, and the chunks are merged in order up to where
-the one walk stops (its first failure, or its budget).
+the one walk stops (its first failure, or its budget). The workers take the chunks in turn, and
+none past one that ends the walk (`_walk_chunks`).
 
 The service never walks this way: its check at load runs on one core, as it must not take a
 serving one. Here, the search's walks and its checks (`check`) run on all of them; only
