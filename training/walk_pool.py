@@ -73,7 +73,7 @@ def pooled_walk(
     workers = cores()
     if workers < 2 or count < SMALLEST:
         return walk(cell, sets, longest, keep_going, roots, most, hold, trace, until=until)
-    chunks = [np.arange(first, min(first + CHUNK, count)) for first in range(0, count, CHUNK)]
+    chunks = split(count)
     executor = _executor(workers)
     _deal[:] = [0, len(chunks)]  # the next chunk to walk, the first one that ends the walk
     args = (cell, sets, longest, keep_going, roots, most, hold, trace, until, chunks)
@@ -97,9 +97,22 @@ def pooled_walk(
             parts.append(replace(part, failure=f"the walk passes {most} nodes"))
             break
         parts.append(part)
-        if part.slack <= 0 or (part.failure is not None and not keep_going):
+        if ends(part, keep_going):
             break
     return _merged(parts)
+
+
+def split(count: int) -> list[Ints]:
+    """The starts 0..count-1 in chunks of CHUNK, in order."""
+    return [np.arange(first, min(first + CHUNK, count)) for first in range(0, count, CHUNK)]
+
+
+def ends(part: Walk, keep_going: bool) -> bool:
+    """A chunk's walk ends the whole walk: a digit read unsure, the search's time, or any other
+    failure unless keep_going (a cut is none of these: it is past a chunk that ends it)."""
+    if part.slack <= 0 or part.failure == OUT_OF_TIME:
+        return True
+    return part.failure not in (None, CUT) and not keep_going
 
 
 def check(weights: RnnWeights, invariant: Invariant, tanh_error: float) -> Checked:
@@ -181,10 +194,8 @@ def _walk_chunks(
                 cut=lambda: _deal[1] < taken,  # noqa: B023 (called within this iteration)
             )
             done[taken] = part
-            ends = part.slack <= 0 or part.failure == OUT_OF_TIME
-            ends = ends or (part.failure not in (None, CUT) and not keep_going)
-            ends = ends or (most is not None and sum(p.nodes for p in done.values()) > most)
-            if ends:
+            spent = most is not None and sum(p.nodes for p in done.values()) > most
+            if ends(part, keep_going) or spent:
                 with _deal.get_lock():
                     _deal[1] = min(_deal[1], taken)
 

@@ -147,8 +147,7 @@ def test_a_worker_takes_no_chunk_past_one_that_ends_the_walk(
     weights, invariant, error = shipped
     sets = copying.sets_of(replace(invariant, shapes=invariant.shapes * 1.6))
     cell, roots = RnnCell(weights, error), _roots(sets)
-    count, chunk = len(roots.at), walk_pool.CHUNK
-    chunks = [np.arange(first, min(first + chunk, count)) for first in range(0, count, chunk)]
+    chunks = walk_pool.split(len(roots.at))
     deal = multiprocessing.get_context("fork").Array("q", [0, len(chunks)])
     monkeypatch.setattr(walk_pool, "_deal", deal, raising=False)
     done = walk_pool._walk_chunks(
