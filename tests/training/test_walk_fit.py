@@ -1,0 +1,47 @@
+"""The walked fit (training.walk_fit.fit_walk): where its first sets read a digit unsure within
+SHALLOW digits, it says so from a walk that deep, without walking their whole trees."""
+
+from typing import Any
+
+import pytest
+
+from core import walk
+from core.walk import Walk
+from tests.training.hand_counter import leaky_counter
+from training import walk_fit, walk_pool
+from training.walk_fit import SHALLOW, WALK_STEPS, fit_walk
+
+
+def walks_of(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, Walk]]:
+    """Every walk the fit makes, by depth, as it is made."""
+    made: list[tuple[int, Walk]] = []
+    real = walk_pool.pooled_walk
+
+    def recorded(cell: Any, sets: Any, longest: int, **options: Any) -> Walk:
+        walked = real(cell, sets, longest, **options)
+        made.append((longest, walked))
+        return walked
+
+    monkeypatch.setattr(walk_fit, "pooled_walk", recorded)
+    return made
+
+
+def test_a_digit_read_unsure_early_ends_the_fit_at_the_shallow_walk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the walk's readout asks this much more of every lead: its first digit is then unsure
+    monkeypatch.setattr(walk, "SOFTMAX_SLACK", 1e3)
+    made = walks_of(monkeypatch)
+    found = fit_walk(leaky_counter(), 2)
+    assert isinstance(found, str)
+    assert "after 1 digits" in found
+    assert "not sure to win" in found
+    assert [depth for depth, _ in made] == [SHALLOW]
+
+
+def test_sets_that_read_right_early_are_walked_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    made = walks_of(monkeypatch)
+    fit_walk(leaky_counter(), 2)
+    assert [depth for depth, _ in made][:2] == [SHALLOW, WALK_STEPS]
+    assert all(walked.slack > 0 for _, walked in made)
+    assert all(depth == WALK_STEPS for depth, _ in made[1:])
