@@ -31,6 +31,11 @@ WALK_ROUNDS = 4
 # the fit at a fraction of the whole tree's cost (seed 3: its sets' walk met such a digit after
 # 3 digits of one key's strings, in 1.2 s at 3 digits deep against 20 s walking them all 6)
 SHALLOW = 3
+# a round grown from one that left at most this many strings open, a tenth or less of the round
+# before, is checked before it is walked: when the check takes it, the round's walks would only
+# have walked its trees once more (seed 3: its last round, grown from 21 open strings after
+# 452, walked 10 s before the same check)
+CHECK_OPEN = 100
 # a walk of more nodes ends the walked fit: its sets are far from closing, and the steady fit
 # is tried (counter-post's walks are a third of it; docs/proof.md, "Deeper, not wider")
 WALK_MOST = 2_000_000
@@ -128,6 +133,7 @@ def fit_walk(
     centres, axes, widths = _principal_boxes(states, copying.key_index(keys, history), len(keys))
     entry_keys = copying.key_index(keys, tails)
     failure = "no round"
+    opened: list[int] = []  # the strings each round left open, as the next grew from it
     for turn in range(WALK_ROUNDS):
         invariant = Invariant(
             proved, WALK_KEYS, centres, axes * widths[:, None, :], keys, WALK_STEPS
@@ -136,6 +142,10 @@ def fit_walk(
         need = widths.copy()
         inside = copying.coordinates(sets, entry_keys, entry_lo, entry_hi)
         np.maximum.at(need, entry_keys, inside * widths[entry_keys] * WALK_GROWTH)
+        if _closing(opened):
+            at_once = _checked_at_once(weights, invariant, tanh_error, None)
+            if at_once is not None:
+                return at_once
         for depth in [SHALLOW, WALK_STEPS] if turn == 0 else [WALK_STEPS]:
             walked = pooled_walk(cell, sets, depth, keep_going=True, most=WALK_MOST, until=until)
             if walked.slack <= 0 or walked.failure == OUT_OF_TIME:
@@ -152,6 +162,7 @@ def fit_walk(
             except CertificateError as exc:
                 return str(exc)
         failure = walked.failure or "an entry leaves its set"
+        opened.append(len(walked.open_targets))
         need = grown(need, widths, [walked])
         if need.max() > WIDEST:
             return f"the walked sets grow past tanh's range ({failure})"
@@ -226,11 +237,16 @@ def fit_keyed(
         starts.append(carrying.absorbed_roots(carrying.absorbing(cell, carry), keys))
     failure, steps = "no round", WALK_STEPS
     few: Array | None = None  # the sets' half-widths in the first round that left few open
+    opened: list[int] = []  # the strings each round left open, as the next grew from it
     for _ in range(STEADY_ROUNDS):
         shapes = axes * widths[:, None, :]
         invariant = Invariant(
             proved, deepest, centres, shapes, keys, steps, entry_steps=ENTRY_STEPS
         )
+        if _closing(opened):
+            at_once = _checked_at_once(weights, invariant, tanh_error, carry)
+            if at_once is not None:
+                return at_once
         sets = copying.sets_of(invariant)
         walks = [pooled_walk(cell, sets, steps, keep_going=True, until=until)]
         walks += [
@@ -241,7 +257,7 @@ def fit_keyed(
             return _out_of_time(failure)
         unsure = next((w for w in walks if w.slack <= 0), None)
         if unsure is not None and few is not None and steps < MAX_STEPS:
-            widths, steps = few, MAX_STEPS
+            widths, steps, opened = few, MAX_STEPS, []
             continue
         if unsure is not None:
             return unsure.failure or "a walk's readout fails"
@@ -251,8 +267,9 @@ def fit_keyed(
         if few is None and sum(len(w.open_targets) for w in walks) <= DEEPEN_OPEN:
             few = widths
             if deep_at_few:
-                steps = MAX_STEPS
+                steps, opened = MAX_STEPS, []
                 continue
+        opened.append(sum(len(w.open_targets) for w in walks))
         widths = grown(widths, widths, walks)
         if widths.max() > WIDEST:
             return f"the steady sets grow past tanh's range ({failure})"
@@ -282,6 +299,27 @@ def _checked(
         return invariant, walk_pool.check(weights, invariant, tanh_error)
     except CertificateError as exc:
         return str(exc)
+
+
+def _closing(opened: list[int]) -> bool:
+    """Whether a round grown from rounds that left these many strings open (in order) is
+    checked before it is walked (CHECK_OPEN)."""
+    return len(opened) >= 2 and opened[-1] <= CHECK_OPEN and 10 * opened[-1] <= opened[-2]
+
+
+def _checked_at_once(
+    weights: RnnWeights, invariant: Invariant, tanh_error: float, carry: carrying.Set | None
+) -> tuple[Invariant, Checked] | None:
+    """The certificate a round returns when its walks all close, checked before they are
+    walked: with the carrying set, when one is given (the one without it is left to the walks,
+    whose growth may yet close the carrying set's images). None when the check refuses it: the
+    walks then say where to grow."""
+    try:
+        if carry is not None:
+            return with_carrying(weights, invariant, carry, tanh_error)
+        return invariant, walk_pool.check(weights, invariant, tanh_error)
+    except CertificateError:
+        return None
 
 
 def _out_of_time(failure: str) -> str:

@@ -3,6 +3,7 @@ carry's transient, keyed by three digits, with the states that absorb the carry 
 them; what it returns is a certificate the one-pass check accepts, from its file too."""
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -186,3 +187,37 @@ def test_given_a_carrying_set_the_steady_fit_proves_every_run_in_one_check(
     assert len(checks) == 1
     read = Invariant.from_bytes(invariant.to_bytes())
     assert decide.check(weights, read, DEFAULT_TANH_ERROR).proved == "unbounded"
+
+
+def test_a_round_the_check_takes_at_once_is_not_walked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checked before it is walked (here every round grown from open strings), the fit returns
+    the certificate it returns walking every round, without the last round's walks."""
+    walked = fit_steady(leaky_counter(), 2)
+    assert not isinstance(walked, str), walked
+    events: list[str] = []
+    real_walk, real_check = walk_pool.pooled_walk, walk_pool.check
+
+    def walk_logged(*args: Any, **options: Any) -> Walk:
+        result = real_walk(*args, **options)
+        events.append("closed" if result.failure is None else "open")
+        return result
+
+    def check_logged(*args: Any) -> Checked:
+        try:
+            result = real_check(*args)
+        except copying.CertificateError:
+            events.append("refused")
+            raise
+        events.append("taken")
+        return result
+
+    monkeypatch.setattr(walk_fit, "pooled_walk", walk_logged)
+    monkeypatch.setattr(walk_pool, "check", check_logged)
+    monkeypatch.setattr(walk_fit, "_closing", lambda opened: bool(opened))
+    found = fit_steady(leaky_counter(), 2)
+    assert not isinstance(found, str), found
+    assert found[0].to_bytes() == walked[0].to_bytes()
+    assert found[1] == walked[1]
+    # the sets' walk of the round before left a string open; the next round was only checked
+    assert events[-3:] == ["open", "closed", "taken"]
+    assert "refused" in events  # the rounds before it were checked first too, and refused

@@ -45,3 +45,19 @@ def test_sets_that_read_right_early_are_walked_whole(monkeypatch: pytest.MonkeyP
     assert [depth for depth, _ in made][:2] == [SHALLOW, WALK_STEPS]
     assert all(walked.slack > 0 for _, walked in made)
     assert all(depth == WALK_STEPS for depth, _ in made[1:])
+
+
+@pytest.mark.parametrize(
+    ("opened", "checked_first"),
+    [
+        ([452, 21], True),
+        ([8491, 452, 21], True),
+        ([21], False),
+        ([1, 1], False),
+        ([2000, 150], False),
+    ],
+)
+def test_a_round_is_checked_first_when_the_last_growth_closed_nine_in_ten(
+    opened: list[int], checked_first: bool
+) -> None:
+    assert walk_fit._closing(opened) is checked_first
