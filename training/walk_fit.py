@@ -142,7 +142,7 @@ def fit_walk(
         need = widths.copy()
         inside = copying.coordinates(sets, entry_keys, entry_lo, entry_hi)
         np.maximum.at(need, entry_keys, inside * widths[entry_keys] * WALK_GROWTH)
-        if _closing(opened):
+        if _check_first(opened):
             at_once = _checked_at_once(weights, invariant, tanh_error, None)
             if at_once is not None:
                 return at_once
@@ -243,7 +243,7 @@ def fit_keyed(
         invariant = Invariant(
             proved, deepest, centres, shapes, keys, steps, entry_steps=ENTRY_STEPS
         )
-        if _closing(opened):
+        if _check_first(opened):
             at_once = _checked_at_once(weights, invariant, tanh_error, carry)
             if at_once is not None:
                 return at_once
@@ -301,7 +301,7 @@ def _checked(
         return str(exc)
 
 
-def _closing(opened: list[int]) -> bool:
+def _check_first(opened: list[int]) -> bool:
     """Whether a round grown from rounds that left these many strings open (in order) is
     checked before it is walked (CHECK_OPEN)."""
     return len(opened) >= 2 and opened[-1] <= CHECK_OPEN and 10 * opened[-1] <= opened[-2]

@@ -213,7 +213,7 @@ def test_a_round_the_check_takes_at_once_is_not_walked(monkeypatch: pytest.Monke
 
     monkeypatch.setattr(walk_fit, "pooled_walk", walk_logged)
     monkeypatch.setattr(walk_pool, "check", check_logged)
-    monkeypatch.setattr(walk_fit, "_closing", lambda opened: bool(opened))
+    monkeypatch.setattr(walk_fit, "_check_first", lambda opened: bool(opened))
     found = fit_steady(leaky_counter(), 2)
     assert not isinstance(found, str), found
     assert found[0].to_bytes() == walked[0].to_bytes()

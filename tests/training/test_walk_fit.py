@@ -60,4 +60,4 @@ def test_sets_that_read_right_early_are_walked_whole(monkeypatch: pytest.MonkeyP
 def test_a_round_is_checked_first_when_the_last_growth_closed_nine_in_ten(
     opened: list[int], checked_first: bool
 ) -> None:
-    assert walk_fit._closing(opened) is checked_first
+    assert walk_fit._check_first(opened) is checked_first
