@@ -54,7 +54,9 @@ def test_sets_that_read_right_early_are_walked_whole(monkeypatch: pytest.MonkeyP
         ([8491, 452, 21], True),
         ([21], False),
         ([1, 1], False),
-        ([2000, 150], False),
+        ([2000, 150], True),
+        ([2000, 301], False),
+        ([2000, 250], False),
     ],
 )
 def test_a_round_is_checked_first_when_the_last_growth_closed_nine_in_ten(
