@@ -122,7 +122,8 @@ def fit_walk(
     up to WALK_STEPS digits, or why none was found. The sets are boxes in the principal axes
     of simulated copying states keyed by their last WALK_KEYS digits, grown where an entry or
     a walk's open leaf pokes out, for up to WALK_ROUNDS rounds, or until `until` (the search's
-    deadline on time.monotonic())."""
+    deadline on time.monotonic()). The first round's sets are walked SHALLOW digits deep first;
+    a round grown from few open strings is checked before it is walked (CHECK_OPEN)."""
     cell = RnnCell(weights, tanh_error)
     try:
         entry_lo, entry_hi, tails, _ = decide.entries(cell, proved)
@@ -224,7 +225,8 @@ def fit_keyed(
     time.monotonic()). Where a growth makes a set read wrong, the sets' strings are followed to
     MAX_STEPS digits from the first round that left at most DEEPEN_OPEN open, and grown from
     there; deep_at_few: as soon as a round leaves that few open (the second fit's rounds cost
-    more than a deeper walk of few strings)."""
+    more than a deeper walk of few strings). A round grown from few open strings is checked
+    before it is walked (CHECK_OPEN)."""
     cell = RnnCell(weights, tanh_error)
     deepest = int(copying.depths(keys).max())
     centres, axes, widths = _principal_boxes(states, copying.key_index(keys, history), len(keys))
