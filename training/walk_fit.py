@@ -158,10 +158,7 @@ def fit_walk(
         if walked.slack <= 0:
             return walked.failure or "a walk's readout fails"
         if walked.failure is None and inside.max() <= sets.limit[entry_keys].min():
-            try:
-                return invariant, walk_pool.check(weights, invariant, tanh_error)
-            except CertificateError as exc:
-                return str(exc)
+            return _checked(weights, invariant, tanh_error, None)
         failure = walked.failure or "an entry leaves its set"
         opened.append(len(walked.open_targets))
         need = grown(need, widths, [walked])
@@ -293,10 +290,9 @@ def _checked(
     """The certificate checked in one pass, with the carrying set attached when one is given
     (its images were walked with the sets'), else or when that fails without it; or why not."""
     if carry is not None:
-        try:
-            return with_carrying(weights, invariant, carry, tanh_error)
-        except CertificateError:
-            pass  # K = proved may still hold: checked below
+        closed = _checked_at_once(weights, invariant, tanh_error, carry)
+        if closed is not None:
+            return closed  # else K = proved may still hold: checked below
     try:
         return invariant, walk_pool.check(weights, invariant, tanh_error)
     except CertificateError as exc:
