@@ -161,7 +161,11 @@ def _parser() -> argparse.ArgumentParser:
         "models", type=Path, nargs="+", help="model paths without suffix, e.g. models/counter-post"
     )
     decide.add_argument(
-        "--key-digits", type=_count(1), default=2, help="copying sets keyed by this many digits"
+        "--key-digits",
+        type=_count(1),
+        default=2,
+        help="the one-step copying sets keyed by this many digits (the walked fits key their "
+        "own: training.walk_fit.WALK_KEYS, STEADY_KEYS)",
     )
     decide.add_argument(
         "--limit", type=_count(0), default=1000, help="the longest run of nines tried"
