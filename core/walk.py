@@ -108,7 +108,7 @@ def roots_of(
 
 
 @dataclass
-class _Frontier:
+class Frontier:
     """Open walk nodes at one level."""
 
     centres: Array  # (n, H)
@@ -131,6 +131,8 @@ def walk(
     starts: Ints | None = None,
     until: float | None = None,
     cut: Callable[[], bool] | None = None,
+    frontier: Frontier | None = None,
+    deal: Callable[[Frontier], bool] | None = None,
 ) -> Walk:
     """From every set P_s (or every root, when given), read every digit string w, one digit at
     a time, as a zonotope (core.zonotope): at every node the digit just read must win
@@ -142,7 +144,10 @@ def walk(
     Walk.trace; starts: walk from these sets (or roots) only, by index; until: fail
     (OUT_OF_TIME) once time.monotonic() passes it, a clock the search's forked workers share;
     cut: fail (CUT) once it returns True, asked between batches (a pooled walk's chunk past
-    one that already ends the walk: training.walk_pool). A search's, all six.
+    one that already ends the walk: training.walk_pool); frontier: walk from this batch of
+    nodes (one another walk dealt out) instead of the sets or roots; deal: asked with each
+    batch one digit in before it is walked, True when another process walks it (then this walk
+    does not). A search's, all eight.
 
     Every start key's nodes are walked together, in batches of a bounded size taken depth
     first (the tree is the same whatever the order); a child is built only when it is not a
@@ -155,16 +160,18 @@ def walk(
     unsure = False  # a readout failed: nothing more to measure
     held = np.zeros_like(sets.centres)
     traced: list[tuple[Ints, Array, npt.NDArray[np.bool_], Ints, bool]] = []
-    if roots is None:
+    if frontier is not None:
+        pending = [frontier]
+    elif roots is None:
         every = np.arange(len(sets.keys)) if starts is None else starts
         rows = np.ascontiguousarray(sets.shapes[every].transpose(0, 2, 1))
         bound = zonotope.radius_rows(rows)
-        pending = [_Frontier(sets.centres[every], rows, bound, every, every, 0)]
+        pending = [Frontier(sets.centres[every], rows, bound, every, every, 0)]
     else:
         every = np.arange(len(roots.at)) if starts is None else starts
         rows = roots.rows[every]
         bound = zonotope.radius_rows(rows)
-        pending = [_Frontier(roots.centres[every], rows, bound, roots.at[every], every, 0)]
+        pending = [Frontier(roots.centres[every], rows, bound, roots.at[every], every, 0)]
 
     def origin(start: int) -> str:
         if roots is None:
@@ -177,6 +184,8 @@ def walk(
             parts = range(0, len(node.at), BATCH)
             # the first part on top: the walk meets its roots in order, and names the first
             pending += [_part(node, slice(i, i + BATCH)) for i in reversed(parts)]
+            continue
+        if node.level == 1 and deal is not None and deal(node):
             continue
         level = node.level + 1
         branch = zonotope.branch(
@@ -226,7 +235,7 @@ def walk(
                 )
             continue
         pending.append(
-            _Frontier(
+            Frontier(
                 branch.centres[digits, parents],
                 branch.children(digits, parents),
                 branch.size[digits, parents],
@@ -263,8 +272,8 @@ def _traced(parts: list[tuple[Ints, Array, npt.NDArray[np.bool_], Ints, bool]]) 
     )
 
 
-def _part(node: _Frontier, part: slice) -> _Frontier:
-    return _Frontier(
+def _part(node: Frontier, part: slice) -> Frontier:
+    return Frontier(
         node.centres[part],
         node.rows[part],
         node.size[part],

@@ -12,6 +12,7 @@ core.decide.check decides: the search may be wrong, never the certificate.
 """
 
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 
@@ -223,11 +224,10 @@ def _scalings(
     assert trace is not None
     own = np.bincount(trace.start, minlength=len(sets.keys))
     entered = _entries_held(cell, invariant, sets).max(axis=1) / sets.limit
-    gains = []
+    tried: list[tuple[int, float, int]] = []  # a set, its factor, what the others' trees gain
     for at in range(len(sets.keys)):
         there = trace.target == at
         others = there & (trace.start != at) & ~trace.last
-        options = []
         for factor in (1 - POLISH, 1 + POLISH):
             if factor < 1:
                 opening = trace.closed & (trace.ratio > factor)
@@ -236,14 +236,21 @@ def _scalings(
                 change = OPENED * int((others & opening).sum())
             else:
                 change = -10 * int((others & ~trace.closed & (trace.ratio <= factor)).sum())
-            trial = copying.sets_of(_rescaled(invariant, {at: factor}))
-            tree = walk(cell, trial, MAX_STEPS, starts=np.array([at]))  # its own digit tree
-            if tree.failure is None and tree.slack >= SLACK:
-                options.append((tree.nodes - int(own[at]) + change, at, factor))
-        best = min(options, default=None)
-        if best is not None and best[0] < 0:
-            gains.append(best)
-    return sorted(gains)
+            tried.append((at, factor, change))
+    trees = walk_pool.mapped(partial(_own_tree, cell, invariant), [t[:2] for t in tried])
+    best: dict[int, tuple[int, int, float]] = {}
+    for (at, factor, change), tree in zip(tried, trees, strict=True):
+        if tree.failure is None and tree.slack >= SLACK:
+            option = (tree.nodes - int(own[at]) + change, at, factor)
+            best[at] = min(best.get(at, option), option)
+    return sorted(option for option in best.values() if option[0] < 0)
+
+
+def _own_tree(cell: RnnCell, invariant: Invariant, scaling: tuple[int, float]) -> Walk:
+    """The digit tree of one set, scaled by a factor, walked from it alone."""
+    at, factor = scaling
+    trial = copying.sets_of(_rescaled(invariant, {at: factor}))
+    return walk(cell, trial, MAX_STEPS, starts=np.array([at]))
 
 
 def _rescaled(invariant: Invariant, factors: dict[int, float]) -> Invariant:

@@ -4,7 +4,9 @@ the Walk that one walk from every start gives, bit for bit (on one BLAS thread, 
 service's check and each worker walk): a chunk is one of the walk's own batches of starts,
 which it walks the same whatever else it walks, and the chunks are merged in order up to where
 the one walk stops (its first failure, or its budget). The workers take the chunks in turn, and
-none past one that ends the walk (`_walk_chunks`).
+none past one that ends the walk or, together, passes its budget (`_walk_chunks`). Starts that
+are one batch (the 100 sets of two-digit keys) are walked one digit here, and the batches of
+their children are the chunks: the one walk walks each of them, and its subtree, in turn.
 
 The service never walks this way: its check at load runs on one core, as it must not take a
 serving one. Here, the search's walks and its checks (`check`) run on all of them; only
@@ -14,9 +16,11 @@ core.decide.check decides, and it walks the same tree whichever walker it is giv
 import multiprocessing
 import os
 import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -25,7 +29,7 @@ from core import decide
 from core.cells import RnnCell
 from core.copying import Ints, Invariant, Sets
 from core.decide import Checked
-from core.walk import BATCH, CUT, OUT_OF_TIME, Roots, Trace, Walk, walk
+from core.walk import BATCH, CUT, OUT_OF_TIME, Frontier, Roots, Trace, Walk, walk
 from core.weights import RnnWeights
 
 if TYPE_CHECKING:
@@ -34,12 +38,20 @@ if TYPE_CHECKING:
 # starts a chunk: enough chunks for the workers to finish together (a start's tree ranges from
 # ten nodes to thousands), few enough that each stays a few of core.walk's batches
 CHUNK = BATCH
-# walks from fewer starts stay in this process: a task costs a few milliseconds of pickling
+# walks from fewer starts, but more than one batch, stay in this process: a task costs a few
+# milliseconds of pickling
 SMALLEST = 2 * CHUNK
 
+T = TypeVar("T")
+R = TypeVar("R")
+
+# what a worker walks: a walk's starts (indices), or a batch of nodes it dealt out
+Chunk = Ints | Frontier
+
 _pool: ProcessPoolExecutor | None = None
-# shared with the pool's workers, which inherit it: the next chunk to take, and the first
-# chunk known to end the walk (a worker takes no chunk past it, and cuts the one it walks)
+# shared with the pool's workers, which inherit it: the next chunk to take, the first chunk
+# known to end the walk (a worker takes no chunk past it, and cuts the one it walks), and the
+# nodes of the walk's chunks walked so far (and of the walk that dealt them out)
 _deal: "SynchronizedArray[int]"
 
 
@@ -70,19 +82,52 @@ def pooled_walk(
     """core.walk.walk (the same arguments), on every core. Past `until`, the walk is cut
     short (OUT_OF_TIME) wherever it has come to, not bit for bit."""
     count = len(sets.keys) if roots is None else len(roots.at)
-    workers = cores()
-    if workers < 2 or count < SMALLEST:
-        return walk(cell, sets, longest, keep_going, roots, most, hold, trace, until=until)
-    chunks = split(count)
-    executor = _executor(workers)
-    _deal[:] = [0, len(chunks)]  # the next chunk to walk, the first one that ends the walk
-    args = (cell, sets, longest, keep_going, roots, most, hold, trace, until, chunks)
+    walker = partial(
+        walk,
+        cell,
+        sets,
+        longest,
+        keep_going=keep_going,
+        roots=roots,
+        most=most,
+        hold=hold,
+        trace=trace,
+        until=until,
+    )
+    if cores() < 2 or CHUNK < count < SMALLEST:
+        return walker()
+    if count > CHUNK:
+        return _pooled(walker, most, keep_going, split(count))
+    # the starts are one batch, walked here; the batches of their children are dealt out
+    parts: list[Frontier] = []
+
+    def dealt(part: Frontier) -> bool:
+        parts.append(part)
+        return True
+
+    head = walker(deal=dealt)
+    # none dealt: the first digit closed every string, or its batch ended the walk
+    return _pooled(walker, most, keep_going, parts, head) if parts else head
+
+
+def _pooled(
+    walker: Callable[..., Walk],
+    most: int | None,
+    keep_going: bool,
+    chunks: Sequence[Chunk],
+    head: Walk | None = None,
+) -> Walk:
+    """The walks of these chunks on the workers, after `head` (the walk that dealt them out,
+    if any), merged in order up to where the one walk stops."""
+    executor = _executor(cores())
+    _deal[:] = [0, len(chunks), 0 if head is None else head.nodes]
     walked: dict[int, Walk] = {}
-    for task in [executor.submit(_walk_chunks, *args) for _ in range(workers)]:
+    for task in [
+        executor.submit(_walk_chunks, walker, chunks, most, keep_going) for _ in range(cores())
+    ]:
         walked.update(task.result())
-    # in order, up to the chunk where the one walk would stop
-    parts: list[Walk] = []
-    for i, starts in enumerate(chunks):
+    parts = [] if head is None else [head]
+    for i, chunk in enumerate(chunks):
         part = walked[i]  # only chunks past one that ends the walk are not walked, or cut
         assert part.failure != CUT, "a chunk was cut before the walk's end"
         if part.failure == OUT_OF_TIME:
@@ -91,15 +136,31 @@ def pooled_walk(
         counted = sum(p.nodes for p in parts)
         if most is not None and counted + part.nodes > most:
             # the budget runs out in this chunk: walked again with what is left of it
-            part = walk(
-                cell, sets, longest, keep_going, roots, most - counted, hold, trace, starts, until
-            )
+            part = walker(most=most - counted, **_from(chunk))
             parts.append(replace(part, failure=f"the walk passes {most} nodes"))
             break
         parts.append(part)
         if ends(part, keep_going):
             break
     return _merged(parts)
+
+
+def mapped(task: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """task(item) for every item, in order, on every core (one BLAS thread a worker)."""
+    if cores() < 2 or len(items) < 2:
+        return [task(item) for item in items]
+    share = max(1, len(items) // (4 * cores()))  # a few tasks a worker: they differ in cost
+    return list(_executor(cores()).map(partial(_limited, task), items, chunksize=share))
+
+
+def _limited(task: Callable[[T], R], item: T) -> R:
+    with threadpool_limits(limits=1, user_api="blas"):
+        return task(item)
+
+
+def _from(chunk: Chunk) -> dict[str, Any]:
+    """core.walk.walk's argument that walks this chunk: its starts, or a batch dealt out."""
+    return {"frontier": chunk} if isinstance(chunk, Frontier) else {"starts": chunk}
 
 
 def split(count: int) -> list[Ints]:
@@ -125,7 +186,7 @@ def _executor(workers: int) -> ProcessPoolExecutor:
     if _pool is None:
         # forked: a worker needs no imports, and the search's arguments reach it pickled
         context = multiprocessing.get_context("fork")
-        _deal = context.Array("q", 2)
+        _deal = context.Array("q", 3)
         _pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_end_with_parent)
     return _pool
 
@@ -155,23 +216,15 @@ def _end_with_parent() -> None:
 
 
 def _walk_chunks(
-    cell: RnnCell,
-    sets: Sets,
-    longest: int,
-    keep_going: bool,
-    roots: Roots | None,
-    most: int | None,
-    hold: bool,
-    trace: bool,
-    until: float | None,
-    chunks: list[Ints],
+    walker: Callable[..., Walk], chunks: Sequence[Chunk], most: int | None, keep_going: bool
 ) -> dict[int, Walk]:
-    """Chunks walked in turn, the next one not yet taken by any worker, each within the whole
-    budget, until a chunk ends the walk (a readout failure; any failure unless keep_going; the
-    budget spent, as this worker's nodes alone pass it; the time). Its index is shared: no
+    """Chunks walked in turn (walker: core.walk.walk with the pooled walk's arguments), the
+    next one not yet taken by any worker, each within the whole budget, until a chunk ends the
+    walk (a readout failure; any failure unless keep_going; the time). Its index is shared: no
     worker then takes a chunk past it, and a chunk past it being walked is cut short. Only a
-    chunk that ends the walk is ever shared, so the merge stops at or before it, and never
-    reads a chunk not walked or cut."""
+    chunk that ends the walk is ever shared, so the merge stops at or before it, and never reads
+    a chunk not walked or cut. Once the chunks walked pass the budget, so does every run of
+    chunks from the first to the last one taken: that one is shared."""
     done: dict[int, Walk] = {}
     with threadpool_limits(limits=1, user_api="blas"):  # one thread per worker, per core
         while True:
@@ -180,24 +233,17 @@ def _walk_chunks(
                 _deal[0] = taken + 1
             if taken >= len(chunks) or taken > end:
                 return done
-            part = walk(
-                cell,
-                sets,
-                longest,
-                keep_going,
-                roots,
-                most,
-                hold,
-                trace,
-                chunks[taken],
-                until,
+            part = walker(
                 cut=lambda: _deal[1] < taken,  # noqa: B023 (called within this iteration)
+                **_from(chunks[taken]),
             )
             done[taken] = part
-            spent = most is not None and sum(p.nodes for p in done.values()) > most
-            if ends(part, keep_going) or spent:
-                with _deal.get_lock():
+            with _deal.get_lock():
+                _deal[2] += part.nodes
+                if ends(part, keep_going):
                     _deal[1] = min(_deal[1], taken)
+                if most is not None and _deal[2] > most:
+                    _deal[1] = min(_deal[1], _deal[0] - 1)
 
 
 def _merged(parts: list[Walk]) -> Walk:

@@ -6,7 +6,9 @@ service's single-core check accepts."""
 import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +21,10 @@ from core.cells import RnnCell
 from core.certify import DEFAULT_TANH_ERROR
 from core.copying import CertificateError, Invariant
 from core.decide import Checked
-from core.walk import BATCH, CUT, OUT_OF_TIME, Roots, Walk, walk
+from core.walk import BATCH, CUT, OUT_OF_TIME, Frontier, Roots, Walk, walk
 from core.weights import RnnWeights, weights_from_onnx
 from tests.training.hand_counter import leaky_counter
-from training import walk_pool
+from training import shorten, walk_pool
 from training.walk_fit import fit_steady
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -75,12 +77,18 @@ def _same(plain: Walk, pooled: Walk) -> None:
         (0.8, {"keep_going": True, "until": time.monotonic() + 3600}),  # a deadline not reached
     ],
 )
+@pytest.mark.parametrize("rooted", [True, False], ids=["300 roots", "100 sets"])
 def test_a_pooled_walk_is_the_walk_from_every_start(
-    shipped: tuple[RnnWeights, Invariant, float], scale: float, options: dict[str, object]
+    shipped: tuple[RnnWeights, Invariant, float],
+    scale: float,
+    options: dict[str, object],
+    rooted: bool,
 ) -> None:
+    """300 roots are dealt out in chunks of starts; 100 sets, one batch, are walked one digit
+    in this process and their children's batches dealt out."""
     weights, invariant, error = shipped
     sets = copying.sets_of(replace(invariant, shapes=invariant.shapes * scale))
-    cell, roots = RnnCell(weights, error), _roots(sets)
+    cell, roots = RnnCell(weights, error), _roots(sets) if rooted else None
     with threadpool_limits(limits=1, user_api="blas"):  # as the service walks, and each worker
         plain = walk(cell, sets, invariant.steps, roots=roots, **options)  # type: ignore[arg-type]
     pooled = walk_pool.pooled_walk(cell, sets, invariant.steps, roots=roots, **options)  # type: ignore[arg-type]
@@ -148,15 +156,103 @@ def test_a_worker_takes_no_chunk_past_one_that_ends_the_walk(
     sets = copying.sets_of(replace(invariant, shapes=invariant.shapes * 1.6))
     cell, roots = RnnCell(weights, error), _roots(sets)
     chunks = walk_pool.split(len(roots.at))
-    deal = multiprocessing.get_context("fork").Array("q", [0, len(chunks)])
+    deal = multiprocessing.get_context("fork").Array("q", [0, len(chunks), 0])
     monkeypatch.setattr(walk_pool, "_deal", deal, raising=False)
-    done = walk_pool._walk_chunks(
-        cell, sets, invariant.steps, True, roots, None, False, False, None, chunks
-    )
+    walker = partial(walk, cell, sets, invariant.steps, keep_going=True, roots=roots)
+    done = walk_pool._walk_chunks(walker, chunks, None, True)
     unsure = min(i for i, part in done.items() if part.slack <= 0)
     assert sorted(done) == list(range(unsure + 1))
     assert unsure < len(chunks) - 1
     assert deal[1] == unsure
+
+
+def test_a_worker_takes_no_chunk_once_the_chunks_walked_pass_the_budget(
+    shipped: tuple[RnnWeights, Invariant, float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each chunk within the budget, the first two together past it: the walk stops in the
+    second (the merge walks it again with what is left), so the third is not walked."""
+    weights, invariant, error = shipped
+    sets = copying.sets_of(invariant)
+    cell, roots = RnnCell(weights, error), _roots(sets)
+    chunks = walk_pool.split(len(roots.at))
+    assert len(chunks) == 3
+    alone = [walk(cell, sets, invariant.steps, roots=roots, starts=c).nodes for c in chunks]
+    most = max(alone[:2])
+    assert alone[0] + alone[1] > most
+    deal = multiprocessing.get_context("fork").Array("q", [0, len(chunks), 0])
+    monkeypatch.setattr(walk_pool, "_deal", deal, raising=False)
+    walker = partial(walk, cell, sets, invariant.steps, roots=roots, most=most)
+    done = walk_pool._walk_chunks(walker, chunks, most, False)
+    assert sorted(done) == [0, 1]
+    assert all(part.failure is None for part in done.values())
+    assert (deal[1], deal[2]) == (1, alone[0] + alone[1])
+
+
+def test_one_batch_of_starts_deals_out_its_childrens_batches(
+    shipped: tuple[RnnWeights, Invariant, float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """100 sets: the first digit is read here, and the workers walk the batches of children
+    from there, each a batch of the one walk, in its order."""
+    weights, invariant, error = shipped
+    sets = copying.sets_of(invariant)
+    cell = RnnCell(weights, error)
+    dealt: list[walk_pool.Chunk] = []
+    pooled = walk_pool._pooled
+
+    def spied(
+        walker: Callable[..., Walk],
+        most: int | None,
+        keep: bool,
+        chunks: list[walk_pool.Chunk],
+        head: Walk | None = None,
+    ) -> Walk:
+        dealt.extend(chunks)
+        assert head is not None
+        assert head.nodes == 10 * len(sets.keys)
+        return pooled(walker, most, keep, chunks, head)
+
+    monkeypatch.setattr(walk_pool, "_pooled", spied)
+    walked = walk_pool.pooled_walk(cell, sets, invariant.steps)
+    assert walked.failure is None
+    if walk_pool.cores() < 2:
+        assert not dealt
+        return
+    parts = [part for part in dealt if isinstance(part, Frontier)]
+    assert len(parts) == len(dealt) > 1
+    assert all(part.level == 1 for part in parts)
+    sizes = [len(part.at) for part in parts]
+    assert sizes[:-1] == [BATCH] * (len(parts) - 1)
+    assert 0 < sizes[-1] <= BATCH
+    # every child of the first digit, from every set, at most ten a set
+    starts = np.bincount(np.concatenate([part.start for part in parts]), minlength=100)
+    assert starts.max() <= 10
+    assert starts.min() > 0
+
+
+def _doubled(item: int) -> tuple[int, int]:
+    return 2 * item, os.getpid()
+
+
+def test_a_mapped_task_runs_on_the_workers_in_order() -> None:
+    results = walk_pool.mapped(_doubled, list(range(50)))
+    assert [value for value, _ in results] == [2 * i for i in range(50)]
+    if walk_pool.cores() >= 2:
+        assert {pid for _, pid in results} - {os.getpid()}, "no worker ran a task"
+
+
+def test_the_polish_weighs_the_same_scalings_on_every_core(
+    shipped: tuple[RnnWeights, Invariant, float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each set's own tree, scaled, walked on the workers: the same gains as in this process."""
+    weights, invariant, error = shipped
+    sets = copying.sets_of(invariant)
+    cell = RnnCell(weights, error)
+    traced = walk(cell, sets, invariant.steps, hold=True, trace=True)
+    pooled = shorten._scalings(cell, invariant, sets, traced)
+    monkeypatch.setattr(walk_pool, "cores", lambda: 1)
+    here = shorten._scalings(cell, invariant, sets, traced)
+    assert pooled == here
+    assert here, "no scaling gains: the comparison says nothing"
 
 
 def test_on_one_core_the_walk_stays_in_this_process(
