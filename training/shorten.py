@@ -224,7 +224,7 @@ def _scalings(
     assert trace is not None
     own = np.bincount(trace.start, minlength=len(sets.keys))
     entered = _entries_held(cell, invariant, sets).max(axis=1) / sets.limit
-    tried: list[tuple[int, float, int]] = []  # a set, its factor, what the others' trees gain
+    tried: list[tuple[int, float, int]] = []  # a set, its factor, its change to the other trees
     for at in range(len(sets.keys)):
         there = trace.target == at
         others = there & (trace.start != at) & ~trace.last
