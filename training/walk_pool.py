@@ -38,10 +38,6 @@ if TYPE_CHECKING:
 # starts a chunk: enough chunks for the workers to finish together (a start's tree ranges from
 # ten nodes to thousands), few enough that each stays a few of core.walk's batches
 CHUNK = BATCH
-# walks from fewer starts, but more than one batch, stay in this process: a task costs a few
-# milliseconds of pickling
-SMALLEST = 2 * CHUNK
-
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -94,7 +90,7 @@ def pooled_walk(
         trace=trace,
         until=until,
     )
-    if cores() < 2 or CHUNK < count < SMALLEST:
+    if cores() < 2:
         return walker()
     if count > CHUNK:
         return _pooled(walker, most, keep_going, split(count))
@@ -119,11 +115,12 @@ def _pooled(
 ) -> Walk:
     """The walks of these chunks on the workers, after `head` (the walk that dealt them out,
     if any), merged in order up to where the one walk stops."""
-    executor = _executor(cores())
+    workers = cores()
+    executor = _executor(workers)
     _deal[:] = [0, len(chunks), 0 if head is None else head.nodes]
     walked: dict[int, Walk] = {}
     for task in [
-        executor.submit(_walk_chunks, walker, chunks, most, keep_going) for _ in range(cores())
+        executor.submit(_walk_chunks, walker, chunks, most, keep_going) for _ in range(workers)
     ]:
         walked.update(task.result())
     parts = [] if head is None else [head]
