@@ -81,19 +81,17 @@ def shorten(
                 reach = 1 + (reach - 1) / 2
     grown_best = best if changed else None
     best, sets, widths, last, trimmed = _trims(cell, best, sets, widths, axes, last)
-    shipped: list[tuple[Invariant | None, Checked | None]] = [(trimmed, None), (grown_best, None)]
-    polished = _polished(cell, weights, best, sets, last, tanh_error)
-    if polished is not None:
+    shipped = [trimmed, grown_best]
+    rounds = _polished(cell, best, sets, last)
+    if rounds:
         # scaled sets hold their leaves with room again along some axes: trimmed once more
-        best, polished_checked, sets, last = polished
+        best, sets, last = rounds[-1]
         widths = np.linalg.norm(best.shapes, axis=1)
         *_, retrimmed = _trims(cell, best, sets, widths, axes, last)
-        shipped = [(retrimmed, None), (best, polished_checked)]
-    for certificate, certificate_checked in shipped:
+        shipped = [retrimmed, *(polished for polished, _, _ in reversed(rounds)), *shipped]
+    for certificate in shipped:
         if certificate is None:
             continue
-        if certificate_checked is not None:
-            return certificate, certificate_checked
         try:
             return certificate, walk_pool.check(weights, certificate, tanh_error)
         except CertificateError:
@@ -159,60 +157,47 @@ def _entries_held(cell: RnnCell, invariant: Invariant, sets: copying.Sets) -> Ar
 
 
 def _polished(
-    cell: RnnCell,
-    weights: RnnWeights,
-    invariant: Invariant,
-    sets: copying.Sets,
-    last: Walk,
-    tanh_error: float,
-) -> tuple[Invariant, Checked, copying.Sets, Walk] | None:
+    cell: RnnCell, invariant: Invariant, sets: copying.Sets, last: Walk
+) -> list[tuple[Invariant, copying.Sets, Walk]]:
     """The sets (their walk `last`, traced) scaled, each by 1 - POLISH or 1 + POLISH or left,
-    in rounds while a round cuts the walk by POLISH_GAIN, checked in one pass, with its sets
-    and walk (leaves held); None when no round does.
+    in rounds while a round cuts the walk by POLISH_GAIN: each round's certificate (not
+    checked: shorten checks them, the last first), with its sets and walk (leaves held).
 
     A round weighs each scaling of one set by what it changes: the set's own digit tree,
     walked again, and the other trees' children measured in that set. Scaled by f, a child's
     coordinates there scale by 1 / f: grown, its open children within f close (each saves
     its ten children, at least); shrunk, its leaves past f open (each costs OPENED), and none
     may open at the walk's deepest level or let an entry out. The scalings that gain are
-    taken together, the best first; when the walk or the check refuses them, the better half,
-    and so on."""
+    taken together, the best first; when the walk refuses them, the better half, and so on,
+    while the scalings tried expect to gain POLISH_GAIN (on counter-post the walks cut
+    about what their scalings expected, docs/proof.md)."""
     traced = last if _sets_sure(cell, sets) and _walk_sure(last) else None
-    found: tuple[Invariant, Checked, copying.Sets, Walk] | None = None
+    rounds: list[tuple[Invariant, copying.Sets, Walk]] = []
     for _ in range(POLISHES):
         if traced is None:
             break
         gains = _scalings(cell, invariant, sets, traced)
-        while gains:
-            taken = _scaled(cell, weights, invariant, gains, traced.nodes, tanh_error)
+        while gains and -sum(gain for gain, _, _ in gains) >= POLISH_GAIN * traced.nodes:
+            taken = _scaled(cell, invariant, gains, traced.nodes)
             if taken is not None:
                 break
             gains = gains[: len(gains) // 2]
         else:
             break
-        invariant, _, sets, traced = found = taken
-    return found
+        invariant, sets, traced = taken
+        rounds.append(taken)
+    return rounds
 
 
 def _scaled(
-    cell: RnnCell,
-    weights: RnnWeights,
-    invariant: Invariant,
-    gains: list[tuple[int, int, float]],
-    nodes: int,
-    tanh_error: float,
-) -> tuple[Invariant, Checked, copying.Sets, Walk] | None:
-    """The certificate with these scalings, checked, with its sets and traced walk, when that
-    walk cuts `nodes` by POLISH_GAIN with every readout sure by SLACK and the check passes."""
+    cell: RnnCell, invariant: Invariant, gains: list[tuple[int, int, float]], nodes: int
+) -> tuple[Invariant, copying.Sets, Walk] | None:
+    """The certificate with these scalings, with its sets and traced walk, when that walk cuts
+    `nodes` by POLISH_GAIN with every readout sure by SLACK."""
     candidate = _rescaled(invariant, {at: factor for _, at, factor in gains})
     sets = copying.sets_of(candidate)
     shorter = _closing(cell, sets, int(nodes * (1 - POLISH_GAIN)))
-    if shorter is None:
-        return None
-    try:
-        return candidate, walk_pool.check(weights, candidate, tanh_error), sets, shorter
-    except CertificateError:
-        return None
+    return None if shorter is None else (candidate, sets, shorter)
 
 
 def _scalings(

@@ -6,6 +6,8 @@ certificate proves the same K with a smaller walk and its file checks in one pas
 with each set scaled a few per cent where that cuts the walk (the polish); sets the check
 refuses are never shipped."""
 
+import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +17,9 @@ from core import copying, decide
 from core.card import ModelCard
 from core.cells import RnnCell
 from core.certify import DEFAULT_TANH_ERROR
-from core.copying import CertificateError, Invariant
+from core.copying import MAX_STEPS, CertificateError, Invariant
 from core.decide import Checked
-from core.walk import walk
+from core.walk import Walk, walk
 from core.weights import RnnWeights, weights_from_onnx
 from training import shorten, walk_pool
 from training.walk_fit import fit_walk
@@ -138,36 +140,62 @@ def test_polished_sets_prove_the_same_with_a_smaller_walk(
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_polish")
-def test_a_polished_certificate_ships_when_the_check_refuses_its_trim(
-    fitted: tuple[RnnWeights, Invariant, Checked], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("refused", [1, 2])
+def test_the_polish_ships_when_the_check_refuses_the_trim_after_it(
+    fitted: tuple[RnnWeights, Invariant, Checked], monkeypatch: pytest.MonkeyPatch, refused: int
 ) -> None:
-    """After the polish the sets are trimmed once more; when the check refuses that, the
-    polished certificate (which the check took) ships."""
+    """After the polish the sets are trimmed once more. The polish's rounds are not checked
+    as they go: when the check refuses that trim, the last round ships; when it refuses that
+    too, what the polish started from."""
     weights, invariant, checked = fitted
     monkeypatch.setattr(shorten, "TRIMS", 1)
-    polished: list[tuple[Invariant, Checked]] = []
+    rounds: list[tuple[Invariant, copying.Sets, Walk]] = []
     polish = shorten._polished
 
-    def polish_then_refuse(*args: object, **kwargs: object) -> object:
-        found = polish(*args, **kwargs)  # type: ignore[arg-type]
-        assert found is not None
-        polished.append(found[:2])
-        return found
+    def polish_and_keep(*args: object) -> list[tuple[Invariant, copying.Sets, Walk]]:
+        rounds.extend(polish(*args))  # type: ignore[arg-type]
+        return rounds
 
-    refused: list[Invariant] = []
+    calls: list[Invariant] = []
 
     def refuse(weights: RnnWeights, certificate: Invariant, error: float) -> Checked:
-        if polished:
-            refused.append(certificate)
+        calls.append(certificate)
+        if len(calls) <= refused:
             raise CertificateError("refused")
         return check(weights, certificate, error)
 
     check = walk_pool.check  # the search's
-    monkeypatch.setattr(shorten, "_polished", polish_then_refuse)
+    monkeypatch.setattr(shorten, "_polished", polish_and_keep)
     monkeypatch.setattr(walk_pool, "check", refuse)
-    assert shorten.shorten(weights, invariant, checked, DEFAULT_TANH_ERROR) == polished[0]
-    (trimmed,) = refused
-    assert _nodes(weights, trimmed) < _nodes(weights, polished[0][0])
+    shipped, shipped_checked = shorten.shorten(weights, invariant, checked, DEFAULT_TANH_ERROR)
+    ((polished, _, _),) = rounds
+    assert calls[1] is polished
+    assert _nodes(weights, calls[0]) < _nodes(weights, polished)
+    assert shipped_checked == decide.check(weights, shipped, DEFAULT_TANH_ERROR)
+    if refused == 1:
+        assert shipped is polished
+    else:
+        assert _nodes(weights, polished) < _nodes(weights, shipped)
+
+
+@pytest.mark.slow
+def test_the_polish_walks_no_trial_its_scalings_expect_to_fall_short(
+    fitted: tuple[RnnWeights, Invariant, Checked], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial is walked only when the scalings in it expect to cut the walk by POLISH_GAIN."""
+    weights, invariant, _ = fitted
+    cell = RnnCell(weights, DEFAULT_TANH_ERROR)
+    best = replace(invariant, steps=MAX_STEPS)
+    sets = copying.sets_of(best)
+    last = walk(cell, sets, MAX_STEPS, hold=True, trace=True)
+    enough = math.ceil(shorten.POLISH_GAIN * last.nodes)
+    walked: list[object] = []
+    monkeypatch.setattr(shorten, "_closing", lambda *args: walked.append(args))
+    for expected, trials in ((enough - 1, 0), (enough, 1)):
+        gains = [(-expected, 0, 1 + shorten.POLISH)]
+        monkeypatch.setattr(shorten, "_scalings", lambda *_, gains=gains: gains)
+        assert shorten._polished(cell, best, sets, last) == []
+        assert len(walked) == trials
 
 
 @pytest.mark.slow
