@@ -4,6 +4,7 @@ states, grown where an entry or a walk's open leaf pokes out. Only core.decide.c
 """
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,8 @@ SHALLOW = 3
 # a round grown from one that left at most this many strings open, a tenth or less of the round
 # before, is checked before it is walked: when the check takes it, the round's walks would only
 # have walked its trees once more (seed 3: its last round, grown from 21 open strings after
-# 452, walked 10 s before the same check; seed 9's, from 203 after 5 400, 21 s)
+# 452, walked 10 s before the same check; seed 9's, from 203 after 5 400, 21 s); when it
+# refuses it, the check's walk is the round's
 CHECK_OPEN = 300
 # a walk of more nodes ends the walked fit: its sets are far from closing, and the steady fit
 # is tried (counter-post's walks are a third of it; docs/proof.md, "Deeper, not wider")
@@ -143,14 +145,14 @@ def fit_walk(
         need = widths.copy()
         inside = copying.coordinates(sets, entry_keys, entry_lo, entry_hi)
         np.maximum.at(need, entry_keys, inside * widths[entry_keys] * WALK_GROWTH)
-        if _check_first(opened):
-            at_once = _checked_at_once(weights, invariant, tanh_error, None)
-            if at_once is not None:
-                return at_once
-        for depth in [SHALLOW, WALK_STEPS] if turn == 0 else [WALK_STEPS]:
-            walked = pooled_walk(cell, sets, depth, keep_going=True, most=WALK_MOST, until=until)
-            if walked.slack <= 0 or walked.failure == OUT_OF_TIME:
-                break
+        found = (
+            _checked_or_walked(weights, invariant, tanh_error, until)
+            if _check_first(opened)
+            else None
+        )
+        if isinstance(found, tuple):
+            return found
+        walked = found if found is not None else _round_walk(cell, sets, turn == 0, until)
         if walked.failure == OUT_OF_TIME:
             return _out_of_time(failure)
         if walked.nodes > WALK_MOST:
@@ -303,6 +305,39 @@ def _check_first(opened: list[int]) -> bool:
     """Whether a round grown from rounds that left these many strings open (in order) is
     checked before it is walked (CHECK_OPEN)."""
     return len(opened) >= 2 and opened[-1] <= CHECK_OPEN and 10 * opened[-1] <= opened[-2]
+
+
+def _round_walk(cell: RnnCell, sets: copying.Sets, first: bool, until: float | None) -> Walk:
+    """A round's walk of its sets, on past a leaf that stays open; the first round's walks
+    SHALLOW digits deep first, and stop there when a digit is read unsure."""
+    for depth in [SHALLOW, WALK_STEPS] if first else [WALK_STEPS]:
+        walked = pooled_walk(cell, sets, depth, keep_going=True, most=WALK_MOST, until=until)
+        if walked.slack <= 0 or walked.failure == OUT_OF_TIME:
+            break
+    return walked
+
+
+def _checked_or_walked(
+    weights: RnnWeights, invariant: Invariant, tanh_error: float, until: float | None
+) -> tuple[Invariant, Checked] | Walk | None:
+    """The certificate checked at once, its sets walked as a round walks them (on past a leaf
+    that stays open): checked when the check takes it; when the check refuses it after its
+    walk, that walk, which is the round's (counter-post's third round: 2.8 s not walked
+    twice); else None."""
+    walks: list[Walk] = []
+
+    def walker(cell: RnnCell, sets: copying.Sets, longest: int, **options: Any) -> Walk:
+        walks.append(
+            pooled_walk(
+                cell, sets, longest, keep_going=True, most=WALK_MOST, until=until, **options
+            )
+        )
+        return walks[-1]
+
+    try:
+        return invariant, decide.check(weights, invariant, tanh_error, walker=walker)
+    except CertificateError:
+        return walks[-1] if walks else None
 
 
 def _checked_at_once(

@@ -63,3 +63,24 @@ def test_a_round_is_checked_first_when_the_last_growth_closed_nine_in_ten(
     opened: list[int], checked_first: bool
 ) -> None:
     assert walk_fit._check_first(opened) is checked_first
+
+
+def test_a_round_the_check_refuses_is_walked_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A round checked first and refused takes the check's walk of its sets (walked on past
+    the leaves that stay open) as its own: every round walks its sets once, the first SHALLOW
+    digits deep too."""
+    made: list[tuple[int, bytes]] = []
+    real = walk_pool.pooled_walk
+
+    def recorded(cell: Any, sets: Any, longest: int, **options: Any) -> Walk:
+        made.append((longest, sets.shapes.tobytes()))
+        return real(cell, sets, longest, **options)
+
+    monkeypatch.setattr(walk_fit, "pooled_walk", recorded)
+    monkeypatch.setattr(walk_pool, "pooled_walk", recorded)  # the check's, walk_pool.check
+    monkeypatch.setattr(walk_fit, "_check_first", lambda opened: bool(opened))
+    found = fit_walk(leaky_counter(), 2)
+    assert isinstance(found, str)
+    assert "1 digit strings of 6 still leave their sets" in found
+    assert [depth for depth, _ in made] == [SHALLOW] + [WALK_STEPS] * walk_fit.WALK_ROUNDS
+    assert len(set(made)) == len(made)
