@@ -323,7 +323,8 @@ def _checked_or_walked(
     """The certificate checked at once, its sets walked as a round walks them (on past a leaf
     that stays open): checked when the check takes it; when the check refuses it after its
     walk, that walk, which is the round's (counter-post's third round: 2.8 s not walked
-    twice); else None."""
+    twice); else None. The walked fit's sets have no walked entries (Invariant.entry_steps is
+    0): the check's one walk is of the sets."""
     walks: list[Walk] = []
 
     def walker(cell: RnnCell, sets: copying.Sets, longest: int, **options: Any) -> Walk:

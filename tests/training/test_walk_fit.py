@@ -12,17 +12,19 @@ from training import walk_fit, walk_pool
 from training.walk_fit import SHALLOW, WALK_STEPS, fit_walk
 
 
-def walks_of(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, Walk]]:
-    """Every walk the fit makes, by depth, as it is made."""
-    made: list[tuple[int, Walk]] = []
+def walks_of(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, Walk, bytes]]:
+    """Every walk the fit makes, its checks' included, as it is made: its depth, the walk and
+    the walked sets' shapes."""
+    made: list[tuple[int, Walk, bytes]] = []
     real = walk_pool.pooled_walk
 
     def recorded(cell: Any, sets: Any, longest: int, **options: Any) -> Walk:
         walked = real(cell, sets, longest, **options)
-        made.append((longest, walked))
+        made.append((longest, walked, sets.shapes.tobytes()))
         return walked
 
     monkeypatch.setattr(walk_fit, "pooled_walk", recorded)
+    monkeypatch.setattr(walk_pool, "pooled_walk", recorded)  # walk_pool.check's
     return made
 
 
@@ -36,15 +38,15 @@ def test_a_digit_read_unsure_early_ends_the_fit_at_the_shallow_walk(
     assert isinstance(found, str)
     assert "after 1 digits" in found
     assert "not sure to win" in found
-    assert [depth for depth, _ in made] == [SHALLOW]
+    assert [depth for depth, *_ in made] == [SHALLOW]
 
 
 def test_sets_that_read_right_early_are_walked_whole(monkeypatch: pytest.MonkeyPatch) -> None:
     made = walks_of(monkeypatch)
     fit_walk(leaky_counter(), 2)
-    assert [depth for depth, _ in made][:2] == [SHALLOW, WALK_STEPS]
-    assert all(walked.slack > 0 for _, walked in made)
-    assert all(depth == WALK_STEPS for depth, _ in made[1:])
+    assert [depth for depth, *_ in made][:2] == [SHALLOW, WALK_STEPS]
+    assert all(walked.slack > 0 for _, walked, _ in made)
+    assert all(depth == WALK_STEPS for depth, *_ in made[1:])
 
 
 @pytest.mark.parametrize(
@@ -69,18 +71,10 @@ def test_a_round_the_check_refuses_is_walked_once(monkeypatch: pytest.MonkeyPatc
     """A round checked first and refused takes the check's walk of its sets (walked on past
     the leaves that stay open) as its own: every round walks its sets once, the first SHALLOW
     digits deep too."""
-    made: list[tuple[int, bytes]] = []
-    real = walk_pool.pooled_walk
-
-    def recorded(cell: Any, sets: Any, longest: int, **options: Any) -> Walk:
-        made.append((longest, sets.shapes.tobytes()))
-        return real(cell, sets, longest, **options)
-
-    monkeypatch.setattr(walk_fit, "pooled_walk", recorded)
-    monkeypatch.setattr(walk_pool, "pooled_walk", recorded)  # the check's, walk_pool.check
+    made = walks_of(monkeypatch)
     monkeypatch.setattr(walk_fit, "_check_first", lambda opened: bool(opened))
     found = fit_walk(leaky_counter(), 2)
     assert isinstance(found, str)
     assert "1 digit strings of 6 still leave their sets" in found
-    assert [depth for depth, _ in made] == [SHALLOW] + [WALK_STEPS] * walk_fit.WALK_ROUNDS
-    assert len(set(made)) == len(made)
+    assert [depth for depth, *_ in made] == [SHALLOW] + [WALK_STEPS] * walk_fit.WALK_ROUNDS
+    assert len({(depth, shapes) for depth, _, shapes in made}) == len(made)
